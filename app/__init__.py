@@ -1,0 +1,1 @@
+"""The runlake dashboard (Dash) and the ``runlake`` command line."""

@@ -1,0 +1,1 @@
+"""Static files the dashboard serves (CSS, favicon); a package so a wheel install ships them."""

@@ -1,0 +1,209 @@
+"""One open lake on the training side: its buffer, background flusher and catalog reads.
+
+Stdlib and pyarrow only. A ``Store`` is shared by every run and client of one lake root in a
+process; a forked child gets fresh stores (the parent's buffer and thread are not its own).
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import os
+import sys
+import threading
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from runlake.lake import layout, writer
+from runlake.ingest.buffer import Buffer
+
+FLUSH_INTERVAL_S = float(os.environ.get("RUNLAKE_FLUSH_INTERVAL", "3"))
+# A buffer this large is flushed early, to bound memory in runs that log very fast.
+MAX_BUFFERED_POINTS = 2_000_000
+
+
+def experiment_id_for(name: str) -> str:
+    """The id a new experiment of this name gets.
+
+    Derived from the name, so two processes creating the same experiment at the same moment
+    agree on its id without a lock: both write the same row and latest-wins absorbs the twin.
+    """
+    if name == layout.DEFAULT_EXPERIMENT_NAME:
+        return layout.DEFAULT_EXPERIMENT_ID
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()
+    return str(int(digest[:15], 16) % 10**17 + 10**17)
+
+
+class Store:
+    """A lake root opened for writing."""
+
+    def __init__(self, location: str | os.PathLike[str]) -> None:
+        self.fs, self.root = layout.resolve_lake(location)
+        self.paths = layout.LakePaths(self.root)
+        self.buffer = Buffer()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._thread_lock = threading.Lock()
+        self._run_experiments: dict[str, str] = {}
+        self._known_experiments: dict[str, str] = {}  # name -> id
+        self.flush_error: BaseException | None = None
+
+    # -- buffering -----------------------------------------------------------------------
+    def ensure_flusher(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        with self._thread_lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._stop.clear()
+                self._thread = threading.Thread(target=self._loop, name="runlake-flusher", daemon=True)
+                self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(FLUSH_INTERVAL_S)
+            self._wake.clear()
+            try:
+                self.buffer.flush(self.fs, self.root)
+                self.flush_error = None
+            except Exception as exc:  # kept for the next explicit flush to raise; rows stay buffered
+                self.flush_error = exc
+
+    def add_metric(self, experiment_id: str, run_id: str, key: str, value: float, step: int, timestamp: int) -> None:
+        if self.buffer.add_metric(experiment_id, run_id, key, value, step, timestamp) >= MAX_BUFFERED_POINTS:
+            self._wake.set()
+        if self._thread is None:
+            self.ensure_flusher()
+
+    def add_metric_table(self, experiment_id: str, points: pa.Table) -> None:
+        if self.buffer.add_metric_table(experiment_id, points) >= MAX_BUFFERED_POINTS:
+            self._wake.set()
+        self.ensure_flusher()
+
+    def add_rows(self, table: str, experiment_id: str, rows: list[dict[str, Any]]) -> None:
+        self.buffer.add_rows(table, experiment_id, rows)
+        self.ensure_flusher()
+
+    def flush(self) -> None:
+        """Write everything buffered now (raises what the write raised)."""
+        self.buffer.flush(self.fs, self.root)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        try:
+            self.flush()
+        except Exception as exc:
+            print(f"runlake: could not flush buffered data to {self.root}: {exc}", file=sys.stderr)
+
+    # -- catalog reads (small tables, read with pyarrow) ---------------------------------
+    def read_rows(self, table: str, experiment_id: str | None = None) -> pa.Table | None:
+        """All rows of a table (one partition when given); None when it has none."""
+        if experiment_id is not None:
+            directory = self.paths.partition_dir(table, experiment_id)
+            selector = pafs.FileSelector(directory, allow_not_found=True)
+            infos = [
+                i for i in self.fs.get_file_info(selector)
+                if i.base_name.endswith(layout.DATA_SUFFIX) and not i.base_name.startswith(layout.TMP_PREFIX)
+            ]
+        else:
+            infos = writer.list_parts(self.fs, self.root, table)
+        parts = []
+        for info in infos:
+            try:
+                part = pq.read_table(info.path, filesystem=self.fs)
+            except FileNotFoundError:
+                continue  # removed by compaction after listing; its rows live in the merged file
+            if experiment_id is None and table != layout.EXPERIMENTS:
+                part = part.append_column(
+                    layout.PARTITION_COLUMN, pa.array([writer.partition_of(info.path)] * part.num_rows, pa.string())
+                )
+            parts.append(part)
+        return pa.concat_tables(parts, promote_options="default") if parts else None
+
+    def experiments(self) -> dict[str, dict[str, Any]]:
+        """Current experiments by id (latest non-null value per field)."""
+        table = self.read_rows(layout.EXPERIMENTS)
+        return fold_latest(table.to_pylist() if table is not None else [], "experiment_id")
+
+    def experiment_by_name(self, name: str) -> dict[str, Any] | None:
+        matches = [e for e in self.experiments().values() if e.get("name") == name]
+        if not matches:
+            return None
+        matches.sort(key=lambda e: (e.get("lifecycle_stage") != layout.LIFECYCLE_ACTIVE, e["experiment_id"]))
+        return matches[0]
+
+    def remember_run(self, run_id: str, experiment_id: str) -> None:
+        self._run_experiments[run_id] = experiment_id
+
+    def experiment_of_run(self, run_id: str) -> str | None:
+        """The experiment partition holding a run, or None when the run does not exist."""
+        found = self._run_experiments.get(run_id)
+        if found is not None:
+            return found
+        selector = pafs.FileSelector(self.paths.table_dir(layout.RUNS), allow_not_found=True)
+        for info in self.fs.get_file_info(selector):
+            experiment_id = writer.partition_of(info.path + "/x")
+            if experiment_id is None:
+                continue
+            rows = self.read_rows(layout.RUNS, experiment_id)
+            if rows is not None and run_id in set(rows.column("run_id").to_pylist()):
+                self._run_experiments[run_id] = experiment_id
+                return experiment_id
+        return None
+
+
+def fold_latest(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:
+    """Fold versioned partial rows into the current state: latest non-null value per field."""
+    state: dict[str, dict[str, Any]] = {}
+    for row in sorted(rows, key=lambda r: r.get("version") or 0):
+        current = state.setdefault(row[key], {})
+        for name, value in row.items():
+            if value is not None:
+                current[name] = value
+    return state
+
+
+_stores: dict[str, Store] = {}
+_stores_lock = threading.Lock()
+
+
+def get_store(location: str | os.PathLike[str]) -> Store:
+    """The process's store for a lake location (created on first use)."""
+    _, root = layout.resolve_lake(location)
+    with _stores_lock:
+        store = _stores.get(root)
+        if store is None:
+            store = _stores[root] = Store(location)
+        return store
+
+
+def flush_all() -> None:
+    for store in list(_stores.values()):
+        store.flush()
+
+
+def _close_all() -> None:
+    for store in list(_stores.values()):
+        store.close()
+
+
+def _after_fork_in_child() -> None:
+    # The parent's buffer holds the parent's points (it will flush them); the child starts
+    # empty, with its own lock and flusher thread.
+    global _stores_lock
+    _stores_lock = threading.Lock()
+    _stores.clear()
+    if "multiprocessing" in sys.modules:
+        # multiprocessing children leave through os._exit, which skips atexit: register the
+        # final flush where multiprocessing runs it instead.
+        from multiprocessing import util
+
+        util.Finalize(None, _close_all, exitpriority=10)
+
+
+atexit.register(_close_all)
+os.register_at_fork(after_in_child=_after_fork_in_child)

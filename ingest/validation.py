@@ -1,0 +1,109 @@
+"""MLflow's validation rules for keys and values, with clear ValueErrors (stdlib only)."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+import posixpath
+import re
+from typing import Any
+
+MAX_KEY_LENGTH = 250
+MAX_PARAM_VALUE_LENGTH = 6000
+MAX_TAG_VALUE_LENGTH = 8000
+MAX_RUN_NAME_LENGTH = 250
+
+# As MLflow: letters, digits, underscores, dashes, periods, spaces, slashes and colons.
+_KEY_RE = re.compile(r"^[\w./\- :]+$")
+
+# Keys already checked: validation must not cost a regex match per logged point.
+_valid_keys: set[str] = set()
+
+
+def validate_key(kind: str, key: Any) -> str:
+    """Check a metric, param or tag key and return it.
+
+    Raises:
+        ValueError: the key is not a string, is empty or too long, has characters outside
+            MLflow's set, or is a path that is not unique (``a/../b``, ``/abs``).
+    """
+    if key in _valid_keys:
+        return key  # type: ignore[no-any-return]
+    if not isinstance(key, str):
+        raise ValueError(f"Invalid {kind} key {key!r}: keys must be strings, got {type(key).__name__}")
+    if not key:
+        raise ValueError(f"Invalid {kind} key: the key must not be empty")
+    if len(key) > MAX_KEY_LENGTH:
+        raise ValueError(
+            f"Invalid {kind} key '{key[:40]}...': {len(key)} characters, the limit is {MAX_KEY_LENGTH}"
+        )
+    if not _KEY_RE.match(key):
+        raise ValueError(
+            f"Invalid {kind} key '{key}': keys may contain only letters, digits, underscores (_), "
+            "dashes (-), periods (.), spaces ( ), colons (:) and slashes (/)"
+        )
+    if posixpath.normpath(key) != key or key.startswith("/") or key.startswith(".."):
+        raise ValueError(f"Invalid {kind} key '{key}': a key that is a path must be a plain relative path")
+    if len(_valid_keys) < 100_000:
+        _valid_keys.add(key)
+    return key
+
+
+def param_value(key: str, value: Any) -> str:
+    """A param value as the string stored (MLflow keeps params as strings)."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > MAX_PARAM_VALUE_LENGTH:
+        raise ValueError(
+            f"Param '{key}' has a value of {len(text)} characters; the limit is {MAX_PARAM_VALUE_LENGTH}"
+        )
+    return text
+
+
+def tag_value(key: str, value: Any) -> str:
+    """A tag value as the string stored."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > MAX_TAG_VALUE_LENGTH:
+        raise ValueError(f"Tag '{key}' has a value of {len(text)} characters; the limit is {MAX_TAG_VALUE_LENGTH}")
+    return text
+
+
+def metric_value(key: str, value: Any) -> float:
+    """A metric value as a float; NaN and +/-inf are kept, as MLflow does."""
+    if type(value) is float:
+        return value
+    if isinstance(value, (str, bytes)) or not (isinstance(value, numbers.Number) or hasattr(value, "__float__")):
+        raise ValueError(
+            f"Got invalid value {value!r} for metric '{key}': metric values must be numbers "
+            "(int, float, or a numpy/torch scalar)"
+        )
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"Got invalid value {value!r} for metric '{key}': {exc}") from None
+
+
+def metric_step(key: str, step: Any) -> int:
+    """A metric step as an int (None means step 0, as in MLflow)."""
+    if step is None:
+        return 0
+    if type(step) is int:
+        return step
+    if isinstance(step, bool) or isinstance(step, float):
+        raise ValueError(f"Invalid step {step!r} for metric '{key}': steps must be integers")
+    try:
+        return operator.index(step)
+    except TypeError:
+        raise ValueError(f"Invalid step {step!r} for metric '{key}': steps must be integers") from None
+
+
+def timestamp_ms(what: str, value: Any) -> int:
+    """An epoch-milliseconds timestamp as an int."""
+    if type(value) is int:
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return int(value)
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise ValueError(f"Invalid {what} {value!r}: expected epoch milliseconds as an integer") from None

@@ -1,0 +1,157 @@
+"""Keeps a DuckDB connection's current-state tables in step with a lake's files.
+
+Each table's file listing is fingerprinted; a query first refreshes whatever changed. New
+files alone (the common case: training jobs flushing) are appended and only the affected runs
+are folded again; a listing that lost files (compaction, retention) rebuilds that table. Rows
+are read with pyarrow through the lake's filesystem, so no path is ever written into SQL.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+
+from runlake.lake import layout, views, writer
+
+# Current-state table -> the raw table it folds, and the key its rows are folded by.
+_FOLDS: dict[str, tuple[str, str]] = {
+    "experiments": (layout.EXPERIMENTS, "experiment_id"),
+    "runs": (layout.RUNS, "run_id"),
+    "params": (layout.PARAMS, "run_id"),
+    "tags": (layout.TAGS, "run_id"),
+    "latest_metrics": (layout.METRIC_SUMMARIES, "run_id"),
+}
+_MATERIALISED = (layout.EXPERIMENTS, layout.RUNS, layout.PARAMS, layout.TAGS, layout.METRIC_SUMMARIES)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One table's finished part files and their sizes."""
+
+    files: tuple[tuple[str, int], ...]
+
+    @property
+    def paths(self) -> list[str]:
+        return [path for path, _size in self.files]
+
+
+def list_table(fs: pafs.FileSystem, root: str, table: str) -> Listing:
+    return Listing(tuple((info.path, info.size or 0) for info in writer.list_parts(fs, root, table)))
+
+
+def read_files(fs: pafs.FileSystem, root: str, table: str, paths: list[str]) -> pa.Table:
+    """Rows of the given part files: the table's schema plus ``experiment_id`` when partitioned."""
+    if table == layout.EXPERIMENTS:
+        return ds.dataset(paths, schema=layout.SCHEMAS[table], filesystem=fs, format="parquet").to_table()
+    return partitioned_dataset(fs, root, table, paths).to_table()
+
+
+class Snapshot:
+    """The current-state tables of one lake inside one DuckDB connection."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, fs: pafs.FileSystem, root: str) -> None:
+        self._con = con
+        self._fs = fs
+        self._root = root
+        self._lock = threading.Lock()
+        self._listings: dict[str, Listing] = {}
+        self.generation = 0
+        self._metrics_listing: Listing | None = None
+
+    def fingerprint(self) -> tuple[int, ...]:
+        """A value that changes whenever any table's listing changes (for caches)."""
+        return tuple(hash(self._listings.get(t)) for t in layout.ALL_TABLES)
+
+    def refresh(self, tables: tuple[str, ...] = _MATERIALISED) -> bool:
+        """Bring the given tables up to date with the files; True when anything changed."""
+        with self._lock:
+            changed = False
+            for table in tables:
+                listing = list_table(self._fs, self._root, table)
+                if listing != self._listings.get(table):
+                    self._listings[table] = self._load(table, self._listings.get(table), listing)
+                    changed = True
+            if changed:
+                self.generation += 1
+            return changed
+
+    def _load(self, table: str, old: Listing | None, new: Listing) -> Listing:
+        view = next(name for name, (raw, _key) in _FOLDS.items() if raw == table)
+        key = _FOLDS[view][1]
+        if old is not None and set(old.files) <= set(new.files):
+            added = [path for path, size in new.files if (path, size) not in set(old.files)]
+            try:
+                rows = read_files(self._fs, self._root, table, added)
+            except FileNotFoundError:
+                pass  # maintenance moved rows since the listing: fold everything again below
+            else:
+                self._append(table, view, key, rows)
+                return new
+        return self._rebuild(table, view, new)
+
+    def _append(self, table: str, view: str, key: str, rows: pa.Table) -> None:
+        con = self._con
+        con.register("_new_rows", rows)
+        try:
+            con.execute("BEGIN")
+            con.execute(f"INSERT INTO raw_{table} SELECT * FROM _new_rows")
+            # Fold again only the keys the new rows touch; the rest of the state stands.
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _touched AS SELECT DISTINCT {key} FROM _new_rows")
+            con.execute(f"DELETE FROM {view} WHERE {key} IN (SELECT {key} FROM _touched)")
+            touched = f"(SELECT * FROM raw_{table} WHERE {key} IN (SELECT {key} FROM _touched))"
+            con.execute(f"INSERT INTO {view} {views.fold_sql(view, touched)}")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            con.unregister("_new_rows")
+
+    def _rebuild(self, table: str, view: str, listing: Listing) -> Listing:
+        con = self._con
+        for attempt in range(2):
+            if attempt:
+                listing = list_table(self._fs, self._root, table)
+            try:
+                rows = read_files(self._fs, self._root, table, listing.paths)
+                break
+            except FileNotFoundError:
+                # A file listed a moment ago was removed by compaction or retention, which
+                # write their output before removing inputs: a fresh listing has every row.
+                if attempt:
+                    raise
+        con.register("_all_rows", rows)
+        try:
+            con.execute("BEGIN")
+            con.execute(f"CREATE OR REPLACE TABLE raw_{table} AS SELECT * FROM _all_rows")
+            con.execute(f"CREATE OR REPLACE TABLE {view} AS {views.fold_sql(view)}")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            con.unregister("_all_rows")
+        return listing
+
+    def metrics_dataset(self) -> ds.Dataset:
+        """The metric points as a lazily scanned dataset (filters push down to row groups)."""
+        listing = list_table(self._fs, self._root, layout.METRICS)
+        return partitioned_dataset(self._fs, self._root, layout.METRICS, listing.paths)
+
+
+def partitioned_dataset(fs: pafs.FileSystem, root: str, table: str, paths: list[str]) -> ds.Dataset:
+    schema = layout.SCHEMAS[table].append(pa.field(layout.PARTITION_COLUMN, pa.string()))
+    partitioning = ds.partitioning(pa.schema([(layout.PARTITION_COLUMN, pa.string())]), flavor="hive")
+    return ds.dataset(
+        paths,
+        schema=schema,
+        filesystem=fs,
+        format="parquet",
+        partitioning=partitioning,
+        partition_base_dir=layout.LakePaths(root).table_dir(table),
+    )

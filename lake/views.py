@@ -1,0 +1,141 @@
+"""The current-state SQL: how versioned, append-only rows fold into what a run looks like now.
+
+This SQL is part of the public surface. The same statements back the ``Lake`` query API, the
+dashboard and ``runlake sql``, and the README shows how to run them over the Parquet files from
+plain DuckDB, so ad-hoc SQL gives the answers the dashboard gives.
+
+Every statement reads ``raw_<table>`` (the rows of the Parquet files, with the hive partition
+column ``experiment_id``) and never mentions a path: the caller decides where rows come from.
+"""
+
+from __future__ import annotations
+
+from runlake.lake import layout
+
+# Latest-wins, field by field: arg_max skips NULL arguments, so each field takes its latest
+# non-null version and concurrent writers changing different fields both keep their change.
+# An exact version tie (two writers in the same microsecond with the same 10 random bits) is
+# broken by the value itself, so every engine folds the same rows to the same state.
+_RUN_FIELDS = (
+    "run_name",
+    "status",
+    "start_time",
+    "end_time",
+    "user_id",
+    "source_type",
+    "source_name",
+    "source_version",
+    "entry_point",
+    "parent_run_id",
+    "artifact_uri",
+)
+
+RUNS_SQL = (
+    "SELECT run_id, any_value(experiment_id) AS experiment_id, "
+    + ", ".join(f"arg_max({f}, struct_pack(version, {f})) AS {f}" for f in _RUN_FIELDS)
+    + ", coalesce(arg_max(lifecycle_stage, struct_pack(version, lifecycle_stage)), 'active') AS lifecycle_stage"
+    + ", CASE WHEN arg_max(lifecycle_stage, struct_pack(version, lifecycle_stage)) = 'deleted'"
+    + " THEN arg_max(deleted_time, struct_pack(version, deleted_time)) END AS deleted_time"
+    + " FROM {src} GROUP BY run_id"
+    # A run exists once its creation row (the one with a start time) exists; updates that
+    # arrive for a run id nobody created are not a run.
+    + " HAVING max(start_time) IS NOT NULL"
+)
+
+EXPERIMENTS_SQL = (
+    "SELECT experiment_id, "
+    "arg_max(name, struct_pack(version, name)) AS name, "
+    "arg_max(artifact_location, struct_pack(version, artifact_location)) AS artifact_location, "
+    "coalesce(arg_max(lifecycle_stage, struct_pack(version, lifecycle_stage)), 'active') AS lifecycle_stage, "
+    "min(creation_time) AS creation_time, max(last_update_time) AS last_update_time "
+    "FROM {src} GROUP BY experiment_id"
+)
+
+# Params are immutable: the first version wins (a second process logging another value for
+# the same key cannot change what the run was trained with).
+PARAMS_SQL = (
+    "SELECT run_id, any_value(experiment_id) AS experiment_id, key, "
+    "arg_min(value, struct_pack(version, value)) AS value "
+    "FROM {src} GROUP BY run_id, key"
+)
+
+# A tag's latest version may be a tombstone (NULL value): then the tag is gone.
+TAGS_SQL = (
+    "SELECT run_id, experiment_id, key, value FROM ("
+    "SELECT run_id, any_value(experiment_id) AS experiment_id, key, "
+    "arg_max_null(value, struct_pack(version, value)) AS value "
+    "FROM {src} GROUP BY run_id, key) WHERE value IS NOT NULL"
+)
+
+# Summaries fold exactly: the latest point is the greatest (step, timestamp, value) - NaN
+# compares greater than every number in DuckDB, and in pyarrow's sort used at flush time - and
+# min/max ignore NaN unless every point is NaN.
+LATEST_METRICS_SQL = (
+    "SELECT run_id, experiment_id, key, l.v AS value, l.s AS step, l.t AS timestamp, "
+    "min_value, max_value FROM ("
+    "SELECT run_id, any_value(experiment_id) AS experiment_id, key, "
+    "max(struct_pack(s := latest_step, t := latest_timestamp, v := latest_value)) AS l, "
+    "coalesce(min(min_value) FILTER (WHERE NOT isnan(min_value)), 'NaN'::DOUBLE) AS min_value, "
+    "coalesce(max(max_value) FILTER (WHERE NOT isnan(max_value)), 'NaN'::DOUBLE) AS max_value "
+    "FROM {src} GROUP BY run_id, key)"
+)
+
+# Metric points have set semantics (as in MLflow): a point present in two files counts once.
+METRICS_SQL = "SELECT DISTINCT experiment_id, run_id, key, step, timestamp, value FROM raw_metrics"
+
+# view name -> (SQL with a {src} placeholder for the raw rows, raw table it folds)
+CURRENT_STATE: dict[str, tuple[str, str]] = {
+    "experiments": (EXPERIMENTS_SQL, layout.EXPERIMENTS),
+    "runs": (RUNS_SQL, layout.RUNS),
+    "params": (PARAMS_SQL, layout.PARAMS),
+    "tags": (TAGS_SQL, layout.TAGS),
+    "latest_metrics": (LATEST_METRICS_SQL, layout.METRIC_SUMMARIES),
+}
+
+VIEW_DOCS: dict[str, str] = {
+    "experiments": "one row per experiment: experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time",
+    "runs": "one row per run: run_id, experiment_id, run_name, status, start_time, end_time, user_id, source_type, "
+    "source_name, source_version, entry_point, parent_run_id, artifact_uri, lifecycle_stage, deleted_time",
+    "params": "one row per (run_id, key): run_id, experiment_id, key, value (string)",
+    "tags": "one row per live (run_id, key): run_id, experiment_id, key, value",
+    "metrics": "every metric point once: experiment_id, run_id, key, step, timestamp, value",
+    "latest_metrics": "one row per (run_id, key): value (latest by step, timestamp, value), step, timestamp, "
+    "min_value, max_value (NaN-ignoring)",
+}
+
+
+def fold_sql(view: str, src: str | None = None) -> str:
+    """The SQL of a current-state view, folding rows from ``src`` (default ``raw_<table>``)."""
+    sql, table = CURRENT_STATE[view]
+    return sql.replace("{src}", src or f"raw_{table}")
+
+
+def raw_sql(table: str, files_sql: str) -> str:
+    """SQL reading a table's Parquet files with DuckDB (used by ``runlake sql --print-views``).
+
+    Args:
+        table: one of the lake's tables.
+        files_sql: a DuckDB expression for the files, e.g. ``'lake/runs/*/*.parquet'``.
+    """
+    if table == layout.EXPERIMENTS:
+        return f"SELECT * FROM read_parquet({files_sql}, union_by_name = true)"
+    return (
+        f"SELECT * FROM read_parquet({files_sql}, hive_partitioning = true, "
+        "hive_types = {'experiment_id': VARCHAR}, union_by_name = true)"
+    )
+
+
+def standalone_script(root: str) -> str:
+    """A DuckDB script that defines every view straight over a lake's files.
+
+    For users of plain DuckDB; the path is the caller's own lake root, written as a literal.
+    """
+    quoted_root = root.replace("'", "''")
+    lines = []
+    for table in layout.ALL_TABLES:
+        glob = f"'{quoted_root}/{table}/*.parquet'" if table == layout.EXPERIMENTS else f"'{quoted_root}/{table}/*/*.parquet'"
+        lines.append(f"CREATE OR REPLACE VIEW raw_{table} AS {raw_sql(table, glob)};")
+    for name in CURRENT_STATE:
+        lines.append(f"CREATE OR REPLACE VIEW {name} AS {fold_sql(name)};")
+    lines.append(f"CREATE OR REPLACE VIEW metrics AS {METRICS_SQL};")
+    return "\n".join(lines)

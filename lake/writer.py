@@ -1,0 +1,155 @@
+"""Writes immutable Parquet part files with an atomic rename (pyarrow and stdlib only).
+
+This is the lake's whole write protocol: a writer builds ``.<name>.tmp`` next to its final
+place and renames it to ``<name>.parquet``. Readers list only ``*.parquet``, so they see a file
+whole or not at all, and a writer killed mid-write leaves only a temporary file that compaction
+removes later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from runlake.lake import layout
+
+# Float columns compress far better split into byte streams (sign/exponent bytes repeat), and
+# step/timestamp columns are near-arithmetic sequences that delta encoding packs to a few bits.
+_FLOAT_COLUMNS = ("value", "latest_value", "min_value", "max_value")
+_DELTA_COLUMNS = ("step", "timestamp")
+ROW_GROUP_SIZE = 128 * 1024
+
+
+def _write_options(schema: pa.Schema) -> dict[str, Any]:
+    types = {f.name: f.type for f in schema}
+    floats = [c for c in _FLOAT_COLUMNS if types.get(c) == pa.float64()]
+    deltas = [c for c in _DELTA_COLUMNS if types.get(c) == pa.int64()]
+    options: dict[str, Any] = {
+        "compression": "zstd",
+        "compression_level": 3,
+        "write_statistics": True,
+        "row_group_size": ROW_GROUP_SIZE,
+    }
+    if floats or deltas:
+        # column_encoding requires dictionary encoding to be off for those columns.
+        options["use_dictionary"] = [c for c in schema.names if c not in floats and c not in deltas]
+        options["column_encoding"] = {
+            **{c: "BYTE_STREAM_SPLIT" for c in floats},
+            **{c: "DELTA_BINARY_PACKED" for c in deltas},
+        }
+    return options
+
+
+def to_table(table: str, rows: pa.Table | Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]]) -> pa.Table:
+    """Rows (a table, a list of dicts or a dict of columns) cast to the table's schema."""
+    schema = layout.SCHEMAS[table]
+    if isinstance(rows, pa.Table):
+        missing = [f for f in schema if f.name not in rows.column_names]
+        for field in missing:
+            rows = rows.append_column(field, pa.nulls(rows.num_rows, field.type))
+        return rows.select(schema.names).cast(schema)
+    if isinstance(rows, Mapping):
+        n = len(next(iter(rows.values()))) if rows else 0
+        arrays = [pa.array(rows.get(f.name, [None] * n), type=f.type) for f in schema]
+        return pa.Table.from_arrays(arrays, schema=schema)
+    return pa.Table.from_pylist(list(rows), schema=schema)
+
+
+def write_part(
+    fs: pafs.FileSystem,
+    root: str,
+    table: str,
+    data: pa.Table,
+    experiment_id: str | None = None,
+    *,
+    sort: bool = True,
+    file_id: str | None = None,
+) -> str | None:
+    """Write one immutable part file and return its path (None when ``data`` is empty).
+
+    Args:
+        fs: the lake's filesystem.
+        root: the lake root in ``fs`` syntax.
+        table: one of ``layout.ALL_TABLES``.
+        data: rows in the table's schema (see ``to_table``).
+        experiment_id: the partition, required for partitioned tables.
+        sort: sort rows by the table's sort keys first.
+        file_id: a name to use instead of a fresh one (maintenance keeps ids time-sortable).
+
+    Raises:
+        ValueError: a partitioned table without a valid experiment id.
+    """
+    if data.num_rows == 0:
+        return None
+    if table != layout.EXPERIMENTS and not layout.is_valid_id(experiment_id or ""):
+        raise ValueError(f"invalid experiment id for {table}: {experiment_id!r}")
+    if sort:
+        data = data.sort_by(layout.SORT_KEYS[table])
+    directory = layout.LakePaths(root).partition_dir(table, experiment_id or "")
+    fs.create_dir(directory, recursive=True)
+    name = f"part-{file_id or layout.new_file_id()}"
+    tmp = f"{directory}/{layout.TMP_PREFIX}{name}{layout.TMP_SUFFIX}"
+    final = f"{directory}/{name}{layout.DATA_SUFFIX}"
+    try:
+        with fs.open_output_stream(tmp) as sink:
+            pq.write_table(data, sink, **_write_options(data.schema))
+        fs.move(tmp, final)
+    except BaseException:
+        try:
+            fs.delete_file(tmp)
+        except OSError:
+            pass  # a leftover temporary is harmless: readers skip it and compaction removes it
+        raise
+    return final
+
+
+def write_partitioned(
+    fs: pafs.FileSystem, root: str, table: str, data: pa.Table, *, sort: bool = True
+) -> list[str]:
+    """Write a table that has an ``experiment_id`` column as one part file per experiment.
+
+    The ``experiment_id`` column is dropped from the files: the partition directory holds it.
+    """
+    written: list[str] = []
+    if data.num_rows == 0:
+        return written
+    ids = data.column(layout.PARTITION_COLUMN)
+    for experiment_id in pc.unique(ids).to_pylist():
+        part = data.filter(pc.equal(ids, experiment_id)).drop_columns([layout.PARTITION_COLUMN])
+        path = write_part(fs, root, table, to_table(table, part), experiment_id, sort=sort)
+        if path:
+            written.append(path)
+    return written
+
+
+def list_parts(fs: pafs.FileSystem, root: str, table: str) -> list[pafs.FileInfo]:
+    """Every finished part file of a table (temporary files excluded), sorted by path."""
+    selector = pafs.FileSelector(layout.LakePaths(root).table_dir(table), recursive=True, allow_not_found=True)
+    infos = [
+        info
+        for info in fs.get_file_info(selector)
+        if info.type == pafs.FileType.File
+        and info.base_name.endswith(layout.DATA_SUFFIX)
+        and not info.base_name.startswith(layout.TMP_PREFIX)
+    ]
+    return sorted(infos, key=lambda info: info.path)
+
+
+def partition_of(path: str) -> str | None:
+    """The experiment id encoded in a part file's directory, or None for unpartitioned tables."""
+    prefix = layout.PARTITION_COLUMN + "="
+    for piece in reversed(path.split("/")[:-1]):
+        if piece.startswith(prefix):
+            return piece[len(prefix):]
+    return None
+
+
+def column_union(tables: Iterable[pa.Table]) -> pa.Table | None:
+    """Concatenate tables of one schema, or None when there are none."""
+    items = [t for t in tables if t.num_rows]
+    return pa.concat_tables(items) if items else None
