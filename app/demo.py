@@ -1,0 +1,325 @@
+"""``runlake demo``: a deterministic, realistic lake for trying the dashboard and for benchmarks.
+
+A few dozen "rich" runs are logged through the ingest API (scikit-learn models, plots, CSV
+and text artifacts); the rest are written in bulk, columnar, straight through the lake writer,
+so 100,000 runs (50 million metric points) take seconds, not hours. Every run has the
+benchmark profile: 5 metrics x 100 steps, 10 params, 8 tags.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from runlake.lake import layout, writer
+from runlake.ingest.client import LakeClient
+from runlake.ingest.run import Run
+
+BASE_TIME_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z: fixed, so the lake is the same every time
+STEPS = 100
+METRIC_KEYS = ("train_loss", "val_loss", "val_accuracy", "learning_rate", "epoch_time")
+USERS = ("alice", "bob", "chen", "dana", "emeka")
+OPTIMIZERS = ("sgd", "adam", "adamw", "lion")
+MODELS = ("resnet18", "resnet50", "vit-small", "convnext-tiny")
+DATASETS = ("cifar10", "cifar100", "imagenet-subset")
+RICH_RUNS = 24
+BULK_CHUNK = 5_000
+
+EXPERIMENTS = (
+    # name, share of the bulk runs
+    ("image-classifier-sweep", 0.6),
+    ("tabular-baselines", 0.2),
+    ("llm-finetune", 0.2),
+)
+
+
+@dataclass(frozen=True)
+class DemoSummary:
+    """What ``build_demo`` wrote."""
+
+    root: str
+    experiments: dict[str, str]
+    runs: int
+    metric_points: int
+    seconds: float
+
+    def to_text(self) -> str:
+        lines = [f"Demo lake at {self.root}", f"  {self.runs:,} runs, {self.metric_points:,} metric points in {self.seconds:.1f} s"]
+        lines += [f"  experiment {name!r} (id {eid})" for name, eid in self.experiments.items()]
+        return "\n".join(lines)
+
+
+def _run_id(seed: int, index: int) -> str:
+    return hashlib.sha256(f"runlake-demo:{seed}:{index}".encode()).hexdigest()[:32]
+
+
+def _git_sha(seed: int, index: int) -> str:
+    return hashlib.sha1(f"commit:{seed}:{index // 40}".encode()).hexdigest()
+
+
+def build_demo(root: str | os.PathLike[str], runs: int = 200, seed: int = 7) -> DemoSummary:
+    """Write a demo lake.
+
+    Args:
+        root: where (must not already hold a lake).
+        runs: how many runs in all (at least 1).
+        seed: the random seed; the same seed gives the same lake.
+
+    Raises:
+        ValueError: ``runs`` < 1, or the directory already holds a lake.
+    """
+    import time
+
+    if not isinstance(runs, int) or runs < 1:
+        raise ValueError("--runs must be a positive integer")
+    if os.path.isdir(os.path.join(os.fspath(root), layout.RUNS)):
+        raise ValueError(f"{os.fspath(root)} already holds a lake; choose an empty directory")
+    started = time.perf_counter()
+    client = LakeClient(root)
+    experiments = {name: client.create_experiment(name) for name, _share in EXPERIMENTS}
+    rng = np.random.default_rng(seed)
+    rich = min(RICH_RUNS, runs)
+    points = _rich_runs(client, experiments, rich, rng, seed)
+    remaining = runs - rich
+    index = rich
+    for position, (name, share) in enumerate(EXPERIMENTS):
+        count = remaining - sum(int(remaining * s) for _n, s in EXPERIMENTS[:-1]) if position == len(EXPERIMENTS) - 1 else int(remaining * share)
+        for start in range(0, count, BULK_CHUNK):
+            size = min(BULK_CHUNK, count - start)
+            points += _bulk(client.root, experiments[name], name, index, size, rng, seed)
+            index += size
+    client.flush()
+    return DemoSummary(client.root, experiments, runs, points, time.perf_counter() - started)
+
+
+# -- shared generators ---------------------------------------------------------------------
+def _params(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    return {
+        "lr": rng.choice(np.array(["0.1", "0.03", "0.01", "0.003", "0.001", "3e-4", "1e-4"]), n),
+        "batch_size": rng.choice(np.array(["32", "64", "128", "256"]), n),
+        "optimizer": rng.choice(np.array(OPTIMIZERS), n),
+        "model": rng.choice(np.array(MODELS), n),
+        "dropout": np.round(rng.uniform(0.0, 0.5, n), 2).astype(str),
+        "weight_decay": rng.choice(np.array(["0", "1e-5", "1e-4", "5e-4"]), n),
+        "epochs": rng.choice(np.array(["10", "20", "50", "100"]), n),
+        "augment": rng.choice(np.array(["true", "false"]), n),
+        "scheduler": rng.choice(np.array(["cosine", "step", "constant"]), n),
+        "seed": rng.integers(0, 10_000, n).astype(str),
+    }
+
+
+def _tags(rng: np.random.Generator, n: int, experiment: str) -> dict[str, np.ndarray]:
+    return {
+        "team": rng.choice(np.array(["vision", "platform", "research"]), n),
+        "dataset": rng.choice(np.array(DATASETS), n),
+        "model family": rng.choice(np.array(["cnn", "transformer"]), n),  # a key with a space
+        "data version": rng.choice(np.array(["v1", "v2", "v2.1"]), n),
+        "priority": rng.choice(np.array(["low", "normal", "high"]), n),
+        "stage": rng.choice(np.array(["exploration", "tuning", "candidate"]), n),
+        "mlflow.source.git.branch": rng.choice(np.array(["main", "feature/mixup", "exp/long-warmup"]), n),
+        "project": np.full(n, experiment),
+    }
+
+
+def _curves(rng: np.random.Generator, n: int, lr: np.ndarray) -> np.ndarray:
+    """Metric values, shape (n, 5, STEPS): losses falling with noise, accuracy rising.
+
+    Values are float32 widened to float64, as PyTorch's ``loss.item()`` produces them.
+    """
+    t = np.arange(STEPS, dtype=np.float64)[None, :]
+    rate = (0.02 + 0.08 * rng.random(n))[:, None] * np.clip(np.log10(lr.astype(float) * 1e4 + 1), 0.3, 4)[:, None]
+    floor = (0.05 + 0.4 * rng.random(n))[:, None]
+    start = (2.0 + rng.random(n))[:, None]
+    train = floor + (start - floor) * np.exp(-rate * t) + rng.normal(0, 0.02, (n, STEPS))
+    val = train + 0.05 + 0.1 * rng.random(n)[:, None] * (t / STEPS) + rng.normal(0, 0.03, (n, STEPS))
+    acc = np.clip(1.0 - val / (start + 0.5), 0, 1) + rng.normal(0, 0.005, (n, STEPS))
+    lr_curve = lr.astype(float)[:, None] * 0.5 * (1 + np.cos(np.pi * t / STEPS))
+    epoch_time = 30 + 10 * rng.random(n)[:, None] + rng.normal(0, 1.5, (n, STEPS))
+    values = np.stack([train, val, acc, lr_curve, epoch_time], axis=1)
+    return values.astype(np.float32).astype(np.float64)
+
+
+def _statuses(rng: np.random.Generator, n: int) -> np.ndarray:
+    return rng.choice(np.array(["FINISHED", "FAILED", "KILLED"]), n, p=[0.9, 0.07, 0.03])
+
+
+# -- bulk path -----------------------------------------------------------------------------
+def _bulk(root: str, experiment_id: str, experiment: str, first: int, n: int, rng: np.random.Generator, seed: int) -> int:
+    fs, root = layout.resolve_lake(root)
+    # Sorted ids let every file be written in (run_id, key, step) order without a sort.
+    ids = np.sort(np.array([_run_id(seed, first + i) for i in range(n)]))
+    start = BASE_TIME_MS + (first + np.arange(n)) * 60_000 + rng.integers(0, 30_000, n)
+    statuses = _statuses(rng, n)
+    interval = rng.integers(2_000, 20_000, n)
+    # Failed and killed runs stop early; their curves are cut at that step.
+    last_step = np.where(statuses == "FINISHED", STEPS - 1, rng.integers(5, STEPS - 1, n))
+    end = start + interval * (last_step + 1)
+    params = _params(rng, n)
+    tags = _tags(rng, n, experiment)
+    version = layout.next_version()
+    runs = pa.table(
+        {
+            "run_id": ids,
+            "version": np.full(n, version),
+            "run_name": np.array([f"{experiment.split('-')[0]}-{first + i:06d}" for i in range(n)]),
+            "status": statuses,
+            "start_time": start,
+            "end_time": end,
+            "user_id": rng.choice(np.array(USERS), n),
+            "source_type": rng.choice(np.array(["LOCAL", "JOB"]), n, p=[0.3, 0.7]),
+            "source_name": np.full(n, f"/home/team/{experiment}/train.py"),
+            "source_version": np.array([_git_sha(seed, first + i) for i in range(n)]),
+            "entry_point": np.full(n, "train.py"),
+            "artifact_uri": np.array([layout.artifact_uri_for(root, experiment_id, i) for i in ids]),
+            "lifecycle_stage": np.full(n, layout.LIFECYCLE_ACTIVE),
+        }
+    )
+    writer.write_part(fs, root, layout.RUNS, writer.to_table(layout.RUNS, runs), experiment_id)
+    _write_long(fs, root, layout.PARAMS, experiment_id, ids, params, version)
+    _write_long(fs, root, layout.TAGS, experiment_id, ids, tags, version)
+    values = _curves(rng, n, params["lr"])
+    k = len(METRIC_KEYS)
+    mask = np.broadcast_to((np.arange(STEPS)[None, :] <= last_step[:, None])[:, None, :], values.shape)
+    run_idx, key_idx, step_idx = np.nonzero(mask)  # C order: run, then key, then step
+    count = len(run_idx)
+    metric_table = pa.table(
+        {
+            "run_id": pa.DictionaryArray.from_arrays(run_idx.astype(np.int32), pa.array(ids)).cast(pa.string()),
+            "key": pa.DictionaryArray.from_arrays(key_idx.astype(np.int32), pa.array(METRIC_KEYS)).cast(pa.string()),
+            "step": step_idx.astype(np.int64),
+            "timestamp": (start[run_idx] + interval[run_idx] * (step_idx + 1)).astype(np.int64),
+            "value": values[mask],
+        }
+    )
+    writer.write_part(fs, root, layout.METRICS, metric_table, experiment_id, sort=False)
+    masked = np.where(mask, values, np.nan)
+    last = values[np.arange(n), :, last_step]  # (n, k)
+    summaries = pa.table(
+        {
+            "run_id": np.repeat(ids, k),
+            "key": np.tile(np.array(METRIC_KEYS), n),
+            "latest_step": np.repeat(last_step, k).astype(np.int64),
+            "latest_timestamp": np.repeat(end, k).astype(np.int64),
+            "latest_value": last.reshape(-1),
+            "min_value": np.nanmin(masked, axis=2).reshape(-1),
+            "max_value": np.nanmax(masked, axis=2).reshape(-1),
+            "value_count": np.repeat(last_step + 1, k).astype(np.int64),
+        }
+    )
+    writer.write_part(fs, root, layout.METRIC_SUMMARIES, writer.to_table(layout.METRIC_SUMMARIES, summaries), experiment_id)
+    return count
+
+
+def _write_long(fs: Any, root: str, table: str, experiment_id: str, ids: np.ndarray, columns: dict[str, np.ndarray], version: int) -> None:
+    keys = list(columns)
+    n = len(ids)
+    data = pa.table(
+        {
+            "run_id": np.repeat(ids, len(keys)),
+            "key": np.tile(np.array(keys), n),
+            "value": np.stack([columns[k] for k in keys], axis=1).reshape(-1),
+            "version": np.full(n * len(keys), version),
+        }
+    )
+    writer.write_part(fs, root, table, writer.to_table(table, data), experiment_id)
+
+
+# -- rich runs through the ingest API ------------------------------------------------------
+def _rich_runs(client: LakeClient, experiments: dict[str, str], count: int, rng: np.random.Generator, seed: int) -> int:
+    points = 0
+    sweep_parent: str | None = None
+    for i in range(count):
+        kind = ("sweep", "tabular", "llm")[i % 3]
+        experiment = {"sweep": "image-classifier-sweep", "tabular": "tabular-baselines", "llm": "llm-finetune"}[kind]
+        experiment_id = experiments[experiment]
+        params = {k: str(v[0]) for k, v in _params(rng, 1).items()}
+        tags = {k: str(v[0]) for k, v in _tags(rng, 1, experiment).items()}
+        parent = None
+        if kind == "sweep":
+            if sweep_parent is None or i % 9 == 0:
+                sweep_parent = client.create_run(
+                    experiment_id, run_name=f"sweep-{i // 9 + 1}", start_time=BASE_TIME_MS - 86_400_000 + i * 1000,
+                    user_id="alice", tags={**tags, "sweep": "true"}, run_id=_run_id(seed, 10_000_000 + i),
+                    source=_source(experiment, seed, i),
+                )
+                client.log_batch(sweep_parent, params={"search": "random", "trials": "8", "metric": "val_accuracy"})
+                client.set_terminated(sweep_parent, "FINISHED", end_time=BASE_TIME_MS - 86_400_000 + i * 1000 + 3_600_000)
+            parent = sweep_parent
+        status = "FINISHED"
+        if kind == "llm" and i % 4 == 2:
+            status = "FAILED"
+        elif kind == "llm" and i % 4 == 3:
+            status = "KILLED"
+        start = BASE_TIME_MS - 86_400_000 + i * 120_000
+        run_id = client.create_run(
+            experiment_id, run_name=f"{kind}-{i:03d}", start_time=start, user_id=USERS[i % len(USERS)],
+            tags=tags, parent_run_id=parent, run_id=_run_id(seed, 20_000_000 + i), source=_source(experiment, seed, i),
+        )
+        if i % 5 == 0:
+            client.set_description(run_id, f"**Run {i}**: baseline with `{params['optimizer']}`.\n\n- lr {params['lr']}\n- batch {params['batch_size']}")
+        values = _curves(rng, 1, np.array([params["lr"]]))[0]
+        last_step = STEPS - 1 if status == "FINISHED" else int(rng.integers(10, 60))
+        metrics = [
+            (key, float(values[k, s]), start + (s + 1) * 5_000, s)
+            for s in range(last_step + 1)
+            for k, key in enumerate(METRIC_KEYS)
+        ]
+        client.log_batch(run_id, metrics=metrics, params=params)
+        points += len(metrics)
+        run = Run(client, run_id, experiment_id, f"{kind}-{i:03d}")
+        if kind == "tabular":
+            _tabular_artifacts(run, rng, i)
+        if kind == "llm":
+            run.log_text(f"step {last_step}: status {status}\n" + "\n".join(f"loss={v:.4f}" for v in values[0, :last_step:10]), "logs/train.log")
+        if i == count - 1 and count >= 6:
+            continue  # the newest rich run stays RUNNING, as a live run would
+        client.set_terminated(run_id, status, end_time=start + (last_step + 1) * 5_000)
+    if count >= 4:
+        # One deleted run, so "State: Deleted" has something to show.
+        client.delete_run(_run_id(seed, 20_000_000 + 1))
+    return points
+
+
+def _source(experiment: str, seed: int, i: int) -> dict[str, str]:
+    return {
+        "source_type": "LOCAL" if i % 2 else "JOB",
+        "source_name": f"/home/team/{experiment}/train.py",
+        "source_version": _git_sha(seed, i),
+        "entry_point": "train.py",
+    }
+
+
+def _tabular_artifacts(run: Run, rng: np.random.Generator, i: int) -> None:
+    features = [f"f{j}" for j in range(6)]
+    importances = rng.dirichlet(np.ones(len(features)))
+    run.log_text("feature,importance\n" + "\n".join(f"{f},{v:.4f}" for f, v in zip(features, importances)), "feature_importance.csv")
+    run.log_dict({"classes": ["cat", "dog"], "matrix": [[int(rng.integers(40, 60)), 5], [7, int(rng.integers(40, 60))]]}, "confusion_matrix.json")
+    run.log_text(_svg_bars(features, importances), "plots/importance.svg")
+    figure = {
+        "data": [{"type": "bar", "x": features, "y": [round(float(v), 4) for v in importances]}],
+        "layout": {"title": {"text": f"Feature importance (run {i})"}},
+    }
+    run.log_text(json.dumps(figure), "plots/importance.plotly.json")
+    try:
+        from sklearn.linear_model import LogisticRegression
+    except ImportError:  # the demo extra brings scikit-learn; without it, log a plain model
+        run.log_model({"weights": importances.tolist(), "bias": 0.1}, name="model")
+        return
+    x = rng.normal(size=(80, len(features)))
+    y = (x @ importances > np.median(x @ importances)).astype(int)
+    run.log_model(LogisticRegression(max_iter=200).fit(x, y), name="model")
+
+
+def _svg_bars(labels: list[str], values: np.ndarray) -> str:
+    bars = "".join(
+        f'<rect x="{10 + 40 * j}" y="{110 - 100 * v / max(values):.1f}" width="30" height="{100 * v / max(values):.1f}" fill="#4c78a8"/>'
+        f'<text x="{15 + 40 * j}" y="125" font-size="10">{label}</text>'
+        for j, (label, v) in enumerate(zip(labels, values))
+    )
+    return f'<svg xmlns="http://www.w3.org/2000/svg" width="260" height="130">{bars}</svg>'
