@@ -278,7 +278,38 @@ def _after_fork_in_child() -> None:
     _local.__dict__.clear()
 
 
+class _ForkHook:
+    """multiprocessing children leave through ``os._exit``, which skips ``atexit``.
+
+    Their own exit path runs multiprocessing finalizers instead, but it clears the finalizer
+    registry when the child starts: so the finalizers are installed from multiprocessing's
+    after-fork hooks, which run after that clearing.
+    """
+
+    registered = False
+
+    @classmethod
+    def before_fork(cls) -> None:
+        if not cls.registered and "multiprocessing" in sys.modules:
+            from multiprocessing import util
+
+            util.register_after_fork(_FORK_HOOK, _ForkHook.install)
+            cls.registered = True
+
+    @staticmethod
+    def install(_hook: object) -> None:
+        from multiprocessing import util
+
+        from runlake.ingest import store
+
+        util.Finalize(None, _end_unended_at_exit, exitpriority=20)  # end runs first,
+        util.Finalize(None, store.close_all, exitpriority=10)  # then flush every store
+
+
+_FORK_HOOK = _ForkHook()
+
+
 _previous_excepthook = sys.excepthook
 sys.excepthook = _excepthook
 atexit.register(_end_unended_at_exit)  # registered after the store's, so it runs before it
-os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(before=_ForkHook.before_fork, after_in_child=_after_fork_in_child)

@@ -186,7 +186,8 @@ def flush_all() -> None:
         store.flush()
 
 
-def _close_all() -> None:
+def close_all() -> None:
+    """Flush every store of this process (at exit)."""
     for store in list(_stores.values()):
         store.close()
 
@@ -197,13 +198,7 @@ def _after_fork_in_child() -> None:
     global _stores_lock
     _stores_lock = threading.Lock()
     _stores.clear()
-    if "multiprocessing" in sys.modules:
-        # multiprocessing children leave through os._exit, which skips atexit: register the
-        # final flush where multiprocessing runs it instead.
-        from multiprocessing import util
-
-        util.Finalize(None, _close_all, exitpriority=10)
 
 
-atexit.register(_close_all)
+atexit.register(close_all)
 os.register_at_fork(after_in_child=_after_fork_in_child)

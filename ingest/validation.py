@@ -15,7 +15,7 @@ MAX_TAG_VALUE_LENGTH = 8000
 MAX_RUN_NAME_LENGTH = 250
 
 # As MLflow: letters, digits, underscores, dashes, periods, spaces, slashes and colons.
-_KEY_RE = re.compile(r"^[\w./\- :]+$")
+_KEY_RE = re.compile(r"[\w./\- :]+")
 
 # Keys already checked: validation must not cost a regex match per logged point.
 _valid_keys: set[str] = set()
@@ -38,7 +38,7 @@ def validate_key(kind: str, key: Any) -> str:
         raise ValueError(
             f"Invalid {kind} key '{key[:40]}...': {len(key)} characters, the limit is {MAX_KEY_LENGTH}"
         )
-    if not _KEY_RE.match(key):
+    if not _KEY_RE.fullmatch(key):
         raise ValueError(
             f"Invalid {kind} key '{key}': keys may contain only letters, digits, underscores (_), "
             "dashes (-), periods (.), spaces ( ), colons (:) and slashes (/)"

@@ -1,0 +1,40 @@
+"""Shared fixtures: a fresh lake directory per test, and the ingest globals reset around it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def lake_dir(tmp_path: Path) -> str:
+    return str(tmp_path / "lake")
+
+
+@pytest.fixture
+def rl(lake_dir: str, monkeypatch: pytest.MonkeyPatch):
+    """``runlake.ingest`` pointed at a fresh lake, with no active run left over."""
+    import runlake.ingest as rl
+    from runlake.ingest import fluent
+
+    monkeypatch.setattr(fluent, "_lake", lake_dir)
+    monkeypatch.setattr(fluent, "_experiment_name", None)
+    yield rl
+    while rl.active_run() is not None:
+        rl.end_run()
+
+
+def run_python(code: str, *, env: dict[str, str] | None = None, cwd: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run a Python snippet in a fresh interpreter (real processes for exit/crash tests)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout,
+    )
