@@ -1,0 +1,124 @@
+"""Changes to existing runs made from the read side (dashboard, CLI): tags, names, deletion.
+
+Every change is an appended, versioned row written with the lake's atomic protocol; nothing is
+rewritten in place. Run ids are checked against the current state first, so a typo is a
+``RunNotFound`` rather than a silently orphaned row.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from runlake.lake import layout, writer
+from runlake.lake.errors import InvalidArgument, RunNotFound
+
+if TYPE_CHECKING:
+    from runlake.lake.query import Lake
+
+NOTE_TAG = "mlflow.note.content"
+MAX_TAG_VALUE_LENGTH = 8000
+MAX_RUN_NAME_LENGTH = 250
+
+
+def _experiments_of(lake: "Lake", run_ids: Sequence[str]) -> dict[str, str]:
+    rows = lake._rows(
+        "SELECT run_id, experiment_id FROM runs WHERE list_contains(?::VARCHAR[], run_id)", [list(run_ids)]
+    )
+    found = dict(rows)
+    for run_id in run_ids:
+        if run_id not in found:
+            raise RunNotFound(run_id)
+    return found
+
+
+def _write(lake: "Lake", table: str, rows: Iterable[dict[str, Any]], experiments: dict[str, str]) -> None:
+    by_experiment: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_experiment[experiments[row["run_id"]]].append(row)
+    for experiment_id, items in sorted(by_experiment.items()):
+        writer.write_part(lake.fs, lake.root, table, writer.to_table(table, items), experiment_id)
+
+
+def _check_key(key: Any) -> str:
+    # The same rules the training side applies (kept here so lake does not import ingest).
+    import posixpath
+    import re
+
+    if not isinstance(key, str) or not key or len(key) > 250 or not re.fullmatch(r"[\w./\- :]+", key):
+        raise InvalidArgument(
+            f"Invalid tag key {key!r}: 1-250 letters, digits, underscores, dashes, periods, spaces, colons or slashes"
+        )
+    if posixpath.normpath(key) != key or key.startswith(("/", "..")):
+        raise InvalidArgument(f"Invalid tag key {key!r}: a key that is a path must be a plain relative path")
+    return key
+
+
+def set_tag(lake: "Lake", run_id: str, key: str, value: Any) -> None:
+    """Set (add or replace) a tag on a run."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > MAX_TAG_VALUE_LENGTH:
+        raise InvalidArgument(f"Tag values may have at most {MAX_TAG_VALUE_LENGTH} characters")
+    row = {"run_id": run_id, "key": _check_key(key), "value": text, "version": layout.next_version()}
+    _write(lake, layout.TAGS, [row], _experiments_of(lake, [run_id]))
+
+
+def delete_tag(lake: "Lake", run_id: str, key: str) -> None:
+    """Delete a tag (a tombstone row)."""
+    row = {"run_id": run_id, "key": _check_key(key), "value": None, "version": layout.next_version()}
+    _write(lake, layout.TAGS, [row], _experiments_of(lake, [run_id]))
+
+
+def rename_run(lake: "Lake", run_id: str, new_name: str) -> None:
+    """Give a run a new display name (non-empty, at most 250 characters)."""
+    if not isinstance(new_name, str) or not new_name.strip():
+        raise InvalidArgument("A run name must be a non-empty string")
+    if len(new_name) > MAX_RUN_NAME_LENGTH:
+        raise InvalidArgument(f"A run name may have at most {MAX_RUN_NAME_LENGTH} characters")
+    row = {"run_id": run_id, "version": layout.next_version(), "run_name": new_name.strip()}
+    _write(lake, layout.RUNS, [row], _experiments_of(lake, [run_id]))
+
+
+def set_description(lake: "Lake", run_id: str, text: str) -> None:
+    """Set a run's markdown notes (MLflow's ``mlflow.note.content`` tag)."""
+    set_tag(lake, run_id, NOTE_TAG, text)
+
+
+def descendants(lake: "Lake", run_ids: Sequence[str]) -> list[str]:
+    """Every run below the given runs in the nested-run tree (any depth), in no given order."""
+    if not run_ids:
+        return []
+    rows = lake._rows(
+        "WITH RECURSIVE tree(run_id) AS ("
+        " SELECT run_id FROM runs WHERE list_contains(?::VARCHAR[], parent_run_id)"
+        " UNION SELECT r.run_id FROM runs r JOIN tree t ON r.parent_run_id = t.run_id)"
+        " SELECT run_id FROM tree",
+        [list(run_ids)],
+    )
+    given = set(run_ids)
+    return [r[0] for r in rows if r[0] not in given]
+
+
+def set_lifecycle(lake: "Lake", run_ids: Sequence[str], deleted: bool, include_descendants: bool = True) -> list[str]:
+    """Soft-delete or restore runs (and their descendants); returns every run id changed.
+
+    A run already in the wanted state is left alone, so ``deleted_time`` keeps the moment it
+    was first deleted.
+    """
+    run_ids = list(dict.fromkeys(run_ids))
+    experiments = _experiments_of(lake, run_ids)
+    targets = run_ids + (descendants(lake, run_ids) if include_descendants else [])
+    experiments.update(_experiments_of(lake, targets))
+    want = layout.LIFECYCLE_DELETED if deleted else layout.LIFECYCLE_ACTIVE
+    current = dict(
+        lake._rows("SELECT run_id, lifecycle_stage FROM runs WHERE list_contains(?::VARCHAR[], run_id)", [targets])
+    )
+    changing = [r for r in targets if current.get(r) != want]
+    now = layout.now_ms()
+    rows = [
+        {"run_id": r, "version": layout.next_version(), "lifecycle_stage": want, **({"deleted_time": now} if deleted else {})}
+        for r in changing
+    ]
+    _write(lake, layout.RUNS, rows, experiments)
+    return changing
