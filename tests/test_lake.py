@@ -1,0 +1,254 @@
+"""The lake's tables and views: real Parquet written by the ingest side, read with real DuckDB."""
+
+from __future__ import annotations
+
+import glob
+import math
+import os
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from runlake.ingest import LakeClient
+from runlake.lake import Lake, layout, views, writer
+from runlake.lake.errors import ExperimentNotFound, RunNotFound
+
+
+@pytest.fixture
+def client(lake_dir):
+    return LakeClient(lake_dir)
+
+
+def _run(client: LakeClient, name: str = "exp", **kwargs) -> tuple[str, str]:
+    exp = client.create_experiment(name)
+    return exp, client.create_run(exp, **kwargs)
+
+
+def test_tables_are_hive_partitioned_with_real_types(client, lake_dir):
+    exp, run = _run(client)
+    client.log_batch(run, metrics=[("loss", 0.5, 1000, 1)], params={"lr": "0.1"}, tags={"t": "v"})
+    client.set_terminated(run)
+    for table in layout.PARTITIONED_TABLES:
+        files = glob.glob(os.path.join(lake_dir, table, f"experiment_id={exp}", "part-*.parquet"))
+        assert files, table
+        schema = pq.read_schema(files[0])
+        assert schema.equals(layout.SCHEMAS[table]), table
+    assert layout.SCHEMAS[layout.METRICS].field("step").type == pa.int64()
+    assert layout.SCHEMAS[layout.RUNS].field("start_time").type == pa.int64()
+    assert not glob.glob(os.path.join(lake_dir, "**", "*.tmp"), recursive=True)
+
+
+def test_one_flush_writes_at_most_one_file_per_table_per_experiment(client, lake_dir):
+    exp_a, run_a = _run(client, "a")
+    exp_b = client.create_experiment("b")
+    run_b = client.create_run(exp_b)
+    client.flush()
+    before = {t: len(writer.list_parts(client._store.fs, client.root, t)) for t in layout.ALL_TABLES}
+    for run in (run_a, run_b):
+        client.log_batch(run, metrics=[("m", float(i), 0, i) for i in range(100)], params={"p": "1"}, tags={"x": "y"})
+        for i in range(100):
+            client.log_metric(run, "single", i, step=i)
+    client.flush()
+    after = {t: len(writer.list_parts(client._store.fs, client.root, t)) for t in layout.ALL_TABLES}
+    for table in (layout.PARAMS, layout.TAGS, layout.METRICS, layout.METRIC_SUMMARIES):
+        assert after[table] - before[table] == 2, table  # one per experiment
+
+
+def test_run_fields_fold_latest_non_null_per_field(client, lake_dir):
+    exp, run = _run(client, run_name="first")
+    client.rename_run(run, "second")
+    client.update_run(run, status="FAILED", end_time=123)
+    client.rename_run(run, "third")  # a later change of one field keeps the others
+    info = Lake(lake_dir).get_run(run).info
+    assert (info["run_name"], info["status"], info["end_time"]) == ("third", "FAILED", 123)
+
+
+def test_concurrent_writers_changing_different_fields_both_win(client, lake_dir):
+    exp, run = _run(client, run_name="orig")
+    # Two writers: one renames, one ends the run; their rows land in separate files.
+    other = LakeClient(lake_dir)
+    client.rename_run(run, "renamed")
+    other.set_terminated(run, "KILLED")
+    info = Lake(lake_dir).get_run(run).info
+    assert info["run_name"] == "renamed" and info["status"] == "KILLED"
+
+
+def test_tag_tombstones_and_reset(client, lake_dir):
+    exp, run = _run(client)
+    client.set_tag(run, "k", "1")
+    client.delete_tag(run, "k")
+    assert "k" not in Lake(lake_dir).get_run(run).tags
+    client.set_tag(run, "k", "2")
+    assert Lake(lake_dir).get_run(run).tags["k"] == "2"
+
+
+def test_params_first_version_wins_across_processes(client, lake_dir):
+    exp, run = _run(client)
+    client.log_batch(run, params={"lr": "0.1"})
+    client.flush()
+    late = LakeClient(lake_dir)  # a fresh client has not seen the first value, like another process
+    late.log_batch(run, params={"lr": "0.2"})  # as if another process logged a conflicting value
+    late.flush()
+    assert Lake(lake_dir).get_run(run).params == {"lr": "0.1"}
+
+
+def test_metric_points_have_set_semantics(client, lake_dir):
+    exp, run = _run(client)
+    points = [("loss", 0.5, 1000, 1), ("loss", 0.4, 2000, 2)]
+    client.log_batch(run, metrics=points)
+    client.flush()
+    client.log_batch(run, metrics=points)  # the same points again (a retried upload)
+    client.flush()
+    lake = Lake(lake_dir)
+    assert lake.metric_history(run, "loss")["value"].tolist() == [0.5, 0.4]
+    assert lake.sql("SELECT count(*) AS n FROM metrics WHERE run_id = ?", [run])["n"][0] == 2
+
+
+def test_summaries_fold_across_flushes_ignoring_nan(client, lake_dir):
+    exp, run = _run(client)
+    client.log_batch(run, metrics=[("m", 3.0, 10, 0), ("m", float("nan"), 10, 1)])
+    client.flush()
+    client.log_batch(run, metrics=[("m", -1.0, 5, 2), ("m", float("inf"), 20, 0)])
+    client.flush()
+    client.log_batch(run, metrics=[("allnan", float("nan"), 1, 0)])
+    client.flush()
+    stats = Lake(lake_dir).get_run(run).metric_stats
+    assert stats["m"]["latest"] == -1.0 and stats["m"]["step"] == 2
+    assert stats["m"]["min"] == -1.0 and stats["m"]["max"] == math.inf
+    assert math.isnan(stats["allnan"]["min"]) and math.isnan(stats["allnan"]["latest"])
+
+
+def test_latest_ties_on_step_break_by_timestamp_then_value(client, lake_dir):
+    exp, run = _run(client)
+    client.log_batch(run, metrics=[("m", 1.0, 100, 5), ("m", 2.0, 50, 5), ("v", 1.0, 7, 1), ("v", 9.0, 7, 1)])
+    client.flush()
+    metrics = Lake(lake_dir).get_run(run).metrics
+    assert metrics == {"m": 1.0, "v": 9.0}
+
+
+def test_snapshot_picks_up_new_files_and_survives_files_replaced(client, lake_dir):
+    exp, run = _run(client)
+    lake = Lake(lake_dir)
+    assert lake.get_run(run).metrics == {}
+    client.log_batch(run, metrics=[("m", 1.0, 1, 1)], tags={"a": "1"})
+    client.flush()
+    assert lake.get_run(run).metrics == {"m": 1.0} and lake.get_run(run).tags["a"] == "1"  # incremental
+    # What compaction does: write a merged file, then remove its inputs.
+    fs = client._store.fs
+    parts = writer.list_parts(fs, client.root, layout.TAGS)
+    merged = pa.concat_tables([pq.read_table(p.path) for p in parts])
+    writer.write_part(fs, client.root, layout.TAGS, merged, exp)
+    assert lake.get_run(run).tags["a"] == "1"  # duplicates absorbed by the fold
+    for p in parts:
+        fs.delete_file(p.path)
+    assert lake.get_run(run).tags["a"] == "1"  # full rebuild after files vanished
+    assert len(lake.sql("SELECT * FROM tags WHERE run_id = ? AND key = 'a'", [run])) == 1
+
+
+def test_experiment_ids_stay_strings(client, lake_dir):
+    exp = client.create_experiment("numeric", experiment_id="000123")
+    client.create_run(exp)
+    frame = Lake(lake_dir).runs_frame()
+    assert frame["experiment_id"].tolist() == ["000123"]
+
+
+def test_not_found_errors(client, lake_dir):
+    _run(client)
+    lake = Lake(lake_dir)
+    with pytest.raises(RunNotFound) as info:
+        lake.get_run("nope")
+    assert info.value.to_dict() == {"error": "RunNotFound", "message": "Run 'nope' not found", "run_id": "nope"}
+    with pytest.raises(RunNotFound):
+        lake.metric_history("nope", "m")
+    with pytest.raises(ExperimentNotFound):
+        lake.get_experiment("999")
+    with pytest.raises(ExperimentNotFound):
+        lake.runs_frame(experiment_ids=["999"])
+    assert lake.get_experiment_by_name("missing") is None
+
+
+def test_client_errors(client):
+    with pytest.raises(ExperimentNotFound):
+        client.create_run("424242")
+    exp = client.create_experiment("e")
+    run = client.create_run(exp, run_id="keep-this_ID-1")
+    assert run == "keep-this_ID-1"
+    with pytest.raises(ValueError, match="already exists"):
+        client.create_run(exp, run_id="keep-this_ID-1")
+    with pytest.raises(ValueError, match="Invalid run id"):
+        client.create_run(exp, run_id="bad/id")
+    with pytest.raises(RunNotFound):
+        client.set_tag("missing-run", "k", "v")
+    with pytest.raises(ValueError, match="Invalid status"):
+        client.update_run(run, status="DONE")
+    with pytest.raises(ValueError, match="non-empty"):
+        client.create_experiment("  ")
+    with pytest.raises(ValueError, match="metric values must be numbers"):
+        client.log_batch(run, metrics=[("m", "x", 0, 0)])
+
+
+def test_lake_client_api_end_to_end(client, lake_dir):
+    exp = client.create_experiment("api")
+    assert client.get_experiment_by_name("api").experiment_id == exp
+    assert client.create_experiment("api") == exp  # idempotent by name
+    parent = client.create_run(exp, run_name="parent", start_time=1_000, user_id="ann", tags={"a": 1})
+    child = client.create_run(exp, parent_run_id=parent, run_name="child")
+    client.log_batch(child, metrics=[("loss", 0.3, 2_000, 0)], params={"p": 1}, tags={"b": "2"})
+    client.set_description(child, "notes")
+    client.set_terminated(child, "FINISHED", end_time=5_000)
+    client.delete_run(parent)
+    lake = Lake(lake_dir)
+    p = lake.get_run(parent)
+    assert p.info["lifecycle_stage"] == "deleted" and p.info["deleted_time"] is not None
+    assert p.info["user_id"] == "ann" and p.info["start_time"] == 1_000 and p.tags == {"a": "1"}
+    client.restore_run(parent)
+    lake = Lake(lake_dir)
+    assert lake.get_run(parent).info["lifecycle_stage"] == "active"
+    assert lake.get_run(parent).info["deleted_time"] is None
+    c = lake.get_run(child)
+    assert c.info["parent_run_id"] == parent and c.info["end_time"] == 5_000
+    assert c.tags["mlflow.note.content"] == "notes" and c.params == {"p": "1"}
+
+
+def test_standalone_sql_in_plain_duckdb_matches_the_lake(client, lake_dir):
+    exp, run = _run(client)
+    client.log_batch(run, metrics=[("m", 1.0, 1, 1), ("m", 2.0, 2, 2)], params={"p": "x"}, tags={"t": "y"})
+    client.set_terminated(run)
+    con = duckdb.connect()
+    for statement in views.standalone_script(client.root).split(";\n"):
+        con.execute(statement)
+    plain = con.execute("SELECT run_id, status FROM runs").fetchall()
+    assert plain == [(run, "FINISHED")]
+    assert con.execute("SELECT value FROM latest_metrics").fetchall() == [(2.0,)]
+    assert con.execute("SELECT count(*) FROM metrics").fetchall() == [(2,)]
+    lake_rows = Lake(lake_dir).sql("SELECT key, value FROM latest_metrics")
+    assert lake_rows.to_records(index=False).tolist() == [("m", 2.0)]
+
+
+def test_list_experiments_counts_active_runs(client, lake_dir):
+    exp, run = _run(client, "counted")
+    client.create_run(exp)
+    gone = client.create_run(exp)
+    client.delete_run(gone)
+    frame = Lake(lake_dir).list_experiments()
+    row = frame.set_index("name").loc["counted"]
+    assert row["run_count"] == 2 and row["last_run_time"] > 0
+
+
+def test_lake_mutations_check_runs_and_keys(client, lake_dir):
+    exp, parent = _run(client)
+    child = client.create_run(exp, parent_run_id=parent)
+    grandchild = client.create_run(exp, parent_run_id=child)
+    lake = Lake(lake_dir)
+    assert sorted(lake.delete_run(parent)) == sorted([parent, child, grandchild])
+    assert lake.get_run(grandchild).info["lifecycle_stage"] == "deleted"
+    assert lake.restore_run(parent, include_descendants=False) == [parent]
+    assert lake.get_run(child).info["lifecycle_stage"] == "deleted"
+    with pytest.raises(RunNotFound):
+        lake.set_tag("nope", "k", "v")
+    with pytest.raises(ValueError, match="Invalid tag key"):
+        lake.set_tag(parent, "bad\nkey", "v")
+    with pytest.raises(ValueError, match="non-empty"):
+        lake.rename_run(parent, "   ")
