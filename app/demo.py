@@ -8,6 +8,7 @@ benchmark profile: 5 metrics x 100 steps, 10 params, 8 tags.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -30,6 +31,7 @@ MODELS = ("resnet18", "resnet50", "vit-small", "convnext-tiny")
 DATASETS = ("cifar10", "cifar100", "imagenet-subset")
 RICH_RUNS = 24
 BULK_CHUNK = 5_000
+MARKER = "_demo.json"
 
 EXPERIMENTS = (
     # name, share of the bulk runs
@@ -48,9 +50,11 @@ class DemoSummary:
     runs: int
     metric_points: int
     seconds: float
+    reused: bool = False
 
     def to_text(self) -> str:
-        lines = [f"Demo lake at {self.root}", f"  {self.runs:,} runs, {self.metric_points:,} metric points in {self.seconds:.1f} s"]
+        done = "already built" if self.reused else f"written in {self.seconds:.1f} s"
+        lines = [f"Demo lake at {self.root}", f"  {self.runs:,} runs, {self.metric_points:,} metric points ({done})"]
         lines += [f"  experiment {name!r} (id {eid})" for name, eid in self.experiments.items()]
         return "\n".join(lines)
 
@@ -78,6 +82,13 @@ def build_demo(root: str | os.PathLike[str], runs: int = 200, seed: int = 7) -> 
 
     if not isinstance(runs, int) or runs < 1:
         raise ValueError("--runs must be a positive integer")
+    marker = os.path.join(os.fspath(root), MARKER)
+    if os.path.exists(marker):
+        with open(marker, encoding="utf-8") as f:
+            previous = json.load(f)
+        if previous.get("runs") == runs and previous.get("seed") == seed:
+            return DemoSummary(**{**previous["summary"], "reused": True})
+        raise ValueError(f"{os.fspath(root)} holds a demo lake of {previous.get('runs')} runs; choose another directory")
     if os.path.isdir(os.path.join(os.fspath(root), layout.RUNS)):
         raise ValueError(f"{os.fspath(root)} already holds a lake; choose an empty directory")
     started = time.perf_counter()
@@ -95,7 +106,11 @@ def build_demo(root: str | os.PathLike[str], runs: int = 200, seed: int = 7) -> 
             points += _bulk(client.root, experiments[name], name, index, size, rng, seed)
             index += size
     client.flush()
-    return DemoSummary(client.root, experiments, runs, points, time.perf_counter() - started)
+    summary = DemoSummary(client.root, experiments, runs, points, time.perf_counter() - started)
+    # Written last: a demo interrupted half-way is not mistaken for a finished one.
+    with open(marker, "w", encoding="utf-8") as f:
+        json.dump({"runs": runs, "seed": seed, "summary": dataclasses.asdict(summary)}, f)
+    return summary
 
 
 # -- shared generators ---------------------------------------------------------------------

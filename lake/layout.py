@@ -120,7 +120,7 @@ SORT_KEYS: dict[str, list[tuple[str, str]]] = {
 }
 
 # Run and experiment ids travel in paths and partition names: keep them to a safe alphabet.
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,256}")
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
 
@@ -136,7 +136,7 @@ DATA_SUFFIX = ".parquet"
 
 def is_valid_id(value: str) -> bool:
     """Whether ``value`` may be used as a run or experiment id."""
-    return isinstance(value, str) and bool(ID_PATTERN.match(value))
+    return isinstance(value, str) and bool(ID_PATTERN.fullmatch(value))
 
 
 def now_ms() -> int:

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs everything the tests need on a fresh Debian machine and runs the whole suite.
+# Usage: bash scripts/test.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Browser tests drive the real dashboard in Debian's headless Chromium.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
+python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
