@@ -133,11 +133,18 @@ class Lake:
         Args:
             query: a DuckDB SELECT over the views.
             params: values for ``?`` placeholders.
+
+        Raises:
+            InvalidArgument: the query does not parse or names something that does not exist.
         """
         self.refresh()
         cursor = self._cursor()
         self._register_metrics(cursor)
-        return cursor.execute(query, list(params or [])).df()
+        try:
+            return cursor.execute(query, list(params or [])).df()
+        except (duckdb.ParserException, duckdb.CatalogException, duckdb.BinderException,
+                duckdb.InvalidInputException, duckdb.ConversionException) as exc:
+            raise InvalidArgument(f"SQL error: {exc}", query=query) from None
 
     def _register_metrics(self, cursor: duckdb.DuckDBPyConnection) -> None:
         # The full metric history is never materialised: a lazily scanned dataset lets DuckDB
