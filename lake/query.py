@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import pandas as pd
@@ -18,6 +19,26 @@ from runlake.lake import layout, snapshot, views
 from runlake.lake.errors import ExperimentNotFound, InvalidArgument, RunNotFound
 
 VIEW_TYPES = ("ACTIVE_ONLY", "DELETED_ONLY", "ALL")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fresh(method: F) -> F:
+    """Refresh the lake's state once at the start of a public call (not per inner query)."""
+
+    @functools.wraps(method)
+    def wrapper(self: "Lake", *args: Any, **kwargs: Any) -> Any:
+        local = self._local
+        depth = getattr(local, "depth", 0)
+        if not depth:
+            self.refresh()
+        local.depth = depth + 1
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            local.depth = depth
+
+    return wrapper  # type: ignore[return-value]
+
 MODEL_HISTORY_TAG = "mlflow.log-model.history"
 DEFAULT_MAX_RESULTS = 100_000
 
@@ -119,12 +140,18 @@ class Lake:
         """Changes whenever the lake's files change (after ``refresh``); a cache key."""
         return self._snapshot.fingerprint()
 
+    def _ensure_fresh(self) -> None:
+        # Inside a public call the state was refreshed once at its start: one listing per
+        # call, and every query of the call reads the same state.
+        if not getattr(self._local, "depth", 0):
+            self.refresh()
+
     def _query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
-        self.refresh()
+        self._ensure_fresh()
         return self._cursor().execute(sql, list(params)).df()
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        self.refresh()
+        self._ensure_fresh()
         return self._cursor().execute(sql, list(params)).fetchall()
 
     def sql(self, query: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
@@ -153,6 +180,7 @@ class Lake:
         cursor.execute(f"CREATE OR REPLACE TEMP VIEW metrics AS {views.METRICS_SQL}")
 
     # -- experiments ---------------------------------------------------------------------
+    @_fresh
     def list_experiments(self, view_type: str = "ACTIVE_ONLY") -> pd.DataFrame:
         """Experiments with their run count and last run time, newest activity first.
 
@@ -167,6 +195,7 @@ class Lake:
             "ORDER BY coalesce(last_run_time, any_value(e.creation_time)) DESC NULLS LAST, e.experiment_id"
         )
 
+    @_fresh
     def get_experiment(self, experiment_id: str) -> dict[str, Any]:
         """One experiment by id.
 
@@ -178,6 +207,7 @@ class Lake:
             raise ExperimentNotFound(str(experiment_id))
         return _record(rows.iloc[0])
 
+    @_fresh
     def get_experiment_by_name(self, name: str) -> dict[str, Any] | None:
         """The experiment with this name (an active one before a deleted one), or None."""
         rows = self._query(
@@ -186,6 +216,7 @@ class Lake:
         )
         return None if rows.empty else _record(rows.iloc[0])
 
+    @_fresh
     def resolve_experiments(
         self, experiment_ids: Sequence[str] | None = None, experiment_names: Sequence[str] | None = None
     ) -> list[str] | None:
@@ -212,6 +243,7 @@ class Lake:
         return list(dict.fromkeys(ids))
 
     # -- runs ----------------------------------------------------------------------------
+    @_fresh
     def get_run(self, run_id: str) -> RunRecord:
         """Every attribute, param, latest metric (with min and max) and tag of a run.
 
@@ -238,6 +270,7 @@ class Lake:
             tags=tags,
         )
 
+    @_fresh
     def metric_history(self, run_id: str, key: str) -> pd.DataFrame:
         """Every point of one metric of one run, ordered by step then timestamp.
 
@@ -252,6 +285,7 @@ class Lake:
             raise RunNotFound(run_id)
         return self.metric_histories([run_id], [key], experiment_ids=[rows[0][0]])[["step", "timestamp", "value"]]
 
+    @_fresh
     def metric_histories(
         self, run_ids: Sequence[str], keys: Sequence[str] | None = None, experiment_ids: Sequence[str] | None = None
     ) -> pd.DataFrame:
@@ -279,6 +313,7 @@ class Lake:
         finally:
             cursor.unregister("_points")
 
+    @_fresh
     def runs_frame(self, experiment_ids: Sequence[str] | None = None, run_view_type: str = "ACTIVE_ONLY") -> pd.DataFrame:
         """All runs of the given experiments as a DataFrame shaped like ``mlflow.search_runs``.
 
@@ -297,8 +332,9 @@ class Lake:
     def _scope(self, experiment_ids: list[str] | None) -> tuple[str, list[Any]]:
         if experiment_ids is None:
             return "TRUE", []
-        return "list_contains(?::VARCHAR[], r.experiment_id)", [experiment_ids]
+        return "r.experiment_id IN (SELECT unnest(?::VARCHAR[]))", [experiment_ids]
 
+    @_fresh
     def frame_for(self, run_ids: Sequence[str], columns: Sequence[str] | None = None) -> pd.DataFrame:
         """The search frame of the given runs, in the given order (pivot of a known set).
 
@@ -311,6 +347,7 @@ class Lake:
         return build_frame(self, list(run_ids), columns)
 
     # -- search --------------------------------------------------------------------------
+    @_fresh
     def search_runs(
         self,
         experiment_ids: Sequence[str] | None = None,
@@ -349,6 +386,7 @@ class Lake:
         )
         return self.frame_for(run_ids)
 
+    @_fresh
     def search_page(
         self,
         experiment_ids: Sequence[str] | None = None,
@@ -378,6 +416,7 @@ class Lake:
         token = _encode_token(next_offset) if next_offset < total else None
         return Page(frame=self.frame_for(run_ids, columns), total=total, next_page_token=token, run_ids=run_ids)
 
+    @_fresh
     def search_run_ids(self, **kwargs: Any) -> list[str]:
         """Ids of every run matching (same arguments as ``search_runs``), in order."""
         max_results = kwargs.pop("max_results", None) or DEFAULT_MAX_RESULTS
@@ -422,14 +461,20 @@ class Lake:
             conditions.append(exists if has_model else f"NOT {exists}")
             params.append(MODEL_HISTORY_TAG)
         where = " AND ".join(conditions) + f" AND ({filter_sql})"
+        # The total rides along as a window count: one pass finds the page and counts matches.
+        total_sql = ", count(*) OVER () AS total" if count else ""
         rows = self._rows(
-            f"SELECT r.run_id FROM runs r {plan.joins_sql} WHERE {where} ORDER BY {plan.order_sql} LIMIT ? OFFSET ?",
+            f"SELECT r.run_id{total_sql} FROM runs r {plan.joins_sql} WHERE {where} "
+            f"ORDER BY {plan.order_sql} LIMIT ? OFFSET ?",
             [*plan.join_params, *params, *filter_params, int(limit), int(offset)],
         )
         run_ids = [r[0] for r in rows]
         total = len(run_ids) + offset
-        if count and (len(run_ids) == limit or offset):
-            total = int(self._rows(f"SELECT count(*) FROM runs r WHERE {where}", [*params, *filter_params])[0][0])
+        if count:
+            if rows:
+                total = int(rows[0][1])
+            elif offset:
+                total = int(self._rows(f"SELECT count(*) FROM runs r WHERE {where}", [*params, *filter_params])[0][0])
         return run_ids, total
 
     # -- changes made from the dashboard and tools ---------------------------------------
