@@ -15,7 +15,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
 from runlake.lake import layout, writer
 from runlake.ingest.buffer import Buffer
@@ -102,6 +101,8 @@ class Store:
     # -- catalog reads (small tables, read with pyarrow) ---------------------------------
     def read_rows(self, table: str, experiment_id: str | None = None) -> pa.Table | None:
         """All rows of a table (one partition when given); None when it has none."""
+        import pyarrow.parquet as pq
+
         if experiment_id is not None:
             directory = self.paths.partition_dir(table, experiment_id)
             selector = pafs.FileSelector(directory, allow_not_found=True)

@@ -12,9 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
 from runlake.lake import layout
 
@@ -95,6 +93,8 @@ def write_part(
     name = f"part-{file_id or layout.new_file_id()}"
     tmp = f"{directory}/{layout.TMP_PREFIX}{name}{layout.TMP_SUFFIX}"
     final = f"{directory}/{name}{layout.DATA_SUFFIX}"
+    import pyarrow.parquet as pq  # imported on first write, not when training code imports ingest
+
     try:
         with fs.open_output_stream(tmp) as sink:
             pq.write_table(data, sink, **_write_options(data.schema))
@@ -115,6 +115,8 @@ def write_partitioned(
 
     The ``experiment_id`` column is dropped from the files: the partition directory holds it.
     """
+    import pyarrow.compute as pc
+
     written: list[str] = []
     if data.num_rows == 0:
         return written
