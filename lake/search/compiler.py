@@ -1,0 +1,246 @@
+"""AST -> DuckDB SQL with bound parameters: filters (a WHERE condition) and order_by plans.
+
+The SQL targets the lake's current-state tables: ``runs`` (aliased ``r`` by the caller),
+``params``, ``tags`` and ``latest_metrics``. Every user value and key is a ``?`` parameter;
+the only identifiers in the SQL come from the fixed mappings below.
+
+Each condition compiles to a two-valued expression (never NULL), so NOT, AND and OR follow
+plain boolean logic: a run missing a key fails every comparison on it, and ``NOT`` of that
+comparison selects it. Parameter and tag conditions are ``EXISTS`` subqueries, which are
+two-valued by construction; attribute conditions test ``IS NOT NULL`` first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, assert_never
+
+from runlake.lake.errors import InvalidArgument
+from runlake.lake.search.errors import SearchSyntaxError
+from runlake.lake.search.parser import parse_filter, parse_order_entry
+from runlake.lake.search.printer import operand_text, to_text
+from runlake.lake.search.syntax import (
+    NUMERIC_ATTRIBUTES,
+    Aggregate,
+    And,
+    Comparison,
+    Entity,
+    Expr,
+    InList,
+    IsNull,
+    MetricAgg,
+    Not,
+    Op,
+    Operand,
+    Or,
+    OrderKey,
+    operand_field,
+)
+
+# Fixed mappings: the only identifiers that reach the SQL text.
+_ATTRIBUTE_COLUMNS = {
+    name: f"r.{name}"
+    for name in (
+        "run_id", "run_name", "status", "user_id", "artifact_uri", "source_name",
+        "source_type", "source_version", "parent_run_id", "start_time", "end_time",
+    )
+}
+_TABLES = {Entity.PARAM: "params", Entity.TAG: "tags", Entity.METRIC: "latest_metrics"}
+_METRIC_COLUMNS = {Aggregate.LATEST: "value", Aggregate.MIN: "min_value", Aggregate.MAX: "max_value"}
+_COMPARE = {Op.EQ: "=", Op.NE: "<>", Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}
+
+# When a param or tag value counts as a number (for `params.lr = 0.01`): an ASCII decimal with
+# optional sign, fraction and exponent, or inf/infinity - no spaces, no underscores, never NaN.
+# DuckDB's TRY_CAST alone would also accept ' 1', '1_000' and 'nan'. A constant, not user text.
+NUMERIC_TEXT = r"(?i)[+-]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:e[+-]?[0-9]+)?|inf|infinity)"
+
+
+def compile_filter(text_or_ast: str | Expr | None) -> tuple[str, list[Any]]:
+    """Compile a filter to a DuckDB boolean expression over ``runs r``.
+
+    Args:
+        text_or_ast: filter text, an AST from ``parse_filter``, or None/"" (every run).
+
+    Returns:
+        ``(sql, params)``: a two-valued SQL condition ("TRUE" for an empty filter) and the
+        values for its ``?`` placeholders, in order.
+
+    Raises:
+        SearchSyntaxError: the filter does not parse or breaks a search rule.
+    """
+    if text_or_ast is None or isinstance(text_or_ast, str):
+        ast = parse_filter(text_or_ast)
+    else:
+        # An AST built by hand is not trusted: print it and parse it, so the same rules apply.
+        ast = parse_filter(to_text(text_or_ast))
+    if ast is None:
+        return "TRUE", []
+    compiler = _FilterCompiler()
+    return compiler.expr(ast), compiler.params
+
+
+class _FilterCompiler:
+    def __init__(self) -> None:
+        self.params: list[Any] = []
+        self._aliases = 0
+
+    def bind(self, value: Any) -> str:
+        self.params.append(value)
+        return "?"
+
+    def alias(self) -> str:
+        self._aliases += 1
+        return f"s{self._aliases}"
+
+    def expr(self, node: Expr) -> str:
+        match node:
+            case And(items):
+                return "(" + " AND ".join(self.expr(item) for item in items) + ")"
+            case Or(items):
+                return "(" + " OR ".join(self.expr(item) for item in items) + ")"
+            case Not(item):
+                return f"(NOT {self.expr(item)})"
+            case Comparison() | InList() | IsNull():
+                return self.predicate(node)
+            case _:
+                assert_never(node)
+
+    def predicate(self, node: Comparison | InList | IsNull) -> str:
+        field = operand_field(node.operand)
+        if field.entity is Entity.ATTRIBUTE:
+            column = _ATTRIBUTE_COLUMNS[field.key]
+            if isinstance(node, IsNull):
+                return f"({column} IS {'NOT NULL' if node.negated else 'NULL'})"
+            kind = "time" if field.key in NUMERIC_ATTRIBUTES else "text"
+            return f"({column} IS NOT NULL AND {self.condition(column, node, kind)})"
+        alias = self.alias()
+        column = f"{alias}.{_value_column(node.operand)}"
+        head = (
+            f"SELECT 1 FROM {_TABLES[field.entity]} {alias} "
+            f"WHERE {alias}.run_id = r.run_id AND {alias}.key = {self.bind(field.key)}"
+        )
+        if isinstance(node, IsNull):
+            return f"({'' if node.negated else 'NOT '}EXISTS ({head} AND {column} IS NOT NULL))"
+        kind = "metric" if field.entity is Entity.METRIC else "text"
+        return f"EXISTS ({head} AND {self.condition(column, node, kind)})"
+
+    def condition(self, column: str, node: Comparison | InList, kind: str) -> str:
+        """The test on one value; ``kind`` is the column's: "time" (BIGINT), "metric" (DOUBLE)
+        or "text" (VARCHAR). A NULL value fails it, which EXISTS / IS NOT NULL make FALSE."""
+        if isinstance(node, InList):
+            test = f"list_contains(CAST({self.bind(list(node.values))} AS VARCHAR[]), {column})"
+            return f"(NOT {test})" if node.negated else test
+        op, value = node.op, node.value
+        if op.is_pattern:
+            pattern = f"CAST({self.bind(value)} AS VARCHAR)"
+            # DuckDB's LIKE has no escape character by default and `_` is one code point.
+            # Case folding is spelled out (lower() is Unicode-aware) so the rule is explicit.
+            test = (
+                f"{column} LIKE {pattern}"
+                if op in (Op.LIKE, Op.NOT_LIKE)
+                else f"lower({column}) LIKE lower({pattern})"
+            )
+            return f"(NOT ({test}))" if op in (Op.NOT_LIKE, Op.NOT_ILIKE) else test
+        if isinstance(value, str):
+            return f"{column} {_COMPARE[op]} CAST({self.bind(value)} AS VARCHAR)"
+        number = f"CAST({self.bind(value)} AS DOUBLE)"
+        if kind == "time":
+            return f"CAST({column} AS DOUBLE) {_COMPARE[op]} {number}"
+        if kind == "metric":
+            # DuckDB orders NaN above every number and makes NaN = NaN: NaN satisfies only '!='.
+            if op is Op.NE:
+                return f"(isnan({column}) OR {column} <> {number})"
+            return f"(NOT isnan({column}) AND {column} {_COMPARE[op]} {number})"
+        return (
+            f"(regexp_full_match({column}, '{NUMERIC_TEXT}') "
+            f"AND TRY_CAST({column} AS DOUBLE) {_COMPARE[op]} {number})"
+        )
+
+
+def _value_column(operand: Operand) -> str:
+    if isinstance(operand, MetricAgg):
+        return _METRIC_COLUMNS[operand.aggregate]
+    return "value"
+
+
+@dataclass(frozen=True)
+class OrderPlan:
+    """How to order search results.
+
+    Compose as ``SELECT ... FROM runs r {joins_sql} WHERE ... ORDER BY {order_sql}`` with
+    ``join_params`` bound before any other parameter (the joins come first in the text).
+    """
+
+    joins_sql: str
+    join_params: list[Any]
+    order_sql: str
+    keys: tuple[OrderKey, ...] = ()
+
+
+def _identity(operand: Operand) -> tuple[Entity, str, Aggregate | None]:
+    """What a key sorts by: a bare metric and LATEST() of it are the same key."""
+    if isinstance(operand, MetricAgg):
+        return Entity.METRIC, operand.metric.key, operand.aggregate
+    if operand.entity is Entity.METRIC:
+        return Entity.METRIC, operand.key, Aggregate.LATEST
+    return operand.entity, operand.key, None
+
+
+def compile_order_by(entries: Sequence[str] | None) -> OrderPlan:
+    """Compile ``order_by`` entries such as ``["metrics.loss DESC", "params.lr", "created"]``.
+
+    For every key, runs with a value come first, then runs whose value is NaN, then runs
+    missing the key, in both directions. Strings sort by code point. Ties are broken by
+    ``start_time DESC`` (unless already a key), then ``run_id ASC``.
+
+    Raises:
+        SearchSyntaxError: an entry does not parse, names an unknown key or repeats a key.
+        InvalidArgument: ``entries`` is not a list of strings.
+    """
+    if entries is None:
+        entries = []
+    if isinstance(entries, str) or not isinstance(entries, Sequence):
+        raise InvalidArgument("order_by must be a list of strings", order_by=repr(entries))
+    joins: list[str] = []
+    params: list[Any] = []
+    terms: list[str] = []
+    keys: list[OrderKey] = []
+    seen: dict[tuple[Entity, str, Aggregate | None], int] = {}
+    for index, entry in enumerate(entries):
+        key = parse_order_entry(entry)
+        identity = _identity(key.operand)
+        if identity in seen:
+            raise SearchSyntaxError(
+                f"order_by repeats the key {operand_text(key.operand)} (entry {seen[identity] + 1} sorts by it already)",
+                text=entry,
+                position=key.operand.span.start,
+                end=key.operand.span.end,
+                hint="Give each key once.",
+            )
+        seen[identity] = index
+        keys.append(key)
+        direction = "DESC" if key.descending else "ASC"
+        entity, name, aggregate = identity
+        if entity is Entity.ATTRIBUTE:
+            column = _ATTRIBUTE_COLUMNS[name]
+            terms.append(f"CASE WHEN {column} IS NULL THEN 1 ELSE 0 END ASC")
+            collate = "" if name in NUMERIC_ATTRIBUTES else " COLLATE C"
+            terms.append(f"{column}{collate} {direction}")
+            continue
+        alias = f"o{len(joins)}"
+        joins.append(f" LEFT JOIN {_TABLES[entity]} {alias} ON {alias}.run_id = r.run_id AND {alias}.key = ?")
+        params.append(name)
+        if entity is Entity.METRIC:
+            column = f"{alias}.{_METRIC_COLUMNS[aggregate or Aggregate.LATEST]}"
+            terms.append(f"CASE WHEN {column} IS NULL THEN 2 WHEN isnan({column}) THEN 1 ELSE 0 END ASC")
+            terms.append(f"{column} {direction}")
+        else:
+            column = f"{alias}.value"
+            terms.append(f"CASE WHEN {column} IS NULL THEN 1 ELSE 0 END ASC")
+            terms.append(f"{column} COLLATE C {direction}")
+    if (Entity.ATTRIBUTE, "start_time", None) not in seen:
+        terms.append("r.start_time DESC NULLS LAST")
+    if (Entity.ATTRIBUTE, "run_id", None) not in seen:
+        terms.append("r.run_id COLLATE C ASC")
+    return OrderPlan("".join(joins), params, ", ".join(terms), tuple(keys))
