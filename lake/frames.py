@@ -58,8 +58,9 @@ def build_frame(lake: "Lake", run_ids: list[str], columns: Sequence[str] | None 
         by_key: dict[str, dict[str, Any]] = {}
         for run_id, key, value in lake._rows(sql, params):
             by_key.setdefault(key, {})[run_id] = value
-        for key in sorted(by_key):
-            values = by_key[key]
+        # Columns asked for by name are present even when no run on this page has them.
+        for key in sorted(set(by_key) | set(keys or [])):
+            values = by_key.get(key, {})
             wide[f"{prefix}.{key}"] = [values.get(r, missing) for r in run_ids]
     if not wide:
         return base
