@@ -104,12 +104,19 @@ def run_benchmarks(suite: str, runs: int = 100_000, lake: str | None = None, rep
     suites: dict[str, Callable[[], str]] = {
         "ingest": lambda: bench_ingest(repeat=min(repeat, 7)),
         "search": lambda: _search_suite(runs, lake, repeat),
+        "compaction": lambda: _compaction_suite(repeat),
     }
     names = list(suites) if suite == "all" else [suite]
     for name in names:
         print(suites[name]())
         print()
     return 0
+
+
+def _compaction_suite(repeat: int) -> str:
+    from runlake.app.bench_compaction import bench_compaction
+
+    return bench_compaction(repeat=min(repeat, 10))
 
 
 def _search_suite(runs: int, lake: str | None, repeat: int) -> str:

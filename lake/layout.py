@@ -233,6 +233,10 @@ class LakePaths:
     def run_artifact_dir(self, experiment_id: str, run_id: str) -> str:
         return f"{self.root}/{ARTIFACTS}/{experiment_id}/{run_id}"
 
+    def maintenance_dir(self) -> str:
+        """Where compaction and retention keep their lease (never read by writers or readers)."""
+        return f"{self.root}/_maintenance"
+
     def meta_file(self) -> str:
         return f"{self.root}/_lake.json"
 

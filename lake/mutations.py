@@ -24,7 +24,7 @@ MAX_RUN_NAME_LENGTH = 250
 
 def _experiments_of(lake: "Lake", run_ids: Sequence[str]) -> dict[str, str]:
     rows = lake._rows(
-        "SELECT run_id, experiment_id FROM runs WHERE list_contains(?::VARCHAR[], run_id)", [list(run_ids)]
+        "SELECT run_id, experiment_id FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))", [list(run_ids)]
     )
     found = dict(rows)
     for run_id in run_ids:
@@ -91,7 +91,7 @@ def descendants(lake: "Lake", run_ids: Sequence[str]) -> list[str]:
         return []
     rows = lake._rows(
         "WITH RECURSIVE tree(run_id) AS ("
-        " SELECT run_id FROM runs WHERE list_contains(?::VARCHAR[], parent_run_id)"
+        " SELECT run_id FROM runs WHERE parent_run_id IN (SELECT unnest(?::VARCHAR[]))"
         " UNION SELECT r.run_id FROM runs r JOIN tree t ON r.parent_run_id = t.run_id)"
         " SELECT run_id FROM tree",
         [list(run_ids)],
@@ -112,7 +112,7 @@ def set_lifecycle(lake: "Lake", run_ids: Sequence[str], deleted: bool, include_d
     experiments.update(_experiments_of(lake, targets))
     want = layout.LIFECYCLE_DELETED if deleted else layout.LIFECYCLE_ACTIVE
     current = dict(
-        lake._rows("SELECT run_id, lifecycle_stage FROM runs WHERE list_contains(?::VARCHAR[], run_id)", [targets])
+        lake._rows("SELECT run_id, lifecycle_stage FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))", [targets])
     )
     changing = [r for r in targets if current.get(r) != want]
     now = layout.now_ms()

@@ -166,9 +166,13 @@ class Lake:
         """
         self.refresh()
         cursor = self._cursor()
-        self._register_metrics(cursor)
-        try:
+
+        def run() -> pd.DataFrame:
+            self._register_metrics(cursor)  # a fresh listing of the metric files each try
             return cursor.execute(query, list(params or [])).df()
+
+        try:
+            return _with_relisting(run)
         except (duckdb.ParserException, duckdb.CatalogException, duckdb.BinderException,
                 duckdb.InvalidInputException, duckdb.ConversionException) as exc:
             raise InvalidArgument(f"SQL error: {exc}", query=query) from None
@@ -299,11 +303,14 @@ class Lake:
             experiment_ids = [r[0] for r in self._rows(
                 "SELECT DISTINCT experiment_id FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))", [list(run_ids)]
             )]
-        dataset = self._snapshot.metrics_dataset()
         condition = ds.field("run_id").isin(list(run_ids)) & ds.field(layout.PARTITION_COLUMN).isin(list(experiment_ids))
         if keys is not None:
             condition = condition & ds.field("key").isin(list(keys))
-        table = dataset.to_table(columns=["run_id", "key", "step", "timestamp", "value"], filter=condition)
+        table = _with_relisting(
+            lambda: self._snapshot.metrics_dataset().to_table(
+                columns=["run_id", "key", "step", "timestamp", "value"], filter=condition
+            )
+        )
         cursor = self._cursor()
         cursor.register("_points", table)
         try:
@@ -552,6 +559,26 @@ class Lake:
         from runlake.lake import mutations
 
         return mutations.set_lifecycle(self, list(run_ids), deleted=False, include_descendants=include_descendants)
+
+
+_RELIST_TRIES = 3
+
+
+def _with_relisting(read: Callable[[], Any]) -> Any:
+    """Run a scan of the metric files, listing them again if a listed file vanished.
+
+    Compaction and retention write their output before they remove their inputs, so a fresh
+    listing always holds every point. One retry is not always enough while compaction runs in
+    a tight loop (the second listing can lose a race too), hence a few.
+    """
+    for attempt in range(_RELIST_TRIES):
+        try:
+            return read()
+        except (FileNotFoundError, duckdb.IOException, duckdb.InvalidInputException) as exc:
+            vanished = isinstance(exc, FileNotFoundError) or "No such file" in str(exc) or "not found" in str(exc).lower()
+            if not vanished or attempt == _RELIST_TRIES - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _positive_int(name: str, value: Any) -> None:

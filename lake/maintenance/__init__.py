@@ -1,0 +1,7 @@
+"""Lake upkeep that is safe under concurrent writers and readers: compaction and retention."""
+
+from runlake.lake.maintenance.common import MaintenanceBusy, Progress
+from runlake.lake.maintenance.compaction import CompactionReport, compact
+from runlake.lake.maintenance.retention import RetentionReport, purge
+
+__all__ = ["CompactionReport", "MaintenanceBusy", "Progress", "RetentionReport", "compact", "purge"]

@@ -1,0 +1,216 @@
+"""Compaction: fewer files, the same answers, deduplicated points, healed summaries, leftovers cleaned."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import json
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from runlake.ingest.client import LakeClient
+from runlake.lake import Lake, layout, writer
+from runlake.lake.maintenance import MaintenanceBusy, compact
+from runlake.lake.maintenance.common import maintenance_lease
+from tests.lifecycle.conftest import part_count
+
+
+def _answers(lake_dir: str, ids: list[str]) -> dict:
+    lake = Lake(lake_dir)
+    return {
+        "runs": [(r.info, r.params, r.tags, r.metric_stats) for r in map(lake.get_run, ids)],
+        "history": lake.metric_histories(ids).to_dict("list"),
+        "frame": lake.runs_frame().to_dict("list"),
+        "experiments": lake.list_experiments().to_dict("list"),
+        "sql": lake.sql("SELECT run_id, key, count(*) AS n FROM metrics GROUP BY ALL ORDER BY ALL").to_dict("list"),
+    }
+
+
+def test_compaction_merges_small_files_and_changes_no_answer(small_lake):
+    lake_dir, _exp, ids = small_lake
+    before = _answers(lake_dir, ids)
+    assert part_count(lake_dir, layout.METRICS) == 12
+    report = compact(lake_dir, grace_s=0)
+    for table in (layout.RUNS, layout.PARAMS, layout.TAGS, layout.METRICS, layout.METRIC_SUMMARIES):
+        assert part_count(lake_dir, table) == 1, table
+        assert report.after[table].files == 1
+    assert report.before[layout.METRICS].files == 12
+    assert report.files_merged > report.files_written
+    assert _answers(lake_dir, ids) == before
+    text = report.to_text()
+    assert "metrics" in text and "files before" in text
+    assert report.to_dict()["after"]["metrics"] == {"files": 1, "bytes": report.after[layout.METRICS].bytes}
+    # A second pass has nothing to do.
+    again = compact(lake_dir, grace_s=0)
+    assert again.files_merged == 0 and again.files_written == 0
+
+
+def test_merged_files_are_sorted_for_row_group_skipping(small_lake):
+    lake_dir, _exp, _ids = small_lake
+    compact(lake_dir, grace_s=0)
+    fs, root = layout.resolve_lake(lake_dir)
+    for table in (layout.METRICS, layout.TAGS, layout.RUNS):
+        (info,) = writer.list_parts(fs, root, table)
+        data = pq.read_table(info.path)
+        keys = [name for name, _ in layout.SORT_KEYS[table]]
+        assert data.equals(data.sort_by(layout.SORT_KEYS[table])), table
+        assert pq.ParquetFile(info.path).metadata.row_group(0).column(0).statistics.has_min_max
+        assert keys[0] == "run_id" or table == layout.EXPERIMENTS
+
+
+def test_files_younger_than_the_grace_period_are_left_alone(small_lake):
+    lake_dir, _exp, _ids = small_lake
+    report = compact(lake_dir, grace_s=3600)
+    assert report.files_merged == 0
+    assert part_count(lake_dir, layout.METRICS) == 12
+
+
+def test_duplicate_points_are_removed_and_summaries_fold_to_one_row_per_key(small_lake):
+    lake_dir, exp, ids = small_lake
+    fs, root = layout.resolve_lake(lake_dir)
+    # A copy of every metrics file: what a reader sees mid-compaction, or a crashed compaction leaves.
+    for info in writer.list_parts(fs, root, layout.METRICS):
+        writer.write_part(fs, root, layout.METRICS, pq.read_table(info.path), exp)
+    lake = Lake(lake_dir)
+    assert lake.sql("SELECT count(*) AS n FROM metrics")["n"][0] == 3 * 2 * 20
+    report = compact(lake_dir, grace_s=0)
+    assert report.duplicate_points_removed == 120
+    raw = Lake(lake_dir).sql("SELECT count(*) AS n FROM raw_metrics")["n"][0]
+    assert raw == 120
+    summaries = Lake(lake_dir).sql("SELECT run_id, key, count(*) AS n FROM raw_metric_summaries GROUP BY ALL")
+    assert len(summaries) == 6 and set(summaries["n"]) == {1}
+
+
+def test_nan_points_count_once_as_in_the_metrics_view(lake_dir):
+    client = LakeClient(lake_dir)
+    run = client.create_run(client.create_experiment("nan"))
+    points = [("m", float("nan"), 1, 0), ("m", float("nan"), 1, 0), ("m", 1.0, 2, 1), ("m", float("inf"), 3, 2)]
+    client.log_batch(run, metrics=points)
+    client.flush()
+    client.log_batch(run, metrics=points)
+    client.flush()
+    before = Lake(lake_dir)
+    expected = before.metric_history(run, "m")
+    stats = before.get_run(run).metric_stats
+    compact(lake_dir, grace_s=0)
+    after = Lake(lake_dir)
+    pd.testing.assert_frame_equal(after.metric_history(run, "m"), expected)
+    assert len(expected) == 3
+    assert after.get_run(run).metric_stats == stats
+    assert after.sql("SELECT count(*) AS n FROM raw_metrics")["n"][0] == 3
+
+
+def test_a_metrics_file_without_its_summary_is_healed(lake_dir):
+    client = LakeClient(lake_dir)
+    exp = client.create_experiment("heal")
+    run = client.create_run(exp)
+    client.log_batch(run, metrics=[("loss", 1.0, 1, 0)])
+    client.flush()
+    fs, root = layout.resolve_lake(lake_dir)
+    # A writer that died between its metrics file and its summary file.
+    points = writer.to_table(layout.METRICS, {"run_id": [run], "key": ["loss"], "step": [5], "timestamp": [9], "value": [0.5]})
+    writer.write_part(fs, root, layout.METRICS, points, exp)
+    assert Lake(lake_dir).get_run(run).metric_stats["loss"]["step"] == 0  # the summary misses step 5
+    compact(lake_dir, grace_s=0)
+    stats = Lake(lake_dir).get_run(run).metric_stats["loss"]
+    assert (stats["step"], stats["latest"], stats["min"]) == (5, 0.5, 0.5)
+
+
+def test_tag_tombstones_and_superseded_versions_keep_their_meaning(small_lake):
+    lake_dir, _exp, ids = small_lake
+    lake = Lake(lake_dir)
+    lake.set_tag(ids[0], "team", "b")
+    lake.rename_run(ids[1], "renamed")
+    before = _answers(lake_dir, ids)
+    assert "temp" not in before["runs"][0][2]
+    compact(lake_dir, grace_s=0)
+    assert _answers(lake_dir, ids) == before
+
+
+def test_abandoned_temporary_files_are_removed_after_their_age(small_lake):
+    lake_dir, exp, _ids = small_lake
+    directory = os.path.join(lake_dir, layout.METRICS, f"experiment_id={exp}")
+    old = os.path.join(directory, ".part-dead.tmp")
+    fresh = os.path.join(directory, ".part-writing.tmp")
+    for path in (old, fresh):
+        with open(path, "wb") as handle:
+            handle.write(b"x" * 10)
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    report = compact(lake_dir, grace_s=0)
+    assert report.tmp_files_removed == 1 and report.tmp_bytes_removed == 10
+    assert not os.path.exists(old) and os.path.exists(fresh)
+    assert compact(lake_dir, grace_s=0, tmp_max_age_s=0).tmp_files_removed == 1
+
+
+def test_a_lake_with_only_large_files_is_left_alone(lake_dir):
+    from runlake.app.demo import build_demo
+
+    build_demo(lake_dir, runs=50)
+    compact(lake_dir, grace_s=0)
+    report = compact(lake_dir, grace_s=0)
+    assert report.files_merged == 0
+
+
+def test_another_maintenance_job_holding_the_lease_makes_compaction_wait_then_fail(small_lake):
+    lake_dir, _exp, _ids = small_lake
+    fs, root = layout.resolve_lake(lake_dir)
+    with maintenance_lease(fs, root, "retention"):
+        with pytest.raises(MaintenanceBusy, match="Another maintenance job") as info:
+            compact(lake_dir, grace_s=0, wait_s=0.3)
+    assert info.value.to_dict()["error"] == "MaintenanceBusy"
+    assert compact(lake_dir, grace_s=0, wait_s=0).files_merged > 0  # released
+
+
+def test_a_lease_left_by_a_dead_process_is_ignored(small_lake):
+    lake_dir, _exp, _ids = small_lake
+    directory = os.path.join(lake_dir, "_maintenance")
+    os.makedirs(directory)
+    with open(os.path.join(directory, "lease-0-dead.json"), "w") as handle:
+        json.dump({"host": socket.gethostname(), "pid": 2**22 + 12345, "job": "compact"}, handle)
+    assert compact(lake_dir, grace_s=0, wait_s=0).files_merged > 0
+    assert os.listdir(directory) == []
+
+
+def test_a_missing_lake_is_an_error_not_a_new_directory(tmp_path):
+    from runlake.lake.errors import InvalidArgument
+    from runlake.lake.maintenance import purge
+
+    with pytest.raises(InvalidArgument, match="No lake at"):
+        compact(str(tmp_path / "typo"))
+    with pytest.raises(InvalidArgument, match="No lake at"):
+        purge(str(tmp_path / "typo"))
+    assert not (tmp_path / "typo").exists()
+
+
+class _Terminal:
+    def __init__(self, tty: bool) -> None:
+        self.text = ""
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+    def flush(self) -> None:
+        pass
+
+
+def test_progress_draws_on_a_terminal_and_is_silent_otherwise():
+    from runlake.lake.maintenance import Progress
+
+    terminal, pipe = _Terminal(True), _Terminal(False)
+    for stream in (terminal, pipe):
+        with Progress("runs", 4, stream=stream) as bar:
+            for _ in range(4):
+                bar.advance()
+    assert "runs [" in terminal.text and "4/4" in terminal.text and terminal.text.endswith("\n")
+    assert pipe.text == ""
+    quiet = _Terminal(True)
+    with Progress("runs", 4, stream=quiet, quiet=True) as bar:
+        bar.advance()
+    assert quiet.text == ""
