@@ -96,7 +96,7 @@ def build_demo(root: str | os.PathLike[str], runs: int = 200, seed: int = 7) -> 
     experiments = {name: client.create_experiment(name) for name, _share in EXPERIMENTS}
     rng = np.random.default_rng(seed)
     rich = min(RICH_RUNS, runs)
-    points = _rich_runs(client, experiments, rich, rng, seed)
+    points, parents = _rich_runs(client, experiments, rich, rng, seed)
     remaining = runs - rich
     index = rich
     for position, (name, share) in enumerate(EXPERIMENTS):
@@ -106,7 +106,8 @@ def build_demo(root: str | os.PathLike[str], runs: int = 200, seed: int = 7) -> 
             points += _bulk(client.root, experiments[name], name, index, size, rng, seed)
             index += size
     client.flush()
-    summary = DemoSummary(client.root, experiments, runs, points, time.perf_counter() - started)
+    # `runs` training runs, plus the parent runs that group the sweep's children.
+    summary = DemoSummary(client.root, experiments, runs + parents, points, time.perf_counter() - started)
     # Written last: a demo interrupted half-way is not mistaken for a finished one.
     with open(marker, "w", encoding="utf-8") as f:
         json.dump({"runs": runs, "seed": seed, "summary": dataclasses.asdict(summary)}, f)
@@ -246,8 +247,8 @@ def _write_long(fs: Any, root: str, table: str, experiment_id: str, ids: np.ndar
 
 
 # -- rich runs through the ingest API ------------------------------------------------------
-def _rich_runs(client: LakeClient, experiments: dict[str, str], count: int, rng: np.random.Generator, seed: int) -> int:
-    points = 0
+def _rich_runs(client: LakeClient, experiments: dict[str, str], count: int, rng: np.random.Generator, seed: int) -> tuple[int, int]:
+    points = parents = 0
     sweep_parent: str | None = None
     for i in range(count):
         kind = ("sweep", "tabular", "llm")[i % 3]
@@ -258,6 +259,7 @@ def _rich_runs(client: LakeClient, experiments: dict[str, str], count: int, rng:
         parent = None
         if kind == "sweep":
             if sweep_parent is None or i % 9 == 0:
+                parents += 1
                 sweep_parent = client.create_run(
                     experiment_id, run_name=f"sweep-{i // 9 + 1}", start_time=BASE_TIME_MS - 86_400_000 + i * 1000,
                     user_id="alice", tags={**tags, "sweep": "true"}, run_id=_run_id(seed, 10_000_000 + i),
@@ -298,7 +300,7 @@ def _rich_runs(client: LakeClient, experiments: dict[str, str], count: int, rng:
     if count >= 4:
         # One deleted run, so "State: Deleted" has something to show.
         client.delete_run(_run_id(seed, 20_000_000 + 1))
-    return points
+    return points, parents
 
 
 def _source(experiment: str, seed: int, i: int) -> dict[str, str]:

@@ -48,7 +48,7 @@ class Store:
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
         self._run_experiments: dict[str, str] = {}
-        self._known_experiments: dict[str, str] = {}  # name -> id
+        self._indexed_files: set[str] = set()  # runs part files whose ids are in _run_experiments
         self.flush_error: BaseException | None = None
 
     # -- buffering -----------------------------------------------------------------------
@@ -141,20 +141,29 @@ class Store:
         self._run_experiments[run_id] = experiment_id
 
     def experiment_of_run(self, run_id: str) -> str | None:
-        """The experiment partition holding a run, or None when the run does not exist."""
+        """The experiment partition holding a run, or None when the run does not exist.
+
+        Part files are immutable, so each file's run ids are read once (one column) and
+        remembered; a later lookup lists the files and reads only the new ones.
+        """
+        import pyarrow.parquet as pq
+
         found = self._run_experiments.get(run_id)
         if found is not None:
             return found
-        selector = pafs.FileSelector(self.paths.table_dir(layout.RUNS), allow_not_found=True)
-        for info in self.fs.get_file_info(selector):
-            experiment_id = writer.partition_of(info.path + "/x")
-            if experiment_id is None:
+        for info in writer.list_parts(self.fs, self.root, layout.RUNS):
+            if info.path in self._indexed_files:
                 continue
-            rows = self.read_rows(layout.RUNS, experiment_id)
-            if rows is not None and run_id in set(rows.column("run_id").to_pylist()):
-                self._run_experiments[run_id] = experiment_id
-                return experiment_id
-        return None
+            try:
+                ids = pq.read_table(info.path, columns=["run_id"], filesystem=self.fs).column("run_id").to_pylist()
+            except FileNotFoundError:
+                continue  # merged away by compaction; the merged file is in this listing too
+            experiment_id = writer.partition_of(info.path)
+            if experiment_id is not None:
+                for known in ids:
+                    self._run_experiments.setdefault(known, experiment_id)
+            self._indexed_files.add(info.path)
+        return self._run_experiments.get(run_id)
 
 
 def fold_latest(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:
