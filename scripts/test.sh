@@ -13,5 +13,5 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
 fi
 
 python3 -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
+.venv/bin/python -m pip install -qq --disable-pip-version-check -e ".[test]"
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
