@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from runlake.app.settings import Settings, add_lake_argument
+from runlake.app.settings import Settings, add_lake_argument, add_ui_arguments
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -31,6 +31,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     summary = build_demo(settings.lake, runs=args.runs, seed=args.seed)
     print(summary.to_text())
     print(f"\nOpen it:  runlake ui --lake {settings.lake}")
+    return 0
+
+
+# -- ui ------------------------------------------------------------------------------------
+def cmd_ui(args: argparse.Namespace) -> int:
+    from runlake.app.server import serve
+
+    serve(Settings.from_args(args))
     return 0
 
 
@@ -124,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=200, help="number of runs (default 200; 100000 for benchmarks)")
     p.add_argument("--seed", type=int, default=7, help="random seed (same seed, same lake)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("ui", help="start the dashboard (binds to 127.0.0.1 unless --host is given)")
+    add_ui_arguments(p)
+    p.set_defaults(func=cmd_ui)
 
     p = sub.add_parser("sql", help="query the lake's views with DuckDB (one-shot or interactive)")
     add_lake_argument(p)

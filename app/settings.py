@@ -56,3 +56,14 @@ class Settings:
 
 def add_lake_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lake", default=None, metavar="PATH", help=Settings.HELP["lake"])
+
+
+def add_ui_arguments(parser: argparse.ArgumentParser) -> None:
+    """The dashboard's flags (shared by ``runlake ui`` and ``python -m runlake.app.server``)."""
+    add_lake_argument(parser)
+    parser.add_argument("--host", default=None, help=Settings.HELP["host"])
+    parser.add_argument("--port", type=int, default=None, help=Settings.HELP["port"])
+    parser.add_argument("--debug", action="store_true", default=None, help=Settings.HELP["debug"])
+    parser.add_argument(
+        "--refresh-seconds", dest="refresh_seconds", type=float, default=None, help=Settings.HELP["refresh_seconds"]
+    )

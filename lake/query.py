@@ -407,14 +407,19 @@ class Lake:
         created_after: int | None = None,
         created_before: int | None = None,
         has_model: bool | None = None,
+        offset: int | None = None,
     ) -> Page:
         """One page of matching runs, with the total count and the next page's token.
 
         The page's run ids are found first; only those runs are pivoted into the frame.
         ``columns`` limits the ``metrics.*``/``params.*``/``tags.*`` columns fetched.
+        ``offset`` (instead of a token) starts at a row position, for grids that ask by row.
         """
         _positive_int("page_size", page_size)
-        offset = _decode_token(page_token)
+        if offset is None:
+            offset = _decode_token(page_token)
+        elif isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise InvalidArgument(f"offset must be a non-negative integer, got {offset!r}")
         run_ids, total = self._search_ids(
             experiment_ids, experiment_names, filter_string, run_view_type, order_by, page_size, offset,
             created_after, created_before, has_model, count=True,

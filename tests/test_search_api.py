@@ -176,3 +176,12 @@ def test_cli_search_formats_and_errors(lake):
     assert bad_json.returncode == 2 and json.loads(bad_json.stderr)["error"] == "SearchSyntaxError"
     missing = subprocess.run(["runlake", "search", "--lake", root, "--experiment", "nope"], capture_output=True, text=True)
     assert missing.returncode == 2 and "Experiment 'nope' not found" in missing.stderr
+
+
+def test_page_by_offset_matches_page_by_token(lake):
+    first = lake.search_page(page_size=5, run_view_type="ALL")
+    second = lake.search_page(page_size=5, page_token=first.next_page_token, run_view_type="ALL")
+    assert lake.search_page(page_size=5, offset=5, run_view_type="ALL").run_ids == second.run_ids
+    assert lake.search_page(page_size=5, offset=100, run_view_type="ALL").run_ids == []
+    with pytest.raises(ValueError, match="offset must be a non-negative integer"):
+        lake.search_page(offset=-1)

@@ -1,0 +1,69 @@
+"""Fixtures for dashboard tests: demo lakes, the app on a lake, headless Chromium, a grid helper.
+
+Browser tests run headless by default (no CLI flag needed) with the options Chromium needs as
+root on a machine without network.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROME_ARGS = (
+    "--no-sandbox", "--headless", "--disable-gpu", "--disable-dev-shm-usage",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--window-size=1400,1000",
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # dash.testing reads --headless; default it on so a bare `pytest` never opens a window.
+    if hasattr(config.option, "headless"):
+        config.option.headless = True
+
+
+def pytest_setup_options() -> Any:
+    from selenium.webdriver.chrome.options import Options
+
+    options = Options()
+    for arg in CHROME_ARGS:
+        options.add_argument(arg)
+    chromium = shutil.which("chromium")
+    if chromium:
+        options.binary_location = chromium
+    return options
+
+
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One 60-run demo lake per session; tests that change it take a copy."""
+    from runlake.app.demo import build_demo
+
+    root = tmp_path_factory.mktemp("demo") / "lake"
+    build_demo(root, runs=60)
+    return root
+
+
+@pytest.fixture
+def demo_lake(demo_template: Path, tmp_path: Path) -> str:
+    target = tmp_path / "lake"
+    shutil.copytree(demo_template, target, symlinks=True)
+    return str(target)
+
+
+@pytest.fixture
+def lake(demo_lake: str) -> Any:
+    from runlake.lake import Lake
+
+    return Lake(demo_lake)
+
+
+@pytest.fixture
+def app(lake: Any) -> Any:
+    from runlake.app.server import create_app
+    from runlake.app.settings import Settings
+
+    return create_app(Settings(lake=str(lake.root), refresh_seconds=2.0), lake)

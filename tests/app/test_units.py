@@ -1,0 +1,152 @@
+"""Non-browser logic: the grid's request translation and URL state, CSV columns, charts."""
+
+from __future__ import annotations
+
+import math
+from urllib.parse import parse_qs
+
+import pandas as pd
+import pytest
+
+from runlake.app import charts
+from runlake.app.export import FIXED_COLUMNS, runs_csv_frame
+from runlake.app.grid import RunsQuery, order_by, page_kwargs, page_request, rows
+
+
+def test_grid_request_becomes_one_page():
+    request = {"startRow": 200, "endRow": 300, "sortModel": [{"colId": "metrics.val loss", "sort": "asc"}], "filterModel": {}}
+    block = page_request(request)
+    assert (block.offset, block.size) == (200, 100)
+    kwargs = page_kwargs(RunsQuery(filter="params.lr = '0.1'", state="all"), block, ["metrics.val loss"])
+    assert kwargs["offset"] == 200 and "page_token" not in kwargs
+    assert kwargs["page_size"] == 100
+    assert kwargs["order_by"] == ["metrics.`val loss` ASC"]
+    assert kwargs["filter_string"] == "params.lr = '0.1'"
+    assert kwargs["run_view_type"] == "ALL"
+    assert kwargs["columns"] == ["metrics.val loss"]
+
+
+@pytest.mark.parametrize(
+    "sort_model, expected",
+    [
+        ([], ["attributes.start_time DESC"]),
+        ([{"colId": "run_name", "sort": "asc"}], ["attributes.run_name ASC"]),
+        ([{"colId": "tags.model family", "sort": "desc"}], ["tags.`model family` DESC"]),
+        ([{"colId": "duration", "sort": "asc"}], ["attributes.start_time DESC"]),  # not sortable: default
+        ([{"colId": "params.`x", "sort": "asc"}], ["attributes.start_time DESC"]),  # unquotable key: ignored
+    ],
+    ids=lambda v: str(v),
+)
+def test_sort_model_to_order_by(sort_model, expected):
+    assert order_by(page_request({"startRow": 0, "endRow": 100, "sortModel": sort_model}).sort) == expected
+
+
+def test_query_round_trips_through_the_url():
+    query = RunsQuery(experiment_ids=("1", "2"), filter="metrics.acc > 0.9 AND tags.`a b` = 'x'", state="deleted",
+                      time="custom", start="2026-01-01", end="2026-01-31", models="with",
+                      columns=("metrics.acc", "params.lr"), sort=(("metrics.acc", "desc"),))
+    args = {k: v[0] for k, v in parse_qs(query.to_url(), keep_blank_values=True).items()}
+    assert RunsQuery.from_url(args) == query
+    assert RunsQuery.from_url({}) == RunsQuery()
+    assert RunsQuery().to_url() == ""
+
+
+def test_query_time_windows():
+    now = 1_767_225_600_000
+    assert RunsQuery(time="hour").time_bounds(now) == (now - 3_600_000, None)
+    after, before = RunsQuery(time="custom", start="2026-01-01", end="2026-01-01").time_bounds(now)
+    assert after == now and before == now + 86_400_000 - 1
+    assert RunsQuery(time="all").time_bounds(now) == (None, None)
+
+
+def test_rows_are_json_ready():
+    frame = pd.DataFrame({
+        "run_id": ["a"], "run_name": ["r"], "status": ["FINISHED"],
+        "start_time": [pd.Timestamp(1_767_225_600_000, unit="ms", tz="UTC")],
+        "end_time": [pd.Timestamp(1_767_225_600_000 + 125_000, unit="ms", tz="UTC")],
+        "source_name": ["/x/train.py"], "source_version": ["abcdef123456"], "metrics.loss": [float("nan")],
+    })
+    row = rows(frame)[0]
+    assert row["start_time"] == 1_767_225_600_000
+    assert row["metrics.loss"] is None
+    assert row["duration"] == "2m 5s"
+    assert (row["source"], row["version"]) == ("train.py", "abcdef1")
+
+
+def test_rows_response_narrows_and_counts(app, lake):
+    from runlake.app.pages.runs import rows_response
+
+    services = app.server.config["RUNLAKE_SERVICES"]
+    request = {"startRow": 0, "endRow": 100, "sortModel": [{"colId": "run_name", "sort": "asc"}]}
+    everything, count_all, *_ = rows_response(services, RunsQuery(), request)
+    failed, count, empty, sort, url, _running = rows_response(services, RunsQuery(filter="status = 'FAILED'"), request)
+    assert 0 < failed["rowCount"] < everything["rowCount"]
+    assert {r["status"] for r in failed["rowData"]} == {"FAILED"}
+    names = [r["run_name"] for r in failed["rowData"]]
+    assert names == sorted(names)
+    assert count == f"{failed['rowCount']} runs match" and empty is None
+    assert "sort=run_name%3Aasc" in url
+    none, *_rest = rows_response(services, RunsQuery(filter="metrics.val_loss > 1000"), request)
+    assert none["rowCount"] == 0 and "No runs match" in str(_rest[1])
+
+
+def test_csv_columns_follow_mlflow_order(lake):
+    frame = lake.search_runs(max_results=3)
+    csv = runs_csv_frame(frame)
+    params = sorted(c.split(".", 1)[1] for c in frame.columns if c.startswith("params."))
+    metrics = sorted(c.split(".", 1)[1] for c in frame.columns if c.startswith("metrics."))
+    assert list(csv.columns) == FIXED_COLUMNS + params + metrics
+    assert csv["Run ID"].tolist() == frame["run_id"].tolist()
+    assert FIXED_COLUMNS[:8] == ["Start Time", "Duration", "Run ID", "Name", "Source Type", "Source Name", "User", "Status"]
+
+
+def test_ema_is_debiased_and_keeps_length():
+    assert charts.ema([1.0, 1.0, 1.0], 0.9).tolist() == pytest.approx([1.0, 1.0, 1.0])
+    smoothed = charts.ema([0.0, 10.0], 0.5)
+    assert smoothed[0] == 0 and 0 < smoothed[1] < 10
+    assert charts.ema([1.0, 2.0], 0).tolist() == [1.0, 2.0]
+
+
+def test_history_figure_axes():
+    points = pd.DataFrame({"run_id": ["r"] * 3, "key": ["loss"] * 3, "step": [0, 1, 2],
+                           "timestamp": [1000, 3000, 6000], "value": [3.0, 2.0, 1.0]})
+    step = charts.history_figure(points, "loss")
+    assert step["data"][0]["x"] == [0, 1, 2] and step["data"][0]["y"] == [3.0, 2.0, 1.0]
+    relative = charts.history_figure(points, "loss", x_axis="relative", starts={"r": 0})
+    assert relative["data"][0]["x"] == [1.0, 3.0, 6.0]
+    wall = charts.history_figure(points, "loss", x_axis="wall")
+    assert wall["data"][0]["x"][0].startswith("1970-01-01T00:00:01")
+    smoothed = charts.history_figure(points, "loss", smoothing=0.5, log_y=True)
+    assert len(smoothed["data"]) == 2 and smoothed["layout"]["yaxis"]["type"] == "log"
+    import plotly.graph_objects as go
+
+    go.Figure(smoothed)  # a valid figure
+
+
+def test_parallel_coordinates_handle_categorical_params():
+    frame = pd.DataFrame({"params.opt": ["adam", "sgd", "adam"], "params.lr": ["0.1", "0.01", "1e-3"], "metrics.loss": [0.3, 0.2, 0.1]})
+    fig = charts.parallel_figure(frame, ["params.opt", "params.lr", "metrics.loss"], color="metrics.loss")
+    dims = fig.data[0].dimensions
+    assert list(dims[0].ticktext) == ["adam", "sgd"] and list(dims[0].values) == [0, 1, 0]
+    assert list(dims[1].values) == [0.1, 0.01, 0.001]
+
+
+def test_scatter_and_contour():
+    frame = pd.DataFrame({"params.a": ["1", "2", "3", "1"], "params.b": ["1", "1", "2", "2"], "metrics.z": [1.0, 2.0, 3.0, 4.0]})
+    scatter = charts.scatter_figure(frame, "params.a", "metrics.z")
+    assert list(scatter.data[0].y) == [1.0, 2.0, 3.0, 4.0]
+    contour = charts.contour_figure(frame, "params.a", "params.b", "metrics.z")
+    assert contour.data[0].type == "contour"
+    too_few = charts.contour_figure(frame.iloc[:2], "params.a", "params.b", "metrics.z")
+    assert too_few.layout.annotations and not math.isnan(len(too_few.data))
+
+
+def test_rows_response_for_an_invalid_filter_explains_the_empty_table(app):
+    from runlake.app.pages.runs import check_filter, rows_response
+
+    services = app.server.config["RUNLAKE_SERVICES"]
+    response, count, empty, *_ = rows_response(services, RunsQuery(filter="metrics.x <"), {"startRow": 0, "endRow": 100})
+    assert response == {"rowData": [], "rowCount": 0} and "filter is invalid" in str(empty)
+    error, description = check_filter("metrics.x <")
+    assert error["error"] == "SearchSyntaxError" and error["column"] == 12 and error["expected"] == ["a quoted string", "a number"]
+    assert check_filter("metrics.acc > 0.9") == (None, "runs where acc > 0.9")
