@@ -105,12 +105,19 @@ def run_benchmarks(suite: str, runs: int = 100_000, lake: str | None = None, rep
         "ingest": lambda: bench_ingest(repeat=min(repeat, 7)),
         "search": lambda: _search_suite(runs, lake, repeat),
         "compaction": lambda: _compaction_suite(repeat),
+        "ui": lambda: _ui_suite(runs, lake, repeat),
     }
     names = list(suites) if suite == "all" else [suite]
     for name in names:
         print(suites[name]())
         print()
     return 0
+
+
+def _ui_suite(runs: int, lake: str | None, repeat: int) -> str:
+    from runlake.app.bench_ui import bench_ui
+
+    return bench_ui(runs=runs, lake=lake, repeat=min(repeat, 10))
 
 
 def _compaction_suite(repeat: int) -> str:

@@ -160,9 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_experiments)
 
     p = sub.add_parser("bench", help="run benchmarks and print their tables")
-    p.add_argument("suite", nargs="?", default="ingest", choices=("ingest", "search", "compaction", "all"))
+    p.add_argument("suite", nargs="?", default="ingest", choices=("ingest", "search", "ui", "compaction", "all"))
     p.add_argument("--runs", type=int, default=100_000, help="runs in the benchmark lake (search)")
-    p.add_argument("--lake", default=None, help="reuse this demo lake for the search benchmark")
+    p.add_argument("--lake", default=None, help="reuse this demo lake (search, ui); built when missing")
     p.add_argument("--repeat", type=int, default=20, help="repetitions per query")
     p.set_defaults(func=cmd_bench)
 
