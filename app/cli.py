@@ -18,9 +18,16 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _lake(args: argparse.Namespace) -> Any:
-    from runlake.lake import Lake
+    import os
 
-    return Lake(Settings.from_args(args).lake)
+    from runlake.lake import Lake
+    from runlake.lake.errors import InvalidArgument
+
+    root = Settings.from_args(args).lake
+    # Reading a path that holds no lake would print "no rows" forever; say what is wrong.
+    if "://" not in root and not os.path.isdir(root):
+        raise InvalidArgument(f"No lake at '{root}': pass --lake PATH or set RUNLAKE_LAKE")
+    return Lake(root)
 
 
 # -- demo ----------------------------------------------------------------------------------

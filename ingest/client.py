@@ -14,7 +14,8 @@ import pyarrow as pa
 
 from runlake.lake import layout, writer
 from runlake.lake.errors import ExperimentNotFound, InvalidArgument, RunNotFound
-from runlake.ingest import artifacts, validation
+from runlake.ingest import artifacts
+from runlake.lake import validation
 from runlake.ingest.store import Store, experiment_id_for, get_store
 
 NOTE_TAG = "mlflow.note.content"
@@ -81,6 +82,10 @@ class LakeClient:
         """
         if not isinstance(name, str) or not name.strip():
             raise InvalidArgument("An experiment name must be a non-empty string")
+        try:
+            validation.check_name("experiment name", name, 500)
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from None
         existing = self._store.experiment_by_name(name)
         if existing is not None:
             if existing.get("lifecycle_stage") == layout.LIFECYCLE_DELETED:
@@ -190,6 +195,7 @@ class LakeClient:
             all_tags.setdefault(PARENT_TAG, parent_run_id)
         tag_rows = self._tag_rows(run_id, all_tags)
         self._store.remember_run(run_id, experiment_id)
+        self._params_seen[run_id] = {}  # a new run has no params yet: nothing to read back
         self._store.add_rows(layout.RUNS, experiment_id, [row])
         if tag_rows:
             self._store.add_rows(layout.TAGS, experiment_id, tag_rows)
@@ -209,10 +215,10 @@ class LakeClient:
 
     @staticmethod
     def _check_run_name(run_name: str) -> None:
-        if not isinstance(run_name, str):
-            raise InvalidArgument(f"A run name must be a string, got {type(run_name).__name__}")
-        if len(run_name) > validation.MAX_RUN_NAME_LENGTH:
-            raise InvalidArgument(f"A run name may have at most {validation.MAX_RUN_NAME_LENGTH} characters")
+        try:
+            validation.check_name("run name", run_name, validation.MAX_RUN_NAME_LENGTH)
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from None
 
     def update_run(self, run_id: str, status: str | None = None, end_time: int | None = None, run_name: str | None = None) -> None:
         """Change a run's status, end time or name."""
@@ -278,23 +284,42 @@ class LakeClient:
         self.set_tag(run_id, NOTE_TAG, description)
 
     def param_rows(self, run_id: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """Validated param rows; logging a key again with another value is an error."""
-        seen = self._params_seen.setdefault(run_id, {})
+        """Validated param rows; logging a key again with another value is an error.
+
+        Every param is checked before any is recorded, so a failed call changes nothing and
+        can be retried. A run this client did not create has its stored params read once
+        first, so another process's values count too.
+        """
+        checked = {validation.validate_key("param", k): validation.param_value(k, v) for k, v in params.items()}
+        seen = self._params_seen.get(run_id)
+        if seen is None:
+            seen = self._params_seen[run_id] = self._stored_params(run_id)
         rows = []
-        for key, value in params.items():
-            validation.validate_key("param", key)
-            text = validation.param_value(key, value)
+        for key, text in checked.items():
             old = seen.get(key)
-            if old is not None:
-                if old != text:
-                    raise InvalidArgument(
-                        f"Changing param values is not allowed. Param with key='{key}' was already logged "
-                        f"with value='{old}' for run ID='{run_id}'. Attempted logging new value '{text}'."
-                    )
-                continue
-            seen[key] = text
-            rows.append({"run_id": run_id, "key": key, "value": text, "version": layout.next_version()})
+            if old is not None and old != text:
+                raise InvalidArgument(
+                    f"Changing param values is not allowed. Param with key='{key}' was already logged "
+                    f"with value='{old}' for run ID='{run_id}'. Attempted logging new value '{text}'."
+                )
+        for key, text in checked.items():
+            if seen.get(key) is None:
+                seen[key] = text
+                rows.append({"run_id": run_id, "key": key, "value": text, "version": layout.next_version()})
         return rows
+
+    def _stored_params(self, run_id: str) -> dict[str, str]:
+        experiment_id = self._store.experiment_of_run(run_id)
+        if experiment_id is None:
+            return {}
+        table = self._store.read_rows(layout.PARAMS, experiment_id)
+        if table is None:
+            return {}
+        stored: dict[str, str] = {}
+        rows = table.filter(pc_equal(table.column("run_id"), run_id)).sort_by("version").to_pylist()
+        for row in rows:
+            stored.setdefault(row["key"], row["value"])  # the first version wins, as in the views
+        return stored
 
     def log_batch(
         self,
@@ -416,6 +441,12 @@ def metric_points_table(run_id: str, metrics: Iterable[tuple[str, Any, Any, Any]
          step_arr, ts_arr, value_arr],
         schema=layout.SCHEMAS[layout.METRICS],
     )
+
+
+def pc_equal(array: Any, value: Any) -> Any:
+    import pyarrow.compute as pc
+
+    return pc.equal(array, value)
 
 
 def _not_number(value: Any) -> bool:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from runlake.lake import layout
-from runlake.ingest import validation
+from runlake.lake import validation
 from runlake.ingest.client import LakeClient
 
 MODEL_HISTORY_TAG = "mlflow.log-model.history"
@@ -173,6 +173,10 @@ class Run:
             self._ended = True
         for callback in self._on_end:
             callback(self)
+
+    def end_run(self, status: str = "FINISHED") -> None:
+        """The fluent name for ``end()``, so the run object has every fluent method."""
+        self.end(status)
 
     def __enter__(self) -> "Run":
         return self

@@ -19,6 +19,8 @@ import pyarrow.fs as pafs
 from runlake.lake import layout, writer
 from runlake.ingest.buffer import Buffer
 
+# A file listed a moment ago may be gone (compaction, retention): list again, a few times.
+_RELIST_TRIES = 3
 FLUSH_INTERVAL_S = float(os.environ.get("RUNLAKE_FLUSH_INTERVAL", "3"))
 # A buffer this large is flushed early, to bound memory in runs that log very fast.
 MAX_BUFFERED_POINTS = 2_000_000
@@ -42,14 +44,26 @@ class Store:
     def __init__(self, location: str | os.PathLike[str]) -> None:
         self.fs, self.root = layout.resolve_lake(location)
         self.paths = layout.LakePaths(self.root)
+        self._run_experiments: dict[str, str] = {}
+        self._indexed_files: set[str] = set()  # runs part files whose ids are in _run_experiments
+        self._partition_mtimes: dict[str, Any] = {}  # runs partition dir -> mtime when last indexed
+        self._reset_process_state()
+
+    def _reset_process_state(self) -> None:
+        """Fresh buffer, locks and flusher: at creation, and in a forked child.
+
+        ``Run`` and ``LakeClient`` objects created before a fork keep pointing at this store,
+        so the child resets it in place rather than replacing it: what the child logs then
+        goes to its own buffer (the parent's buffered rows stay the parent's to write), and no
+        lock is inherited in the state a parent thread held it at the fork.
+        """
         self.buffer = Buffer()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
-        self._run_experiments: dict[str, str] = {}
-        self._indexed_files: set[str] = set()  # runs part files whose ids are in _run_experiments
         self.flush_error: BaseException | None = None
+        self._reported_error: str | None = None
 
     # -- buffering -----------------------------------------------------------------------
     def ensure_flusher(self) -> None:
@@ -68,8 +82,13 @@ class Store:
             try:
                 self.buffer.flush(self.fs, self.root)
                 self.flush_error = None
-            except Exception as exc:  # kept for the next explicit flush to raise; rows stay buffered
+            except Exception as exc:
+                # The rows stay buffered for the next try (a full disk may clear); an explicit
+                # flush or end_run raises the error, and the user hears of it once here.
                 self.flush_error = exc
+                if str(exc) != self._reported_error:
+                    self._reported_error = str(exc)
+                    print(f"runlake: background flush to {self.root} failed, will retry: {exc}", file=sys.stderr)
 
     def add_metric(self, experiment_id: str, run_id: str, key: str, value: float, step: int, timestamp: int) -> None:
         if self.buffer.add_metric(experiment_id, run_id, key, value, step, timestamp) >= MAX_BUFFERED_POINTS:
@@ -103,27 +122,31 @@ class Store:
         """All rows of a table (one partition when given); None when it has none."""
         import pyarrow.parquet as pq
 
-        if experiment_id is not None:
-            directory = self.paths.partition_dir(table, experiment_id)
-            selector = pafs.FileSelector(directory, allow_not_found=True)
-            infos = [
-                i for i in self.fs.get_file_info(selector)
-                if i.base_name.endswith(layout.DATA_SUFFIX) and not i.base_name.startswith(layout.TMP_PREFIX)
-            ]
-        else:
-            infos = writer.list_parts(self.fs, self.root, table)
-        parts = []
-        for info in infos:
+        for attempt in range(_RELIST_TRIES):
+            if experiment_id is not None:
+                directory = self.paths.partition_dir(table, experiment_id)
+                infos = writer.list_dir_parts(self.fs, directory)
+            else:
+                infos = writer.list_parts(self.fs, self.root, table)
+            parts = []
             try:
-                part = pq.read_table(info.path, filesystem=self.fs)
+                for info in infos:
+                    part = pq.read_table(info.path, filesystem=self.fs)
+                    if experiment_id is None and table != layout.EXPERIMENTS:
+                        part = part.append_column(
+                            layout.PARTITION_COLUMN,
+                            pa.array([writer.partition_of(info.path)] * part.num_rows, pa.string()),
+                        )
+                    parts.append(part)
             except FileNotFoundError:
-                continue  # removed by compaction after listing; its rows live in the merged file
-            if experiment_id is None and table != layout.EXPERIMENTS:
-                part = part.append_column(
-                    layout.PARTITION_COLUMN, pa.array([writer.partition_of(info.path)] * part.num_rows, pa.string())
-                )
-            parts.append(part)
-        return pa.concat_tables(parts, promote_options="default") if parts else None
+                # Compaction or retention removed a listed file after writing its replacement:
+                # a fresh listing holds every row. Skipping the file instead could lose rows
+                # whose replacement was written after this listing.
+                if attempt == _RELIST_TRIES - 1:
+                    raise
+                continue
+            return pa.concat_tables(parts, promote_options="default") if parts else None
+        return None
 
     def experiments(self) -> dict[str, dict[str, Any]]:
         """Current experiments by id (latest non-null value per field)."""
@@ -144,26 +167,40 @@ class Store:
         """The experiment partition holding a run, or None when the run does not exist.
 
         Part files are immutable, so each file's run ids are read once (one column) and
-        remembered; a later lookup lists the files and reads only the new ones.
+        remembered, and a partition directory whose modification time has not changed is not
+        listed again: checking a new run id costs one listing of the partition directories.
         """
-        import pyarrow.parquet as pq
-
         found = self._run_experiments.get(run_id)
         if found is not None:
             return found
-        for info in writer.list_parts(self.fs, self.root, layout.RUNS):
-            if info.path in self._indexed_files:
+        selector = pafs.FileSelector(self.paths.table_dir(layout.RUNS), allow_not_found=True)
+        for directory in self.fs.get_file_info(selector):
+            experiment_id = writer.partition_of(directory.path + "/x")
+            if directory.type != pafs.FileType.Directory or experiment_id is None:
                 continue
-            try:
-                ids = pq.read_table(info.path, columns=["run_id"], filesystem=self.fs).column("run_id").to_pylist()
-            except FileNotFoundError:
-                continue  # merged away by compaction; the merged file is in this listing too
-            experiment_id = writer.partition_of(info.path)
-            if experiment_id is not None:
-                for known in ids:
-                    self._run_experiments.setdefault(known, experiment_id)
-            self._indexed_files.add(info.path)
+            if directory.mtime is not None and self._partition_mtimes.get(directory.path) == directory.mtime:
+                continue
+            self._index_partition(directory.path, experiment_id)
+            self._partition_mtimes[directory.path] = directory.mtime
         return self._run_experiments.get(run_id)
+
+    def _index_partition(self, directory: str, experiment_id: str) -> None:
+        import pyarrow.parquet as pq
+
+        for attempt in range(_RELIST_TRIES):
+            try:
+                for info in self.fs.get_file_info(pafs.FileSelector(directory)):
+                    name = info.base_name
+                    if info.path in self._indexed_files or not name.endswith(layout.DATA_SUFFIX) or name.startswith(layout.TMP_PREFIX):
+                        continue
+                    ids = pq.read_table(info.path, columns=["run_id"], filesystem=self.fs).column("run_id")
+                    for known in ids.to_pylist():
+                        self._run_experiments.setdefault(known, experiment_id)
+                    self._indexed_files.add(info.path)
+                return
+            except FileNotFoundError:
+                if attempt == _RELIST_TRIES - 1:
+                    raise  # the merged file holds the rows; the next listing finds it
 
 
 def fold_latest(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:
@@ -203,11 +240,12 @@ def close_all() -> None:
 
 
 def _after_fork_in_child() -> None:
-    # The parent's buffer holds the parent's points (it will flush them); the child starts
-    # empty, with its own lock and flusher thread.
+    # The parent's buffers hold the parent's points (it will flush them); each store starts
+    # empty in the child, with its own locks and flusher thread.
     global _stores_lock
     _stores_lock = threading.Lock()
-    _stores.clear()
+    for store in _stores.values():
+        store._reset_process_state()
 
 
 atexit.register(close_all)

@@ -95,6 +95,9 @@ class ExportSource:
         full = os.path.join(self.path, *name.split("/"))
         if not os.path.isfile(full):
             return None
+        if not _inside(full, self.path):
+            # A symlink in an export directory could copy any local file into the lake.
+            raise LakeFormatError(f"'{self.path}': '{name}' is a link that leads outside the export", path=self.path)
         with open(full, "rb") as handle:
             return handle.read()
 
@@ -107,11 +110,15 @@ class ExportSource:
             names = [n[len(prefix):] for n in self._names if n.startswith(prefix) and not n.endswith("/")]
         else:
             base = os.path.join(self.path, run_id, ARTIFACTS_DIR)
-            names = [
-                os.path.relpath(os.path.join(d, f), base).replace(os.sep, "/")
-                for d, _dirs, files in os.walk(base)
-                for f in files
-            ]
+            names = []
+            for d, _dirs, files in os.walk(base):
+                for f in files:
+                    full = os.path.join(d, f)
+                    if os.path.islink(full) or not _inside(full, base):
+                        raise LakeFormatError(
+                            f"Run {run_id}: artifact '{f}' is a symbolic link; exports hold plain files only", run_id=run_id
+                        )
+                    names.append(os.path.relpath(full, base).replace(os.sep, "/"))
         checked = []
         for name in sorted(names):
             try:
@@ -197,7 +204,7 @@ def _int(value: Any, what: str, name: str, *, optional: bool = False) -> int | N
 
 
 def _strings(value: Any, what: str, name: str, check: Callable[[str, Any], str]) -> dict[str, str]:
-    from runlake.ingest import validation
+    from runlake.lake import validation
 
     if value is None:
         return {}
@@ -220,7 +227,7 @@ def parse_run(source: ExportSource, run_id: str, *, with_metrics: bool = True) -
         LakeFormatError: the file is missing, truncated, from a newer format, or a field is
             missing or has the wrong type.
     """
-    from runlake.ingest import validation
+    from runlake.lake import validation
 
     name = f"{run_id}/{RUN_FILE}"
     document = source.json(name)
@@ -241,8 +248,11 @@ def parse_run(source: ExportSource, run_id: str, *, with_metrics: bool = True) -
     if parent is not None and not layout.is_valid_id(parent):
         raise LakeFormatError(f"{name}: invalid parent run id {parent!r}", file=name)
     run_name = info.get("run_name") or tags.get("mlflow.runName")
-    if run_name is not None and (not isinstance(run_name, str) or len(run_name) > validation.MAX_RUN_NAME_LENGTH):
-        raise LakeFormatError(f"{name}: invalid run name", file=name)
+    if run_name is not None:
+        try:
+            validation.check_name("run name", run_name, validation.MAX_RUN_NAME_LENGTH)
+        except ValueError as exc:
+            raise LakeFormatError(f"{name}: invalid run name: {exc}", file=name) from None
     stage = info.get("lifecycle_stage") or layout.LIFECYCLE_ACTIVE
     if stage not in (layout.LIFECYCLE_ACTIVE, layout.LIFECYCLE_DELETED):
         raise LakeFormatError(f"{name}: invalid lifecycle_stage {stage!r}", file=name)
@@ -285,3 +295,9 @@ def _metrics(value: Any, name: str, run_id: str) -> pa.Table:
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
         raise LakeFormatError(f"{name}: invalid metric points: {exc}", file=name) from None
     return table
+
+
+def _inside(path: str, base: str) -> bool:
+    """Whether ``path``, with every link resolved, stays under ``base``."""
+    real, root = os.path.realpath(path), os.path.realpath(base)
+    return real == root or real.startswith(root + os.sep)

@@ -11,15 +11,13 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from runlake.lake import layout, writer
+from runlake.lake import layout, validation, writer
 from runlake.lake.errors import InvalidArgument, RunNotFound
 
 if TYPE_CHECKING:
     from runlake.lake.query import Lake
 
 NOTE_TAG = "mlflow.note.content"
-MAX_TAG_VALUE_LENGTH = 8000
-MAX_RUN_NAME_LENGTH = 250
 
 
 def _experiments_of(lake: "Lake", run_ids: Sequence[str]) -> dict[str, str]:
@@ -41,32 +39,24 @@ def _write(lake: "Lake", table: str, rows: Iterable[dict[str, Any]], experiments
         writer.write_part(lake.fs, lake.root, table, writer.to_table(table, items), experiment_id)
 
 
-def _check_key(key: Any) -> str:
-    # The same rules the training side applies (kept here so lake does not import ingest).
-    import posixpath
-    import re
-
-    if not isinstance(key, str) or not key or len(key) > 250 or not re.fullmatch(r"[\w./\- :]+", key):
-        raise InvalidArgument(
-            f"Invalid tag key {key!r}: 1-250 letters, digits, underscores, dashes, periods, spaces, colons or slashes"
-        )
-    if posixpath.normpath(key) != key or key.startswith(("/", "..")):
-        raise InvalidArgument(f"Invalid tag key {key!r}: a key that is a path must be a plain relative path")
-    return key
+def _checked(check: Any, *args: Any) -> Any:
+    # The lake's changes obey the training side's rules; their errors are InvalidArgument.
+    try:
+        return check(*args)
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from None
 
 
 def set_tag(lake: "Lake", run_id: str, key: str, value: Any) -> None:
     """Set (add or replace) a tag on a run."""
-    text = value if isinstance(value, str) else str(value)
-    if len(text) > MAX_TAG_VALUE_LENGTH:
-        raise InvalidArgument(f"Tag values may have at most {MAX_TAG_VALUE_LENGTH} characters")
-    row = {"run_id": run_id, "key": _check_key(key), "value": text, "version": layout.next_version()}
+    key = _checked(validation.validate_key, "tag", key)
+    row = {"run_id": run_id, "key": key, "value": _checked(validation.tag_value, key, value), "version": layout.next_version()}
     _write(lake, layout.TAGS, [row], _experiments_of(lake, [run_id]))
 
 
 def delete_tag(lake: "Lake", run_id: str, key: str) -> None:
     """Delete a tag (a tombstone row)."""
-    row = {"run_id": run_id, "key": _check_key(key), "value": None, "version": layout.next_version()}
+    row = {"run_id": run_id, "key": _checked(validation.validate_key, "tag", key), "value": None, "version": layout.next_version()}
     _write(lake, layout.TAGS, [row], _experiments_of(lake, [run_id]))
 
 
@@ -74,9 +64,8 @@ def rename_run(lake: "Lake", run_id: str, new_name: str) -> None:
     """Give a run a new display name (non-empty, at most 250 characters)."""
     if not isinstance(new_name, str) or not new_name.strip():
         raise InvalidArgument("A run name must be a non-empty string")
-    if len(new_name) > MAX_RUN_NAME_LENGTH:
-        raise InvalidArgument(f"A run name may have at most {MAX_RUN_NAME_LENGTH} characters")
-    row = {"run_id": run_id, "version": layout.next_version(), "run_name": new_name.strip()}
+    name = _checked(validation.check_name, "run name", new_name.strip(), validation.MAX_RUN_NAME_LENGTH)
+    row = {"run_id": run_id, "version": layout.next_version(), "run_name": name}
     _write(lake, layout.RUNS, [row], _experiments_of(lake, [run_id]))
 
 

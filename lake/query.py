@@ -456,6 +456,7 @@ class Lake:
     ) -> tuple[list[str], int]:
         from runlake.lake.search import compile_filter, compile_order_by
 
+        _check_search_arguments(filter_string, order_by, created_after, created_before, has_model)
         filter_sql, filter_params = compile_filter(filter_string or "")
         plan = compile_order_by(list(order_by) if order_by else None)
         ids = self.resolve_experiments(experiment_ids, experiment_names)
@@ -569,6 +570,22 @@ class Lake:
 _RELIST_TRIES = 3
 
 
+def _check_search_arguments(
+    filter_string: Any, order_by: Any, created_after: Any, created_before: Any, has_model: Any
+) -> None:
+    if filter_string is not None and not isinstance(filter_string, str):
+        raise InvalidArgument(f"filter_string must be a string, got {type(filter_string).__name__}")
+    if isinstance(order_by, (str, bytes)) or (
+        order_by is not None and not all(isinstance(entry, str) for entry in order_by)
+    ):
+        raise InvalidArgument(f"order_by takes a list of strings, e.g. ['metrics.loss DESC'], got {order_by!r}")
+    for name, value in (("created_after", created_after), ("created_before", created_before)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise InvalidArgument(f"{name} must be epoch milliseconds (an integer), got {value!r}")
+    if has_model is not None and not isinstance(has_model, bool):
+        raise InvalidArgument(f"has_model must be True, False or None, got {has_model!r}")
+
+
 def _with_relisting(read: Callable[[], Any]) -> Any:
     """Run a scan of the metric files, listing them again if a listed file vanished.
 
@@ -609,13 +626,13 @@ def _encode_token(offset: int) -> str:
 
 
 def _decode_token(token: str | None) -> int:
-    if not token:
+    if token is None or token == "":
         return 0
     try:
         offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
         if isinstance(offset, int) and offset >= 0:
             return offset
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         pass
     raise InvalidArgument("Invalid page token: pass the next_page_token of a previous page unchanged")
 

@@ -86,8 +86,9 @@ class Snapshot:
     def _load(self, table: str, old: Listing | None, new: Listing) -> Listing:
         view = next(name for name, (raw, _key) in _FOLDS.items() if raw == table)
         key = _FOLDS[view][1]
-        if old is not None and set(old.files) <= set(new.files):
-            added = [path for path, size in new.files if (path, size) not in set(old.files)]
+        if old is not None and set(old.files).issubset(new.files):
+            known = set(old.files)
+            added = [path for path, size in new.files if (path, size) not in known]
             try:
                 rows = read_files(self._fs, self._root, table, added)
             except FileNotFoundError:

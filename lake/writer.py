@@ -131,7 +131,12 @@ def write_partitioned(
 
 def list_parts(fs: pafs.FileSystem, root: str, table: str) -> list[pafs.FileInfo]:
     """Every finished part file of a table (temporary files excluded), sorted by path."""
-    selector = pafs.FileSelector(layout.LakePaths(root).table_dir(table), recursive=True, allow_not_found=True)
+    return list_dir_parts(fs, layout.LakePaths(root).table_dir(table))
+
+
+def list_dir_parts(fs: pafs.FileSystem, directory: str) -> list[pafs.FileInfo]:
+    """Every finished part file below a directory (temporary files excluded), sorted by path."""
+    selector = pafs.FileSelector(directory, recursive=True, allow_not_found=True)
     infos = [
         info
         for info in fs.get_file_info(selector)

@@ -88,9 +88,10 @@ def test_params_first_version_wins_across_processes(client, lake_dir):
     exp, run = _run(client)
     client.log_batch(run, params={"lr": "0.1"})
     client.flush()
-    late = LakeClient(lake_dir)  # a fresh client has not seen the first value, like another process
-    late.log_batch(run, params={"lr": "0.2"})  # as if another process logged a conflicting value
-    late.flush()
+    # Another process that logged a different value before it could see this one (a race no
+    # client-side check can close): its row lands later and loses.
+    row = {"run_id": run, "key": "lr", "value": "0.2", "version": layout.next_version()}
+    writer.write_part(client._store.fs, client.root, layout.PARAMS, writer.to_table(layout.PARAMS, [row]), exp)
     assert Lake(lake_dir).get_run(run).params == {"lr": "0.1"}
 
 

@@ -185,3 +185,30 @@ def test_page_by_offset_matches_page_by_token(lake):
     assert lake.search_page(page_size=5, offset=100, run_view_type="ALL").run_ids == []
     with pytest.raises(ValueError, match="offset must be a non-negative integer"):
         lake.search_page(offset=-1)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"order_by": "metrics.rmse"}, "order_by takes a list"),
+        ({"order_by": [1]}, "order_by takes a list"),
+        ({"filter_string": 5}, "filter_string must be a string"),
+        ({"created_after": "yesterday"}, "created_after must be epoch milliseconds"),
+        ({"created_before": 1.5}, "created_before must be epoch milliseconds"),
+        ({"has_model": "no"}, "has_model must be True, False or None"),
+    ],
+    ids=lambda v: repr(v),
+)
+def test_search_argument_types(lake, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        lake.search_runs(**kwargs)
+
+
+def test_page_token_of_the_wrong_type(lake):
+    with pytest.raises(ValueError, match="Invalid page token"):
+        lake.search_page(page_token=123)
+
+
+def test_cli_refuses_a_missing_lake(tmp_path):
+    result = subprocess.run(["runlake", "search", "--lake", str(tmp_path / "typo")], capture_output=True, text=True)
+    assert result.returncode == 2 and "No lake at" in result.stderr

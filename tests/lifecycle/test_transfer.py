@@ -218,3 +218,14 @@ def test_an_export_made_by_mlflow_export_import_without_runlake_fields_imports(s
     report = transfer.import_runs(target, out)
     assert len(report.runs) == 3
     assert target.get_run("child0").info["parent_run_id"] == "parent1"  # from the mlflow.parentRunId tag
+
+
+def test_a_symlink_in_a_directory_export_is_refused(source, tmp_path):
+    out = _export(source, tmp_path, "dir-export")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("do not copy me")
+    os.symlink(secret, os.path.join(out, "child0", "artifacts", "passwd.txt"))
+    target = Lake(str(tmp_path / "target"))
+    with pytest.raises(LakeFormatError, match="symbolic link"):
+        transfer.import_runs(target, out)
+    assert not os.path.exists(os.path.join(target.root, "runs"))  # nothing half-imported

@@ -1,4 +1,8 @@
-"""MLflow's validation rules for keys and values, with clear ValueErrors (stdlib only)."""
+"""MLflow's validation rules for keys, values and names, with clear ValueErrors (stdlib only).
+
+Shared by the training side (ingest) and the lake's own changes (mutations, import), so a
+run renamed in the dashboard obeys the same rules as one named by training code.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +23,31 @@ _KEY_RE = re.compile(r"[\w./\- :]+")
 
 # Keys already checked: validation must not cost a regex match per logged point.
 _valid_keys: set[str] = set()
+
+
+def _encodable(what: str, text: str) -> str:
+    # Lone surrogates (what os.fsdecode gives for non-UTF-8 file names) cannot be written to
+    # Parquet: refuse them here, at the call, not at a flush that would then fail forever.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} {text!r} is not valid Unicode text (it has unpaired surrogates)") from None
+    return text
+
+
+def check_name(what: str, name: Any, max_length: int) -> str:
+    """A display name (run or experiment): text, one line, no control characters.
+
+    Names end up in file headers, CSV cells and shell-script comments; a newline or control
+    character in one is never what a person meant, and is how injection starts.
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"A {what} must be a string, got {type(name).__name__}")
+    if len(name) > max_length:
+        raise ValueError(f"A {what} may have at most {max_length} characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise ValueError(f"A {what} may not contain line breaks or control characters: {name!r}")
+    return _encodable(f"The {what}", name)
 
 
 def validate_key(kind: str, key: Any) -> str:
@@ -45,6 +74,7 @@ def validate_key(kind: str, key: Any) -> str:
         )
     if posixpath.normpath(key) != key or key.startswith("/") or key.startswith(".."):
         raise ValueError(f"Invalid {kind} key '{key}': a key that is a path must be a plain relative path")
+    _encodable(f"The {kind} key", key)
     if len(_valid_keys) < 100_000:
         _valid_keys.add(key)
     return key
@@ -57,7 +87,7 @@ def param_value(key: str, value: Any) -> str:
         raise ValueError(
             f"Param '{key}' has a value of {len(text)} characters; the limit is {MAX_PARAM_VALUE_LENGTH}"
         )
-    return text
+    return _encodable(f"The value of param '{key}'", text)
 
 
 def tag_value(key: str, value: Any) -> str:
@@ -65,7 +95,7 @@ def tag_value(key: str, value: Any) -> str:
     text = value if isinstance(value, str) else str(value)
     if len(text) > MAX_TAG_VALUE_LENGTH:
         raise ValueError(f"Tag '{key}' has a value of {len(text)} characters; the limit is {MAX_TAG_VALUE_LENGTH}")
-    return text
+    return _encodable(f"The value of tag '{key}'", text)
 
 
 def metric_value(key: str, value: Any) -> float:
