@@ -67,7 +67,6 @@ def load_into_mlflow(lake: Any, tracking_uri: str) -> list[str]:
 
 
 def _int(value: Any) -> int | None:
-    try:
-        return None if value is None or math.isnan(value) else int(value)
-    except TypeError:
-        return int(value)
+    import pandas as pd
+
+    return None if pd.isna(value) else int(value)
