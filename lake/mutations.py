@@ -111,3 +111,66 @@ def set_lifecycle(lake: "Lake", run_ids: Sequence[str], deleted: bool, include_d
     ]
     _write(lake, layout.RUNS, rows, experiments)
     return changing
+
+
+class MutationMixin:
+    """The changes a ``Lake`` makes from the dashboard and tools (tags, names, deletion)."""
+
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        """Add or replace a tag on a run.
+
+        Raises:
+            RunNotFound: no such run.
+            InvalidArgument: an invalid key or a value over 8000 characters.
+        """
+        set_tag(self, run_id, key, value)
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        """Delete a tag from a run."""
+        delete_tag(self, run_id, key)
+
+    def rename_run(self, run_id: str, new_name: str) -> None:
+        """Rename a run."""
+        rename_run(self, run_id, new_name)
+
+    def set_description(self, run_id: str, text: str) -> None:
+        """Set a run's markdown notes."""
+        set_description(self, run_id, text)
+
+    def delete_run(self, run_id: str, include_descendants: bool = True) -> list[str]:
+        """Soft-delete a run and, by default, its whole subtree of nested runs.
+
+        Deleted runs leave ACTIVE_ONLY searches, appear under DELETED_ONLY and are kept until
+        retention purges them. Returns the ids of the runs that changed.
+
+        Raises:
+            RunNotFound: no such run.
+        """
+        return set_lifecycle(self, [run_id], deleted=True, include_descendants=include_descendants)
+
+    def restore_run(self, run_id: str, include_descendants: bool = True) -> list[str]:
+        """Restore a soft-deleted run (and by default its descendants); returns the ids changed."""
+        return set_lifecycle(self, [run_id], deleted=False, include_descendants=include_descendants)
+
+    def delete_runs(self, experiment_id: str, max_timestamp_millis: int, max_runs: int | None = None) -> int:
+        """Bulk soft-delete, as the Databricks API: active runs created at or before a time.
+
+        Oldest first, at most ``max_runs`` (default and limit 10,000). Returns how many.
+        """
+        from runlake.lake import lifecycle
+
+        return lifecycle.delete_runs(self, experiment_id, max_timestamp_millis, max_runs)
+
+    def restore_runs(self, experiment_id: str, min_timestamp_millis: int, max_runs: int | None = None) -> int:
+        """Bulk restore: runs deleted at or after a time, oldest first. Returns how many."""
+        from runlake.lake import lifecycle
+
+        return lifecycle.restore_runs(self, experiment_id, min_timestamp_millis, max_runs)
+
+    def delete_run_ids(self, run_ids: Sequence[str], include_descendants: bool = True) -> list[str]:
+        """Soft-delete several runs at once (the dashboard's selection)."""
+        return set_lifecycle(self, list(run_ids), deleted=True, include_descendants=include_descendants)
+
+    def restore_run_ids(self, run_ids: Sequence[str], include_descendants: bool = True) -> list[str]:
+        """Restore several runs at once."""
+        return set_lifecycle(self, list(run_ids), deleted=False, include_descendants=include_descendants)
