@@ -88,6 +88,21 @@ def history_figure(
     return {"data": traces, "layout": layout}
 
 
+def keep_view(figure: dict[str, Any], relayout: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``figure`` showing the axis ranges a user zoomed or panned to (a graph's ``relayoutData``:
+    ``{"xaxis.range[0]": a, "xaxis.range[1]": b, ...}``); a reset (autorange) or no interaction
+    leaves it as it is."""
+    for axis in ("xaxis", "yaxis"):
+        low, high = (relayout or {}).get(f"{axis}.range[0]"), (relayout or {}).get(f"{axis}.range[1]")
+        whole = (relayout or {}).get(f"{axis}.range")
+        if isinstance(whole, (list, tuple)) and len(whole) == 2:
+            low, high = whole
+        if low is None or high is None:
+            continue
+        figure["layout"][axis] = {**figure["layout"].get(axis, {}), "range": [low, high], "autorange": False}
+    return figure
+
+
 def _plain(values: np.ndarray) -> list[float | None]:
     return [None if np.isnan(v) else float(v) for v in values]
 

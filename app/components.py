@@ -47,10 +47,17 @@ def key_value_table(rows: Iterable[tuple[str, Any]], *, className: str = "kv-tab
     )
 
 
-def data_table(header: Sequence[Any], body: Iterable[Sequence[Any]], *, className: str = "data-table", id: str | None = None) -> html.Table:
+def data_table(header: Sequence[Any], body: Iterable[Sequence[Any]], *, className: str = "data-table", id: str | None = None,
+               numeric: Sequence[int] = ()) -> html.Table:
+    """A plain table; the columns at ``numeric`` positions are right-aligned with tabular digits."""
     kwargs = {"id": id} if id else {}
+
+    def cls(i: int) -> str | None:
+        return "num" if i in numeric else None
+
     return html.Table(
-        [html.Thead(html.Tr([html.Th(h) for h in header])), html.Tbody([html.Tr([html.Td(c) for c in row]) for row in body])],
+        [html.Thead(html.Tr([html.Th(h, className=cls(i)) for i, h in enumerate(header)])),
+         html.Tbody([html.Tr([html.Td(c, className=cls(i)) for i, c in enumerate(row)]) for row in body])],
         className=className, **kwargs,
     )
 

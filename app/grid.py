@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -78,8 +79,12 @@ class RunsQuery:
             sort=_sort_items(data.get("sort")) or DEFAULT_SORT,
         )
 
-    def to_url(self) -> str:
-        """The query string (without '?') of this view; default values are left out."""
+    def to_url(self, expanded: Sequence[str] = ()) -> str:
+        """The query string (without '?') of this view; default values are left out.
+
+        ``expanded`` (the nested-run parents the user opened) is page state kept beside the
+        query, so a link reopens them too.
+        """
         params: dict[str, str] = {}
         if self.experiment_ids:
             params["experiments"] = ",".join(self.experiment_ids)
@@ -94,6 +99,8 @@ class RunsQuery:
             params["columns"] = ",".join(self.columns)
         if self.sort != DEFAULT_SORT:
             params["sort"] = ",".join(f"{col}:{direction}" for col, direction in self.sort)
+        if expanded:
+            params["expanded"] = ",".join(expanded)
         return urlencode(params)
 
     @classmethod
@@ -257,6 +264,34 @@ def format_time(value: Any) -> str:
     return stamp.strftime("%Y-%m-%d %H:%M:%S")
 
 
+def format_number(value: Any, digits: int = 5) -> str:
+    """A number as every table of the dashboard shows it (``formatNumber`` in runlake.js is the
+    same rule, for the grids): ``digits`` significant digits, trailing zeros trimmed; whole
+    numbers exact with thousands separators; scientific (``2.467e-7``) below 0.001 and from a
+    million up, so a column never mixes ``0.0000002467`` and ``2.467e-7``.
+    """
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "" if value is None else str(value)
+    number = float(value)
+    if math.isnan(number):
+        return ""
+    if math.isinf(number):
+        return "∞" if number > 0 else "-∞"
+    if number == 0:
+        return "0"
+    whole = number == int(number)
+    rounded = number if whole else float(f"{number:.{digits}g}")
+    if abs(rounded) >= 1e6 or abs(rounded) < 1e-3:
+        mantissa, exponent = f"{number:.{digits - 1}e}".split("e")
+        mantissa = mantissa.rstrip("0").rstrip(".") if "." in mantissa else mantissa
+        return f"{mantissa}e{int(exponent)}"
+    if whole or abs(rounded) >= 10 ** (digits - 1):
+        return f"{int(rounded):,}"
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(rounded))))
+    text = f"{rounded:,.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def format_duration(start: Any, end: Any, status: Any = None) -> str:
     start_ts, end_ts = _ts(start), _ts(end)
     if start_ts is None:
@@ -324,7 +359,8 @@ def column_defs(columns: list[str], sort: tuple[tuple[str, str], ...] = DEFAULT_
         prefix, _, key = name.partition(".")
         extra: dict[str, Any] = {"headerTooltip": name, "headerClass": f"col-{prefix}"}
         if prefix == "metrics":
-            extra["valueFormatter"] = {"function": "params.value == null ? '' : d3.format('.4~g')(params.value)"}
+            extra["valueFormatter"] = {"function": "formatNumber(params.value)"}
+            extra["tooltipValueGetter"] = {"function": "params.value == null ? null : String(params.value)"}
             extra["type"] = "rightAligned"
         defs.append(col(name, key, width=130, **extra))
     return defs

@@ -6,6 +6,7 @@ from __future__ import annotations
 NAV = "nav"
 RUNS_LIVE = "runs-live"          # the runs page's "Live refresh" switch
 RUNS_TICK = "runs-tick"          # its dcc.Interval
+RUNS_LIVE_STATE = "runs-live-state"  # "updating every 5 s" / "paused" / nothing running
 RUN_LIVE = "run-live"            # the run page's "Live refresh" switch
 RUN_TICK = "run-tick"            # its dcc.Interval
 
@@ -31,6 +32,7 @@ RUNS_QUERY = "runs-query"        # dcc.Store: the typed query the grid pages thr
 RUNS_SORT = "runs-sort"          # dcc.Store: the grid's current sort model
 RUNS_URL = "runs-url"            # dcc.Store: the view's query string, mirrored into the address bar
 RUNS_URL_APPLIED = "runs-url-applied"  # sink of the clientside URL updater
+RUNS_EXPANDED = "runs-expanded"  # dcc.Store: the nested-run parents the user opened (also in the URL)
 RUNS_RUNNING = "runs-running"    # dcc.Store: True while a shown run is RUNNING
 RUNS_PURGE_SINK = "runs-purge-sink"
 RUNS_SELECTION_BAR = "runs-selection-bar"
@@ -58,6 +60,7 @@ CONFIRM_CANCEL = "runs-confirm-cancel"
 # -- run page ------------------------------------------------------------------------------
 RUN_ID = "run-id"                # dcc.Store with the page's run id
 RUN_NAME = "run-name"
+RUN_STATUS = "run-status"        # the header's status pill (live while the run is RUNNING)
 RUN_RENAME = "run-rename"
 RUN_RENAME_BOX = "run-rename-box"
 RUN_RENAME_INPUT = "run-rename-input"
@@ -73,6 +76,7 @@ RUN_NOTES_INPUT = "run-notes-input"
 RUN_NOTES_SAVE = "run-notes-save"
 RUN_NOTES_CANCEL = "run-notes-cancel"
 RUN_CHARTS = "run-charts"
+RUN_CHART = "run-chart"              # pattern-matching type: {"type": RUN_CHART, "key": <metric>}
 RUN_X_AXIS = "run-x-axis"
 RUN_SMOOTHING = "run-smoothing"
 RUN_LOG_Y = "run-log-y"
@@ -90,6 +94,7 @@ RUN_REPRO_DOWNLOAD = "run-repro-download"
 # -- compare page --------------------------------------------------------------------------
 CMP_RUNS = "cmp-runs"            # dcc.Store with the run ids compared
 CMP_DIFF = "cmp-diff"
+CMP_NOTICE = "cmp-notice"        # runs requested but not shown (unknown ids, over the limit)
 CMP_DETAILS = "cmp-details"
 CMP_PARAMS = "cmp-params"
 CMP_METRICS = "cmp-metrics"

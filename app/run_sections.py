@@ -43,7 +43,8 @@ def _tree_nodes(node: dict[str, Any], prefix: str) -> list[Any]:
     for name in sorted(node, key=lambda n: (not n.endswith("/"), n.lower())):
         child = node[name]
         if name.endswith("/"):
-            out.append(html.Details([html.Summary("📁 " + name[:-1]), html.Div(_tree_nodes(child, prefix + name))]))
+            out.append(html.Details([html.Summary([name[:-1], html.Span("/", className="folder-slash")]),
+                                     html.Div(_tree_nodes(child, prefix + name))]))
         else:
             out.append(html.Button(
                 [name, html.Span(human_size(child.size), className="artifact-size")],

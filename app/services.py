@@ -67,6 +67,10 @@ class Services:
         kwargs.setdefault("max_results", MAX_SELECTION)
         return self.cached("ids", kwargs, lambda: self.lake.search_run_ids(**kwargs))
 
+    def sql(self, query: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+        """``Lake.sql`` for the app's few fixed queries (constant text, values always bound)."""
+        return self.cached("sql", [query, list(params or [])], lambda: self.lake.sql(query, list(params or [])))
+
     def column_info(self, search_kwargs: dict[str, Any]) -> tuple[list[str], list[str]]:
         """(available, default) entity columns for a view, from a sample of its first page.
 

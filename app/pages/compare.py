@@ -12,8 +12,8 @@ import pandas as pd
 from dash import Input, Output, State, dcc, html
 
 from runlake.app import charts, ids
-from runlake.app.components import control, empty_state, page_header, section
-from runlake.app.grid import format_duration, format_time
+from runlake.app.components import control, empty_state, message, page_header, section
+from runlake.app.grid import format_duration, format_number, format_time
 from runlake.app.services import MAX_COMPARE
 
 PATH = "/compare"
@@ -26,9 +26,24 @@ def _services() -> Any:
     return current_app.config["RUNLAKE_SERVICES"]
 
 
-def parse_runs(runs: Any) -> list[str]:
+def parse_runs(runs: Any, limit: int | None = MAX_COMPARE) -> list[str]:
+    """The run ids of a ``runs=`` URL value, deduplicated, in order, at most ``limit``."""
     text = ",".join(runs) if isinstance(runs, list) else str(runs or "")
-    return list(dict.fromkeys(r.strip() for r in text.split(",") if r.strip()))[:MAX_COMPARE]
+    unique = list(dict.fromkeys(r.strip() for r in text.split(",") if r.strip()))
+    return unique if limit is None else unique[:limit]
+
+
+def missing_notice(requested: list[str], found: list[str]) -> Any:
+    """What the page says about requested runs it does not show (unknown ids, over the limit)."""
+    shown = requested[:MAX_COMPARE]
+    missing = [r for r in shown if r not in set(found)]
+    notes = []
+    if missing:
+        listed = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        notes.append(message(f"{len(missing)} run{'s' if len(missing) != 1 else ''} not found: {listed}", "warning"))
+    if len(requested) > MAX_COMPARE:
+        notes.append(message(f"Showing the first {MAX_COMPARE} of {len(requested):,} requested runs.", "info"))
+    return html.Div(notes, id=ids.CMP_NOTICE) if notes else html.Div(id=ids.CMP_NOTICE)
 
 
 def compare_frame(services: Any, run_ids: list[str]) -> pd.DataFrame:
@@ -41,12 +56,12 @@ def table_rows(frame: pd.DataFrame, prefix: str) -> list[dict[str, Any]]:
     whose value is identical in every run (what "show diff only" hides)."""
     rows = []
     for column in sorted(c for c in frame.columns if c.startswith(prefix + ".")):
-        values = frame[column].tolist()
+        values = [None if pd.isna(v) else v for v in frame[column].tolist()]
         row: dict[str, Any] = {"key": column.split(".", 1)[1]}
         for run_id, value in zip(frame["run_id"], values):
-            row[run_id] = None if pd.isna(value) else (round(value, 6) if isinstance(value, float) else value)
-        shown = [row[r] for r in frame["run_id"]]
-        row["same"] = all(v == shown[0] for v in shown)
+            # Metrics read like every other table (significant digits); params are the logged text.
+            row[run_id] = format_number(value) if prefix == "metrics" and value is not None else value
+        row["same"] = all(v == values[0] for v in values)
         rows.append(row)
     return rows
 
@@ -54,7 +69,7 @@ def table_rows(frame: pd.DataFrame, prefix: str) -> list[dict[str, Any]]:
 def detail_rows(frame: pd.DataFrame, names: dict[str, str]) -> list[dict[str, Any]]:
     fields = [
         ("Run name", lambda r: r.run_name or ""), ("Experiment", lambda r: names.get(str(r.experiment_id), str(r.experiment_id))),
-        ("Status", lambda r: r.status), ("Start time", lambda r: format_time(r.start_time)),
+        ("Status", lambda r: (r.status or "").title()), ("Start time", lambda r: format_time(r.start_time)),
         ("Duration", lambda r: format_duration(r.start_time, r.end_time, r.status)), ("User", lambda r: r.user_id),
         ("Source", lambda r: r.source_name), ("Version", lambda r: (r.source_version or "")[:10]),
         ("Run ID", lambda r: r.run_id),
@@ -68,17 +83,21 @@ def detail_rows(frame: pd.DataFrame, names: dict[str, str]) -> list[dict[str, An
     return rows
 
 
-def _columns(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    cols: list[dict[str, Any]] = [{"field": "key", "headerName": "", "pinned": "left", "width": 180, "cellClass": "key-cell"}]
+def _columns(frame: pd.DataFrame, numeric: bool = False) -> list[dict[str, Any]]:
+    cols: list[dict[str, Any]] = [{"field": "key", "headerName": "", "pinned": "left", "width": 180, "cellClass": "key-cell",
+                                   "tooltipField": "key"}]
     for record in frame.itertuples():
-        cols.append({"field": record.run_id, "headerName": record.run_name or record.run_id[:8], "headerTooltip": record.run_id,
-                     "width": 150})
+        col = {"field": record.run_id, "headerName": record.run_name or record.run_id[:8], "headerTooltip": record.run_id,
+               "flex": 1, "minWidth": 170, "tooltipField": record.run_id}
+        if numeric:
+            col["type"] = "rightAligned"
+        cols.append(col)
     return cols
 
 
-def _table(grid_id: str, frame: pd.DataFrame, rows: list[dict[str, Any]]) -> dag.AgGrid:
+def _table(grid_id: str, frame: pd.DataFrame, rows: list[dict[str, Any]], numeric: bool = False) -> dag.AgGrid:
     return dag.AgGrid(
-        id=grid_id, rowData=rows, columnDefs=_columns(frame), getRowId="params.data.key",
+        id=grid_id, rowData=rows, columnDefs=_columns(frame, numeric), getRowId="params.data.key",
         defaultColDef={"resizable": True, "sortable": False, "suppressHeaderMenuButton": True},
         dashGridOptions={"suppressFieldDotNotation": True, "domLayout": "autoHeight" if len(rows) <= 25 else "normal",
                          "tooltipShowDelay": 300},
@@ -95,10 +114,11 @@ def _choices(frame: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
 
 def layout(runs: Any = None, **_query: Any) -> html.Div:
     services = _services()
-    run_ids = parse_runs(runs)
+    requested = parse_runs(runs, limit=None)
+    run_ids = requested[:MAX_COMPARE]
     frame = compare_frame(services, run_ids) if run_ids else pd.DataFrame()
     if frame.empty:
-        return html.Div([page_header("Compare runs"), empty_state(
+        return html.Div([page_header("Compare runs"), missing_notice(requested, []), empty_state(
             "No runs to compare.", ["Select runs on the ", dcc.Link("runs page", href="/runs"), " and press Compare."])], className="page")
     names = services.experiment_names()
     params, metrics, varying = _choices(frame)
@@ -112,12 +132,13 @@ def layout(runs: Any = None, **_query: Any) -> html.Div:
             dcc.Store(id=ids.CMP_RUNS, data=list(frame["run_id"])),
             page_header(f"Comparing {len(frame)} run{'s' if len(frame) != 1 else ''}",
                         subtitle=["Experiments: ", *[html.Span(e, className="chip") for e in experiments]]),
+            missing_notice(requested, list(frame["run_id"])),
             dcc.Checklist(id=ids.CMP_DIFF, options=[{"label": " Show diff only", "value": "diff"}], value=[],
                           className="diff-toggle", labelStyle={"display": "inline-flex", "gap": "4px"}),
             html.Div([
                 section("Run details", _table(ids.CMP_DETAILS, frame, detail_rows(frame, names))),
                 section("Parameters", _table(ids.CMP_PARAMS, frame, table_rows(frame, "params")), count=len(params)),
-                section("Metrics", _table(ids.CMP_METRICS, frame, table_rows(frame, "metrics")), count=len(metrics)),
+                section("Metrics", _table(ids.CMP_METRICS, frame, table_rows(frame, "metrics"), numeric=True), count=len(metrics)),
             ], className="compare-tables"),
             section("Parallel coordinates", [
                 html.Div([control("Axes", dcc.Dropdown(id=ids.CMP_PAR_DIMS, options=options, multi=True,

@@ -11,7 +11,7 @@ from dash import dcc, html
 from runlake.app import artifacts as arts
 from runlake.app import ids
 from runlake.app.components import control, data_table, empty_state, page_header, section, status_pill
-from runlake.app.grid import format_duration, format_time
+from runlake.app.grid import format_duration, format_number, format_time
 from runlake.app.run_sections import artifact_preview, artifact_tree, model_section, reproduce_section, source_artifact
 
 PATH_TEMPLATE = "/runs/<run_id>"
@@ -30,7 +30,9 @@ def layout(run_id: str | None = None, artifact: str | None = None, **_query: Any
     services = _services()
     record = services.get_run(run_id) if run_id else None
     if record is None:
-        return html.Div(empty_state(f"No run with id {run_id!r}.", dcc.Link("Back to experiments", href="/")), className="page")
+        return html.Div([page_header("Run not found"), empty_state(
+            f"No run with id {run_id!r}.", ["It may have been purged. ", dcc.Link("Browse runs", href="/runs"), " or ",
+                                             dcc.Link("go to experiments", href="/"), "."])], className="page")
     info = record.info
     deleted = info.get("lifecycle_stage") == "deleted"
     store = arts.for_run(services, record.run_id)
@@ -44,7 +46,7 @@ def layout(run_id: str | None = None, artifact: str | None = None, **_query: Any
             dcc.Interval(id=ids.RUN_TICK, interval=int(services.settings.refresh_seconds * 1000), disabled=not running),
             page_header(
                 html.Span(info.get("run_name") or record.run_id, id=ids.RUN_NAME),
-                status_pill(info.get("status")),
+                html.Span(status_pill(info.get("status")), id=ids.RUN_STATUS),
                 html.Button("Rename", id=ids.RUN_RENAME, className="button small", title="Rename this run"),
                 subtitle=dcc.Link(services.experiment_names().get(str(info["experiment_id"]), str(info["experiment_id"])),
                                   href=f"/runs?experiments={info['experiment_id']}"),
@@ -143,11 +145,12 @@ def _params(params: dict[str, str]) -> Any:
 
 
 def _metrics(record: Any, running: bool) -> Any:
-    if not record.metrics:
+    if not record.metrics and not running:
         return html.Span("No metrics logged.", className="muted")
-    rows = [(key, _num(s["latest"]), _num(s["min"]), _num(s["max"]), s.get("step")) for key, s in sorted(record.metric_stats.items())]
+    rows = [(key, _num(s["latest"]), _num(s["min"]), _num(s["max"]), format_number(s.get("step"))) for key, s in sorted(record.metric_stats.items())]
     return html.Div([
-        data_table(["Metric", "Latest", "Min", "Max", "Step"], rows),
+        data_table(["Metric", "Latest", "Min", "Max", "Step"], rows, numeric=(1, 2, 3, 4)) if rows else
+        html.Div("No metrics yet: charts appear here as the run logs them.", className="muted"),
         html.Div([
             control("X axis", dcc.RadioItems(id=ids.RUN_X_AXIS, options=[{"label": " Step", "value": "step"},
                     {"label": " Wall time", "value": "wall"}, {"label": " Relative time", "value": "relative"}], value="step",
@@ -157,15 +160,18 @@ def _metrics(record: Any, running: bool) -> Any:
                     "Exponential moving average of each curve (raw points stay faint)"),
             control("Y scale", dcc.Checklist(id=ids.RUN_LOG_Y, options=[{"label": " Log", "value": "log"}], value=[]),
                     "Logarithmic y-axis"),
-            control("Live", dcc.Checklist(id=ids.RUN_LIVE, options=[{"label": " Auto-refresh", "value": "on"}], value=["on"] if running else []),
-                    "Refresh the charts while the run is RUNNING"),
+            # Only a running run refreshes; for the others the switch would do nothing.
+            html.Div(control("Live", dcc.Checklist(id=ids.RUN_LIVE, options=[{"label": " Auto-refresh", "value": "on"}],
+                                                   value=["on"] if running else [], className="live-toggle"),
+                             "Refresh the charts while the run is RUNNING"), style=None if running else HIDDEN),
         ], className="chart-controls"),
         dcc.Loading(html.Div(id=ids.RUN_CHARTS, className="charts"), type="dot", delay_show=400),
     ])
 
 
-def _num(value: Any) -> str:
-    return "" if value is None else f"{value:.6g}"
+def _num(value: Any) -> html.Span:
+    # The exact value on hover; the table shows the dashboard's significant-digit form.
+    return html.Span(format_number(value), title=repr(float(value)) if value is not None else None)
 
 
 def _tags_body(user_tags: dict[str, str], all_tags: dict[str, str]) -> list[Any]:

@@ -8,7 +8,7 @@ from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 
 from runlake.app import artifacts as arts
 from runlake.app import charts, ids
-from runlake.app.components import message
+from runlake.app.components import message, status_pill
 from runlake.app.pages.run import HIDDEN, _notes_view, _tags_body
 from runlake.app.run_sections import artifact_preview, load_environment, reproduce_script, DIFF_FILE
 from runlake.lake.errors import RunlakeError
@@ -141,16 +141,48 @@ def register(app: Any, services: Any) -> None:
         Input(ids.RUN_X_AXIS, "value"),
         Input(ids.RUN_SMOOTHING, "value"),
         Input(ids.RUN_LOG_Y, "value"),
+        State(ids.RUN_ID, "data"),
+    )
+    def draw(x_axis: str, smoothing: float, log_y: list[str], run_id: str) -> Any:
+        return metric_charts(services, run_id, x_axis or "step", float(smoothing or 0), bool(log_y))
+
+    @app.callback(
+        Output({"type": ids.RUN_CHART, "key": ALL}, "figure"),
+        Output(ids.RUN_CHARTS, "children", allow_duplicate=True),
+        Input(ids.RUN_TICK, "n_intervals"),
+        State(ids.RUN_X_AXIS, "value"),
+        State(ids.RUN_SMOOTHING, "value"),
+        State(ids.RUN_LOG_Y, "value"),
+        State({"type": ids.RUN_CHART, "key": ALL}, "id"),
+        State({"type": ids.RUN_CHART, "key": ALL}, "relayoutData"),
+        State(ids.RUN_ID, "data"),
+        prevent_initial_call=True,
+    )
+    def refresh(_tick: Any, x_axis: str, smoothing: float, log_y: list[str], shown: list[dict[str, str]],
+                views: list[dict[str, Any] | None], run_id: str) -> Any:
+        # Live refresh sets each graph's figure in place, carrying over the range the user
+        # zoomed or panned to (uirevision alone loses it once the graph re-syncs its layout).
+        # Only a new metric key redraws the set of charts.
+        x_axis, smoothing_value, log = x_axis or "step", float(smoothing or 0), bool(log_y)
+        keys = [item["key"] for item in shown]
+        record = services.get_run(run_id)
+        if record is None or chart_keys(record) != keys:
+            return [no_update] * len(keys), metric_charts(services, run_id, x_axis, smoothing_value, log)
+        figures = metric_figures(services, record, keys, x_axis, smoothing_value, log)
+        return [charts.keep_view(figure, view) for figure, view in zip(figures, views)], no_update
+
+    @app.callback(
+        Output(ids.RUN_TICK, "disabled"),
+        Output(ids.RUN_STATUS, "children"),
+        Input(ids.RUN_LIVE, "value"),
         Input(ids.RUN_TICK, "n_intervals"),
         State(ids.RUN_ID, "data"),
     )
-    def draw(x_axis: str, smoothing: float, log_y: list[str], _tick: Any, run_id: str) -> Any:
-        return metric_charts(services, run_id, x_axis or "step", float(smoothing or 0), bool(log_y))
-
-    @app.callback(Output(ids.RUN_TICK, "disabled"), Input(ids.RUN_LIVE, "value"), State(ids.RUN_ID, "data"))
-    def toggle_live(live: list[str] | None, run_id: str) -> bool:
+    def live_state(live: list[str] | None, _tick: Any, run_id: str) -> tuple[bool, Any]:
+        # Each tick re-reads the status: the refresh stops by itself once the run ends.
         record = services.get_run(run_id)
-        return not (live and record is not None and record.info.get("status") == "RUNNING")
+        status = record.info.get("status") if record is not None else None
+        return not (live and status == "RUNNING"), status_pill(status)
 
     @app.callback(
         Output(ids.RUN_ARTIFACT_PREVIEW, "children"),
@@ -179,18 +211,27 @@ def register(app: Any, services: Any) -> None:
         return dcc.send_string(script, f"reproduce-{run_id[:8]}.sh", type="text/x-shellscript")
 
 
+def chart_keys(record: Any) -> list[str]:
+    """The metric keys the run page charts, in order."""
+    return sorted(record.metrics)[:MAX_CHARTS]
+
+
+def metric_figures(services: Any, record: Any, keys: list[str], x_axis: str, smoothing: float, log_y: bool) -> list[Any]:
+    points = services.histories([record.run_id], keys)
+    start = record.info.get("start_time")
+    return [charts.history_figure(points, key, x_axis=x_axis, smoothing=smoothing, log_y=log_y,
+                                  starts={record.run_id: start}, names={record.run_id: key}) for key in keys]
+
+
 def metric_charts(services: Any, run_id: str, x_axis: str, smoothing: float, log_y: bool) -> Any:
     """One chart per metric of a run (what the run page's chart callback returns)."""
     record = services.get_run(run_id)
     if record is None or not record.metrics:
         return None
-    keys = sorted(record.metrics)[:MAX_CHARTS]
-    points = services.histories([run_id], keys)
-    start = record.info.get("start_time")
+    keys = chart_keys(record)
+    figures = metric_figures(services, record, keys, x_axis, smoothing, log_y)
     return [
-        html.Div(dcc.Graph(figure=charts.history_figure(points, key, x_axis=x_axis, smoothing=smoothing, log_y=log_y,
-                                                         starts={run_id: start}, names={run_id: key}),
-                            config={"displaylogo": False}, id={"type": "run-chart", "key": key}),
+        html.Div(dcc.Graph(figure=figure, config={"displaylogo": False}, id={"type": ids.RUN_CHART, "key": key}),
                  className="chart-card")
-        for key in keys
+        for key, figure in zip(keys, figures)
     ]

@@ -12,7 +12,7 @@ from typing import Any
 import dash_ag_grid as dag
 from dash import ClientsideFunction, Input, Output, State, ctx, dcc, html, no_update
 
-from runlake.app import ids
+from runlake.app import ids, tree
 from runlake.app.components import control, empty_state, error_box, page_header
 from runlake.app.grid import (
     BLOCK_SIZE,
@@ -67,6 +67,7 @@ def layout(**query_args: Any) -> html.Div:
             dcc.Store(id=ids.RUNS_URL), dcc.Store(id=ids.RUNS_URL_APPLIED), dcc.Store(id=ids.RUNS_PURGE_SINK),
             dcc.Store(id=ids.RUNS_CHANGED, data=0), dcc.Store(id=ids.RUNS_ALL_MATCHING, data=False),
             dcc.Store(id=ids.RUNS_RUNNING, data=False),
+            dcc.Store(id=ids.RUNS_EXPANDED, data=tree.parse_expanded(_arg(query_args, "expanded"))),
             dcc.Interval(id=ids.RUNS_TICK, interval=int(services.settings.refresh_seconds * 1000), disabled=True),
             page_header("Runs", subtitle=html.Span(["Experiments: ", *scope], className="scope")),
             html.Div(
@@ -95,35 +96,47 @@ def layout(**query_args: Any) -> html.Div:
                     control("Columns", dcc.Dropdown(id=ids.RUNS_COLUMNS, options=sorted(set(available) | set(chosen)), value=chosen,
                                                     multi=True, placeholder="Pick metric, param and tag columns"),
                             "Metric, param and tag columns shown in the table"),
-                    control("Live", dcc.Checklist(id=ids.RUNS_LIVE, options=[{"label": " Auto-refresh", "value": "on"}], value=["on"],
-                                                  className="live-toggle"),
+                    control("Live", html.Div([
+                        dcc.Checklist(id=ids.RUNS_LIVE, options=[{"label": " Auto-refresh", "value": "on"}], value=["on"],
+                                      className="live-toggle"),
+                        html.Span(id=ids.RUNS_LIVE_STATE, className="live-state")], className="live-box"),
                             "Refresh the table while shown runs are RUNNING"),
                 ],
                 className="filter-row",
             ),
             runs_actions.action_bar(),
-            html.Div(id=ids.RUNS_EMPTY),
-            dcc.Loading(
-                dag.AgGrid(
-                    id=ids.RUNS_GRID,
-                    rowModelType="infinite",
-                    columnDefs=column_defs(chosen, query.sort),
-                    defaultColDef={"resizable": True, "suppressHeaderMenuButton": True},
-                    getRowId="params.data.run_id",
-                    dashGridOptions={
-                        "rowSelection": {"mode": "multiRow", "checkboxes": True, "headerCheckbox": False, "enableClickSelection": False},
-                        "cacheBlockSize": BLOCK_SIZE, "maxBlocksInCache": 20, "infiniteInitialRowCount": 1,
-                        "suppressFieldDotNotation": True, "tooltipShowDelay": 300,
-                    },
-                    className="ag-theme-quartz grid runs-grid",
-                    style={"height": "62vh"},
+            # The empty state lies over the grid's body (the grid itself stays mounted: it asks
+            # for rows again when the view changes).
+            html.Div([
+                html.Div(id=ids.RUNS_EMPTY, className="grid-empty"),
+                dcc.Loading(
+                    dag.AgGrid(
+                        id=ids.RUNS_GRID,
+                        rowModelType="infinite",
+                        columnDefs=column_defs(chosen, query.sort),
+                        defaultColDef={"resizable": True, "suppressHeaderMenuButton": True},
+                        getRowId="params.data.run_id",
+                        dashGridOptions={
+                            "rowSelection": {"mode": "multiRow", "checkboxes": True, "headerCheckbox": False, "enableClickSelection": False},
+                            "cacheBlockSize": BLOCK_SIZE, "maxBlocksInCache": 20, "infiniteInitialRowCount": 1,
+                            "suppressFieldDotNotation": True, "tooltipShowDelay": 300,
+                            "suppressNoRowsOverlay": True,  # the page's own empty state says what to do
+                        },
+                        className="ag-theme-quartz grid runs-grid",
+                        style={"height": "62vh"},
+                    ),
+                    type="dot", delay_show=400, parent_className="grid-loading",
                 ),
-                type="dot", delay_show=400, parent_className="grid-loading",
-            ),
+            ], className="grid-stage"),
             runs_actions.confirm_dialog(),
         ],
         className="page page-runs",
     )
+
+
+def _arg(args: dict[str, Any], name: str) -> str:
+    value = args.get(name)
+    return value[0] if isinstance(value, list) else str(value or "")
 
 
 def _columns(services: Any, query: RunsQuery) -> tuple[list[str], list[str]]:
@@ -186,11 +199,33 @@ def register_callbacks(app: Any, services: Any) -> None:
         Output(ids.RUNS_RUNNING, "data"),
         Input(ids.RUNS_GRID, "getRowsRequest"),
         State(ids.RUNS_QUERY, "data"),
+        State(ids.RUNS_EXPANDED, "data"),
     )
-    def load_rows(request: dict[str, Any] | None, data: dict[str, Any]) -> tuple[Any, ...]:
+    def load_rows(request: dict[str, Any] | None, data: dict[str, Any], expanded: list[str] | None) -> tuple[Any, ...]:
         if not request:
             return (no_update,) * 6
-        return rows_response(services, RunsQuery.from_store(data), request)
+        return rows_response(services, RunsQuery.from_store(data), request, expanded)
+
+    @app.callback(
+        Output(ids.RUNS_EXPANDED, "data"),
+        Input(ids.RUNS_GRID, "cellRendererData"),
+        State(ids.RUNS_EXPANDED, "data"),
+        prevent_initial_call=True,
+    )
+    def toggle_nested(event: dict[str, Any] | None, expanded: list[str] | None) -> Any:
+        # The run-name cell's toggle reports {run_id, open} through the grid's cellRendererData.
+        value = (event or {}).get("value")
+        if not isinstance(value, dict) or not isinstance(value.get("run_id"), str):
+            return no_update
+        return tree.toggle(expanded, value["run_id"], bool(value.get("open")))
+
+    app.clientside_callback(
+        ClientsideFunction("runlake", "refreshRows"),
+        Output(ids.RUNS_PURGE_SINK, "data", allow_duplicate=True),
+        Input(ids.RUNS_EXPANDED, "data"),
+        State(ids.RUNS_GRID, "id"),
+        prevent_initial_call=True,
+    )
 
     app.clientside_callback(
         ClientsideFunction("runlake", "reloadGrid"),
@@ -215,9 +250,18 @@ def register_callbacks(app: Any, services: Any) -> None:
         prevent_initial_call=True,
     )
 
-    @app.callback(Output(ids.RUNS_TICK, "disabled"), Input(ids.RUNS_LIVE, "value"), Input(ids.RUNS_RUNNING, "data"))
-    def toggle_live(live: list[str] | None, running: bool) -> bool:
-        return not (live and running)
+    @app.callback(
+        Output(ids.RUNS_TICK, "disabled"),
+        Output(ids.RUNS_LIVE_STATE, "children"),
+        Input(ids.RUNS_LIVE, "value"),
+        Input(ids.RUNS_RUNNING, "data"),
+    )
+    def toggle_live(live: list[str] | None, running: bool) -> tuple[bool, str]:
+        if not running:
+            return True, "no running runs shown"
+        if not live:
+            return True, "paused"
+        return False, f"updating every {services.settings.refresh_seconds:g} s"
 
     runs_actions.register_callbacks(app, services)
 
@@ -226,28 +270,43 @@ def _values(options: list[Any] | None) -> list[str]:
     return [o["value"] if isinstance(o, dict) else o for o in options or []]
 
 
-def rows_response(services: Any, query: RunsQuery, request: dict[str, Any]) -> tuple[Any, ...]:
-    """What the grid callback returns for one ``getRowsRequest`` (also what ``bench_ui`` times)."""
+def rows_response(services: Any, query: RunsQuery, request: dict[str, Any], expanded: list[str] | None = None) -> tuple[Any, ...]:
+    """What the grid callback returns for one ``getRowsRequest`` (also what ``bench_ui`` times).
+
+    The rows are the view's top-level runs with each expanded parent's matching children under
+    it (``tree.block``); each row carries its depth, its matching-children count and whether
+    it is open, for the run-name cell's toggle.
+    """
     from runlake.lake.errors import RunlakeError
 
     block = page_request(request)
     view = RunsQuery.from_store({**query.to_store(), "sort": [list(s) for s in block.sort]})
+    expanded = tree.parse_expanded(expanded or [])
     try:
         shown = list(query.columns) if query.columns is not None else services.column_info(query.search_kwargs())[1]
-        page = services.search_page(**page_kwargs(query, block, shown))
+        kwargs = page_kwargs(query, block, shown)
+        offset, size, columns = kwargs.pop("offset"), kwargs.pop("page_size"), kwargs.pop("columns")
+        page = tree.block(services, kwargs, offset, size, columns, expanded)
     except RunlakeError as exc:
         # The search box shows a filter's error with its caret; here the table says why it is empty.
         hint = "Fix the filter above, or press Clear." if query.filter else exc.to_dict()["message"]
         return ({"rowData": [], "rowCount": 0}, "", empty_state("No runs shown: the filter is invalid." if query.filter
                 else "No runs shown.", hint), no_update, no_update, False)
     data = rows(page.frame)
-    count = f"{page.total:,} run{'s' if page.total != 1 else ''} match"
+    for row in data:
+        run_id = row["run_id"]
+        row["nest_depth"] = page.depth.get(run_id, 0)
+        row["nest_children"] = page.counts.get(run_id, 0)
+        row["nest_open"] = run_id in page.expanded
+        row["nest_any"] = bool(page.counts)
+    count = f"{page.matches:,} run{'s' if page.matches != 1 else ''} match"
     empty = None
-    if page.total == 0:
+    if page.matches == 0:
         empty = empty_state(
             ["No runs match ", html.Code(query.filter)] if query.filter else "No runs in this view.",
             "Clear the filter, widen the time window or switch State to All." if query.filter
             else "Switch State to All, widen the time window, or log runs with runlake.ingest.",
         )
     running = any(r.get("status") == "RUNNING" for r in data)
-    return {"rowData": data, "rowCount": page.total}, count, empty, [list(s) for s in block.sort], view.to_url(), running
+    return ({"rowData": data, "rowCount": page.rows}, count, empty, [list(s) for s in block.sort], view.to_url(expanded),
+            running)

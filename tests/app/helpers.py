@@ -41,6 +41,31 @@ class Grid:
             self.grid_id, col_id, inner,
         )
 
+    def _name_cell(self, name: str) -> str:
+        """XPath of the run-name cell whose link reads ``name``."""
+        return (f"//div[@id='{self.grid_id}']//div[@col-id='run_name']"
+                f"[.//a[normalize-space()='{name}']]")
+
+    def toggle_nested(self, name: str) -> None:
+        """Click the expand/collapse toggle of the run called ``name``."""
+        from selenium.webdriver.common.by import By
+
+        self.duo.driver.find_element(By.XPATH, self._name_cell(name) + "//button[contains(@class, 'tree-toggle')]").click()
+
+    def toggle_text(self, name: str) -> str:
+        """The toggle's text of the run called ``name`` ('' when it has none): caret and count."""
+        from selenium.webdriver.common.by import By
+
+        found = self.duo.driver.find_elements(By.XPATH, self._name_cell(name) + "//button[contains(@class, 'tree-toggle')]")
+        return found[0].text.replace("\n", "").strip() if found else ""
+
+    def indent(self, name: str) -> int:
+        """Pixels the run called ``name`` is indented by in the tree column."""
+        from selenium.webdriver.common.by import By
+
+        cell = self.duo.driver.find_element(By.XPATH, self._name_cell(name) + "//span[contains(@class, 'tree-cell')]")
+        return int(float(cell.value_of_css_property("padding-left").replace("px", "") or 0))
+
     def sort_by(self, col_id: str) -> None:
         self.duo.find_element(f'{self.root} .ag-header-cell[col-id="{col_id}"] .ag-header-cell-label').click()
 
@@ -50,6 +75,39 @@ class Grid:
         self.duo.wait_for_element(selector).click()
 
 
+def dash_prop(duo: Any, component_id: str, prop: str) -> Any:
+    """A component's current prop as the Dash renderer holds it (for props with no DOM, such as
+    a ``dcc.Interval``'s ``disabled``)."""
+    return duo.driver.execute_script(
+        """
+        const [id, prop] = arguments;
+        const state = window.store.getState();
+        const path = state.paths.strs[id];
+        if (!path) { return null; }
+        let node = state.layout;
+        for (const step of path) { node = node[step]; }
+        return node.props[prop];
+        """,
+        component_id, prop,
+    )
+
+
+def chart(duo: Any, container: str, title: str | None = None) -> dict[str, Any] | None:
+    """The Plotly graph in ``container`` (the one titled ``title``, if given): points in its last
+    trace, its traces and its x-axis range."""
+    return duo.driver.execute_script(
+        """
+        const [container, title] = arguments;
+        const graphs = [...document.querySelectorAll(`${container} .js-plotly-plot`)];
+        const gd = graphs.find(g => !title || (g.layout && g.layout.title && g.layout.title.text === title));
+        if (!gd || !gd.data || !gd.data.length) { return null; }
+        return {points: gd.data[gd.data.length - 1].x.length, traces: gd.data.length,
+                range: gd.layout.xaxis.range, autorange: gd.layout.xaxis.autorange};
+        """,
+        container, title,
+    )
+
+
 def severe_logs(duo: Any) -> list[dict[str, Any]]:
-    """Browser-console errors, minus the ones Chromium logs for a missing favicon."""
-    return [entry for entry in duo.get_logs() or [] if "favicon" not in entry.get("message", "")]
+    """Browser-console errors (the app ships its favicon, so none is exempt)."""
+    return list(duo.get_logs() or [])

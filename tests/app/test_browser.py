@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 from urllib.parse import quote
 
@@ -13,7 +14,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
 from runlake.app import ids
-from tests.app.helpers import Grid, severe_logs
+from tests.app.helpers import Grid, chart, dash_prop, severe_logs
+from tests.app.number_cases import CASES as NUMBER_CASES
+from tests.app.number_cases import js_literal
 
 pytestmark = pytest.mark.browser
 
@@ -50,6 +53,11 @@ def test_rl001_every_page_renders_without_console_errors(dash_duo, app, lake):
     _open(dash_duo, "/runs")
     _runs_grid(dash_duo)
     dash_duo.wait_for_contains_text(f"#{ids.RUNS_COUNT}", "runs match")
+    # The grids' number formatter agrees with the server's on the shared table of cases.
+    shown = dash_duo.driver.execute_script(
+        "return arguments[0].map(v => window.dashAgGridFunctions.formatNumber(v === null ? null : Number(v)));",
+        [js_literal(v) for v, _ in NUMBER_CASES])
+    assert shown == [text for _, text in NUMBER_CASES]
     _open(dash_duo, f"/runs/{_run_id(lake, 'tabular-004')}")
     dash_duo.wait_for_element(f"#{ids.RUN_CHARTS} .js-plotly-plot", timeout=15)
     _open(dash_duo, "/compare?runs=" + ",".join(lake.search_run_ids(max_results=5)))
@@ -264,4 +272,253 @@ def test_rl013_artifact_preview_and_a_deleted_run_offers_restore(dash_duo, app, 
     dash_duo.find_element(f"#{ids.RUN_RESTORE}").click()
     dash_duo.wait_for_contains_text(f"#{ids.RUN_MESSAGE}", "Restored")
     assert lake.get_run(deleted).info["lifecycle_stage"] == "active"
+    assert severe_logs(dash_duo) == []
+
+
+def test_rl014_expanding_a_sweep_parent_shows_its_children_under_it(dash_duo, app, lake):
+    parent = _run_id(lake, "sweep-1")
+    children = sorted(lake.search_runs(filter_string=f"parent_run_id = '{parent}'")["run_name"])
+    assert len(children) >= 2
+    dash_duo.start_server(app)
+    _open(dash_duo, "/runs?filter=" + quote("run_name LIKE 'sweep-%'") + "&sort=run_name:asc")
+    grid = _runs_grid(dash_duo)
+    # Only parents at the top level; each shows a toggle with its count of matching children.
+    until(lambda: grid.run_names()[:1] == ["sweep-1"], timeout=10)
+    assert not set(children) & set(grid.run_names())
+    assert grid.toggle_text("sweep-1") == f"▸{len(children)}"
+    top_level = grid.run_names()
+    grid.select(0)
+    dash_duo.wait_for_text_to_equal(f"#{ids.RUNS_SELECTED}", "1 selected")
+    grid.toggle_nested("sweep-1")
+    until(lambda: grid.run_names() == ["sweep-1", *children, *top_level[1:]], timeout=10, msg="children right under their parent")
+    assert grid.toggle_text("sweep-1") == f"▾{len(children)}"
+    assert grid.indent(children[0]) > grid.indent("sweep-1")
+    until(lambda: f"expanded={parent}" in dash_duo.driver.current_url, timeout=5)
+    dash_duo.wait_for_text_to_equal(f"#{ids.RUNS_SELECTED}", "1 selected")  # the selection survives
+    # The link with the expansion reopens it.
+    _open(dash_duo, dash_duo.driver.current_url.replace(dash_duo.server_url, ""))
+    _runs_grid(dash_duo)
+    until(lambda: grid.run_names()[:1 + len(children)] == ["sweep-1", *children], timeout=10)
+    grid.toggle_nested("sweep-1")
+    until(lambda: grid.run_names() == top_level, timeout=10, msg="collapsing hides the children")
+    until(lambda: "expanded=" not in dash_duo.driver.current_url, timeout=5)
+    assert severe_logs(dash_duo) == []
+
+
+def _drag_zoom(duo, graph: str) -> None:
+    """Zoom a Plotly graph the way a user does: drag a box across the middle of its plot area."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    rect = duo.driver.execute_script(
+        """const area = document.querySelector(arguments[0] + ' .nsewdrag');
+        area.scrollIntoView({block: 'center'});
+        const r = area.getBoundingClientRect();
+        return {x: r.left, y: r.top, width: r.width, height: r.height};""", graph)
+    y = int(rect["y"] + rect["height"] / 2)
+    actions = ActionChains(duo.driver)
+    actions.w3c_actions.pointer_action.move_to_location(int(rect["x"] + rect["width"] * 0.3), y)
+    actions.w3c_actions.pointer_action.pointer_down()
+    actions.w3c_actions.pointer_action.move_to_location(int(rect["x"] + rect["width"] * 0.6), y + 20)
+    actions.w3c_actions.pointer_action.pointer_up()
+    actions.perform()
+
+
+@pytest.fixture
+def live_app(lake):
+    from runlake.app.server import create_app
+    from runlake.app.settings import Settings
+
+    return create_app(Settings(lake=str(lake.root), refresh_seconds=0.5), lake)
+
+
+def test_rl015_live_refresh_keeps_selection_and_zoom_and_stops(dash_duo, live_app, lake):
+    from runlake.ingest import LakeClient
+
+    client = LakeClient(str(lake.root))
+    experiment = lake.get_experiment_by_name("tabular-baselines")["experiment_id"]
+    run_id = client.create_run(experiment, run_name="live-run")  # RUNNING, started now: first in the table
+    client.log_batch(run_id, metrics=[("val_loss", 0.9, None, 0), ("val_loss", 0.7, None, 1)])
+    client.flush()
+    dash_duo.start_server(live_app)
+    _open(dash_duo, "/runs?columns=metrics.val_loss")
+    grid = _runs_grid(dash_duo)
+    until(lambda: grid.run_names()[:1] == ["live-run"], timeout=10)
+    assert dash_duo.find_element(f"#{ids.RUNS_LIVE} input").is_selected()  # on by default
+    dash_duo.wait_for_text_to_equal(f"#{ids.RUNS_LIVE_STATE}", "updating every 0.5 s")
+    grid.select(0)
+    dash_duo.wait_for_text_to_equal(f"#{ids.RUNS_SELECTED}", "1 selected")
+    client.log_metric(run_id, "val_loss", 0.25, step=2)
+    client.flush()
+    until(lambda: grid.column("metrics.val_loss")[:1] == ["0.25"], timeout=10, msg="the table picks up the new point")
+    assert dash_duo.find_element(f"#{ids.RUNS_SELECTED}").text == "1 selected"
+    assert dash_duo.find_element(f'#{ids.RUNS_GRID} .ag-row[row-index="0"] [col-id="ag-Grid-SelectionColumn"] input').is_selected()
+    # Toggle off: the interval stops; on again: the next write shows up.
+    dash_duo.find_element(f"#{ids.RUNS_LIVE} input").click()
+    dash_duo.wait_for_text_to_equal(f"#{ids.RUNS_LIVE_STATE}", "paused")
+    until(lambda: dash_prop(dash_duo, ids.RUNS_TICK, "disabled") is True, timeout=5)
+    dash_duo.find_element(f"#{ids.RUNS_LIVE} input").click()
+    dash_duo.wait_for_text_to_equal(f"#{ids.RUNS_LIVE_STATE}", "updating every 0.5 s")
+    assert dash_prop(dash_duo, ids.RUNS_TICK, "disabled") is False
+
+    # The run page's charts follow the run too, keeping the user's zoom.
+    _open(dash_duo, f"/runs/{run_id}")
+    until(lambda: (chart(dash_duo, f"#{ids.RUN_CHARTS}", "val_loss") or {}).get("points") == 3, timeout=15)
+    assert dash_duo.find_element(f"#{ids.RUN_LIVE} input").is_selected()
+    _drag_zoom(dash_duo, f"#{ids.RUN_CHARTS} .js-plotly-plot")
+    until(lambda: chart(dash_duo, f"#{ids.RUN_CHARTS}", "val_loss")["autorange"] is False, timeout=5, msg="zoomed in")
+    zoomed = chart(dash_duo, f"#{ids.RUN_CHARTS}", "val_loss")["range"]
+    client.log_batch(run_id, metrics=[("val_loss", 0.2, None, 3), ("val_loss", 0.15, None, 4)])
+    client.flush()
+    until(lambda: chart(dash_duo, f"#{ids.RUN_CHARTS}", "val_loss")["points"] == 5, timeout=10, msg="the chart picks up new points")
+    assert chart(dash_duo, f"#{ids.RUN_CHARTS}", "val_loss")["range"] == zoomed  # the user's zoom is kept
+    client.set_terminated(run_id, "FINISHED")
+    dash_duo.wait_for_text_to_equal(f"#{ids.RUN_STATUS}", "Finished", timeout=10)
+    until(lambda: dash_prop(dash_duo, ids.RUN_TICK, "disabled") is True, timeout=5, msg="refresh stops once the run ends")
+
+    # A view whose runs have all ended does not refresh.
+    _open(dash_duo, "/runs?filter=" + quote("run_name = 'live-run'"))
+    _runs_grid(dash_duo)
+    until(lambda: grid.column("status") == ["Finished"], timeout=10)
+    dash_duo.wait_for_text_to_equal(f"#{ids.RUNS_LIVE_STATE}", "no running runs shown")
+    assert dash_prop(dash_duo, ids.RUNS_TICK, "disabled") is True
+    assert severe_logs(dash_duo) == []
+
+
+def test_rl016_time_created_and_models_filters(dash_duo, app, lake):
+    from runlake.ingest import LakeClient
+
+    client = LakeClient(str(lake.root))
+    experiment = lake.get_experiment_by_name("llm-finetune")["experiment_id"]
+    fresh = client.create_run(experiment, run_name="fresh-run")
+    client.set_terminated(fresh, "FINISHED")
+    day = 1_767_139_200_000  # 2025-12-31T00:00Z
+    on_day = lake.search_run_ids(created_after=day, created_before=day + 86_400_000 - 1)
+    with_model = lake.search_runs(has_model=True)
+    assert 0 < len(on_day) < len(lake.search_run_ids()) and len(with_model) > 0
+
+    dash_duo.start_server(app)
+    _open(dash_duo, "/runs?time=custom&start=2025-12-31&end=2025-12-31")
+    grid = _runs_grid(dash_duo)
+    until(lambda: _count(dash_duo) == len(on_day), timeout=10, msg="custom range from the URL")
+    assert dash_duo.find_element(f"#{ids.RUNS_TIME_BOX}").is_displayed()
+    assert "fresh-run" not in grid.run_names()
+    dash_duo.select_dcc_dropdown(f"#{ids.RUNS_TIME}", "Last hour")
+    until(lambda: _count(dash_duo) == 1 and grid.run_names() == ["fresh-run"], timeout=10)
+    assert not dash_duo.find_element(f"#{ids.RUNS_TIME_BOX}").is_displayed()
+    until(lambda: "time=hour" in dash_duo.driver.current_url, timeout=5)
+    dash_duo.select_dcc_dropdown(f"#{ids.RUNS_TIME}", "All time")
+    dash_duo.select_dcc_dropdown(f"#{ids.RUNS_MODELS}", "With a logged model")
+    until(lambda: _count(dash_duo) == len(with_model), timeout=10)
+    until(lambda: set(n for n in grid.run_names() if n) == set(with_model["run_name"]), timeout=10)
+    assert "models=with" in dash_duo.driver.current_url
+
+
+def test_rl017_select_all_matching_downloads_every_matching_run(dash_duo, app, lake, monkeypatch):
+    from runlake.app.pages import runs as runs_page
+
+    monkeypatch.setattr(runs_page, "BLOCK_SIZE", 10)  # the browser holds a few small blocks only
+    expected = lake.search_run_ids()
+    dash_duo.start_server(app)
+    _open(dash_duo, "/runs")
+    grid = _runs_grid(dash_duo)
+    until(lambda: _count(dash_duo) == len(expected), timeout=10)
+    loaded = len([n for n in grid.run_names() if n])
+    assert loaded < len(expected)
+    dash_duo.find_element(f"#{ids.RUNS_SELECT_ALL}").click()
+    dash_duo.wait_for_text_to_equal(f"#{ids.RUNS_SELECTED}", f"All {len(expected)} runs selected")
+    dash_duo.find_element(f"#{ids.RUNS_CSV}").click()
+    target = os.path.join(dash_duo.download_path, "runs.csv")
+    until(lambda: os.path.exists(target) and os.path.getsize(target) > 0, timeout=10, msg="runs.csv downloaded")
+    with open(target, encoding="utf-8") as handle:
+        table = list(csv.reader(io.StringIO(handle.read())))
+    run_ids = [row[table[0].index("Run ID")] for row in table[1:]]
+    # Every matching run, nested ones included (the table shows those under their parents).
+    assert sorted(run_ids) == sorted(expected)
+
+
+def test_rl018_model_snippets_and_reproduce_section(dash_duo, app, lake, monkeypatch, tmp_path):
+    import platform
+
+    import runlake.ingest as rl
+    from runlake.ingest import fluent
+
+    monkeypatch.setattr(fluent, "_lake", str(lake.root))
+    with rl.start_run(run_name="repro-run", experiment="reproduce") as run:
+        run.log_metric("loss", 0.5, step=0)
+    repro = run.run_id
+    model_run = lake.search_run_ids(has_model=True)[0]
+    model_name = json.loads(lake.get_run(model_run).tags["mlflow.log-model.history"])[0]["artifact_path"]
+
+    dash_duo.start_server(app)
+    _open(dash_duo, f"/runs/{model_run}")
+    model = dash_duo.driver.find_element(By.XPATH, "//details[summary[normalize-space()='Model']]")
+    until(lambda: f"runs:/{model_run}/{model_name}" in model.text, timeout=10)
+    headings = model.text.lower()  # headings are styled in capitals
+    assert "predict on a pandas dataframe" in headings and "predict on a spark dataframe" in headings
+    assert model.text.count(f"runs:/{model_run}/{model_name}") >= 3  # the URI line and both snippets
+
+    _open(dash_duo, f"/runs/{repro}")
+    summary = dash_duo.driver.find_element(By.XPATH, "//summary[normalize-space()='Reproduce run']")
+    summary.click()
+    section = summary.find_element(By.XPATH, "..")
+    until(lambda: platform.python_version() in section.text, timeout=10)
+    assert platform.system() in section.text or platform.platform() in section.text
+    assert "packages" in section.text
+    dash_duo.find_element(f"#{ids.RUN_REPRO_SCRIPT}").click()
+    script = os.path.join(dash_duo.download_path, f"reproduce-{repro[:8]}.sh")
+    until(lambda: os.path.exists(script) and os.path.getsize(script) > 0, timeout=10, msg="reproduce script downloaded")
+    with open(script, encoding="utf-8") as handle:
+        text = handle.read()
+    assert repro in text and "pip install -r requirements.txt" in text
+    section.find_element(By.LINK_TEXT, "Download requirements.txt").click()
+    requirements = os.path.join(dash_duo.download_path, "requirements.txt")
+    until(lambda: os.path.exists(requirements) and os.path.getsize(requirements) > 0, timeout=10, msg="requirements downloaded")
+    with open(requirements, encoding="utf-8") as handle:
+        assert "==" in handle.read()
+    assert severe_logs(dash_duo) == []
+
+
+def test_rl019_compare_page_names_runs_it_could_not_find(dash_duo, app, lake):
+    known = lake.search_run_ids(max_results=2)
+    dash_duo.start_server(app)
+    _open(dash_duo, "/compare?runs=" + ",".join([*known, "nope"]))
+    dash_duo.wait_for_text_to_equal(f"#{ids.CMP_NOTICE}", "1 run not found: nope", timeout=10)
+    assert dash_duo.find_element("h1").text == "Comparing 2 runs"
+    _open(dash_duo, "/compare?runs=nope,gone")
+    dash_duo.wait_for_text_to_equal(f"#{ids.CMP_NOTICE}", "2 runs not found: nope, gone", timeout=10)
+    dash_duo.wait_for_contains_text(".empty-state", "No runs to compare")
+
+
+@pytest.fixture(scope="session")
+def wide_lake(tmp_path_factory):
+    """A 1,100-run demo lake (read only): enough runs sharing one param value to compare 500."""
+    from runlake.app.demo import build_demo
+    from runlake.lake import Lake
+
+    root = tmp_path_factory.mktemp("wide") / "lake"
+    build_demo(root, runs=1_100)
+    return Lake(root)
+
+
+def test_rl020_compare_500_runs_renders_and_diff_only_works(dash_duo, wide_lake):
+    from runlake.app.server import create_app
+    from runlake.app.services import MAX_COMPARE
+    from runlake.app.settings import Settings
+
+    run_ids = wide_lake.search_run_ids(filter_string="params.augment = 'true'", max_results=MAX_COMPARE)
+    assert len(run_ids) == MAX_COMPARE == 500
+    dash_duo.start_server(create_app(Settings(lake=str(wide_lake.root)), wide_lake))
+    _open(dash_duo, "/compare?runs=" + ",".join(run_ids))
+    dash_duo.wait_for_text_to_equal("h1", "Comparing 500 runs", timeout=20)
+    for grid_id in (ids.CMP_DETAILS, ids.CMP_PARAMS, ids.CMP_METRICS):
+        dash_duo.wait_for_element(f"#{grid_id} .ag-row", timeout=20)
+    dash_duo.wait_for_element(f"#{ids.CMP_PLOT}-parallel .parcoords", timeout=20)
+    dash_duo.wait_for_element(f"#{ids.CMP_PLOT}-scatter .scatterlayer .trace", timeout=20)
+    dash_duo.wait_for_element(f"#{ids.CMP_PLOT}-contour .contourlayer", timeout=20)
+    until(lambda: (chart(dash_duo, f"#{ids.CMP_PLOT}-curves") or {}).get("traces") == 500, timeout=20)
+    params = Grid(dash_duo, ids.CMP_PARAMS)
+    until(lambda: {"augment", "lr"} <= set(params.column("key")), timeout=10)
+    dash_duo.find_element(f"#{ids.CMP_DIFF} input").click()
+    until(lambda: "augment" not in params.column("key") and "lr" in params.column("key"), timeout=10,
+          msg="the param every run shares is hidden")
     assert severe_logs(dash_duo) == []

@@ -7,8 +7,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
+
+from runlake.app.server import assets_folder
 
 
 def _free_port() -> int:
@@ -39,6 +42,9 @@ def test_server_starts_answers_and_stops(demo_lake):
         assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
         assert status == 200 and "runlake" in body
         assert _get(f"http://127.0.0.1:{port}/assets/runlake.css")[0] == 200
+        assert 'rel="icon"' in body and "/assets/favicon.ico" in body  # ours, not Dash's default
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/assets/favicon.ico", timeout=2) as response:
+            assert response.read() == (Path(assets_folder()) / "favicon.ico").read_bytes()
     finally:
         proc.terminate()
         proc.wait(timeout=10)

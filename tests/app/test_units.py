@@ -10,7 +10,8 @@ import pytest
 
 from runlake.app import charts
 from runlake.app.export import FIXED_COLUMNS, runs_csv_frame
-from runlake.app.grid import RunsQuery, order_by, page_kwargs, page_request, rows
+from runlake.app.grid import RunsQuery, format_number, order_by, page_kwargs, page_request, rows
+from tests.app.number_cases import CASES as NUMBER_CASES
 
 
 def test_grid_request_becomes_one_page():
@@ -150,3 +151,18 @@ def test_rows_response_for_an_invalid_filter_explains_the_empty_table(app):
     error, description = check_filter("metrics.x <")
     assert error["error"] == "SearchSyntaxError" and error["column"] == 12 and error["expected"] == ["a quoted string", "a number"]
     assert check_filter("metrics.acc > 0.9") == (None, "runs where acc > 0.9")
+
+
+def test_keep_view_carries_the_users_zoom_into_a_refreshed_figure():
+    figure = {"data": [], "layout": {"xaxis": {"title": {"text": "Step"}}, "yaxis": {"type": "log"}}}
+    zoomed = charts.keep_view(figure, {"xaxis.range[0]": 2, "xaxis.range[1]": 5, "yaxis.range[0]": -1, "yaxis.range[1]": 0})
+    assert zoomed["layout"]["xaxis"] == {"title": {"text": "Step"}, "range": [2, 5], "autorange": False}
+    assert zoomed["layout"]["yaxis"] == {"type": "log", "range": [-1, 0], "autorange": False}
+    reset = {"data": [], "layout": {"xaxis": {}}}
+    assert charts.keep_view(reset, {"xaxis.autorange": True, "autosize": True}) == {"data": [], "layout": {"xaxis": {}}}
+    assert charts.keep_view(reset, None) == reset
+
+
+@pytest.mark.parametrize("value, shown", NUMBER_CASES, ids=[repr(v) for v, _ in NUMBER_CASES])
+def test_numbers_read_the_same_in_every_table(value, shown):
+    assert format_number(value) == shown
