@@ -39,5 +39,25 @@ def runs_csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _neutralise(value: object) -> object:
+    """A text cell a spreadsheet would run as a formula, made inert with a leading quote.
+
+    Run names, params and tags are user text; `=HYPERLINK(...)` in one must stay text when a
+    teammate opens the CSV in Excel or Sheets. Numbers, and text that reads as a plain number
+    ('-0.5'), are left alone.
+    """
+    if not isinstance(value, str) or not value.startswith(_FORMULA_START):
+        return value
+    try:
+        float(value)
+        return value
+    except ValueError:
+        return "'" + value
+
+
 def runs_csv(frame: pd.DataFrame) -> str:
-    return runs_csv_frame(frame).to_csv(index=False)
+    table = runs_csv_frame(frame)
+    return table.apply(lambda column: column.map(_neutralise)).to_csv(index=False)

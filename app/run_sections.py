@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shlex
 from typing import Any
 
@@ -143,7 +144,9 @@ def reproduce_script(record: Any, env: dict[str, Any] | None, has_diff: bool) ->
     remote = git.get("remote") or record.tags.get("mlflow.source.git.repoURL")
     command = (env or {}).get("command_line") or []
     python = str((env or {}).get("python") or "3")
-    lines = ["#!/bin/sh", f"# Recreate runlake run {record.run_id} ({record.info.get('run_name') or ''})", "set -e", ""]
+    # The name goes into a comment: a line break in it would start a command of its own.
+    name = "".join(c if c.isprintable() else " " for c in str(record.info.get("run_name") or ""))
+    lines = ["#!/bin/sh", f"# Recreate runlake run {record.run_id} ({name})", "set -e", ""]
     if remote and commit:
         lines += [f"git clone {shlex.quote(str(remote))} src", "cd src", f"git checkout {shlex.quote(str(commit))}"]
     elif commit:
@@ -151,7 +154,8 @@ def reproduce_script(record: Any, env: dict[str, Any] | None, has_diff: bool) ->
     if has_diff:
         lines += ["# The working tree was dirty: apply the captured diff (download git.diff next to this script).",
                   "git apply ../git.diff || git apply git.diff"]
-    py = "python" + ".".join(python.split(".")[:2]) if python[:1].isdigit() else "python3"
+    version = re.match(r"(\d+)\.(\d+)", python)  # only digits reach the script, never free text
+    py = f"python{version.group(1)}.{version.group(2)}" if version else "python3"
     lines += ["", f"{py} -m venv .venv", ". .venv/bin/activate", "pip install -r requirements.txt", ""]
     if command:
         lines.append("python " + " ".join(shlex.quote(str(part)) for part in command))

