@@ -95,36 +95,31 @@ def _emit(args: argparse.Namespace, report: Any) -> None:
 
 
 # -- handlers ------------------------------------------------------------------------------
-def cmd_delete_runs(args: argparse.Namespace) -> int:
+def _bulk(args: argparse.Namespace, change: str, millis: int, relation: str) -> int:
     from runlake.lake import lifecycle
 
     lake = _lake(args)
     experiment_id = _experiment_id(lake, args.experiment)
+    what = f"runs of '{args.experiment}' {relation} {millis} (epoch ms)"
     if args.dry_run:
-        ids = lifecycle.plan_delete(lake, experiment_id, args.before, args.max_runs)
-        print(f"would delete {len(ids)} runs of '{args.experiment}' created at or before {args.before} (epoch ms)")
+        plan = lifecycle.plan_delete if change == "delete" else lifecycle.plan_restore
+        ids = plan(lake, experiment_id, millis, args.max_runs)
+        print(f"would {change} {len(ids)} {what}")
         for run_id in ids:
             print(f"  {run_id}")
         return 0
-    count = lifecycle.delete_runs(lake, experiment_id, args.before, args.max_runs)
-    print(f"deleted {count} runs of '{args.experiment}' created at or before {args.before} (epoch ms)")
+    apply = lifecycle.delete_runs if change == "delete" else lifecycle.restore_runs
+    count = apply(lake, experiment_id, millis, args.max_runs)
+    print(f"{change}d {count} {what}")
     return 0
+
+
+def cmd_delete_runs(args: argparse.Namespace) -> int:
+    return _bulk(args, "delete", args.before, "created at or before")
 
 
 def cmd_restore_runs(args: argparse.Namespace) -> int:
-    from runlake.lake import lifecycle
-
-    lake = _lake(args)
-    experiment_id = _experiment_id(lake, args.experiment)
-    if args.dry_run:
-        ids = lifecycle.plan_restore(lake, experiment_id, args.since, args.max_runs)
-        print(f"would restore {len(ids)} runs of '{args.experiment}' deleted at or after {args.since} (epoch ms)")
-        for run_id in ids:
-            print(f"  {run_id}")
-        return 0
-    count = lifecycle.restore_runs(lake, experiment_id, args.since, args.max_runs)
-    print(f"restored {count} runs of '{args.experiment}' deleted at or after {args.since} (epoch ms)")
-    return 0
+    return _bulk(args, "restore", args.since, "deleted at or after")
 
 
 def cmd_retention(args: argparse.Namespace) -> int:

@@ -37,6 +37,27 @@ def _check_millis(name: str, value: Any) -> int:
     return value
 
 
+# Which runs a bulk change considers: their current stage, and the condition on the time
+# argument (fixed SQL; the time itself is a bound parameter).
+_SELECTIONS = {
+    "delete": (layout.LIFECYCLE_ACTIVE, "start_time <= ?", "max_timestamp_millis"),
+    "restore": (layout.LIFECYCLE_DELETED, "deleted_time >= ?", "min_timestamp_millis"),
+}
+
+
+def _plan(lake: "Lake", change: str, experiment_id: str, millis: int, max_runs: int | None) -> list[str]:
+    stage, condition, argument = _SELECTIONS[change]
+    limit = _check_max_runs(max_runs)
+    cutoff = _check_millis(argument, millis)
+    experiment_id = str(lake.get_experiment(str(experiment_id))["experiment_id"])
+    rows = lake._rows(
+        f"SELECT run_id FROM runs WHERE experiment_id = ? AND lifecycle_stage = ? AND {condition} "
+        "ORDER BY start_time, run_id LIMIT ?",
+        [experiment_id, stage, cutoff, limit],
+    )
+    return [r[0] for r in rows]
+
+
 def plan_delete(lake: "Lake", experiment_id: str, max_timestamp_millis: int, max_runs: int | None = None) -> list[str]:
     """The runs ``delete_runs`` would delete, in the order it deletes them (a dry run).
 
@@ -44,15 +65,7 @@ def plan_delete(lake: "Lake", experiment_id: str, max_timestamp_millis: int, max
         ExperimentNotFound: no such experiment.
         InvalidArgument: a bad timestamp or ``max_runs``.
     """
-    limit = _check_max_runs(max_runs)
-    cutoff = _check_millis("max_timestamp_millis", max_timestamp_millis)
-    experiment_id = str(lake.get_experiment(str(experiment_id))["experiment_id"])
-    rows = lake._rows(
-        "SELECT run_id FROM runs WHERE experiment_id = ? AND lifecycle_stage = ? AND start_time <= ? "
-        "ORDER BY start_time, run_id LIMIT ?",
-        [experiment_id, layout.LIFECYCLE_ACTIVE, cutoff, limit],
-    )
-    return [r[0] for r in rows]
+    return _plan(lake, "delete", experiment_id, max_timestamp_millis, max_runs)
 
 
 def plan_restore(lake: "Lake", experiment_id: str, min_timestamp_millis: int, max_runs: int | None = None) -> list[str]:
@@ -62,15 +75,7 @@ def plan_restore(lake: "Lake", experiment_id: str, min_timestamp_millis: int, ma
         ExperimentNotFound: no such experiment.
         InvalidArgument: a bad timestamp or ``max_runs``.
     """
-    limit = _check_max_runs(max_runs)
-    since = _check_millis("min_timestamp_millis", min_timestamp_millis)
-    experiment_id = str(lake.get_experiment(str(experiment_id))["experiment_id"])
-    rows = lake._rows(
-        "SELECT run_id FROM runs WHERE experiment_id = ? AND lifecycle_stage = ? AND deleted_time >= ? "
-        "ORDER BY start_time, run_id LIMIT ?",
-        [experiment_id, layout.LIFECYCLE_DELETED, since, limit],
-    )
-    return [r[0] for r in rows]
+    return _plan(lake, "restore", experiment_id, min_timestamp_millis, max_runs)
 
 
 def delete_runs(lake: "Lake", experiment_id: str, max_timestamp_millis: int, max_runs: int | None = None) -> int:
