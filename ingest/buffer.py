@@ -143,10 +143,12 @@ def _write_all(
                 cols = metrics.get(experiment_id)
                 if cols is None or not len(cols):
                     continue
-                points = cols.to_table()
-                written += writer.write_part(fs, root, layout.METRICS, points, experiment_id) is not None
+                # One sort serves both: the file's order and the summary's "last point per key".
+                points = cols.to_table().sort_by(_POINT_ORDER)
+                written += writer.write_part(fs, root, layout.METRICS, points, experiment_id, sort=False) is not None
                 written += (
-                    writer.write_part(fs, root, layout.METRIC_SUMMARIES, summarize(points), experiment_id) is not None
+                    writer.write_part(fs, root, layout.METRIC_SUMMARIES, summarize(points, presorted=True), experiment_id)
+                    is not None
                 )
                 continue
             items = rows.get((table, experiment_id))
@@ -159,17 +161,19 @@ def _write_all(
     return written
 
 
-def summarize(points: pa.Table) -> pa.Table:
+_POINT_ORDER = [("run_id", "ascending"), ("key", "ascending"), ("step", "ascending"), ("timestamp", "ascending"), ("value", "ascending")]
+
+
+def summarize(points: pa.Table, *, presorted: bool = False) -> pa.Table:
     """Per (run_id, key): the latest point by (step, timestamp, value) and the NaN-ignoring min/max.
 
     The output folds with any other summary of the same key by the same rules, which is what
-    lets every flush write its own summary file.
+    lets every flush write its own summary file. ``presorted`` says the points are already in
+    (run_id, key, step, timestamp, value) order.
     """
     import pyarrow.compute as pc  # imported on first use: it is a third of pyarrow's import time
 
-    ordered = points.sort_by(
-        [("run_id", "ascending"), ("key", "ascending"), ("step", "ascending"), ("timestamp", "ascending"), ("value", "ascending")]
-    )
+    ordered = points if presorted else points.sort_by(_POINT_ORDER)
     # sort_by puts NaN after every number (at_end), matching DuckDB's "NaN is greatest".
     run_ids = ordered.column("run_id")
     keys = ordered.column("key")

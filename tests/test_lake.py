@@ -253,3 +253,23 @@ def test_lake_mutations_check_runs_and_keys(client, lake_dir):
         lake.set_tag(parent, "bad\nkey", "v")
     with pytest.raises(ValueError, match="non-empty"):
         lake.rename_run(parent, "   ")
+
+
+def test_log_batch_input_forms_and_errors(client, lake_dir):
+    import pyarrow as pa
+
+    exp, run = _run(client)
+    client.log_batch(run, metrics=[("a", 1, None, None), ("a", True, 5, 1), ("b", 2.5, 7, 3)])
+    client.log_batch(run, metrics=pa.table({"key": ["c"], "value": [0.5], "timestamp": [9], "step": [4]}))
+    client.flush()
+    lake = Lake(lake_dir)
+    assert lake.metric_history(run, "a")["value"].tolist() == [1.0, 1.0]
+    assert lake.get_run(run).metrics == {"a": 1.0, "b": 2.5, "c": 0.5}
+    with pytest.raises(ValueError, match=r"metrics\[1\] is \('a', 1\)"):
+        client.log_batch(run, metrics=[("a", 1.0, 0, 0), ("a", 1)])
+    with pytest.raises(ValueError, match="Got invalid value 'x' for metric 'a'"):
+        client.log_batch(run, metrics=[("a", 1.0, 0, 0), ("a", "x", 0, 1)])
+    with pytest.raises(ValueError, match="steps must be integers"):
+        client.log_batch(run, metrics=[("a", 1.0, 0, 1.5)])
+    with pytest.raises(ValueError, match="needs the columns"):
+        client.log_batch(run, metrics=pa.table({"key": ["c"], "value": [0.5]}))
