@@ -6,8 +6,9 @@ the only identifiers in the SQL come from the fixed mappings below.
 
 Each condition compiles to a two-valued expression (never NULL), so NOT, AND and OR follow
 plain boolean logic: a run missing a key fails every comparison on it, and ``NOT`` of that
-comparison selects it. Parameter and tag conditions are ``EXISTS`` subqueries, which are
-two-valued by construction; attribute conditions test ``IS NOT NULL`` first.
+comparison selects it. Param, tag and metric conditions are ``run_id IN (subquery)`` tests
+over subqueries that never yield NULL, so they are two-valued by construction; attribute
+conditions test ``IS NOT NULL`` first.
 """
 
 from __future__ import annotations
@@ -116,18 +117,21 @@ class _FilterCompiler:
             return f"({column} IS NOT NULL AND {self.condition(column, node, kind)})"
         alias = self.alias()
         column = f"{alias}.{_value_column(node.operand)}"
+        # An uncorrelated IN subquery rather than a correlated EXISTS: DuckDB plans it as one
+        # hash semi-join, which is markedly faster under OR. The subquery never yields a NULL
+        # run_id, so IN stays two-valued, exactly like EXISTS.
         head = (
-            f"SELECT 1 FROM {_TABLES[field.entity]} {alias} "
-            f"WHERE {alias}.run_id = r.run_id AND {alias}.key = {self.bind(field.key)}"
+            f"r.run_id IN (SELECT {alias}.run_id FROM {_TABLES[field.entity]} {alias} "
+            f"WHERE {alias}.run_id IS NOT NULL AND {alias}.key = {self.bind(field.key)}"
         )
         if isinstance(node, IsNull):
-            return f"({'' if node.negated else 'NOT '}EXISTS ({head} AND {column} IS NOT NULL))"
+            return f"({'' if node.negated else 'NOT '}{head} AND {column} IS NOT NULL))"
         kind = "metric" if field.entity is Entity.METRIC else "text"
-        return f"EXISTS ({head} AND {self.condition(column, node, kind)})"
+        return f"({head} AND {self.condition(column, node, kind)}))"
 
     def condition(self, column: str, node: Comparison | InList, kind: str) -> str:
         """The test on one value; ``kind`` is the column's: "time" (BIGINT), "metric" (DOUBLE)
-        or "text" (VARCHAR). A NULL value fails it, which EXISTS / IS NOT NULL make FALSE."""
+        or "text" (VARCHAR). A NULL value fails it, which IN / IS NOT NULL make FALSE."""
         if isinstance(node, InList):
             test = f"list_contains(CAST({self.bind(list(node.values))} AS VARCHAR[]), {column})"
             return f"(NOT {test})" if node.negated else test
