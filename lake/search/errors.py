@@ -144,6 +144,8 @@ def token_hint(text: str, name: str, value: str, position: int, accepts: set[str
             return f"Close the '(' at column {line_and_column(text, opened[-1])[1]} with ')'."
         if wants_value:
             return "Add a value after the operator, e.g. metrics.rmse < 0.3 or params.lr = '0.01'."
+        if "EQ" in accepts:
+            return "Compare the key with a value, e.g. metrics.rmse < 0.3 or params.lr = '0.01'."
         if accepts & _CONDITION_START:
             return "Add a condition after the last AND, OR or NOT."
         return None

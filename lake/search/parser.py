@@ -317,7 +317,7 @@ class _ToAst(Transformer):
         number = float(token)
         if math.isinf(number):
             raise self._error(
-                f"The number {token_text('NUMBER', str(token))} is too large",
+                f"The number {token} is too large",
                 _tspan(token),
                 hint="Numbers must fit in a 64-bit float (about ±1.8e308).",
             )
