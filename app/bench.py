@@ -11,12 +11,13 @@ import time
 from collections.abc import Callable
 
 
-Row = tuple[str, str, str, str]
+Row = tuple[str, ...]
 
 
 def _table(title: str, rows: list[Row], header: Row = ("workload", "median", "goal", "verdict")) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(4)]
-    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths))  # noqa: E731
+    """Every benchmark's printed table: a title, a header, a rule, one aligned line per row."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
     return "\n".join([title, line(header), line(tuple("-" * w for w in widths)), *[line(r) for r in rows]])
 
 

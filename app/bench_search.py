@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from runlake.app.bench import _table, _verdict
+
 QUERIES: list[tuple[str, str, list[str] | None, bool]] = [
     # name, filter, order_by, MLflow can express it
     ("metric filter", "metrics.val_loss < 0.4", None, True),
@@ -69,19 +71,13 @@ def bench_search(runs: int = 100_000, lake: str | None = None, repeat: int = 20)
         f"runlake bench search  ({total_runs:,} runs; median of {repeat}; warm Lake; {os.cpu_count()} cores; {note})\n"
         f"opening the lake (reading and folding every table once): {open_ms:.0f} ms"
     )
-    return _render(title, header, rows)
+    return _table(title, rows, header)
 
 
 def _row(name: str, ours: float, goal: float, theirs: float | None) -> tuple[str, ...]:
-    verdict = "meets goal" if ours <= goal else "MISSES goal"
+    verdict = _verdict(ours <= goal)
     ratio = f"{theirs / ours:.0f}x faster" if theirs else "-"
     return (name, f"{ours:.1f} ms", f"<= {goal} ms", verdict, f"{theirs:.0f} ms" if theirs else "-", ratio)
-
-
-def _render(title: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths))  # noqa: E731
-    return "\n".join([title, line(header), line(tuple("-" * w for w in widths)), *map(line, rows)])
 
 
 class _MlflowSide:

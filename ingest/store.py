@@ -47,6 +47,7 @@ class Store:
         self._run_experiments: dict[str, str] = {}
         self._indexed_files: set[str] = set()  # runs part files whose ids are in _run_experiments
         self._partition_mtimes: dict[str, Any] = {}  # runs partition dir -> mtime when last indexed
+        self._experiment_parts: dict[str, list[dict[str, Any]]] = {}  # experiments file -> its rows
         self._reset_process_state()
 
     def _reset_process_state(self) -> None:
@@ -149,9 +150,28 @@ class Store:
         return None
 
     def experiments(self) -> dict[str, dict[str, Any]]:
-        """Current experiments by id (latest non-null value per field)."""
-        table = self.read_rows(layout.EXPERIMENTS)
-        return fold_latest(table.to_pylist() if table is not None else [], "experiment_id")
+        """Current experiments by id (latest non-null value per field).
+
+        Every ``create_run`` and ``start_run`` asks this; part files are immutable, so each is
+        read once and kept, and a call lists the directory and reads only files it has not seen.
+        """
+        import pyarrow.parquet as pq
+
+        for attempt in range(_RELIST_TRIES):
+            infos = writer.list_parts(self.fs, self.root, layout.EXPERIMENTS)
+            try:
+                for info in infos:
+                    if info.path not in self._experiment_parts:
+                        self._experiment_parts[info.path] = pq.read_table(info.path, filesystem=self.fs).to_pylist()
+                break
+            except FileNotFoundError:
+                if attempt == _RELIST_TRIES - 1:
+                    raise  # compaction wrote the merged file first: the next listing has it
+        listed = {info.path for info in infos}
+        for gone in set(self._experiment_parts) - listed:  # merged away by compaction
+            del self._experiment_parts[gone]
+        rows = [row for path in sorted(listed) for row in self._experiment_parts[path]]
+        return fold_latest(rows, "experiment_id")
 
     def experiment_by_name(self, name: str) -> dict[str, Any] | None:
         matches = [e for e in self.experiments().values() if e.get("name") == name]
