@@ -19,8 +19,6 @@ import pyarrow.fs as pafs
 from runlake.lake import layout, writer
 from runlake.ingest.buffer import Buffer
 
-# A file listed a moment ago may be gone (compaction, retention): list again, a few times.
-_RELIST_TRIES = 3
 FLUSH_INTERVAL_S = float(os.environ.get("RUNLAKE_FLUSH_INTERVAL", "3"))
 # A buffer this large is flushed early, to bound memory in runs that log very fast.
 MAX_BUFFERED_POINTS = 2_000_000
@@ -123,31 +121,22 @@ class Store:
         """All rows of a table (one partition when given); None when it has none."""
         import pyarrow.parquet as pq
 
-        for attempt in range(_RELIST_TRIES):
+        def read() -> pa.Table | None:
             if experiment_id is not None:
-                directory = self.paths.partition_dir(table, experiment_id)
-                infos = writer.list_dir_parts(self.fs, directory)
+                infos = writer.list_dir_parts(self.fs, self.paths.partition_dir(table, experiment_id))
             else:
                 infos = writer.list_parts(self.fs, self.root, table)
             parts = []
-            try:
-                for info in infos:
-                    part = pq.read_table(info.path, filesystem=self.fs)
-                    if experiment_id is None and table != layout.EXPERIMENTS:
-                        part = part.append_column(
-                            layout.PARTITION_COLUMN,
-                            pa.array([writer.partition_of(info.path)] * part.num_rows, pa.string()),
-                        )
-                    parts.append(part)
-            except FileNotFoundError:
-                # Compaction or retention removed a listed file after writing its replacement:
-                # a fresh listing holds every row. Skipping the file instead could lose rows
-                # whose replacement was written after this listing.
-                if attempt == _RELIST_TRIES - 1:
-                    raise
-                continue
+            for info in infos:
+                part = pq.read_table(info.path, filesystem=self.fs)
+                if experiment_id is None and table != layout.EXPERIMENTS:
+                    part = part.append_column(
+                        layout.PARTITION_COLUMN, pa.array([writer.partition_of(info.path)] * part.num_rows, pa.string())
+                    )
+                parts.append(part)
             return pa.concat_tables(parts, promote_options="default") if parts else None
-        return None
+
+        return writer.with_relisting(read)
 
     def experiments(self) -> dict[str, dict[str, Any]]:
         """Current experiments by id (latest non-null value per field).
@@ -157,16 +146,14 @@ class Store:
         """
         import pyarrow.parquet as pq
 
-        for attempt in range(_RELIST_TRIES):
+        def read() -> list[Any]:
             infos = writer.list_parts(self.fs, self.root, layout.EXPERIMENTS)
-            try:
-                for info in infos:
-                    if info.path not in self._experiment_parts:
-                        self._experiment_parts[info.path] = pq.read_table(info.path, filesystem=self.fs).to_pylist()
-                break
-            except FileNotFoundError:
-                if attempt == _RELIST_TRIES - 1:
-                    raise  # compaction wrote the merged file first: the next listing has it
+            for info in infos:
+                if info.path not in self._experiment_parts:
+                    self._experiment_parts[info.path] = pq.read_table(info.path, filesystem=self.fs).to_pylist()
+            return infos
+
+        infos = writer.with_relisting(read)
         listed = {info.path for info in infos}
         for gone in set(self._experiment_parts) - listed:  # merged away by compaction
             del self._experiment_parts[gone]
@@ -207,20 +194,16 @@ class Store:
     def _index_partition(self, directory: str, experiment_id: str) -> None:
         import pyarrow.parquet as pq
 
-        for attempt in range(_RELIST_TRIES):
-            try:
-                for info in self.fs.get_file_info(pafs.FileSelector(directory)):
-                    name = info.base_name
-                    if info.path in self._indexed_files or not name.endswith(layout.DATA_SUFFIX) or name.startswith(layout.TMP_PREFIX):
-                        continue
-                    ids = pq.read_table(info.path, columns=["run_id"], filesystem=self.fs).column("run_id")
-                    for known in ids.to_pylist():
-                        self._run_experiments.setdefault(known, experiment_id)
-                    self._indexed_files.add(info.path)
-                return
-            except FileNotFoundError:
-                if attempt == _RELIST_TRIES - 1:
-                    raise  # the merged file holds the rows; the next listing finds it
+        def read() -> None:
+            for info in writer.list_dir_parts(self.fs, directory):
+                if info.path in self._indexed_files:
+                    continue
+                ids = pq.read_table(info.path, columns=["run_id"], filesystem=self.fs).column("run_id")
+                for known in ids.to_pylist():
+                    self._run_experiments.setdefault(known, experiment_id)
+                self._indexed_files.add(info.path)
+
+        writer.with_relisting(read)
 
 
 def fold_latest(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:

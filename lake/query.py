@@ -12,7 +12,7 @@ import duckdb
 import pandas as pd
 import pyarrow.dataset as ds
 
-from runlake.lake import layout, snapshot, views
+from runlake.lake import layout, snapshot, views, writer
 from runlake.lake.errors import ExperimentNotFound, InvalidArgument, RunNotFound
 from runlake.lake.fresh import fresh
 from runlake.lake.mutations import MutationMixin
@@ -322,24 +322,21 @@ class Lake(SearchMixin, MutationMixin):
         return build_frame(self, list(run_ids), columns)
 
     # -- search --------------------------------------------------------------------------
-_RELIST_TRIES = 3
 
 
 def _with_relisting(read: Callable[[], Any]) -> Any:
-    """Run a scan of the metric files, listing them again if a listed file vanished.
+    """``writer.with_relisting`` for scans through DuckDB, which reports a vanished file as
+    an I/O or invalid-input error naming it rather than as a ``FileNotFoundError``."""
 
-    Compaction and retention write their output before they remove their inputs, so a fresh
-    listing always holds every point. One retry is not always enough while compaction runs in
-    a tight loop (the second listing can lose a race too), hence a few.
-    """
-    for attempt in range(_RELIST_TRIES):
-        try:
-            return read()
-        except (FileNotFoundError, duckdb.IOException, duckdb.InvalidInputException) as exc:
-            vanished = isinstance(exc, FileNotFoundError) or "No such file" in str(exc) or "not found" in str(exc).lower()
-            if not vanished or attempt == _RELIST_TRIES - 1:
-                raise
-    raise AssertionError("unreachable")
+    def vanished(exc: BaseException) -> bool:
+        if isinstance(exc, FileNotFoundError):
+            return True
+        text = str(exc)
+        return isinstance(exc, (duckdb.IOException, duckdb.InvalidInputException)) and (
+            "No such file" in text or "not found" in text.lower()
+        )
+
+    return writer.with_relisting(read, vanished)
 
 
 def _record(row: pd.Series) -> dict[str, Any]:

@@ -118,17 +118,18 @@ class Snapshot:
 
     def _rebuild(self, table: str, view: str, listing: Listing) -> Listing:
         con = self._con
-        for attempt in range(2):
-            if attempt:
-                listing = list_table(self._fs, self._root, table)
-            try:
-                rows = read_files(self._fs, self._root, table, listing.paths)
-                break
-            except FileNotFoundError:
-                # A file listed a moment ago was removed by compaction or retention, which
-                # write their output before removing inputs: a fresh listing has every row.
-                if attempt:
-                    raise
+        given = iter([listing])
+        used: list[Listing] = []
+
+        def read() -> pa.Table:
+            # The given listing first; after a vanished file, a fresh one (maintenance writes
+            # its output before removing inputs, so it holds every row).
+            current = next(given, None) or list_table(self._fs, self._root, table)
+            used.append(current)
+            return read_files(self._fs, self._root, table, current.paths)
+
+        rows = writer.with_relisting(read)
+        listing = used[-1]
         con.register("_all_rows", rows)
         try:
             con.execute("BEGIN")

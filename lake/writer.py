@@ -8,8 +8,8 @@ removes later.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -21,6 +21,31 @@ from runlake.lake import layout
 _FLOAT_COLUMNS = ("value", "latest_value", "min_value", "max_value")
 _DELTA_COLUMNS = ("step", "timestamp")
 ROW_GROUP_SIZE = 128 * 1024
+RELIST_TRIES = 3
+T = TypeVar("T")
+
+
+def with_relisting(read: Callable[[], T], vanished: Callable[[BaseException], bool] | None = None) -> T:
+    """Run ``read`` (which lists files, then reads them) again if a listed file vanished.
+
+    Compaction and retention write their output before removing their inputs (the lake's
+    rule 3), so a fresh listing always holds every row; a reader that skipped the vanished file
+    instead could miss rows whose replacement was written after its listing. One retry is not
+    always enough while compaction runs in a tight loop, hence a few.
+
+    Args:
+        read: lists and reads; called up to ``RELIST_TRIES`` times.
+        vanished: says whether an exception means "a listed file is gone" (default: a
+            ``FileNotFoundError``); anything else is raised at once.
+    """
+    is_gone = vanished or (lambda exc: isinstance(exc, FileNotFoundError))
+    for attempt in range(RELIST_TRIES):
+        try:
+            return read()
+        except Exception as exc:
+            if not is_gone(exc) or attempt == RELIST_TRIES - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _write_options(schema: pa.Schema) -> dict[str, Any]:
