@@ -21,7 +21,7 @@ def _lake(args: argparse.Namespace) -> Any:
     import os
 
     from runlake.lake import Lake
-    from runlake.lake.errors import InvalidArgument
+    from runlake.core.errors import InvalidArgument
 
     root = Settings.from_args(args).lake
     # Reading a path that holds no lake would print "no rows" forever; say what is wrong.
@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from runlake.lake.errors import InvalidArgument, NotFound, RunlakeError
+    from runlake.core.errors import InvalidArgument, NotFound, RunlakeError
 
     parser = build_parser()
     args = parser.parse_args(argv)

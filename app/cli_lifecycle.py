@@ -66,7 +66,7 @@ def _root(args: argparse.Namespace, *, must_exist: bool = True) -> str:
     root = Settings.from_args(args).lake
     # A scheduled job pointed at a mistyped path must fail, not report "nothing to do" forever.
     if must_exist and "://" not in root and not os.path.isdir(root):
-        from runlake.lake.errors import InvalidArgument
+        from runlake.core.errors import InvalidArgument
 
         raise InvalidArgument(f"No lake at '{root}': pass --lake PATH or set RUNLAKE_LAKE")
     return root
@@ -79,7 +79,7 @@ def _lake(args: argparse.Namespace, *, must_exist: bool = True) -> Any:
 
 
 def _experiment_id(lake: Any, name: str) -> str:
-    from runlake.lake.errors import ExperimentNotFound
+    from runlake.core.errors import ExperimentNotFound
 
     found = lake.get_experiment_by_name(name)
     if found is None:
@@ -147,7 +147,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from runlake.lake.errors import LakeFormatError
+    from runlake.core.errors import LakeFormatError
     from runlake.lake.transfer import import_runs
 
     try:

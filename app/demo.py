@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from runlake.lake import layout, writer
+from runlake.core import layout, vocab, writer
 from runlake.ingest.client import LakeClient
 from runlake.ingest.run import Run
 
@@ -138,7 +138,7 @@ def _tags(rng: np.random.Generator, n: int, experiment: str) -> dict[str, np.nda
         "data version": rng.choice(np.array(["v1", "v2", "v2.1"]), n),
         "priority": rng.choice(np.array(["low", "normal", "high"]), n),
         "stage": rng.choice(np.array(["exploration", "tuning", "candidate"]), n),
-        "mlflow.source.git.branch": rng.choice(np.array(["main", "feature/mixup", "exp/long-warmup"]), n),
+        vocab.GIT_BRANCH_TAG: rng.choice(np.array(["main", "feature/mixup", "exp/long-warmup"]), n),
         "project": np.full(n, experiment),
     }
 

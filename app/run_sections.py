@@ -11,14 +11,15 @@ from typing import Any
 import pandas as pd
 from dash import dcc, html
 
+from runlake.core import vocab
 from runlake.app import artifacts as arts
 from runlake.app import ids
 from runlake.app.components import code_block, data_table, empty_state, key_value_table
 
-ENVIRONMENT_FILE = "runlake/environment.json"
-REQUIREMENTS_FILE = "runlake/requirements.txt"
-DIFF_FILE = "runlake/git.diff"
-SOURCE_DIR = "runlake/source/"
+ENVIRONMENT_FILE = vocab.ENVIRONMENT_FILE
+REQUIREMENTS_FILE = vocab.REQUIREMENTS_FILE
+DIFF_FILE = vocab.GIT_DIFF_FILE
+SOURCE_DIR = vocab.SOURCE_DIR
 
 
 # -- artifacts -----------------------------------------------------------------------------
@@ -140,8 +141,8 @@ def reproduce_script(record: Any, env: dict[str, Any] | None, has_diff: bool) ->
     """A shell script that recreates the run's environment and runs it again."""
     git = (env or {}).get("git") or {}
     source = (env or {}).get("source") or {}
-    commit = git.get("commit") or record.tags.get("mlflow.source.git.commit") or record.info.get("source_version")
-    remote = git.get("remote") or record.tags.get("mlflow.source.git.repoURL")
+    commit = git.get("commit") or record.tags.get(vocab.GIT_COMMIT_TAG) or record.info.get("source_version")
+    remote = git.get("remote") or record.tags.get(vocab.GIT_REPO_URL_TAG)
     command = (env or {}).get("command_line") or []
     python = str((env or {}).get("python") or "3")
     # The name goes into a comment: a line break in it would start a command of its own.
@@ -174,9 +175,9 @@ def reproduce_section(run_id: str, record: Any, store: arts.RunArtifacts | None)
         ("Python", (env or {}).get("python") or "—"),
         ("Platform", (env or {}).get("platform") or "—"),
         ("Command", " ".join(map(str, (env or {}).get("command_line") or [])) or "—"),
-        ("Git commit", git.get("commit") or record.tags.get("mlflow.source.git.commit") or record.info.get("source_version") or "—"),
-        ("Branch", git.get("branch") or record.tags.get("mlflow.source.git.branch") or "—"),
-        ("Dirty", {True: "yes (diff captured)", False: "no"}.get(git.get("dirty"), record.tags.get("mlflow.source.git.dirty") or "—")),
+        ("Git commit", git.get("commit") or record.tags.get(vocab.GIT_COMMIT_TAG) or record.info.get("source_version") or "—"),
+        ("Branch", git.get("branch") or record.tags.get(vocab.GIT_BRANCH_TAG) or "—"),
+        ("Dirty", {True: "yes (diff captured)", False: "no"}.get(git.get("dirty"), record.tags.get(vocab.GIT_DIRTY_TAG) or "—")),
     ]
     packages = (env or {}).get("packages") or {}
     body: list[Any] = []

@@ -9,12 +9,13 @@ from typing import Any, TypeVar
 import pandas as pd
 from flask_caching import Cache
 
+from runlake.core import vocab
 from runlake.app.settings import Settings
-from runlake.lake.errors import RunNotFound
+from runlake.core.errors import RunNotFound
 
 T = TypeVar("T")
 
-MODEL_HISTORY_TAG = "mlflow.log-model.history"
+MODEL_HISTORY_TAG = vocab.MODEL_HISTORY_TAG
 # How many runs a compare page or a "compare all matching" selection takes at most.
 MAX_COMPARE = 500
 # "All matching runs" actions (delete, restore, CSV) act on at most this many.

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from runlake.core import vocab
+
 import argparse
 import os
 from dataclasses import dataclass, fields
 
-DEFAULT_LAKE = "./runlake-data"
+DEFAULT_LAKE = vocab.DEFAULT_LAKE
 
 
 @dataclass(frozen=True)

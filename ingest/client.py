@@ -12,14 +12,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from runlake.lake import layout, writer
-from runlake.lake.errors import ExperimentNotFound, InvalidArgument, RunNotFound
-from runlake.ingest import artifacts
-from runlake.lake import validation
+from runlake.core import layout, rows, validation, vocab, writer
+from runlake.core.points import metric_points_table
+from runlake.core.errors import ExperimentNotFound, InvalidArgument, RunNotFound
+from runlake.core import artifacts
 from runlake.ingest.store import Store, experiment_id_for, get_store
-
-NOTE_TAG = "mlflow.note.content"
-PARENT_TAG = "mlflow.parentRunId"
 
 
 @dataclass(frozen=True)
@@ -71,6 +68,11 @@ class LakeClient:
     def root(self) -> str:
         return self._store.root
 
+    @property
+    def store(self) -> Store:
+        """The process-wide store (buffer, flusher, catalog reads) this client writes through."""
+        return self._store
+
     # -- experiments ---------------------------------------------------------------------
     def create_experiment(
         self, name: str, artifact_location: str | None = None, experiment_id: str | None = None
@@ -80,30 +82,15 @@ class LakeClient:
         Raises:
             ValueError: an empty name or an invalid explicit id.
         """
-        if not isinstance(name, str) or not name.strip():
-            raise InvalidArgument("An experiment name must be a non-empty string")
-        try:
-            validation.check_name("experiment name", name, 500)
-        except ValueError as exc:
-            raise InvalidArgument(str(exc)) from None
+        rows.experiment_name(name)
         existing = self._store.experiment_by_name(name)
         if existing is not None:
             if existing.get("lifecycle_stage") == layout.LIFECYCLE_DELETED:
                 raise InvalidArgument(f"Experiment '{name}' exists but is deleted; restore it or use another name")
             return str(existing["experiment_id"])
         exp_id = experiment_id or experiment_id_for(name)
-        if not layout.is_valid_id(exp_id):
-            raise InvalidArgument(f"Invalid experiment id '{exp_id}': use letters, digits, '-' and '_'")
-        now = layout.now_ms()
-        row = {
-            "experiment_id": exp_id,
-            "version": layout.next_version(),
-            "name": name,
-            "artifact_location": artifact_location or layout.artifact_uri_for(self.root, exp_id, "").rstrip("/"),
-            "lifecycle_stage": layout.LIFECYCLE_ACTIVE,
-            "creation_time": now,
-            "last_update_time": now,
-        }
+        location = artifact_location or layout.artifact_uri_for(self.root, exp_id, "").rstrip("/")
+        row = rows.experiment_row(exp_id, name, location)
         writer.write_part(self._store.fs, self.root, layout.EXPERIMENTS, writer.to_table(layout.EXPERIMENTS, [row]))
         return exp_id
 
@@ -162,38 +149,26 @@ class LakeClient:
                 raise ExperimentNotFound(experiment_id)
         if run_id is None:
             run_id = uuid.uuid4().hex
-        else:
-            if not layout.is_valid_id(run_id):
-                raise InvalidArgument(f"Invalid run id '{run_id}': use 1-256 letters, digits, '-' and '_'")
-            if self._store.experiment_of_run(run_id) is not None:
-                raise InvalidArgument(f"Run '{run_id}' already exists")
-        if status not in layout.RUN_STATUSES:
-            raise InvalidArgument(f"Invalid status '{status}': one of {', '.join(layout.RUN_STATUSES)}")
+        elif self._store.experiment_of_run(rows.check_run_id(run_id)) is not None:
+            raise InvalidArgument(f"Run '{run_id}' already exists")
         if run_name is None:
             from runlake.ingest.names import generate_run_name
 
             run_name = generate_run_name()
-        self._check_run_name(run_name)
-        source = dict(source or {})
-        row = {
-            "run_id": run_id,
-            "version": layout.next_version(),
-            "run_name": run_name,
-            "status": status,
-            "start_time": validation.timestamp_ms("start_time", start_time) if start_time is not None else layout.now_ms(),
-            "user_id": user_id or _user(),
-            "source_type": source.get("source_type"),
-            "source_name": source.get("source_name"),
-            "source_version": source.get("source_version"),
-            "entry_point": source.get("entry_point"),
-            "parent_run_id": parent_run_id,
-            "artifact_uri": layout.artifact_uri_for(self.root, experiment_id, run_id),
-            "lifecycle_stage": layout.LIFECYCLE_ACTIVE,
-        }
+        row = rows.new_run_row(
+            run_id,
+            artifact_uri=layout.artifact_uri_for(self.root, experiment_id, run_id),
+            run_name=run_name,
+            start_time=start_time,
+            user_id=user_id or _user(),
+            status=status,
+            parent_run_id=parent_run_id,
+            source=source,
+        )
         all_tags = dict(tags or {})
         if parent_run_id:
-            all_tags.setdefault(PARENT_TAG, parent_run_id)
-        tag_rows = self._tag_rows(run_id, all_tags)
+            all_tags.setdefault(vocab.PARENT_TAG, parent_run_id)
+        tag_rows = rows.tag_rows(run_id, all_tags)
         self._store.remember_run(run_id, experiment_id)
         self._params_seen[run_id] = {}  # a new run has no params yet: nothing to read back
         self._store.add_rows(layout.RUNS, experiment_id, [row])
@@ -208,80 +183,49 @@ class LakeClient:
             raise RunNotFound(run_id)
         return experiment_id
 
-    def _run_update(self, run_id: str, **fields: Any) -> None:
-        experiment_id = self._experiment_of(run_id)
-        self._store.add_rows(layout.RUNS, experiment_id, [{"run_id": run_id, "version": layout.next_version(), **fields}])
+    def _write_run_row(self, run_id: str, row: dict[str, Any]) -> None:
+        self._store.add_rows(layout.RUNS, self._experiment_of(run_id), [row])
         self._store.flush()
-
-    @staticmethod
-    def _check_run_name(run_name: str) -> None:
-        try:
-            validation.check_name("run name", run_name, validation.MAX_RUN_NAME_LENGTH)
-        except ValueError as exc:
-            raise InvalidArgument(str(exc)) from None
 
     def update_run(self, run_id: str, status: str | None = None, end_time: int | None = None, run_name: str | None = None) -> None:
         """Change a run's status, end time or name."""
-        fields: dict[str, Any] = {}
-        if status is not None:
-            if status not in layout.RUN_STATUSES:
-                raise InvalidArgument(f"Invalid status '{status}': one of {', '.join(layout.RUN_STATUSES)}")
-            fields["status"] = status
-        if end_time is not None:
-            fields["end_time"] = validation.timestamp_ms("end_time", end_time)
-        if run_name is not None:
-            self._check_run_name(run_name)
-            fields["run_name"] = run_name
-        if fields:
-            self._run_update(run_id, **fields)
+        row = rows.run_update_row(run_id, status=status, end_time=end_time, run_name=run_name)
+        if row is not None:
+            self._write_run_row(run_id, row)
 
     def set_terminated(self, run_id: str, status: str = "FINISHED", end_time: int | None = None) -> None:
         """End a run: flush its buffered data, then record the status and end time."""
-        if status not in layout.TERMINAL_STATUSES:
-            raise InvalidArgument(f"Invalid end status '{status}': one of {', '.join(layout.TERMINAL_STATUSES)}")
+        rows.check_status(status, terminal=True)
         self._store.flush()
         self.update_run(run_id, status=status, end_time=end_time if end_time is not None else layout.now_ms())
 
     def rename_run(self, run_id: str, new_name: str) -> None:
-        """Give a run a new display name."""
-        self.update_run(run_id, run_name=new_name)
+        """Give a run a new display name (non-empty, at most 250 characters)."""
+        self._write_run_row(run_id, rows.rename_row(run_id, new_name))
 
     def delete_run(self, run_id: str) -> None:
         """Soft-delete a run: it leaves active searches and is kept until retention purges it."""
-        self._run_update(run_id, lifecycle_stage=layout.LIFECYCLE_DELETED, deleted_time=layout.now_ms())
+        self._write_run_row(run_id, rows.lifecycle_row(run_id, deleted=True))
 
     def restore_run(self, run_id: str) -> None:
         """Bring a soft-deleted run back."""
-        self._run_update(run_id, lifecycle_stage=layout.LIFECYCLE_ACTIVE)
+        self._write_run_row(run_id, rows.lifecycle_row(run_id, deleted=False))
 
     # -- tags, params, metrics -----------------------------------------------------------
-    def _tag_rows(self, run_id: str, tags: Mapping[str, Any], *, delete: bool = False) -> list[dict[str, Any]]:
-        rows = []
-        for key, value in tags.items():
-            validation.validate_key("tag", key)
-            rows.append(
-                {
-                    "run_id": run_id,
-                    "key": key,
-                    "value": None if delete else validation.tag_value(key, value),
-                    "version": layout.next_version(),
-                }
-            )
-        return rows
-
     def set_tag(self, run_id: str, key: str, value: Any) -> None:
         """Set a tag (a new version replaces the old value)."""
-        self._store.add_rows(layout.TAGS, self._experiment_of(run_id), self._tag_rows(run_id, {key: value}))
+        self._store.add_rows(layout.TAGS, self._experiment_of(run_id), [rows.tag_row(run_id, key, value)])
         self._store.flush()
 
     def delete_tag(self, run_id: str, key: str) -> None:
         """Delete a tag (a tombstone row)."""
-        self._store.add_rows(layout.TAGS, self._experiment_of(run_id), self._tag_rows(run_id, {key: None}, delete=True))
+        self._store.add_rows(layout.TAGS, self._experiment_of(run_id), [rows.tag_delete_row(run_id, key)])
         self._store.flush()
 
     def set_description(self, run_id: str, description: str) -> None:
         """Set the run's notes (markdown), stored as MLflow's ``mlflow.note.content`` tag."""
-        self.set_tag(run_id, NOTE_TAG, description)
+        self._store.add_rows(layout.TAGS, self._experiment_of(run_id), [rows.note_row(run_id, description)])
+        self._store.flush()
 
     def param_rows(self, run_id: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Validated param rows; logging a key again with another value is an error.
@@ -290,23 +234,20 @@ class LakeClient:
         can be retried. A run this client did not create has its stored params read once
         first, so another process's values count too.
         """
-        checked = {validation.validate_key("param", k): validation.param_value(k, v) for k, v in params.items()}
+        checked = rows.checked_params(params)
         seen = self._params_seen.get(run_id)
         if seen is None:
             seen = self._params_seen[run_id] = self._stored_params(run_id)
-        rows = []
         for key, text in checked.items():
             old = seen.get(key)
             if old is not None and old != text:
-                raise InvalidArgument(
-                    f"Changing param values is not allowed. Param with key='{key}' was already logged "
-                    f"with value='{old}' for run ID='{run_id}'. Attempted logging new value '{text}'."
-                )
+                raise rows.param_conflict(run_id, key, old, text)
+        out = []
         for key, text in checked.items():
             if seen.get(key) is None:
                 seen[key] = text
-                rows.append({"run_id": run_id, "key": key, "value": text, "version": layout.next_version()})
-        return rows
+                out.append(rows.param_row(run_id, key, text))
+        return out
 
     def _stored_params(self, run_id: str) -> dict[str, str]:
         experiment_id = self._store.experiment_of_run(run_id)
@@ -316,8 +257,7 @@ class LakeClient:
         if table is None:
             return {}
         stored: dict[str, str] = {}
-        rows = table.filter(pc_equal(table.column("run_id"), run_id)).sort_by("version").to_pylist()
-        for row in rows:
+        for row in table.filter(pc_equal(table.column("run_id"), run_id)).sort_by("version").to_pylist():
             stored.setdefault(row["key"], row["value"])  # the first version wins, as in the views
         return stored
 
@@ -339,11 +279,11 @@ class LakeClient:
         """
         experiment_id = self._experiment_of(run_id)
         if params:
-            rows = self.param_rows(run_id, params)
-            if rows:
-                self._store.add_rows(layout.PARAMS, experiment_id, rows)
+            param_rows = self.param_rows(run_id, params)
+            if param_rows:
+                self._store.add_rows(layout.PARAMS, experiment_id, param_rows)
         if tags:
-            self._store.add_rows(layout.TAGS, experiment_id, self._tag_rows(run_id, tags))
+            self._store.add_rows(layout.TAGS, experiment_id, rows.tag_rows(run_id, tags))
         points = metric_points_table(run_id, metrics)
         if points is not None:
             self._store.add_metric_table(experiment_id, points)
@@ -392,80 +332,6 @@ class LakeClient:
     def flush(self) -> None:
         """Write every buffered point, param and tag of this lake now."""
         self._store.flush()
-
-
-# Steps and timestamps are read as doubles first: Arrow's conversion to int64 would silently
-# truncate 1.5 to 1, while as doubles a non-integer is visible (and sent to the slow path).
-_POINT = pa.struct([("key", pa.string()), ("value", pa.float64()), ("timestamp", pa.float64()), ("step", pa.float64())])
-_EXACT = 2.0**53  # doubles hold every integer up to here exactly
-
-
-def metric_points_table(run_id: str, metrics: Iterable[tuple[str, Any, Any, Any]] | pa.Table) -> pa.Table | None:
-    """Validated metric points as a table in the metrics schema, or None when there are none.
-
-    Works column-wise, which is what makes bulk logging fast: Arrow converts a million
-    ``(key, value, timestamp, step)`` tuples in one pass in C, keys are checked once each, and
-    only input that fails the fast conversion is walked in Python to say what is wrong.
-    """
-    if isinstance(metrics, pa.Table):
-        if metrics.num_rows == 0:
-            return None
-        try:
-            columns = [metrics.column(f.name).cast(f.type) for f in _POINT]
-        except KeyError:
-            raise InvalidArgument("A metrics table needs the columns key, value, timestamp and step") from None
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-            raise InvalidArgument("Metric keys must be strings, values numbers, timestamps and steps integers") from None
-    else:
-        items = metrics if isinstance(metrics, list) else list(metrics)
-        if not items:
-            return None
-        try:
-            columns = _integral(pa.array(items, type=_POINT).flatten())
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
-            columns = None
-        if columns is None:
-            columns = _points_one_by_one(items)
-    keys, values, timestamps, steps = columns
-    for key in keys.unique().to_pylist():
-        validation.validate_key("metric", key)
-    if values.null_count:
-        raise InvalidArgument("Metric values must not be None")
-    return pa.Table.from_arrays(
-        [pa.repeat(pa.scalar(run_id, pa.string()), len(keys)), keys, steps.fill_null(0), timestamps.fill_null(layout.now_ms()), values],
-        schema=layout.SCHEMAS[layout.METRICS],
-    )
-
-
-def _integral(columns: list[pa.Array]) -> list[pa.Array] | None:
-    """The columns with steps and timestamps as int64, or None if any is not a whole number."""
-    import pyarrow.compute as pc
-
-    keys, values, timestamps, steps = columns
-    out = []
-    for column in (timestamps, steps):
-        present = column.drop_null()
-        if len(present) and not (
-            pc.all(pc.equal(pc.floor(present), present)).as_py() and pc.max(pc.abs(present)).as_py() < _EXACT
-        ):
-            return None
-        out.append(column.cast(pa.int64()))
-    return [keys, values, out[0], out[1]]
-
-
-def _points_one_by_one(items: list[Any]) -> list[pa.Array]:
-    """The slow path: each point checked in Python, with the error naming the bad one."""
-    keys, values, timestamps, steps = [], [], [], []
-    for index, item in enumerate(items):
-        try:
-            key, value, timestamp, step = item
-        except (TypeError, ValueError):
-            raise InvalidArgument(f"metrics[{index}] is {item!r}: expected a (key, value, timestamp, step) tuple") from None
-        keys.append(validation.validate_key("metric", key))
-        values.append(validation.metric_value(key, value))
-        timestamps.append(None if timestamp is None else validation.timestamp_ms("timestamp", timestamp))
-        steps.append(validation.metric_step(key, step))
-    return [pa.array(keys, pa.string()), pa.array(values, pa.float64()), pa.array(timestamps, pa.int64()), pa.array(steps, pa.int64())]
 
 
 def pc_equal(array: Any, value: Any) -> Any:

@@ -15,6 +15,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from runlake.core import vocab
+
 SOURCE_TYPES: tuple[str, ...] = ("NOTEBOOK", "LOCAL", "JOB")
 SOURCE_TYPE_ENV = "RUNLAKE_SOURCE_TYPE"
 # Presence of any of these (non-empty) means a scheduler or CI system launched the process.
@@ -33,16 +35,16 @@ JOB_ENVIRONMENT_VARIABLES: tuple[str, ...] = (
 STDIN_SOURCE = "<stdin>"
 INTERACTIVE_SOURCE = "<interactive>"
 
-TAG_USER = "mlflow.user"
-TAG_SOURCE_NAME = "mlflow.source.name"
-TAG_SOURCE_TYPE = "mlflow.source.type"
-TAG_GIT_COMMIT = "mlflow.source.git.commit"
-TAG_GIT_BRANCH = "mlflow.source.git.branch"
-TAG_GIT_REPO_URL = "mlflow.source.git.repoURL"
-TAG_GIT_REPO_URL_LEGACY = "mlflow.gitRepoURL"
-TAG_GIT_DIRTY = "mlflow.source.git.dirty"
-TAG_ENTRY_POINT = "runlake.source.entryPoint"
-TAG_SOURCE_SHA256 = "runlake.source.sha256"
+TAG_USER = vocab.USER_TAG
+TAG_SOURCE_NAME = vocab.SOURCE_NAME_TAG
+TAG_SOURCE_TYPE = vocab.SOURCE_TYPE_TAG
+TAG_GIT_COMMIT = vocab.GIT_COMMIT_TAG
+TAG_GIT_BRANCH = vocab.GIT_BRANCH_TAG
+TAG_GIT_REPO_URL = vocab.GIT_REPO_URL_TAG
+TAG_GIT_REPO_URL_LEGACY = vocab.GIT_REPO_URL_LEGACY_TAG
+TAG_GIT_DIRTY = vocab.GIT_DIRTY_TAG
+TAG_ENTRY_POINT = vocab.ENTRY_POINT_TAG
+TAG_SOURCE_SHA256 = vocab.SOURCE_SHA256_TAG
 
 _GIT_TIMEOUT_S = 5
 # Notebooks with embedded outputs can be huge; past this the snapshot keeps only its hash.

@@ -10,13 +10,14 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
-from runlake.lake import layout
-from runlake.lake.errors import InvalidArgument
-from runlake.ingest.client import NOTE_TAG, LakeClient
+from runlake.core import vocab
+from runlake.core import layout
+from runlake.core.errors import InvalidArgument
+from runlake.ingest.client import LakeClient
 from runlake.ingest.run import Run
 from runlake.ingest.store import get_store
 
-DEFAULT_LAKE = "./runlake-data"
+DEFAULT_LAKE = vocab.DEFAULT_LAKE
 
 _lake: str | None = None
 _experiment_name: str | None = None
@@ -41,7 +42,7 @@ def set_lake(path: str | os.PathLike[str]) -> None:
 
 def get_lake() -> str:
     """The lake location new runs go to."""
-    return _lake or os.environ.get("RUNLAKE_LAKE") or DEFAULT_LAKE
+    return _lake or os.environ.get(vocab.LAKE_ENV) or DEFAULT_LAKE
 
 
 def _client() -> LakeClient:
@@ -60,7 +61,7 @@ def _resolve_experiment(client: LakeClient, experiment: str | None) -> str:
     if experiment is None:
         name = _experiment_name or os.environ.get("RUNLAKE_EXPERIMENT_NAME") or layout.DEFAULT_EXPERIMENT_NAME
         return client.create_experiment(name)
-    if str(experiment) in client._store.experiments():
+    if str(experiment) in client.store.experiments():
         return str(experiment)
     return client.create_experiment(str(experiment))
 
@@ -113,7 +114,7 @@ def start_run(
     ctx = capture_run_context()
     all_tags = {**tags_for(ctx), **(tags or {})}
     if description is not None:
-        all_tags[NOTE_TAG] = description
+        all_tags[vocab.NOTE_TAG] = description
     run_id = client.create_run(
         experiment_id,
         run_name=run_name,
@@ -139,12 +140,12 @@ def start_run(
 def _record_environment(run: Run, ctx: Any, environment_json: Any, requirements_txt: Any) -> None:
     import json
 
-    run.log_text(json.dumps(environment_json(ctx), indent=2, sort_keys=True), "runlake/environment.json")
-    run.log_text(requirements_txt(ctx), "runlake/requirements.txt")
+    run.log_text(json.dumps(environment_json(ctx), indent=2, sort_keys=True), vocab.ENVIRONMENT_FILE)
+    run.log_text(requirements_txt(ctx), vocab.REQUIREMENTS_FILE)
     if ctx.script_bytes is not None and ctx.script_name:
-        run.log_bytes(ctx.script_bytes, f"runlake/source/{ctx.script_name}")
+        run.log_bytes(ctx.script_bytes, f"{vocab.SOURCE_DIR}{ctx.script_name}")
     if ctx.git_diff:
-        run.log_text(ctx.git_diff, "runlake/git.diff")
+        run.log_text(ctx.git_diff, vocab.GIT_DIFF_FILE)
 
 
 def _forget(run: Run) -> None:
@@ -242,7 +243,7 @@ def load_model(model_uri: str, lake: str | os.PathLike[str] | None = None) -> An
     run_id, _, name = rest.partition("/")
     client = LakeClient(lake or get_lake())
     run_dir = client.artifact_dir(run_id)
-    from runlake.ingest.artifacts import clean_artifact_path
+    from runlake.core.artifacts import clean_artifact_path
 
     path = f"{run_dir}/{clean_artifact_path(name or 'model')}"
     if "://" in client.root:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from runlake.core import vocab
+
 import importlib.util
 import io
 import json
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pyarrow.fs
 
-MLMODEL_FILE = "MLmodel"
+MLMODEL_FILE = vocab.MLMODEL_FILE
 MODEL_FILE = "model.pkl"
 REQUIREMENTS_FILE = "requirements.txt"
 FORMAT_VERSION = 1

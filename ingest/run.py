@@ -9,11 +9,10 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from runlake.lake import layout
-from runlake.lake import validation
+from runlake.core import layout, rows, validation, vocab
 from runlake.ingest.client import LakeClient
 
-MODEL_HISTORY_TAG = "mlflow.log-model.history"
+MODEL_HISTORY_TAG = vocab.MODEL_HISTORY_TAG
 
 _valid_keys = validation._valid_keys
 _now_ms = layout.now_ms
@@ -29,7 +28,7 @@ class Run:
 
     def __init__(self, client: LakeClient, run_id: str, experiment_id: str, run_name: str | None = None) -> None:
         self._client = client
-        self._store = client._store
+        self._store = client.store
         self.run_id = run_id
         self.experiment_id = experiment_id
         self.run_name = run_name
@@ -85,18 +84,18 @@ class Run:
         return value
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        rows = self._client.param_rows(self.run_id, params)
-        if rows:
-            self._store.add_rows(layout.PARAMS, self.experiment_id, rows)
+        param_rows = self._client.param_rows(self.run_id, params)
+        if param_rows:
+            self._store.add_rows(layout.PARAMS, self.experiment_id, param_rows)
 
     def set_tag(self, key: str, value: Any) -> None:
         self.set_tags({key: value})
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        self._store.add_rows(layout.TAGS, self.experiment_id, self._client._tag_rows(self.run_id, tags))
+        self._store.add_rows(layout.TAGS, self.experiment_id, rows.tag_rows(self.run_id, tags))
 
     def delete_tag(self, key: str) -> None:
-        self._store.add_rows(layout.TAGS, self.experiment_id, self._client._tag_rows(self.run_id, {key: None}, delete=True))
+        self._store.add_rows(layout.TAGS, self.experiment_id, [rows.tag_delete_row(self.run_id, key)])
 
     # -- artifacts -----------------------------------------------------------------------
     @property
@@ -105,18 +104,18 @@ class Run:
 
     def log_artifact(self, local_path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
         """Copy a local file into this run's artifacts (under ``artifact_path`` when given)."""
-        from runlake.ingest import artifacts
+        from runlake.core import artifacts
 
         artifacts.copy_file(self._store.fs, self.artifact_dir, local_path, artifact_path)
 
     def log_artifacts(self, local_dir: str | os.PathLike[str], artifact_path: str | None = None) -> None:
         """Copy a local directory's files into this run's artifacts."""
-        from runlake.ingest import artifacts
+        from runlake.core import artifacts
 
         artifacts.copy_tree(self._store.fs, self.artifact_dir, local_dir, artifact_path)
 
     def log_bytes(self, data: bytes, artifact_file: str) -> None:
-        from runlake.ingest import artifacts
+        from runlake.core import artifacts
 
         artifacts.write_bytes(self._store.fs, self.artifact_dir, artifact_file, data)
 
@@ -140,7 +139,7 @@ class Run:
         Returns:
             The model URI, ``runs:/<run_id>/<name>``, which ``load_model`` accepts.
         """
-        from runlake.ingest import artifacts
+        from runlake.core import artifacts
         from runlake.ingest.models import save_model
 
         rel = artifacts.clean_artifact_path(name)

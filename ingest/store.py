@@ -16,8 +16,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from runlake.lake import layout, writer
-from runlake.ingest.buffer import Buffer
+from runlake.core import layout, writer
+from runlake.core.batch import Buffer
 
 FLUSH_INTERVAL_S = float(os.environ.get("RUNLAKE_FLUSH_INTERVAL", "3"))
 # A buffer this large is flushed early, to bound memory in runs that log very fast.

@@ -1,7 +1,7 @@
 """The lake: Parquet tables, their current-state SQL views, search, upkeep and transfer.
 
-``Lake`` (DuckDB, pandas) is imported lazily so that ``runlake.lake.layout`` and
-``runlake.lake.writer`` stay importable from the pyarrow-only training side.
+``Lake`` (DuckDB, pandas) is imported lazily so that ``runlake.core.layout`` and
+``runlake.core.writer`` stay importable from the pyarrow-only training side.
 """
 
 from typing import TYPE_CHECKING, Any

@@ -18,8 +18,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from runlake.lake import layout
-from runlake.lake.errors import InvalidArgument, LakeFormatError
+from runlake.core import vocab
+from runlake.core import layout
+from runlake.core.errors import InvalidArgument, LakeFormatError
 
 EXPORT_FORMAT_VERSION = 1
 MANIFEST = "experiment.json"
@@ -30,12 +31,7 @@ ARTIFACTS_DIR = "artifacts"
 PENDING_TAG = "runlake.import.pending"
 SOURCE_FIELDS = ("source_type", "source_name", "source_version", "entry_point")
 # MLflow keeps these run attributes in tags; they fill the gaps of an export made by MLflow.
-_SOURCE_TAGS = {
-    "source_type": "mlflow.source.type",
-    "source_name": "mlflow.source.name",
-    "source_version": "mlflow.source.git.commit",
-    "entry_point": "mlflow.project.entryPoint",
-}
+_SOURCE_TAGS = vocab.SOURCE_TAGS
 
 
 @dataclass
@@ -103,7 +99,7 @@ class ExportSource:
 
     def artifacts(self, run_id: str) -> list[str]:
         """Relative paths of a run's artifact files, each checked to stay inside the run."""
-        from runlake.ingest.artifacts import clean_artifact_path
+        from runlake.core.artifacts import clean_artifact_path
 
         prefix = f"{run_id}/{ARTIFACTS_DIR}/"
         if self._zip is not None:
@@ -204,7 +200,7 @@ def _int(value: Any, what: str, name: str, *, optional: bool = False) -> int | N
 
 
 def _strings(value: Any, what: str, name: str, check: Callable[[str, Any], str]) -> dict[str, str]:
-    from runlake.lake import validation
+    from runlake.core import validation
 
     if value is None:
         return {}
@@ -227,7 +223,7 @@ def parse_run(source: ExportSource, run_id: str, *, with_metrics: bool = True) -
         LakeFormatError: the file is missing, truncated, from a newer format, or a field is
             missing or has the wrong type.
     """
-    from runlake.lake import validation
+    from runlake.core import validation
 
     name = f"{run_id}/{RUN_FILE}"
     document = source.json(name)
@@ -244,10 +240,10 @@ def parse_run(source: ExportSource, run_id: str, *, with_metrics: bool = True) -
     tags = _strings(mlflow.get("tags"), "tag", name, validation.tag_value)
     params = _strings(mlflow.get("params"), "param", name, validation.param_value)
     extra = document.get("runlake") or {}
-    parent = extra.get("parent_run_id") or tags.get("mlflow.parentRunId")
+    parent = extra.get("parent_run_id") or tags.get(vocab.PARENT_TAG)
     if parent is not None and not layout.is_valid_id(parent):
         raise LakeFormatError(f"{name}: invalid parent run id {parent!r}", file=name)
-    run_name = info.get("run_name") or tags.get("mlflow.runName")
+    run_name = info.get("run_name") or tags.get(vocab.RUN_NAME_TAG)
     if run_name is not None:
         try:
             validation.check_name("run name", run_name, validation.MAX_RUN_NAME_LENGTH)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from runlake.lake import layout, mutations
-from runlake.lake.errors import InvalidArgument
+from runlake.core import layout
+from runlake.lake import mutations
+from runlake.core.errors import InvalidArgument
 
 if TYPE_CHECKING:
     from runlake.lake.query import Lake

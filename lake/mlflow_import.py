@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from runlake.lake import layout
-from runlake.lake.errors import ExperimentNotFound, InvalidArgument
+from runlake.core import vocab
+from runlake.core import layout
+from runlake.core.errors import ExperimentNotFound, InvalidArgument
 from runlake.lake.export_format import RunData
 from runlake.lake.maintenance.common import Progress
 from runlake.lake.transfer import TransferReport, _existing, lake_client, write_run
@@ -27,12 +28,7 @@ if TYPE_CHECKING:
     from runlake.lake.query import Lake
 
 _PAGE = 1000
-_SOURCE_TAGS = {
-    "source_type": "mlflow.source.type",
-    "source_name": "mlflow.source.name",
-    "source_version": "mlflow.source.git.commit",
-    "entry_point": "mlflow.project.entryPoint",
-}
+_SOURCE_TAGS = vocab.SOURCE_TAGS
 
 
 def _mlflow() -> Any:
@@ -92,7 +88,7 @@ def import_from_mlflow(
         ))
         existing = _existing(lake, [r.info.run_id for r in runs])
         # Parents first, so a child's parent link points at a run that is already there.
-        runs.sort(key=lambda r: (r.data.tags.get("mlflow.parentRunId") is not None, r.info.start_time or 0, r.info.run_id))
+        runs.sort(key=lambda r: (r.data.tags.get(vocab.PARENT_TAG) is not None, r.info.start_time or 0, r.info.run_id))
         with Progress(f"importing {experiment.name}", len(runs), quiet=not progress) as bar:
             for run in runs:
                 run_id = run.info.run_id
@@ -144,13 +140,13 @@ def _run_data(client: Any, run: Any) -> RunData:
     tags = dict(data.tags)
     return RunData(
         run_id=info.run_id,
-        run_name=getattr(info, "run_name", None) or tags.get("mlflow.runName"),
+        run_name=getattr(info, "run_name", None) or tags.get(vocab.RUN_NAME_TAG),
         status=info.status if info.status in layout.RUN_STATUSES else "FAILED",
         start_time=int(info.start_time or 0),
         end_time=int(info.end_time) if info.end_time else None,
         user_id=info.user_id or None,
         lifecycle_stage=layout.LIFECYCLE_DELETED if info.lifecycle_stage == "deleted" else layout.LIFECYCLE_ACTIVE,
-        parent_run_id=tags.get("mlflow.parentRunId"),
+        parent_run_id=tags.get(vocab.PARENT_TAG),
         source={field: tags.get(tag) for field, tag in _SOURCE_TAGS.items()},
         params=dict(data.params),
         tags=tags,

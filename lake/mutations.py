@@ -11,13 +11,14 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from runlake.lake import layout, validation, writer
-from runlake.lake.errors import InvalidArgument, RunNotFound
+from runlake.core import vocab
+from runlake.core import layout, validation, writer
+from runlake.core.errors import InvalidArgument, RunNotFound
 
 if TYPE_CHECKING:
     from runlake.lake.query import Lake
 
-NOTE_TAG = "mlflow.note.content"
+NOTE_TAG = vocab.NOTE_TAG
 
 
 def _experiments_of(lake: "Lake", run_ids: Sequence[str]) -> dict[str, str]:

@@ -12,8 +12,9 @@ import duckdb
 import pandas as pd
 import pyarrow.dataset as ds
 
-from runlake.lake import layout, snapshot, views, writer
-from runlake.lake.errors import ExperimentNotFound, InvalidArgument, RunNotFound
+from runlake.core import layout, writer
+from runlake.lake import snapshot, views
+from runlake.core.errors import ExperimentNotFound, InvalidArgument, RunNotFound
 from runlake.lake.fresh import fresh
 from runlake.lake.mutations import MutationMixin
 from runlake.lake.searching import VIEW_TYPES, Page, SearchMixin, _stage_condition

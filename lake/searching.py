@@ -10,11 +10,12 @@ from typing import Any
 
 import pandas as pd
 
-from runlake.lake.errors import InvalidArgument
+from runlake.core import vocab
+from runlake.core.errors import InvalidArgument
 from runlake.lake.fresh import fresh
 
 VIEW_TYPES = ("ACTIVE_ONLY", "DELETED_ONLY", "ALL")
-MODEL_HISTORY_TAG = "mlflow.log-model.history"
+MODEL_HISTORY_TAG = vocab.MODEL_HISTORY_TAG
 DEFAULT_MAX_RESULTS = 100_000
 
 

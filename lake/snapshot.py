@@ -16,7 +16,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from runlake.lake import layout, views, writer
+from runlake.core import layout, writer
+from runlake.lake import views
 
 # Current-state table -> the raw table it folds, and the key its rows are folded by.
 _FOLDS: dict[str, tuple[str, str]] = {

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow.fs as pafs
 
-from runlake.lake import layout
-from runlake.lake.errors import ExperimentNotFound, InvalidArgument
+from runlake.core import layout
+from runlake.core.errors import ExperimentNotFound, InvalidArgument
 from runlake.lake.export_format import (
     ARTIFACTS_DIR,
     EXPORT_FORMAT_VERSION,

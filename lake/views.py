@@ -10,7 +10,7 @@ column ``experiment_id``) and never mentions a path: the caller decides where ro
 
 from __future__ import annotations
 
-from runlake.lake import layout
+from runlake.core import layout
 
 # Latest-wins, field by field: arg_max skips NULL arguments, so each field takes its latest
 # non-null version and concurrent writers changing different fields both keep their change.
@@ -67,16 +67,29 @@ TAGS_SQL = (
     "FROM {src} GROUP BY run_id, key) WHERE value IS NOT NULL"
 )
 
-# Summaries fold exactly: the latest point is the greatest (step, timestamp, value) - NaN
-# compares greater than every number in DuckDB, and in pyarrow's sort used at flush time - and
-# min/max ignore NaN unless every point is NaN.
+def summary_aggregates(step: str, timestamp: str, value: str, low: str, high: str) -> str:
+    """The aggregates that summarise a metric per (run_id, key), as SQL over fixed column names.
+
+    The one SQL statement of the rule ``core.points.summarize`` applies with Arrow: the latest
+    point is the greatest (step, timestamp, value) - NaN compares greater than every number in
+    DuckDB, as in pyarrow's sort at flush time - and min/max ignore NaN unless every value is
+    NaN. Applied to points or to summaries alike, so summaries of any split of the points fold
+    to the same result. Yields ``l`` (a struct of s, t, v), ``min_value`` and ``max_value``.
+    """
+    return (
+        f"max(struct_pack(s := {step}, t := {timestamp}, v := {value})) AS l, "
+        f"coalesce(min({low}) FILTER (WHERE NOT isnan({low})), 'NaN'::DOUBLE) AS min_value, "
+        f"coalesce(max({high}) FILTER (WHERE NOT isnan({high})), 'NaN'::DOUBLE) AS max_value"
+    )
+
+
+# Summary rows fold into one row per (run_id, key).
+FOLD_SUMMARIES = summary_aggregates("latest_step", "latest_timestamp", "latest_value", "min_value", "max_value")
+
 LATEST_METRICS_SQL = (
     "SELECT run_id, experiment_id, key, l.v AS value, l.s AS step, l.t AS timestamp, "
     "min_value, max_value FROM ("
-    "SELECT run_id, any_value(experiment_id) AS experiment_id, key, "
-    "max(struct_pack(s := latest_step, t := latest_timestamp, v := latest_value)) AS l, "
-    "coalesce(min(min_value) FILTER (WHERE NOT isnan(min_value)), 'NaN'::DOUBLE) AS min_value, "
-    "coalesce(max(max_value) FILTER (WHERE NOT isnan(max_value)), 'NaN'::DOUBLE) AS max_value "
+    f"SELECT run_id, any_value(experiment_id) AS experiment_id, key, {FOLD_SUMMARIES} "
     "FROM {src} GROUP BY run_id, key)"
 )
 

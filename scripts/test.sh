@@ -14,4 +14,6 @@ fi
 
 python3 -m venv .venv
 .venv/bin/python -m pip install -qq --disable-pip-version-check -e ".[test]"
+# The venv's console scripts (runlake) come first, so nothing installed elsewhere is tested by mistake.
+export PATH="$PWD/.venv/bin:$PATH"
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

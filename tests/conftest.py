@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# The console script of the interpreter running the tests (the venv's own), never one that
+# happens to be on PATH: a fresh machine has no other runlake installed.
+RUNLAKE = str(Path(sys.executable).with_name("runlake"))
 
 
 @pytest.fixture

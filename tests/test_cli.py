@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-import shutil
+import os
 import subprocess
+import sys
 
 import pytest
 
 from runlake.app.cli import build_parser, main
 from runlake.app.demo import build_demo
 from runlake.lake import Lake
+from tests.conftest import RUNLAKE
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +23,8 @@ def demo_lake(tmp_path_factory) -> str:
 
 
 def test_console_script_runs(demo_lake):
-    exe = shutil.which("runlake")
-    assert exe, "the runlake console script is installed"
+    exe = RUNLAKE
+    assert os.access(exe, os.X_OK), f"the runlake console script is installed next to {sys.executable}"
     result = subprocess.run([exe, "experiments", "--lake", demo_lake, "--format", "json"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     names = {row["name"] for row in json.loads(result.stdout)}
@@ -85,7 +87,7 @@ def test_sql_print_views_is_runnable_duckdb(demo_lake, capsys):
 
 def test_sql_interactive_shell(demo_lake):
     result = subprocess.run(
-        ["runlake", "sql", "--lake", demo_lake], input="SELECT count(*) AS n\nFROM experiments;\nSELECT nope;\n",
+        [RUNLAKE, "sql", "--lake", demo_lake], input="SELECT count(*) AS n\nFROM experiments;\nSELECT nope;\n",
         capture_output=True, text=True,
     )
     assert result.returncode == 0

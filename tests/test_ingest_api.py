@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from runlake.lake import Lake
-from runlake.lake.errors import InvalidArgument
+from runlake.core.errors import InvalidArgument
 
 
 def test_round_trip_params_metrics_tags(rl, lake_dir):

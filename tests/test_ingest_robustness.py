@@ -9,7 +9,7 @@ import pytest
 
 from runlake.ingest import LakeClient
 from runlake.lake import Lake
-from runlake.lake.errors import InvalidArgument
+from runlake.core.errors import InvalidArgument
 from tests.conftest import run_python
 
 

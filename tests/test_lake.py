@@ -12,8 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from runlake.ingest import LakeClient
-from runlake.lake import Lake, layout, views, writer
-from runlake.lake.errors import ExperimentNotFound, RunNotFound
+from runlake.core import layout, writer
+from runlake.lake import Lake, views
+from runlake.core.errors import ExperimentNotFound, RunNotFound
 
 
 @pytest.fixture
@@ -45,13 +46,13 @@ def test_one_flush_writes_at_most_one_file_per_table_per_experiment(client, lake
     exp_b = client.create_experiment("b")
     run_b = client.create_run(exp_b)
     client.flush()
-    before = {t: len(writer.list_parts(client._store.fs, client.root, t)) for t in layout.ALL_TABLES}
+    before = {t: len(writer.list_parts(client.store.fs, client.root, t)) for t in layout.ALL_TABLES}
     for run in (run_a, run_b):
         client.log_batch(run, metrics=[("m", float(i), 0, i) for i in range(100)], params={"p": "1"}, tags={"x": "y"})
         for i in range(100):
             client.log_metric(run, "single", i, step=i)
     client.flush()
-    after = {t: len(writer.list_parts(client._store.fs, client.root, t)) for t in layout.ALL_TABLES}
+    after = {t: len(writer.list_parts(client.store.fs, client.root, t)) for t in layout.ALL_TABLES}
     for table in (layout.PARAMS, layout.TAGS, layout.METRICS, layout.METRIC_SUMMARIES):
         assert after[table] - before[table] == 2, table  # one per experiment
 
@@ -91,7 +92,7 @@ def test_params_first_version_wins_across_processes(client, lake_dir):
     # Another process that logged a different value before it could see this one (a race no
     # client-side check can close): its row lands later and loses.
     row = {"run_id": run, "key": "lr", "value": "0.2", "version": layout.next_version()}
-    writer.write_part(client._store.fs, client.root, layout.PARAMS, writer.to_table(layout.PARAMS, [row]), exp)
+    writer.write_part(client.store.fs, client.root, layout.PARAMS, writer.to_table(layout.PARAMS, [row]), exp)
     assert Lake(lake_dir).get_run(run).params == {"lr": "0.1"}
 
 
@@ -137,7 +138,7 @@ def test_snapshot_picks_up_new_files_and_survives_files_replaced(client, lake_di
     client.flush()
     assert lake.get_run(run).metrics == {"m": 1.0} and lake.get_run(run).tags["a"] == "1"  # incremental
     # What compaction does: write a merged file, then remove its inputs.
-    fs = client._store.fs
+    fs = client.store.fs
     parts = writer.list_parts(fs, client.root, layout.TAGS)
     merged = pa.concat_tables([pq.read_table(p.path) for p in parts])
     writer.write_part(fs, client.root, layout.TAGS, merged, exp)

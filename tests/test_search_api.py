@@ -14,9 +14,11 @@ import subprocess
 import pytest
 
 from runlake.ingest import LakeClient
-from runlake.lake import Lake, layout, writer
-from runlake.lake.errors import ExperimentNotFound
+from runlake.core import layout, writer
+from runlake.lake import Lake
+from runlake.core.errors import ExperimentNotFound
 from runlake.lake.search import SearchSyntaxError
+from tests.conftest import RUNLAKE
 from tests.search import dataset
 from tests.search.cases import ALL, MATCH_CASES
 from tests.search.mlflow_cases import MLFLOW_FILTERS
@@ -162,19 +164,19 @@ def test_has_model_filter(tmp_path):
 def test_cli_search_formats_and_errors(lake):
     root = lake.root
     ok = subprocess.run(
-        ["runlake", "search", "--lake", root, "metrics.rmse < 0.3", "--view", "all", "--format", "json",
+        [RUNLAKE, "search", "--lake", root, "metrics.rmse < 0.3", "--view", "all", "--format", "json",
          "--order-by", "metrics.rmse"], capture_output=True, text=True,
     )
     assert ok.returncode == 0, ok.stderr
     assert [r["run_id"] for r in json.loads(ok.stdout)] == ["r06", "r13", "r14", "r01"]
-    csv = subprocess.run(["runlake", "search", "--lake", root, "--format", "csv", "--max-results", "2"], capture_output=True, text=True)
+    csv = subprocess.run([RUNLAKE, "search", "--lake", root, "--format", "csv", "--max-results", "2"], capture_output=True, text=True)
     assert csv.returncode == 0 and len(csv.stdout.strip().splitlines()) == 3
-    bad = subprocess.run(["runlake", "search", "--lake", root, "params.lr == '1'"], capture_output=True, text=True)
+    bad = subprocess.run([RUNLAKE, "search", "--lake", root, "params.lr == '1'"], capture_output=True, text=True)
     assert bad.returncode == 2
     assert "column 12" in bad.stderr and "^" in bad.stderr and "Traceback" not in bad.stderr
-    bad_json = subprocess.run(["runlake", "search", "--lake", root, "tags.x = ", "--format", "json"], capture_output=True, text=True)
+    bad_json = subprocess.run([RUNLAKE, "search", "--lake", root, "tags.x = ", "--format", "json"], capture_output=True, text=True)
     assert bad_json.returncode == 2 and json.loads(bad_json.stderr)["error"] == "SearchSyntaxError"
-    missing = subprocess.run(["runlake", "search", "--lake", root, "--experiment", "nope"], capture_output=True, text=True)
+    missing = subprocess.run([RUNLAKE, "search", "--lake", root, "--experiment", "nope"], capture_output=True, text=True)
     assert missing.returncode == 2 and "Experiment 'nope' not found" in missing.stderr
 
 
@@ -210,5 +212,5 @@ def test_page_token_of_the_wrong_type(lake):
 
 
 def test_cli_refuses_a_missing_lake(tmp_path):
-    result = subprocess.run(["runlake", "search", "--lake", str(tmp_path / "typo")], capture_output=True, text=True)
+    result = subprocess.run([RUNLAKE, "search", "--lake", str(tmp_path / "typo")], capture_output=True, text=True)
     assert result.returncode == 2 and "No lake at" in result.stderr

@@ -8,6 +8,7 @@ from typing import Any
 
 from dash import dcc, html
 
+from runlake.core import vocab
 from runlake.app import artifacts as arts
 from runlake.app import ids
 from runlake.app.components import control, data_table, empty_state, page_header, section, status_pill
@@ -16,7 +17,7 @@ from runlake.app.run_sections import artifact_preview, artifact_tree, model_sect
 
 PATH_TEMPLATE = "/runs/<run_id>"
 REGISTER = {"path_template": PATH_TEMPLATE, "name": "Run", "title": "Run · runlake", "layout": None, "order": 2}
-NOTE_TAG = "mlflow.note.content"
+NOTE_TAG = vocab.NOTE_TAG
 HIDDEN = {"display": "none"}
 
 
@@ -83,12 +84,12 @@ def _deleted_banner() -> list[Any]:
 def _meta(services: Any, record: Any, source_path: str | None) -> html.Div:
     info, tags = record.info, record.tags
     start, end = info.get("start_time"), info.get("end_time")
-    source = info.get("source_name") or tags.get("mlflow.source.name") or "—"
+    source = info.get("source_name") or tags.get(vocab.SOURCE_NAME_TAG) or "—"
     source_view = (dcc.Link(source, href=f"/runs/{record.run_id}?artifact={source_path}", title="View the exact snapshot that ran")
                    if source_path else source)
-    commit = tags.get("mlflow.source.git.commit") or info.get("source_version") or ""
-    branch = tags.get("mlflow.source.git.branch")
-    dirty = tags.get("mlflow.source.git.dirty")
+    commit = tags.get(vocab.GIT_COMMIT_TAG) or info.get("source_version") or ""
+    branch = tags.get(vocab.GIT_BRANCH_TAG)
+    dirty = tags.get(vocab.GIT_DIRTY_TAG)
     version = [html.Code(commit[:10] or "—", title=commit)]
     if branch:
         version.append(html.Span(f" on {branch}"))

@@ -11,7 +11,7 @@ from runlake.app import charts, ids
 from runlake.app.components import message, status_pill
 from runlake.app.pages.run import HIDDEN, _notes_view, _tags_body
 from runlake.app.run_sections import artifact_preview, load_environment, reproduce_script, DIFF_FILE
-from runlake.lake.errors import RunlakeError
+from runlake.core.errors import RunlakeError
 
 SHOWN = {"display": "flex"}
 MAX_CHARTS = 24

@@ -277,7 +277,7 @@ def rows_response(services: Any, query: RunsQuery, request: dict[str, Any], expa
     it (``tree.block``); each row carries its depth, its matching-children count and whether
     it is open, for the run-name cell's toggle.
     """
-    from runlake.lake.errors import RunlakeError
+    from runlake.core.errors import RunlakeError
 
     block = page_request(request)
     view = RunsQuery.from_store({**query.to_store(), "sort": [list(s) for s in block.sort]})

@@ -21,8 +21,8 @@ from typing import TextIO
 
 import pyarrow.fs as pafs
 
-from runlake.lake import layout, writer
-from runlake.lake.errors import RunlakeError
+from runlake.core import layout, writer
+from runlake.core.errors import RunlakeError
 
 # Compaction outputs carry this suffix in their file id, so a later pass can tell files that
 # already went through compaction (sorted, deduplicated, summarised) from raw ingest output.

@@ -26,7 +26,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from runlake.lake import layout, writer
+from runlake.core import layout, writer
+from runlake.lake import views
 from runlake.lake.maintenance.common import (
     PartFile,
     Progress,
@@ -44,23 +45,17 @@ DEFAULT_TMP_MAX_AGE_S = 3600.0
 # metric points, a few hundred MB as Arrow columns.
 DEFAULT_TARGET_BYTES = 64 * 1024 * 1024
 
-# The summary of a set of points, by the rules the latest_metrics view folds with: the latest
-# point is the greatest (step, timestamp, value) - NaN greatest, as in DuckDB and the ingest
-# side - and min/max ignore NaN unless every value is NaN.
+# The summary of a set of points, by the rule the latest_metrics view folds with.
 _SUMMARIZE_POINTS_SQL = (
-    "SELECT run_id, key, max(struct_pack(s := step, t := timestamp, v := value)) AS l, "
-    "coalesce(min(value) FILTER (WHERE NOT isnan(value)), 'NaN'::DOUBLE) AS min_value, "
-    "coalesce(max(value) FILTER (WHERE NOT isnan(value)), 'NaN'::DOUBLE) AS max_value, "
+    f"SELECT run_id, key, {views.summary_aggregates('step', 'timestamp', 'value', 'value', 'value')}, "
     "count(*) AS value_count FROM _points GROUP BY run_id, key"
 )
-# Summaries of overlapping point sets fold by the same rules. value_count folds by max: a
+# Summaries of overlapping point sets fold by the same rule. value_count folds by max: a
 # rebuilt summary overlaps the flush summaries it replaces, so a sum would count points twice.
 _FOLD_SUMMARIES_SQL = (
     "SELECT run_id, key, l.s AS latest_step, l.t AS latest_timestamp, l.v AS latest_value, "
     "min_value, max_value, value_count FROM ("
-    "SELECT run_id, key, max(struct_pack(s := latest_step, t := latest_timestamp, v := latest_value)) AS l, "
-    "coalesce(min(min_value) FILTER (WHERE NOT isnan(min_value)), 'NaN'::DOUBLE) AS min_value, "
-    "coalesce(max(max_value) FILTER (WHERE NOT isnan(max_value)), 'NaN'::DOUBLE) AS max_value, "
+    f"SELECT run_id, key, {views.FOLD_SUMMARIES}, "
     "max(value_count) AS value_count FROM _summaries GROUP BY run_id, key) "
     "ORDER BY run_id, key"
 )
@@ -116,7 +111,7 @@ def resolve(location: Any) -> tuple[pafs.FileSystem, str]:
     else:
         fs, root = layout.resolve_lake(os.fspath(location))
     if fs.get_file_info(root).type == pafs.FileType.NotFound:
-        from runlake.lake.errors import InvalidArgument
+        from runlake.core.errors import InvalidArgument
 
         raise InvalidArgument(f"No lake at '{root}'")
     return fs, root

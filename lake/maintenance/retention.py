@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from runlake.lake import layout, writer
+from runlake.core import layout, writer
 from runlake.lake.maintenance.common import (
     PartFile,
     Progress,
@@ -118,7 +118,7 @@ def purge(
         The runs purged, rows removed per table, bytes freed and per-run artifact failures.
     """
     if older_than_s < 0:
-        from runlake.lake.errors import InvalidArgument
+        from runlake.core.errors import InvalidArgument
 
         raise InvalidArgument(f"older_than must not be negative, got {older_than_s}")
     fs, root = resolve(location)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, assert_never
 
-from runlake.lake.errors import InvalidArgument
+from runlake.core.errors import InvalidArgument
 from runlake.lake.search.errors import SearchSyntaxError
 from runlake.lake.search.parser import parse_filter, parse_order_entry
 from runlake.lake.search.printer import operand_text, to_text

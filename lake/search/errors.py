@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from runlake.lake.errors import InvalidArgument
+from runlake.core.errors import InvalidArgument
 
 # How many characters of a long line are shown either side of the fault.
 _WINDOW = 60

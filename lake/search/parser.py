@@ -15,7 +15,7 @@ from lark import Lark, Token, Transformer, Tree, v_args
 from lark.tree import Meta
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 
-from runlake.lake.errors import InvalidArgument
+from runlake.core.errors import InvalidArgument
 from runlake.lake.search.check import check
 from runlake.lake.search.errors import (
     SearchSyntaxError,

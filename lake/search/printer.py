@@ -6,7 +6,7 @@ import math
 import re
 from typing import assert_never
 
-from runlake.lake.errors import InvalidArgument
+from runlake.core.errors import InvalidArgument
 from runlake.lake.search.syntax import (
     And,
     Comparison,

@@ -6,7 +6,7 @@ import pytest
 
 from runlake.ingest.client import LakeClient
 from runlake.lake import Lake, lifecycle
-from runlake.lake.errors import ExperimentNotFound, InvalidArgument, RunNotFound
+from runlake.core.errors import ExperimentNotFound, InvalidArgument, RunNotFound
 
 T0 = 1_700_000_000_000
 
@@ -52,7 +52,7 @@ def test_max_runs_takes_the_oldest_first_with_run_id_as_tie_break(lake_dir):
 
 def test_restore_runs_restores_runs_deleted_at_or_after_the_time(timeline, monkeypatch):
     lake, exp, ids = timeline
-    from runlake.lake import layout
+    from runlake.core import layout
 
     monkeypatch.setattr(layout, "now_ms", lambda: T0 + 10_000)
     lake.delete_run("run0", include_descendants=False)

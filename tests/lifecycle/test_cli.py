@@ -8,7 +8,8 @@ import json
 import pytest
 
 from runlake.app.cli_lifecycle import parse_duration, parse_time
-from runlake.lake import Lake, layout
+from runlake.core import layout
+from runlake.lake import Lake
 from runlake.lake.maintenance import retention
 from tests.lifecycle.conftest import listing, log_runs, run_cli
 

@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from runlake.ingest.client import LakeClient
-from runlake.lake import Lake, layout, writer
+from runlake.core import layout, writer
+from runlake.lake import Lake
 from runlake.lake.maintenance import MaintenanceBusy, compact
 from runlake.lake.maintenance.common import maintenance_lease
 from tests.lifecycle.conftest import part_count
@@ -175,7 +176,7 @@ def test_a_lease_left_by_a_dead_process_is_ignored(small_lake):
 
 
 def test_a_missing_lake_is_an_error_not_a_new_directory(tmp_path):
-    from runlake.lake.errors import InvalidArgument
+    from runlake.core.errors import InvalidArgument
     from runlake.lake.maintenance import purge
 
     with pytest.raises(InvalidArgument, match="No lake at"):

@@ -67,7 +67,7 @@ def test_import_from_a_real_mlflow_store(mlflow_store, lake_dir):
 
 
 def test_all_experiments_and_unknown_names(mlflow_store, lake_dir):
-    from runlake.lake.errors import ExperimentNotFound
+    from runlake.core.errors import ExperimentNotFound
 
     uri, *_ = mlflow_store
     lake = Lake(lake_dir)

@@ -13,7 +13,8 @@ import time
 import pytest
 
 from runlake.ingest.client import LakeClient
-from runlake.lake import Lake, layout, writer
+from runlake.core import layout, writer
+from runlake.lake import Lake
 from runlake.lake.maintenance import compact
 
 DAY_MS = 86_400_000

@@ -11,7 +11,7 @@ import pytest
 
 from runlake.ingest.client import LakeClient
 from runlake.lake import Lake, transfer
-from runlake.lake.errors import ExperimentNotFound, InvalidArgument, LakeFormatError
+from runlake.core.errors import ExperimentNotFound, InvalidArgument, LakeFormatError
 from runlake.lake.export_format import PENDING_TAG
 from tests.lifecycle.conftest import listing
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runlake.lake.errors import InvalidArgument
+from runlake.core.errors import InvalidArgument
 from runlake.lake.search import SearchSyntaxError, compile_filter, compile_order_by, parse_filter, parse_order_entry
 
 from .cases import ERROR_CASES, ORDER_ERROR_CASES

@@ -1,4 +1,6 @@
-"""MLflow's validation rules for keys, values and names, with clear ValueErrors (stdlib only).
+"""MLflow's validation rules for keys, values and names, with clear errors (stdlib only).
+
+Every rule raises ``InvalidArgument`` (a ``ValueError``), whichever side calls it.
 
 Shared by the training side (ingest) and the lake's own changes (mutations, import), so a
 run renamed in the dashboard obeys the same rules as one named by training code.
@@ -12,6 +14,8 @@ import operator
 import posixpath
 import re
 from typing import Any
+
+from runlake.core.errors import InvalidArgument
 
 MAX_KEY_LENGTH = 250
 MAX_PARAM_VALUE_LENGTH = 6000
@@ -31,7 +35,7 @@ def _encodable(what: str, text: str) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValueError(f"{what} {text!r} is not valid Unicode text (it has unpaired surrogates)") from None
+        raise InvalidArgument(f"{what} {text!r} is not valid Unicode text (it has unpaired surrogates)") from None
     return text
 
 
@@ -42,11 +46,11 @@ def check_name(what: str, name: Any, max_length: int) -> str:
     character in one is never what a person meant, and is how injection starts.
     """
     if not isinstance(name, str):
-        raise ValueError(f"A {what} must be a string, got {type(name).__name__}")
+        raise InvalidArgument(f"A {what} must be a string, got {type(name).__name__}")
     if len(name) > max_length:
-        raise ValueError(f"A {what} may have at most {max_length} characters")
+        raise InvalidArgument(f"A {what} may have at most {max_length} characters")
     if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise ValueError(f"A {what} may not contain line breaks or control characters: {name!r}")
+        raise InvalidArgument(f"A {what} may not contain line breaks or control characters: {name!r}")
     return _encodable(f"The {what}", name)
 
 
@@ -54,26 +58,26 @@ def validate_key(kind: str, key: Any) -> str:
     """Check a metric, param or tag key and return it.
 
     Raises:
-        ValueError: the key is not a string, is empty or too long, has characters outside
+        InvalidArgument: the key is not a string, is empty or too long, has characters outside
             MLflow's set, or is a path that is not unique (``a/../b``, ``/abs``).
     """
     if key in _valid_keys:
         return key  # type: ignore[no-any-return]
     if not isinstance(key, str):
-        raise ValueError(f"Invalid {kind} key {key!r}: keys must be strings, got {type(key).__name__}")
+        raise InvalidArgument(f"Invalid {kind} key {key!r}: keys must be strings, got {type(key).__name__}")
     if not key:
-        raise ValueError(f"Invalid {kind} key: the key must not be empty")
+        raise InvalidArgument(f"Invalid {kind} key: the key must not be empty")
     if len(key) > MAX_KEY_LENGTH:
-        raise ValueError(
+        raise InvalidArgument(
             f"Invalid {kind} key '{key[:40]}...': {len(key)} characters, the limit is {MAX_KEY_LENGTH}"
         )
     if not _KEY_RE.fullmatch(key):
-        raise ValueError(
+        raise InvalidArgument(
             f"Invalid {kind} key '{key}': keys may contain only letters, digits, underscores (_), "
             "dashes (-), periods (.), spaces ( ), colons (:) and slashes (/)"
         )
     if posixpath.normpath(key) != key or key.startswith("/") or key.startswith(".."):
-        raise ValueError(f"Invalid {kind} key '{key}': a key that is a path must be a plain relative path")
+        raise InvalidArgument(f"Invalid {kind} key '{key}': a key that is a path must be a plain relative path")
     _encodable(f"The {kind} key", key)
     if len(_valid_keys) < 100_000:
         _valid_keys.add(key)
@@ -84,7 +88,7 @@ def param_value(key: str, value: Any) -> str:
     """A param value as the string stored (MLflow keeps params as strings)."""
     text = value if isinstance(value, str) else str(value)
     if len(text) > MAX_PARAM_VALUE_LENGTH:
-        raise ValueError(
+        raise InvalidArgument(
             f"Param '{key}' has a value of {len(text)} characters; the limit is {MAX_PARAM_VALUE_LENGTH}"
         )
     return _encodable(f"The value of param '{key}'", text)
@@ -94,7 +98,7 @@ def tag_value(key: str, value: Any) -> str:
     """A tag value as the string stored."""
     text = value if isinstance(value, str) else str(value)
     if len(text) > MAX_TAG_VALUE_LENGTH:
-        raise ValueError(f"Tag '{key}' has a value of {len(text)} characters; the limit is {MAX_TAG_VALUE_LENGTH}")
+        raise InvalidArgument(f"Tag '{key}' has a value of {len(text)} characters; the limit is {MAX_TAG_VALUE_LENGTH}")
     return _encodable(f"The value of tag '{key}'", text)
 
 
@@ -103,14 +107,14 @@ def metric_value(key: str, value: Any) -> float:
     if type(value) is float:
         return value
     if isinstance(value, (str, bytes)) or not (isinstance(value, numbers.Number) or hasattr(value, "__float__")):
-        raise ValueError(
+        raise InvalidArgument(
             f"Got invalid value {value!r} for metric '{key}': metric values must be numbers "
             "(int, float, or a numpy/torch scalar)"
         )
     try:
         return float(value)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"Got invalid value {value!r} for metric '{key}': {exc}") from None
+        raise InvalidArgument(f"Got invalid value {value!r} for metric '{key}': {exc}") from None
 
 
 def metric_step(key: str, step: Any) -> int:
@@ -120,11 +124,11 @@ def metric_step(key: str, step: Any) -> int:
     if type(step) is int:
         return step
     if isinstance(step, bool) or isinstance(step, float):
-        raise ValueError(f"Invalid step {step!r} for metric '{key}': steps must be integers")
+        raise InvalidArgument(f"Invalid step {step!r} for metric '{key}': steps must be integers")
     try:
         return operator.index(step)
     except TypeError:
-        raise ValueError(f"Invalid step {step!r} for metric '{key}': steps must be integers") from None
+        raise InvalidArgument(f"Invalid step {step!r} for metric '{key}': steps must be integers") from None
 
 
 def timestamp_ms(what: str, value: Any) -> int:
@@ -136,4 +140,4 @@ def timestamp_ms(what: str, value: Any) -> int:
     try:
         return operator.index(value)
     except TypeError:
-        raise ValueError(f"Invalid {what} {value!r}: expected epoch milliseconds as an integer") from None
+        raise InvalidArgument(f"Invalid {what} {value!r}: expected epoch milliseconds as an integer") from None

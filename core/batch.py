@@ -15,7 +15,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from runlake.lake import layout, writer
+from runlake.core import layout, writer
+from runlake.core import points as points_mod
 
 # Write order inside one flush. Metric points go before their summaries, so a crash between
 # the two leaves history without a summary (compaction rebuilds summaries from history),
@@ -144,10 +145,10 @@ def _write_all(
                 if cols is None or not len(cols):
                     continue
                 # One sort serves both: the file's order and the summary's "last point per key".
-                points = cols.to_table().sort_by(_POINT_ORDER)
+                points = cols.to_table().sort_by(points_mod.POINT_ORDER)
                 written += writer.write_part(fs, root, layout.METRICS, points, experiment_id, sort=False) is not None
                 written += (
-                    writer.write_part(fs, root, layout.METRIC_SUMMARIES, summarize(points, presorted=True), experiment_id)
+                    writer.write_part(fs, root, layout.METRIC_SUMMARIES, points_mod.summarize(points, presorted=True), experiment_id)
                     is not None
                 )
                 continue
@@ -159,53 +160,3 @@ def _write_all(
         for table in _FLUSH_ORDER:
             rows.pop((table, experiment_id), None)
     return written
-
-
-_POINT_ORDER = [("run_id", "ascending"), ("key", "ascending"), ("step", "ascending"), ("timestamp", "ascending"), ("value", "ascending")]
-
-
-def summarize(points: pa.Table, *, presorted: bool = False) -> pa.Table:
-    """Per (run_id, key): the latest point by (step, timestamp, value) and the NaN-ignoring min/max.
-
-    The output folds with any other summary of the same key by the same rules, which is what
-    lets every flush write its own summary file. ``presorted`` says the points are already in
-    (run_id, key, step, timestamp, value) order.
-    """
-    import pyarrow.compute as pc  # imported on first use: it is a third of pyarrow's import time
-
-    ordered = points if presorted else points.sort_by(_POINT_ORDER)
-    # sort_by puts NaN after every number (at_end), matching DuckDB's "NaN is greatest".
-    run_ids = ordered.column("run_id")
-    keys = ordered.column("key")
-    n = ordered.num_rows
-    if n > 1:
-        same_next = pc.and_(
-            pc.equal(run_ids.slice(0, n - 1), run_ids.slice(1)), pc.equal(keys.slice(0, n - 1), keys.slice(1))
-        )
-        is_last = pa.concat_arrays([pc.invert(same_next).combine_chunks(), pa.array([True])])
-    else:
-        is_last = pa.array([True] * n)
-    latest = ordered.filter(is_last)
-    values = ordered.column("value")
-    finite_or_inf = pc.if_else(pc.is_nan(values), pa.scalar(None, pa.float64()), values)
-    grouped = (
-        pa.table({"run_id": run_ids, "key": keys, "v": finite_or_inf, "all": values})
-        .group_by(["run_id", "key"], use_threads=False)
-        .aggregate([("v", "min"), ("v", "max"), ("all", "count")])
-        .sort_by([("run_id", "ascending"), ("key", "ascending")])
-    )
-    min_v = pc.fill_null(grouped.column("v_min"), float("nan"))
-    max_v = pc.fill_null(grouped.column("v_max"), float("nan"))
-    return pa.Table.from_arrays(
-        [
-            latest.column("run_id"),
-            latest.column("key"),
-            latest.column("step"),
-            latest.column("timestamp"),
-            latest.column("value"),
-            min_v,
-            max_v,
-            grouped.column("all_count"),
-        ],
-        schema=layout.SCHEMAS[layout.METRIC_SUMMARIES],
-    )

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from runlake.lake import layout
+from runlake.core import layout
 
 # Float columns compress far better split into byte streams (sign/exponent bytes repeat), and
 # step/timestamp columns are near-arithmetic sequences that delta encoding packs to a few bits.

@@ -1,0 +1,137 @@
+"""Metric points as the lake stores them: validated tables from tuples or Arrow, and the rule
+that summarises them (latest, min, max), which every writer and compaction applies the same way
+(pyarrow and stdlib only)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import pyarrow as pa
+
+from runlake.core import layout, validation
+from runlake.core.errors import InvalidArgument
+
+# Steps and timestamps are read as doubles first: Arrow's conversion to int64 would silently
+# truncate 1.5 to 1, while as doubles a non-integer is visible (and sent to the slow path).
+_POINT = pa.struct([("key", pa.string()), ("value", pa.float64()), ("timestamp", pa.float64()), ("step", pa.float64())])
+_EXACT = 2.0**53  # doubles hold every integer up to here exactly
+
+
+def metric_points_table(run_id: str, metrics: Iterable[tuple[str, Any, Any, Any]] | pa.Table) -> pa.Table | None:
+    """Validated metric points as a table in the metrics schema, or None when there are none.
+
+    Works column-wise, which is what makes bulk logging fast: Arrow converts a million
+    ``(key, value, timestamp, step)`` tuples in one pass in C, keys are checked once each, and
+    only input that fails the fast conversion is walked in Python to say what is wrong.
+    """
+    if isinstance(metrics, pa.Table):
+        if metrics.num_rows == 0:
+            return None
+        try:
+            columns = [metrics.column(f.name).cast(f.type) for f in _POINT]
+        except KeyError:
+            raise InvalidArgument("A metrics table needs the columns key, value, timestamp and step") from None
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            raise InvalidArgument("Metric keys must be strings, values numbers, timestamps and steps integers") from None
+    else:
+        items = metrics if isinstance(metrics, list) else list(metrics)
+        if not items:
+            return None
+        try:
+            columns = _integral(pa.array(items, type=_POINT).flatten())
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+            columns = None
+        if columns is None:
+            columns = _points_one_by_one(items)
+    keys, values, timestamps, steps = columns
+    for key in keys.unique().to_pylist():
+        validation.validate_key("metric", key)
+    if values.null_count:
+        raise InvalidArgument("Metric values must not be None")
+    return pa.Table.from_arrays(
+        [pa.repeat(pa.scalar(run_id, pa.string()), len(keys)), keys, steps.fill_null(0), timestamps.fill_null(layout.now_ms()), values],
+        schema=layout.SCHEMAS[layout.METRICS],
+    )
+
+
+def _integral(columns: list[pa.Array]) -> list[pa.Array] | None:
+    """The columns with steps and timestamps as int64, or None if any is not a whole number."""
+    import pyarrow.compute as pc
+
+    keys, values, timestamps, steps = columns
+    out = []
+    for column in (timestamps, steps):
+        present = column.drop_null()
+        if len(present) and not (
+            pc.all(pc.equal(pc.floor(present), present)).as_py() and pc.max(pc.abs(present)).as_py() < _EXACT
+        ):
+            return None
+        out.append(column.cast(pa.int64()))
+    return [keys, values, out[0], out[1]]
+
+
+def _points_one_by_one(items: list[Any]) -> list[pa.Array]:
+    """The slow path: each point checked in Python, with the error naming the bad one."""
+    keys, values, timestamps, steps = [], [], [], []
+    for index, item in enumerate(items):
+        try:
+            key, value, timestamp, step = item
+        except (TypeError, ValueError):
+            raise InvalidArgument(f"metrics[{index}] is {item!r}: expected a (key, value, timestamp, step) tuple") from None
+        keys.append(validation.validate_key("metric", key))
+        values.append(validation.metric_value(key, value))
+        timestamps.append(None if timestamp is None else validation.timestamp_ms("timestamp", timestamp))
+        steps.append(validation.metric_step(key, step))
+    return [pa.array(keys, pa.string()), pa.array(values, pa.float64()), pa.array(timestamps, pa.int64()), pa.array(steps, pa.int64())]
+
+
+
+POINT_ORDER = [("run_id", "ascending"), ("key", "ascending"), ("step", "ascending"), ("timestamp", "ascending"), ("value", "ascending")]
+
+
+def summarize(points: pa.Table, *, presorted: bool = False) -> pa.Table:
+    """Per (run_id, key): the latest point by (step, timestamp, value) and the NaN-ignoring min/max.
+
+    The output folds with any other summary of the same key by the same rules, which is what
+    lets every flush write its own summary file. ``presorted`` says the points are already in
+    (run_id, key, step, timestamp, value) order.
+    """
+    import pyarrow.compute as pc  # imported on first use: it is a third of pyarrow's import time
+
+    ordered = points if presorted else points.sort_by(POINT_ORDER)
+    # sort_by puts NaN after every number (at_end), matching DuckDB's "NaN is greatest".
+    run_ids = ordered.column("run_id")
+    keys = ordered.column("key")
+    n = ordered.num_rows
+    if n > 1:
+        same_next = pc.and_(
+            pc.equal(run_ids.slice(0, n - 1), run_ids.slice(1)), pc.equal(keys.slice(0, n - 1), keys.slice(1))
+        )
+        is_last = pa.concat_arrays([pc.invert(same_next).combine_chunks(), pa.array([True])])
+    else:
+        is_last = pa.array([True] * n)
+    latest = ordered.filter(is_last)
+    values = ordered.column("value")
+    finite_or_inf = pc.if_else(pc.is_nan(values), pa.scalar(None, pa.float64()), values)
+    grouped = (
+        pa.table({"run_id": run_ids, "key": keys, "v": finite_or_inf, "all": values})
+        .group_by(["run_id", "key"], use_threads=False)
+        .aggregate([("v", "min"), ("v", "max"), ("all", "count")])
+        .sort_by([("run_id", "ascending"), ("key", "ascending")])
+    )
+    min_v = pc.fill_null(grouped.column("v_min"), float("nan"))
+    max_v = pc.fill_null(grouped.column("v_max"), float("nan"))
+    return pa.Table.from_arrays(
+        [
+            latest.column("run_id"),
+            latest.column("key"),
+            latest.column("step"),
+            latest.column("timestamp"),
+            latest.column("value"),
+            min_v,
+            max_v,
+            grouped.column("all_count"),
+        ],
+        schema=layout.SCHEMAS[layout.METRIC_SUMMARIES],
+    )
