@@ -42,7 +42,7 @@ def _median_ms(fn: Callable[[], Any], repeat: int) -> float:
 
 def bench_search(runs: int = 100_000, lake: str | None = None, repeat: int = 20) -> str:
     """Run the search workloads; returns the printed table."""
-    from runlake.app.demo import build_demo
+    from runlake.demo import build_demo
     from runlake.lake import Lake
 
     with tempfile.TemporaryDirectory(prefix="runlake-bench-search-") as tmp:

@@ -41,7 +41,7 @@ def bench_ui(runs: int = 100_000, lake: str | None = None, repeat: int = 10) -> 
     with tempfile.TemporaryDirectory(prefix="runlake-bench-ui-") as tmp:
         root = lake
         if root is None:
-            from runlake.app.demo import build_demo
+            from runlake.demo import build_demo
 
             root = os.path.join(tmp, "lake")
             build_demo(root, runs=runs)

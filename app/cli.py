@@ -32,7 +32,7 @@ def _lake(args: argparse.Namespace) -> Any:
 
 # -- demo ----------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
-    from runlake.app.demo import build_demo
+    from runlake.demo import build_demo
 
     settings = Settings.from_args(args)
     summary = build_demo(settings.lake, runs=args.runs, seed=args.seed)

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from runlake.app.cli import build_parser, main
-from runlake.app.demo import build_demo
+from runlake.demo import build_demo
 from runlake.lake import Lake
 from tests.conftest import RUNLAKE
 

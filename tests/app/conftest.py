@@ -40,7 +40,7 @@ def pytest_setup_options() -> Any:
 @pytest.fixture(scope="session")
 def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One 60-run demo lake per session; tests that change it take a copy."""
-    from runlake.app.demo import build_demo
+    from runlake.demo import build_demo
 
     root = tmp_path_factory.mktemp("demo") / "lake"
     build_demo(root, runs=60)

@@ -492,7 +492,7 @@ def test_rl019_compare_page_names_runs_it_could_not_find(dash_duo, app, lake):
 @pytest.fixture(scope="session")
 def wide_lake(tmp_path_factory):
     """A 1,100-run demo lake (read only): enough runs sharing one param value to compare 500."""
-    from runlake.app.demo import build_demo
+    from runlake.demo import build_demo
     from runlake.lake import Lake
 
     root = tmp_path_factory.mktemp("wide") / "lake"

@@ -147,7 +147,7 @@ def test_abandoned_temporary_files_are_removed_after_their_age(small_lake):
 
 
 def test_a_lake_with_only_large_files_is_left_alone(lake_dir):
-    from runlake.app.demo import build_demo
+    from runlake.demo import build_demo
 
     build_demo(lake_dir, runs=50)
     compact(lake_dir, grace_s=0)
