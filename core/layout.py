@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import secrets
@@ -109,6 +110,17 @@ SCHEMAS: dict[str, pa.Schema] = {
     ),
 }
 
+# The columns of the current-state ``runs`` view, in order: the runs schema without its version,
+# with the partition column second.
+RUN_COLUMNS: tuple[str, ...] = (
+    "run_id",
+    PARTITION_COLUMN,
+    *(f.name for f in SCHEMAS[RUNS] if f.name not in ("run_id", "version")),
+)
+# The fields a run row may carry that fold latest-non-null-wins on their own (the lifecycle
+# fields fold together: a deletion time counts only while the run is deleted).
+RUN_FIELDS: tuple[str, ...] = tuple(c for c in RUN_COLUMNS[2:] if c not in ("lifecycle_stage", "deleted_time"))
+
 # Sort order of rows inside a written file, so run and key filters skip row groups.
 SORT_KEYS: dict[str, list[tuple[str, str]]] = {
     EXPERIMENTS: [("experiment_id", "ascending"), ("version", "ascending")],
@@ -132,6 +144,18 @@ TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
 TMP_PREFIX = "."
 TMP_SUFFIX = ".tmp"
 DATA_SUFFIX = ".parquet"
+
+
+def experiment_id_for(name: str) -> str:
+    """The id a new experiment of this name gets.
+
+    Derived from the name, so two processes creating the same experiment at the same moment
+    agree on its id without a lock: both write the same row and latest-wins absorbs the twin.
+    """
+    if name == DEFAULT_EXPERIMENT_NAME:
+        return DEFAULT_EXPERIMENT_ID
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()
+    return str(int(digest[:15], 16) % 10**17 + 10**17)
 
 
 def is_valid_id(value: str) -> bool:

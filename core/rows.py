@@ -9,6 +9,8 @@ carries only the fields it changes, and latest-wins folds them field by field).
 
 from __future__ import annotations
 
+import getpass
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +20,14 @@ from runlake.core.errors import InvalidArgument
 Row = dict[str, Any]
 
 MAX_EXPERIMENT_NAME_LENGTH = 500
+
+
+def current_user() -> str:
+    """The OS user a run is recorded under when the caller names none."""
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return os.environ.get("USER", "unknown")
 
 
 # -- experiments ---------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import uuid
@@ -16,7 +15,7 @@ from runlake.core import layout, rows, validation, vocab, writer
 from runlake.core.points import metric_points_table
 from runlake.core.errors import ExperimentNotFound, InvalidArgument, RunNotFound
 from runlake.core import artifacts
-from runlake.ingest.store import Store, experiment_id_for, get_store
+from runlake.ingest.store import Store, get_store
 
 
 @dataclass(frozen=True)
@@ -40,13 +39,6 @@ def _experiment(row: dict[str, Any]) -> Experiment:
         creation_time=row.get("creation_time"),
         last_update_time=row.get("last_update_time"),
     )
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no passwd entry in some containers
-        return os.environ.get("USER", "unknown")
 
 
 class LakeClient:
@@ -88,7 +80,7 @@ class LakeClient:
             if existing.get("lifecycle_stage") == layout.LIFECYCLE_DELETED:
                 raise InvalidArgument(f"Experiment '{name}' exists but is deleted; restore it or use another name")
             return str(existing["experiment_id"])
-        exp_id = experiment_id or experiment_id_for(name)
+        exp_id = experiment_id or layout.experiment_id_for(name)
         location = artifact_location or layout.artifact_uri_for(self.root, exp_id, "").rstrip("/")
         row = rows.experiment_row(exp_id, name, location)
         writer.write_part(self._store.fs, self.root, layout.EXPERIMENTS, writer.to_table(layout.EXPERIMENTS, [row]))
@@ -160,7 +152,7 @@ class LakeClient:
             artifact_uri=layout.artifact_uri_for(self.root, experiment_id, run_id),
             run_name=run_name,
             start_time=start_time,
-            user_id=user_id or _user(),
+            user_id=user_id or rows.current_user(),
             status=status,
             parent_run_id=parent_run_id,
             source=source,

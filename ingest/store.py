@@ -7,7 +7,6 @@ process; a forked child gets fresh stores (the parent's buffer and thread are no
 from __future__ import annotations
 
 import atexit
-import hashlib
 import os
 import sys
 import threading
@@ -22,18 +21,6 @@ from runlake.core.batch import Buffer
 FLUSH_INTERVAL_S = float(os.environ.get("RUNLAKE_FLUSH_INTERVAL", "3"))
 # A buffer this large is flushed early, to bound memory in runs that log very fast.
 MAX_BUFFERED_POINTS = 2_000_000
-
-
-def experiment_id_for(name: str) -> str:
-    """The id a new experiment of this name gets.
-
-    Derived from the name, so two processes creating the same experiment at the same moment
-    agree on its id without a lock: both write the same row and latest-wins absorbs the twin.
-    """
-    if name == layout.DEFAULT_EXPERIMENT_NAME:
-        return layout.DEFAULT_EXPERIMENT_ID
-    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()
-    return str(int(digest[:15], 16) % 10**17 + 10**17)
 
 
 class Store:

@@ -1,20 +1,39 @@
 """The lake: Parquet tables, their current-state SQL views, search, upkeep and transfer.
 
-``Lake`` (DuckDB, pandas) is imported lazily so that ``runlake.core.layout`` and
-``runlake.core.writer`` stay importable from the pyarrow-only training side.
+``Lake`` (DuckDB, pandas) is imported on first use, so the CLI's light commands and the SQL
+views stay quick to import.
 """
 
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from runlake.lake.query import Lake, Page
+from runlake.core.errors import (
+    ExperimentNotFound,
+    InvalidArgument,
+    LakeFormatError,
+    NotFound,
+    RunlakeError,
+    RunNotFound,
+)
 
-__all__ = ["Lake", "Page"]
+if TYPE_CHECKING:
+    from runlake.lake.facade import Lake, Page, RunRecord
+
+__all__ = [
+    "ExperimentNotFound",
+    "InvalidArgument",
+    "Lake",
+    "LakeFormatError",
+    "NotFound",
+    "Page",
+    "RunNotFound",
+    "RunRecord",
+    "RunlakeError",
+]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("Lake", "Page"):
-        from runlake.lake import query
+    if name in ("Lake", "Page", "RunRecord"):
+        from runlake.lake import facade
 
-        return getattr(query, name)
+        return getattr(facade, name)
     raise AttributeError(f"module 'runlake.lake' has no attribute {name!r}")

@@ -268,7 +268,7 @@ _EMPTY_POINTS = _POINTS_SCHEMA.empty_table()
 
 def _metrics(value: Any, name: str, run_id: str) -> pa.Table:
     """Full metric histories as a (key, value, timestamp, step) table, validated like a log_batch."""
-    from runlake.ingest.client import metric_points_table
+    from runlake.core.points import metric_points_table
 
     if value is None:
         return _EMPTY_POINTS

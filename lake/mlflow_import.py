@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from runlake.core import vocab
-from runlake.core import layout
+from runlake.core import layout, vocab
 from runlake.core.errors import ExperimentNotFound, InvalidArgument
 from runlake.lake.export_format import RunData
 from runlake.lake.maintenance.common import Progress
-from runlake.lake.transfer import TransferReport, _existing, lake_client, write_run
+from runlake.lake import changes
+from runlake.lake.transfer import TransferReport, existing_runs, write_run
 
 if TYPE_CHECKING:
-    from runlake.lake.query import Lake
+    from runlake.lake.facade import Lake
 
 _PAGE = 1000
 _SOURCE_TAGS = vocab.SOURCE_TAGS
@@ -77,16 +77,15 @@ def import_from_mlflow(
             experiments.append(found)
     else:
         experiments = _all_pages(lambda token: client.search_experiments(view_type=ViewType.ACTIVE_ONLY, max_results=_PAGE, page_token=token))
-    writer = lake_client(lake)
     reports = []
     for experiment in experiments:
         started = time.perf_counter()
         report = TransferReport(path=tracking_uri, experiment=experiment.name)
-        experiment_id = writer.create_experiment(experiment.name)
+        experiment_id = changes.create_experiment(lake.connection, experiment.name)
         runs = _all_pages(lambda token: client.search_runs(
             [experiment.experiment_id], run_view_type=ViewType.ALL, max_results=_PAGE, page_token=token
         ))
-        existing = _existing(lake, [r.info.run_id for r in runs])
+        existing = existing_runs(lake, [r.info.run_id for r in runs])
         # Parents first, so a child's parent link points at a run that is already there.
         runs.sort(key=lambda r: (r.data.tags.get(vocab.PARENT_TAG) is not None, r.info.start_time or 0, r.info.run_id))
         with Progress(f"importing {experiment.name}", len(runs), quiet=not progress) as bar:
@@ -98,7 +97,7 @@ def import_from_mlflow(
                     data = _run_data(client, run)
                     with tempfile.TemporaryDirectory(prefix="runlake-mlflow-") as tmp:
                         data.artifacts, read = _download(client, run_id, tracking_uri, tmp)
-                        write_run(writer, experiment_id, data, read, resume=run_id in existing)
+                        write_run(lake, experiment_id, data, read, resume=run_id in existing)
                     report.runs.append(run_id)
                     report.metric_points += data.metrics.num_rows
                     report.artifact_files += len(data.artifacts)

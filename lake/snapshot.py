@@ -19,18 +19,10 @@ import pyarrow.fs as pafs
 from runlake.core import layout, writer
 from runlake.lake import views
 
-# Current-state table -> the raw table it folds, and the key its rows are folded by.
-_FOLDS: dict[str, tuple[str, str]] = {
-    "experiments": (layout.EXPERIMENTS, "experiment_id"),
-    "runs": (layout.RUNS, "run_id"),
-    "params": (layout.PARAMS, "run_id"),
-    "tags": (layout.TAGS, "run_id"),
-    "latest_metrics": (layout.METRIC_SUMMARIES, "run_id"),
-}
 # Key-major physical order: a filter on one key (metrics.loss, params.lr) then skips the row
 # groups of every other key through DuckDB's min/max zone maps.
 _PHYSICAL_ORDER = {"params": "key, run_id", "tags": "key, run_id", "latest_metrics": "key, run_id"}
-_MATERIALISED = (layout.EXPERIMENTS, layout.RUNS, layout.PARAMS, layout.TAGS, layout.METRIC_SUMMARIES)
+_MATERIALISED = tuple(raw for _sql, raw, _key in views.CURRENT_STATE.values())
 
 
 @dataclass(frozen=True)
@@ -85,8 +77,7 @@ class Snapshot:
             return changed
 
     def _load(self, table: str, old: Listing | None, new: Listing) -> Listing:
-        view = next(name for name, (raw, _key) in _FOLDS.items() if raw == table)
-        key = _FOLDS[view][1]
+        view, key = next((name, key) for name, (_sql, raw, key) in views.CURRENT_STATE.items() if raw == table)
         if old is not None and set(old.files).issubset(new.files):
             known = set(old.files)
             added = [path for path, size in new.files if (path, size) not in known]

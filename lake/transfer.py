@@ -26,8 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow.fs as pafs
 
-from runlake.core import layout
-from runlake.core.errors import ExperimentNotFound, InvalidArgument
+from runlake.core import artifacts, layout, rows, vocab
+from runlake.core.batch import Buffer
+from runlake.core.errors import InvalidArgument
+from runlake.core.points import metric_points_table
+from runlake.lake import catalog, changes
 from runlake.lake.export_format import (
     ARTIFACTS_DIR,
     EXPORT_FORMAT_VERSION,
@@ -40,10 +43,11 @@ from runlake.lake.export_format import (
     parse_run,
 )
 from runlake.lake.maintenance.common import Progress
+from runlake.lake.sql import id_list, join, q
 
 if TYPE_CHECKING:
-    from runlake.ingest.client import LakeClient
-    from runlake.lake.query import Lake
+    from runlake.lake.facade import Lake
+
 
 @dataclass
 class TransferReport:
@@ -84,25 +88,11 @@ def _system() -> dict[str, Any]:
     }
 
 
-def lake_client(lake: "Lake") -> "LakeClient":
-    """A writer for the same lake (the ingest side's client, so imports write like training jobs)."""
-    from runlake.ingest.client import LakeClient
-
-    local = isinstance(lake.fs, pafs.LocalFileSystem)
-    return LakeClient(lake.root if local else f"{lake.fs.type_name}://{lake.root}")
-
-
 def _find_experiment(lake: "Lake", experiment: str) -> dict[str, Any]:
-    found = lake.get_experiment_by_name(experiment)
-    if found is not None:
-        return found
-    try:
-        return lake.get_experiment(experiment)
-    except ExperimentNotFound:
-        raise ExperimentNotFound(experiment) from None
+    with lake.connection.fresh():
+        return catalog.find_experiment(lake.connection, experiment)
 
 
-# -- export ----------------------------------------------------------------------------------
 class _Sink:
     """Where an export goes: a new directory, or a .zip written aside and renamed when complete."""
 
@@ -263,10 +253,9 @@ def import_runs(lake: "Lake", path: str | os.PathLike[str], experiment: str | No
         # Validate everything first: a bad run anywhere means nothing is written.
         for run_id in run_ids:
             parse_run(source, run_id)
-        existing = _existing(lake, run_ids)
+        existing = existing_runs(lake, run_ids)
         report = TransferReport(path=os.fspath(path), experiment=target)
-        client = lake_client(lake)
-        experiment_id = client.create_experiment(target)
+        experiment_id = changes.create_experiment(lake.connection, target)
         parents = {r: parse_run(source, r, with_metrics=False).parent_run_id for r in run_ids}
         order = _parents_first({r: {"parent_run_id": p} for r, p in parents.items()})
         with Progress("importing runs", len(order), quiet=not progress) as bar:
@@ -275,7 +264,7 @@ def import_runs(lake: "Lake", path: str | os.PathLike[str], experiment: str | No
                     report.skipped.append(run_id)
                 else:
                     run = parse_run(source, run_id)
-                    write_run(client, experiment_id, run, source.reader(run_id), resume=run_id in existing)
+                    write_run(lake, experiment_id, run, source.reader(run_id), resume=run_id in existing)
                     report.runs.append(run_id)
                     report.metric_points += run.metrics.num_rows
                     report.artifact_files += len(run.artifacts)
@@ -284,40 +273,63 @@ def import_runs(lake: "Lake", path: str | os.PathLike[str], experiment: str | No
     return report
 
 
-def _existing(lake: "Lake", run_ids: list[str]) -> dict[str, str]:
+def existing_runs(lake: "Lake", run_ids: list[str]) -> dict[str, str]:
     """Runs already in the lake: "pending" when an earlier import was cut off, else "complete"."""
-    rows = lake._rows(
-        "SELECT r.run_id, t.value IS NOT NULL FROM runs r LEFT JOIN tags t ON t.run_id = r.run_id AND t.key = ? "
-        "WHERE list_contains(?::VARCHAR[], r.run_id)",
-        [PENDING_TAG, list(run_ids)],
-    )
+    rows = lake.connection.rows(join([
+        q("SELECT r.run_id, t.value IS NOT NULL FROM runs r LEFT JOIN tags t ON t.run_id = r.run_id AND t.key = ? WHERE", PENDING_TAG),
+        id_list("r.run_id", list(run_ids)),
+    ]))
     return {run_id: "pending" if pending else "complete" for run_id, pending in rows}
 
 
-def write_run(client: "LakeClient", experiment_id: str, run: RunData, read_artifact: Callable[[str], bytes], *, resume: bool = False) -> None:
-    """Write one run through the ingest client, keeping its id, attributes and full histories.
+def write_run(lake: "Lake", experiment_id: str, run: RunData, read_artifact: Callable[[str], bytes], *, resume: bool = False) -> None:
+    """Write one run, keeping its id, attributes and full histories.
 
-    The run carries ``PENDING_TAG`` until its last row is written, so a cut-off import is
-    finished by the next one instead of being skipped as already present.
+    Rows come from ``core.rows``, as a training job's would. The run carries ``PENDING_TAG``
+    until its last row is written - the tag is written before the run itself - so a cut-off
+    import is finished by the next one instead of being skipped as already present.
     """
+    db = lake.connection
+    run_id = run.run_id
     tags = {k: v for k, v in run.tags.items() if k != PENDING_TAG}
-    if not resume:
-        client.create_run(
-            experiment_id, run_name=run.run_name or run.run_id, start_time=run.start_time, user_id=run.user_id,
-            tags={**tags, PENDING_TAG: "1"}, parent_run_id=run.parent_run_id, run_id=run.run_id, source=run.source,
-        )
+    params = rows.checked_params(run.params)
+    points = metric_points_table(run_id, run.metrics)
+    batch = Buffer()
+    batch.add_rows(layout.TAGS, experiment_id, [rows.tag_row(run_id, PENDING_TAG, "1")])
+    batch.flush(db.fs, db.root)
+    stored: dict[str, str] = {}
+    if resume:
+        stored = dict(db.rows(q("SELECT key, value FROM params WHERE run_id = ?", run_id)))
     else:
-        client.set_tag(run.run_id, PENDING_TAG, "1")
-        client.log_batch(run.run_id, tags=tags)
-    client.log_batch(run.run_id, metrics=run.metrics, params=run.params)
+        artifact_uri = layout.artifact_uri_for(db.root, experiment_id, run_id)
+        batch.add_rows(layout.RUNS, experiment_id, [rows.new_run_row(
+            run_id, artifact_uri=artifact_uri, run_name=run.run_name or run_id, start_time=run.start_time,
+            user_id=run.user_id or rows.current_user(), parent_run_id=run.parent_run_id, source=run.source,
+        )])
+        if run.parent_run_id:
+            tags.setdefault(vocab.PARENT_TAG, run.parent_run_id)
+    batch.add_rows(layout.TAGS, experiment_id, rows.tag_rows(run_id, tags))
+    for key, text in params.items():
+        if key in stored and stored[key] != text:
+            raise rows.param_conflict(run_id, key, stored[key], text)
+    batch.add_rows(layout.PARAMS, experiment_id, [rows.param_row(run_id, k, v) for k, v in params.items() if k not in stored])
+    if points is not None:
+        batch.add_metric_table(experiment_id, points)
+    run_dir = lake.paths.run_artifact_dir(experiment_id, run_id)
     for rel in run.artifacts:
-        client.log_bytes(run.run_id, read_artifact(rel), rel)
-    client.flush()
+        artifacts.write_bytes(db.fs, run_dir, rel, read_artifact(rel))
+    batch.flush(db.fs, db.root)
+    update = None
     if run.status != "RUNNING" or run.end_time is not None:
-        client.update_run(run.run_id, status=run.status, end_time=run.end_time)
+        update = rows.run_update_row(run_id, status=run.status, end_time=run.end_time)
+    if update is not None:
+        batch.add_rows(layout.RUNS, experiment_id, [update])
     if run.lifecycle_stage == layout.LIFECYCLE_DELETED:
-        client.delete_run(run.run_id)
-    client.delete_tag(run.run_id, PENDING_TAG)
+        batch.add_rows(layout.RUNS, experiment_id, [rows.lifecycle_row(run_id, deleted=True)])
+    batch.flush(db.fs, db.root)
+    # Last, in a file of its own: the run is complete once its pending tag is gone.
+    batch.add_rows(layout.TAGS, experiment_id, [rows.tag_delete_row(run_id, PENDING_TAG)])
+    batch.flush(db.fs, db.root)
 
 
 __all__ = ["EXPORT_FORMAT_VERSION", "RunData", "TransferReport", "export_runs", "import_runs", "write_run"]

@@ -16,19 +16,7 @@ from runlake.core import layout
 # non-null version and concurrent writers changing different fields both keep their change.
 # An exact version tie (two writers in the same microsecond with the same 10 random bits) is
 # broken by the value itself, so every engine folds the same rows to the same state.
-_RUN_FIELDS = (
-    "run_name",
-    "status",
-    "start_time",
-    "end_time",
-    "user_id",
-    "source_type",
-    "source_name",
-    "source_version",
-    "entry_point",
-    "parent_run_id",
-    "artifact_uri",
-)
+_RUN_FIELDS = layout.RUN_FIELDS
 
 RUNS_SQL = (
     "SELECT run_id, any_value(experiment_id) AS experiment_id, "
@@ -96,19 +84,19 @@ LATEST_METRICS_SQL = (
 # Metric points have set semantics (as in MLflow): a point present in two files counts once.
 METRICS_SQL = "SELECT DISTINCT experiment_id, run_id, key, step, timestamp, value FROM raw_metrics"
 
-# view name -> (SQL with a {src} placeholder for the raw rows, raw table it folds)
-CURRENT_STATE: dict[str, tuple[str, str]] = {
-    "experiments": (EXPERIMENTS_SQL, layout.EXPERIMENTS),
-    "runs": (RUNS_SQL, layout.RUNS),
-    "params": (PARAMS_SQL, layout.PARAMS),
-    "tags": (TAGS_SQL, layout.TAGS),
-    "latest_metrics": (LATEST_METRICS_SQL, layout.METRIC_SUMMARIES),
+# view name -> (SQL with a {src} placeholder for the raw rows, the raw table it folds, the key
+# its rows fold by: a new row for a key changes that key's folded state and no other's).
+CURRENT_STATE: dict[str, tuple[str, str, str]] = {
+    "experiments": (EXPERIMENTS_SQL, layout.EXPERIMENTS, "experiment_id"),
+    "runs": (RUNS_SQL, layout.RUNS, "run_id"),
+    "params": (PARAMS_SQL, layout.PARAMS, "run_id"),
+    "tags": (TAGS_SQL, layout.TAGS, "run_id"),
+    "latest_metrics": (LATEST_METRICS_SQL, layout.METRIC_SUMMARIES, "run_id"),
 }
 
 VIEW_DOCS: dict[str, str] = {
     "experiments": "one row per experiment: experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time",
-    "runs": "one row per run: run_id, experiment_id, run_name, status, start_time, end_time, user_id, source_type, "
-    "source_name, source_version, entry_point, parent_run_id, artifact_uri, lifecycle_stage, deleted_time",
+    "runs": "one row per run: " + ", ".join(layout.RUN_COLUMNS),
     "params": "one row per (run_id, key): run_id, experiment_id, key, value (string)",
     "tags": "one row per live (run_id, key): run_id, experiment_id, key, value",
     "metrics": "every metric point once: experiment_id, run_id, key, step, timestamp, value",
@@ -119,7 +107,7 @@ VIEW_DOCS: dict[str, str] = {
 
 def fold_sql(view: str, src: str | None = None) -> str:
     """The SQL of a current-state view, folding rows from ``src`` (default ``raw_<table>``)."""
-    sql, table = CURRENT_STATE[view]
+    sql, table, _key = CURRENT_STATE[view]
     return sql.replace("{src}", src or f"raw_{table}")
 
 

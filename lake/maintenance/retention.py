@@ -34,7 +34,9 @@ from runlake.lake.maintenance.common import (
     list_files,
     maintenance_lease,
 )
+from runlake.lake.connection import Connection
 from runlake.lake.maintenance.compaction import resolve
+from runlake.lake.sql import q
 
 DEFAULT_OLDER_THAN_S = 30 * 86_400
 _RUN_TABLES = (layout.RUNS, layout.PARAMS, layout.TAGS, layout.METRICS, layout.METRIC_SUMMARIES)
@@ -76,19 +78,13 @@ class RetentionReport:
         return "\n".join(lines)
 
 
-def open_lake(fs: pafs.FileSystem, root: str) -> Any:
-    """A fresh ``Lake`` over the same files (a fresh one, so its state is read from the files now)."""
-    from runlake.lake.query import Lake
-
-    return Lake(root if isinstance(fs, pafs.LocalFileSystem) else f"{fs.type_name}://{root}")
-
-
 def _eligible(fs: pafs.FileSystem, root: str, cutoff_ms: int) -> dict[str, str]:
     """Runs deleted at or before the cutoff, as the files say now: run id -> experiment id."""
-    rows = open_lake(fs, root)._rows(
+    # A fresh connection, so the state is read from the files now.
+    rows = Connection(fs, root).rows(q(
         "SELECT run_id, experiment_id FROM runs WHERE lifecycle_stage = ? AND deleted_time <= ? ORDER BY run_id",
-        [layout.LIFECYCLE_DELETED, int(cutoff_ms)],
-    )
+        layout.LIFECYCLE_DELETED, int(cutoff_ms),
+    ))
     return {run_id: experiment_id for run_id, experiment_id in rows}
 
 

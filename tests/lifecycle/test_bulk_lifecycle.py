@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from runlake.ingest.client import LakeClient
-from runlake.lake import Lake, lifecycle
+from runlake.lake import Lake
 from runlake.core.errors import ExperimentNotFound, InvalidArgument, RunNotFound
 
 T0 = 1_700_000_000_000
@@ -45,7 +45,7 @@ def test_max_runs_takes_the_oldest_first_with_run_id_as_tie_break(lake_dir):
     for run_id in ("b", "a", "c", "d"):
         client.create_run(exp, start_time=T0 if run_id != "d" else T0 - 5, run_id=run_id)
     lake = Lake(lake_dir)
-    assert lifecycle.plan_delete(lake, exp, T0, max_runs=3) == ["d", "a", "b"]
+    assert lake.plan_delete_runs(exp, T0, max_runs=3) == ["d", "a", "b"]
     assert lake.delete_runs(exp, T0, max_runs=3) == 3
     assert _active(lake, exp) == ["c"]
 
@@ -59,7 +59,7 @@ def test_restore_runs_restores_runs_deleted_at_or_after_the_time(timeline, monke
     monkeypatch.setattr(layout, "now_ms", lambda: T0 + 20_000)
     lake.delete_run("run1")
     lake.delete_run("run2")
-    assert lifecycle.plan_restore(lake, exp, T0 + 20_000) == ["run1", "run2"]
+    assert lake.plan_restore_runs(exp, T0 + 20_000) == ["run1", "run2"]
     assert lake.restore_runs(exp, T0 + 20_000, max_runs=1) == 1
     assert _active(lake, exp) == ["run1", "run3", "run4"]
     assert lake.restore_runs(exp, T0 + 10_000) == 2

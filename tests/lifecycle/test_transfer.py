@@ -97,14 +97,14 @@ def test_an_import_cut_off_midway_is_completed_by_the_next_one(source, tmp_path,
     original = transfer.write_run
     calls = []
 
-    def dies_on_second_run(client, experiment_id, run, read, *, resume=False):
+    def dies_on_second_run(lake, experiment_id, run, read, *, resume=False):
         calls.append(run.run_id)
         if len(calls) == 2:
-            # What write_run writes first (one row), then the process dies before the run's data.
-            client.create_run(experiment_id, run_name=run.run_name, start_time=run.start_time, user_id=run.user_id,
+            # A run created with its pending tag, then the process dies before the run's data.
+            LakeClient(lake.root).create_run(experiment_id, run_name=run.run_name, start_time=run.start_time, user_id=run.user_id,
                               tags={**run.tags, PENDING_TAG: "1"}, parent_run_id=run.parent_run_id, run_id=run.run_id)
             raise KeyboardInterrupt
-        original(client, experiment_id, run, read, resume=resume)
+        original(lake, experiment_id, run, read, resume=resume)
 
     monkeypatch.setattr(transfer, "write_run", dies_on_second_run)
     with pytest.raises(KeyboardInterrupt):

@@ -1,0 +1,174 @@
+"""``Connection``: one lake's DuckDB state, queried through fragments, one refresh per call.
+
+Every module behind the ``Lake`` facade reads through this small typed object: ``frame`` and
+``rows`` run a ``Fragment`` (text plus bound values), ``fresh()`` makes a public call refresh
+the state once at its start (however many queries it then runs), and ``scan`` reads the metric
+points lazily from Parquet. Each thread queries through its own cursor of the one connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+
+from runlake.core import layout, writer
+from runlake.core.errors import InvalidArgument
+from runlake.lake import snapshot, views
+from runlake.lake.sql import Fragment
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+# DuckDB errors that mean "this SQL is wrong", as opposed to an I/O failure.
+SQL_ERRORS = (
+    duckdb.ParserException,
+    duckdb.CatalogException,
+    duckdb.BinderException,
+    duckdb.InvalidInputException,
+    duckdb.ConversionException,
+)
+
+
+class Connection:
+    """The current state of one lake in one in-memory DuckDB database.
+
+    Args:
+        fs: the lake's filesystem.
+        root: the lake root in ``fs`` syntax.
+    """
+
+    def __init__(self, fs: pafs.FileSystem, root: str) -> None:
+        self.fs = fs
+        self.root = root
+        self.paths = layout.LakePaths(root)
+        self._con = duckdb.connect(":memory:")
+        self._snapshot = snapshot.Snapshot(self._con, fs, root)
+        self._local = threading.local()
+        self._snapshot.refresh()
+
+    # -- state ---------------------------------------------------------------------------
+    def refresh(self) -> bool:
+        """Pick up files written since the last refresh; True when anything changed."""
+        return self._snapshot.refresh()
+
+    def fingerprint(self) -> tuple[int, ...]:
+        """Changes whenever the lake's files change (after ``refresh``); a cache key."""
+        return self._snapshot.fingerprint()
+
+    @contextlib.contextmanager
+    def fresh(self) -> Iterator[None]:
+        """Refresh once for the outermost call of this thread; inner calls read the same state."""
+        depth = getattr(self._local, "depth", 0)
+        if not depth:
+            self.refresh()
+        self._local.depth = depth + 1
+        try:
+            yield
+        finally:
+            self._local.depth = depth
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """This thread's cursor (DuckDB connections are not shared across threads)."""
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is None:
+            cursor = self._local.cursor = self._con.cursor()
+        return cursor
+
+    # -- queries -------------------------------------------------------------------------
+    def _ensure_fresh(self) -> None:
+        if not getattr(self._local, "depth", 0):
+            self.refresh()
+
+    def frame(self, query: Fragment) -> pd.DataFrame:
+        """The query's result as a DataFrame."""
+        self._ensure_fresh()
+        return self.cursor().execute(query.sql, list(query.params)).df()
+
+    def rows(self, query: Fragment) -> list[tuple[Any, ...]]:
+        """The query's result as tuples."""
+        self._ensure_fresh()
+        return self.cursor().execute(query.sql, list(query.params)).fetchall()
+
+    def arrow(self, query: Fragment) -> pa.Table:
+        """The query's result as an Arrow table."""
+        self._ensure_fresh()
+        return self.cursor().execute(query.sql, list(query.params)).arrow()
+
+    def over(self, name: str, table: pa.Table, query: Fragment) -> pd.DataFrame:
+        """Run ``query`` with ``table`` registered under ``name`` for its duration."""
+        cursor = self.cursor()
+        cursor.register(name, table)
+        try:
+            return cursor.execute(query.sql, list(query.params)).df()
+        finally:
+            cursor.unregister(name)
+
+    def user_sql(self, query: str, params: list[Any]) -> pd.DataFrame:
+        """A user's SQL over the documented views, the metric points included.
+
+        Raises:
+            InvalidArgument: the query does not parse or names something that does not exist.
+        """
+        self.refresh()
+        cursor = self.cursor()
+
+        def run() -> pd.DataFrame:
+            # The full metric history is never materialised: a lazily scanned dataset lets
+            # DuckDB push run and key filters down to Parquet row groups. Registered on each
+            # try, so a retry after a vanished file sees a fresh listing.
+            cursor.register("raw_metrics", self._snapshot.metrics_dataset())
+            cursor.execute(f"CREATE OR REPLACE TEMP VIEW metrics AS {views.METRICS_SQL}")
+            return cursor.execute(query, params).df()
+
+        try:
+            return with_relisting(run)
+        except SQL_ERRORS as exc:
+            raise InvalidArgument(f"SQL error: {exc}", query=query) from None
+
+    # -- metric points -------------------------------------------------------------------
+    def scan_metrics(self, columns: list[str], condition: ds.Expression) -> pa.Table:
+        """Metric points matching ``condition``, read from the Parquet files with pushdown."""
+        return with_relisting(lambda: self._snapshot.metrics_dataset().to_table(columns=columns, filter=condition))
+
+
+def with_relisting(read: Callable[[], T]) -> T:
+    """``writer.with_relisting`` for scans through DuckDB too, which reports a vanished file as
+    an I/O or invalid-input error naming it rather than as a ``FileNotFoundError``."""
+
+    def vanished(exc: BaseException) -> bool:
+        if isinstance(exc, FileNotFoundError):
+            return True
+        text = str(exc)
+        return isinstance(exc, (duckdb.IOException, duckdb.InvalidInputException)) and (
+            "No such file" in text or "not found" in text.lower()
+        )
+
+    return writer.with_relisting(read, vanished)
+
+
+class _HasConnection(Protocol):
+    @property
+    def connection(self) -> Connection: ...
+
+
+S = TypeVar("S", bound=_HasConnection)
+
+
+def fresh(method: Callable[Concatenate[S, P], T]) -> Callable[Concatenate[S, P], T]:
+    """Decorate a facade method: the lake's state is refreshed once at the start of the call."""
+
+    @functools.wraps(method)
+    def wrapper(self: S, *args: P.args, **kwargs: P.kwargs) -> T:
+        with self.connection.fresh():
+            return method(self, *args, **kwargs)
+
+    return wrapper

@@ -1,0 +1,347 @@
+"""``Lake``: the one class the dashboard, the CLI and users' notebooks read and change a lake through.
+
+Every public method is here; each refreshes the lake's state once (``@fresh``) and delegates to
+a small module through the lake's ``Connection``: catalog (experiments), records (one run),
+history (metric points), frames (the wide search frame), search (filters, order, pages),
+nesting (the nested-run tree) and changes (tags, names, deletion).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from runlake.core import layout
+from runlake.lake import catalog, changes, frames, history, nesting, records
+from runlake.lake.connection import Connection, fresh
+from runlake.lake.records import RunRecord
+from runlake.lake.search import results
+from runlake.lake.search.results import DEFAULT_MAX_RESULTS, Page, Search
+
+__all__ = ["Lake", "Page", "RunRecord"]
+
+
+class Lake:
+    """A lake opened for reading, and for the changes the dashboard and tools make.
+
+    Args:
+        path: the lake root, a local path or a URI pyarrow understands.
+
+    One DuckDB connection per ``Lake`` holds the current state, refreshed from the file listing
+    at the start of each public call; each thread queries through its own cursor.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.fs, self.root = layout.resolve_lake(path)
+        self.paths = layout.LakePaths(self.root)
+        self.connection = Connection(self.fs, self.root)
+
+    def __repr__(self) -> str:
+        return f"Lake({self.root!r})"
+
+    # -- state ---------------------------------------------------------------------------
+    def refresh(self) -> bool:
+        """Pick up files written since the last call; True when anything changed."""
+        return self.connection.refresh()
+
+    @property
+    def fingerprint(self) -> tuple[int, ...]:
+        """Changes whenever the lake's files change (after ``refresh``); a cache key."""
+        return self.connection.fingerprint()
+
+    def sql(self, query: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+        """Run SQL over the documented views (runs, params, tags, metrics, latest_metrics, experiments).
+
+        This is DuckDB with its full power, meant for the lake's owner: it can read any file
+        the process can.
+
+        Args:
+            query: a DuckDB SELECT over the views.
+            params: values for ``?`` placeholders.
+
+        Raises:
+            InvalidArgument: the query does not parse or names something that does not exist.
+        """
+        return self.connection.user_sql(query, list(params or []))
+
+    # -- experiments ---------------------------------------------------------------------
+    @fresh
+    def list_experiments(self, view_type: str = "ACTIVE_ONLY") -> pd.DataFrame:
+        """Experiments with their run count and last run time, newest activity first.
+
+        Columns: experiment_id, name, artifact_location, lifecycle_stage, creation_time,
+        last_update_time, run_count (active runs), last_run_time (epoch ms or NaN).
+        """
+        return catalog.list_experiments(self.connection, view_type)
+
+    @fresh
+    def get_experiment(self, experiment_id: str) -> dict[str, Any]:
+        """One experiment by id.
+
+        Raises:
+            ExperimentNotFound: no such experiment.
+        """
+        return catalog.get_experiment(self.connection, experiment_id)
+
+    @fresh
+    def get_experiment_by_name(self, name: str) -> dict[str, Any] | None:
+        """The experiment with this name (an active one before a deleted one), or None."""
+        return catalog.get_experiment_by_name(self.connection, name)
+
+    @fresh
+    def resolve_experiments(
+        self, experiment_ids: Sequence[str] | None = None, experiment_names: Sequence[str] | None = None
+    ) -> list[str] | None:
+        """Experiment ids for the given ids and names; None means every experiment.
+
+        Raises:
+            ExperimentNotFound: an id or a name that does not exist.
+        """
+        return catalog.resolve_experiments(self.connection, experiment_ids, experiment_names)
+
+    # -- runs ----------------------------------------------------------------------------
+    @fresh
+    def get_run(self, run_id: str) -> RunRecord:
+        """Every attribute, param, latest metric (with min and max) and tag of a run.
+
+        Raises:
+            RunNotFound: no run has this id.
+        """
+        return records.get_run(self.connection, run_id)
+
+    @fresh
+    def metric_history(self, run_id: str, key: str) -> pd.DataFrame:
+        """Every point of one metric of one run, ordered by step then timestamp.
+
+        Returns:
+            A DataFrame with columns step, timestamp, value (each point once).
+
+        Raises:
+            RunNotFound: no run has this id.
+        """
+        return history.metric_history(self.connection, run_id, key)
+
+    @fresh
+    def metric_histories(
+        self, run_ids: Sequence[str], keys: Sequence[str] | None = None, experiment_ids: Sequence[str] | None = None
+    ) -> pd.DataFrame:
+        """Metric points of several runs (columns run_id, key, step, timestamp, value).
+
+        Reads only the partitions and row groups the runs and keys live in.
+        """
+        return history.metric_histories(self.connection, run_ids, keys, experiment_ids)
+
+    @fresh
+    def runs_frame(self, experiment_ids: Sequence[str] | None = None, run_view_type: str = "ACTIVE_ONLY") -> pd.DataFrame:
+        """All runs of the given experiments as a DataFrame shaped like ``mlflow.search_runs``.
+
+        Columns: run_id, experiment_id, status, artifact_uri, start_time, end_time (UTC
+        datetimes), run_name, user_id, lifecycle_stage, ..., then ``metrics.<key>`` (latest
+        value), ``params.<key>`` and ``tags.<key>``; newest run first.
+        """
+        ids = catalog.resolve_experiments(self.connection, experiment_ids)
+        return frames.runs_frame(self.connection, ids, run_view_type)
+
+    @fresh
+    def frame_for(self, run_ids: Sequence[str], columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """The search frame of the given runs, in the given order (pivot of a known set).
+
+        Args:
+            run_ids: the runs, in output order.
+            columns: only these ``metrics.*``/``params.*``/``tags.*`` columns (all when None).
+        """
+        return frames.build_frame(self.connection, list(run_ids), columns)
+
+    # -- search --------------------------------------------------------------------------
+    @fresh
+    def search_runs(
+        self,
+        experiment_ids: Sequence[str] | None = None,
+        experiment_names: Sequence[str] | None = None,
+        filter_string: str = "",
+        run_view_type: str = "ACTIVE_ONLY",
+        order_by: Sequence[str] | None = None,
+        max_results: int | None = None,
+        created_after: int | None = None,
+        created_before: int | None = None,
+        has_model: bool | None = None,
+    ) -> pd.DataFrame:
+        """Runs matching a filter, as a DataFrame shaped like ``mlflow.search_runs``.
+
+        Args:
+            experiment_ids: experiments to search (all when neither ids nor names are given).
+            experiment_names: experiments to search, by name.
+            filter_string: MLflow search syntax plus OR, NOT and parentheses.
+            run_view_type: "ACTIVE_ONLY", "DELETED_ONLY" or "ALL".
+            order_by: entries like ``"metrics.loss DESC"``.
+            max_results: at most this many runs (all when None).
+            created_after: only runs started at or after this epoch ms.
+            created_before: only runs started at or before this epoch ms.
+            has_model: only runs with (True) or without (False) a logged model.
+
+        Raises:
+            SearchSyntaxError: an invalid filter or order_by entry (a ValueError).
+            ExperimentNotFound: an unknown experiment.
+        """
+        limit = DEFAULT_MAX_RESULTS if max_results is None else results.positive_int("max_results", max_results)
+        search = Search(experiment_ids, experiment_names, filter_string, run_view_type, order_by,
+                        created_after, created_before, has_model)
+        run_ids, _total = results.search_ids(self.connection, search, limit, 0, count=False)
+        return frames.build_frame(self.connection, run_ids)
+
+    @fresh
+    def search_page(
+        self,
+        experiment_ids: Sequence[str] | None = None,
+        experiment_names: Sequence[str] | None = None,
+        filter_string: str = "",
+        run_view_type: str = "ACTIVE_ONLY",
+        order_by: Sequence[str] | None = None,
+        page_size: int = 100,
+        page_token: str | None = None,
+        columns: Sequence[str] | None = None,
+        created_after: int | None = None,
+        created_before: int | None = None,
+        has_model: bool | None = None,
+        offset: int | None = None,
+    ) -> Page:
+        """One page of matching runs, with the total count and the next page's token.
+
+        The page's run ids are found first; only those runs are pivoted into the frame.
+        ``columns`` limits the ``metrics.*``/``params.*``/``tags.*`` columns fetched.
+        ``offset`` (instead of a token) starts at a row position, for grids that ask by row.
+        """
+        results.positive_int("page_size", page_size)
+        start = results.page_offset(page_token, offset)
+        search = Search(experiment_ids, experiment_names, filter_string, run_view_type, order_by,
+                        created_after, created_before, has_model)
+        run_ids, total = results.search_ids(self.connection, search, page_size, start, count=True)
+        next_offset = start + len(run_ids)
+        token = results.encode_token(next_offset) if next_offset < total else None
+        frame = frames.build_frame(self.connection, run_ids, columns)
+        return Page(frame=frame, total=total, next_page_token=token, run_ids=run_ids)
+
+    @fresh
+    def search_run_ids(
+        self,
+        experiment_ids: Sequence[str] | None = None,
+        experiment_names: Sequence[str] | None = None,
+        filter_string: str = "",
+        run_view_type: str = "ACTIVE_ONLY",
+        order_by: Sequence[str] | None = None,
+        max_results: int | None = None,
+        created_after: int | None = None,
+        created_before: int | None = None,
+        has_model: bool | None = None,
+    ) -> list[str]:
+        """Ids of every run matching (same arguments as ``search_runs``), in order."""
+        search = Search(experiment_ids, experiment_names, filter_string, run_view_type, order_by,
+                        created_after, created_before, has_model)
+        run_ids, _total = results.search_ids(self.connection, search, max_results or DEFAULT_MAX_RESULTS, 0, count=False)
+        return run_ids
+
+    # -- nested runs ---------------------------------------------------------------------
+    @fresh
+    def run_parents(self) -> list[str]:
+        """Ids that some run names as its parent (deleted runs included), sorted."""
+        return nesting.run_parents(self.connection)
+
+    @fresh
+    def children_of(self, parent_ids: Sequence[str]) -> list[str]:
+        """The runs whose parent is one of ``parent_ids`` (one level down)."""
+        return nesting.children_of(self.connection, parent_ids)
+
+    @fresh
+    def child_counts(self, run_ids: Sequence[str]) -> dict[str, int]:
+        """Parent id -> how many of the given runs are its children."""
+        return nesting.child_counts(self.connection, run_ids)
+
+    @fresh
+    def descendants(self, run_ids: Sequence[str]) -> list[str]:
+        """Every run below the given runs in the nested-run tree, at any depth."""
+        return nesting.descendants(self.connection, run_ids)
+
+    # -- changes -------------------------------------------------------------------------
+    @fresh
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        """Add or replace a tag on a run.
+
+        Raises:
+            RunNotFound: no such run.
+            InvalidArgument: an invalid key or a value over 8000 characters.
+        """
+        changes.set_tag(self.connection, run_id, key, value)
+
+    @fresh
+    def delete_tag(self, run_id: str, key: str) -> None:
+        """Delete a tag from a run."""
+        changes.delete_tag(self.connection, run_id, key)
+
+    @fresh
+    def rename_run(self, run_id: str, new_name: str) -> None:
+        """Rename a run (non-empty, at most 250 characters, one line)."""
+        changes.rename_run(self.connection, run_id, new_name)
+
+    @fresh
+    def set_description(self, run_id: str, text: str) -> None:
+        """Set a run's markdown notes."""
+        changes.set_description(self.connection, run_id, text)
+
+    @fresh
+    def delete_run(self, run_id: str, include_descendants: bool = True) -> list[str]:
+        """Soft-delete a run and, by default, its whole subtree of nested runs.
+
+        Deleted runs leave ACTIVE_ONLY searches, appear under DELETED_ONLY and are kept until
+        retention purges them. Returns the ids of the runs that changed.
+
+        Raises:
+            RunNotFound: no such run.
+        """
+        return changes.set_lifecycle(self.connection, [run_id], deleted=True, include_descendants=include_descendants)
+
+    @fresh
+    def restore_run(self, run_id: str, include_descendants: bool = True) -> list[str]:
+        """Restore a soft-deleted run (and by default its descendants); returns the ids changed."""
+        return changes.set_lifecycle(self.connection, [run_id], deleted=False, include_descendants=include_descendants)
+
+    @fresh
+    def delete_run_ids(self, run_ids: Sequence[str], include_descendants: bool = True) -> list[str]:
+        """Soft-delete several runs at once (the dashboard's selection)."""
+        return changes.set_lifecycle(self.connection, list(run_ids), deleted=True, include_descendants=include_descendants)
+
+    @fresh
+    def restore_run_ids(self, run_ids: Sequence[str], include_descendants: bool = True) -> list[str]:
+        """Restore several runs at once."""
+        return changes.set_lifecycle(self.connection, list(run_ids), deleted=False, include_descendants=include_descendants)
+
+    @fresh
+    def delete_runs(self, experiment_id: str, max_timestamp_millis: int, max_runs: int | None = None) -> int:
+        """Bulk soft-delete, as the Databricks API: active runs created at or before a time.
+
+        Oldest first, at most ``max_runs`` (default and limit 10,000). Nested runs are not
+        followed. Returns how many runs were deleted.
+
+        Raises:
+            ExperimentNotFound: no such experiment.
+            InvalidArgument: a timestamp that is not an integer, or a bad ``max_runs``.
+        """
+        return changes.apply_bulk(self.connection, "delete", experiment_id, max_timestamp_millis, max_runs)
+
+    @fresh
+    def restore_runs(self, experiment_id: str, min_timestamp_millis: int, max_runs: int | None = None) -> int:
+        """Bulk restore: runs deleted at or after a time, oldest first. Returns how many."""
+        return changes.apply_bulk(self.connection, "restore", experiment_id, min_timestamp_millis, max_runs)
+
+    @fresh
+    def plan_delete_runs(self, experiment_id: str, max_timestamp_millis: int, max_runs: int | None = None) -> list[str]:
+        """The runs ``delete_runs`` would delete, in the order it would (a dry run)."""
+        return changes.plan_bulk(self.connection, "delete", experiment_id, max_timestamp_millis, max_runs)
+
+    @fresh
+    def plan_restore_runs(self, experiment_id: str, min_timestamp_millis: int, max_runs: int | None = None) -> list[str]:
+        """The runs ``restore_runs`` would restore, in the order it would (a dry run)."""
+        return changes.plan_bulk(self.connection, "restore", experiment_id, min_timestamp_millis, max_runs)
+

@@ -1,0 +1,134 @@
+"""Running a search over a lake: the matching run ids in order, pages with totals and tokens."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from runlake.core import vocab
+from runlake.core.errors import InvalidArgument
+from runlake.lake import catalog
+from runlake.lake.connection import Connection
+from runlake.lake.search.compiler import compile_filter, compile_order_by
+from runlake.lake.sql import Fragment, all_of, join, q
+
+DEFAULT_MAX_RESULTS = 100_000
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of search results."""
+
+    frame: pd.DataFrame
+    total: int
+    next_page_token: str | None
+    run_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Search:
+    """What a search asks for, checked: the arguments ``Lake.search_runs`` and friends take."""
+
+    experiment_ids: Sequence[str] | None = None
+    experiment_names: Sequence[str] | None = None
+    filter_string: str = ""
+    run_view_type: str = "ACTIVE_ONLY"
+    order_by: Sequence[str] | None = None
+    created_after: int | None = None
+    created_before: int | None = None
+    has_model: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.filter_string is not None and not isinstance(self.filter_string, str):
+            raise InvalidArgument(f"filter_string must be a string, got {type(self.filter_string).__name__}")
+        order_by = self.order_by
+        if isinstance(order_by, (str, bytes)) or (
+            order_by is not None and not all(isinstance(entry, str) for entry in order_by)
+        ):
+            raise InvalidArgument(f"order_by takes a list of strings, e.g. ['metrics.loss DESC'], got {order_by!r}")
+        for name in ("created_after", "created_before"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise InvalidArgument(f"{name} must be epoch milliseconds (an integer), got {value!r}")
+        if self.has_model is not None and not isinstance(self.has_model, bool):
+            raise InvalidArgument(f"has_model must be True, False or None, got {self.has_model!r}")
+
+
+def _where(db: Connection, search: Search) -> Fragment:
+    """The search's whole condition over ``runs r``: stage, scope, time, model, filter."""
+    conditions: list[Fragment] = [
+        catalog.stage_condition("r.lifecycle_stage", search.run_view_type),
+        catalog.scope(catalog.resolve_experiments(db, search.experiment_ids, search.experiment_names)),
+    ]
+    if search.created_after is not None:
+        conditions.append(q("r.start_time >= ?", int(search.created_after)))
+    if search.created_before is not None:
+        conditions.append(q("r.start_time <= ?", int(search.created_before)))
+    if search.has_model is not None:
+        exists = "EXISTS (SELECT 1 FROM tags mt WHERE mt.run_id = r.run_id AND mt.key = ?)"
+        conditions.append(q(exists if search.has_model else f"NOT {exists}", vocab.MODEL_HISTORY_TAG))
+    conditions.append(Fragment(*compile_filter(search.filter_string or "")))
+    return all_of(conditions)
+
+
+def search_ids(db: Connection, search: Search, limit: int, offset: int, *, count: bool) -> tuple[list[str], int]:
+    """The matching run ids ``offset .. offset+limit`` in the search's order, and the total.
+
+    The total rides along as a window count when ``count``: one pass finds the page and
+    counts the matches. Without it, the total is only what was seen.
+    """
+    plan = compile_order_by(list(search.order_by) if search.order_by else None)
+    where = _where(db, search)
+    total_sql = ", count(*) OVER () AS total" if count else ""
+    rows = db.rows(join([
+        Fragment(f"SELECT r.run_id{total_sql} FROM runs r {plan.joins_sql}", tuple(plan.join_params)),
+        q("WHERE"), where,
+        q(f"ORDER BY {plan.order_sql} LIMIT ? OFFSET ?", int(limit), int(offset)),
+    ]))
+    run_ids = [r[0] for r in rows]
+    total = len(run_ids) + offset
+    if count:
+        if rows:
+            total = int(rows[0][1])
+        elif offset:
+            total = int(db.rows(join(["SELECT count(*) FROM runs r WHERE", where]))[0][0])
+    return run_ids, total
+
+
+def positive_int(name: str, value: Any) -> int:
+    """``value`` when it is a positive integer (raises ``InvalidArgument`` otherwise)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise InvalidArgument(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def page_offset(page_token: str | None, offset: int | None) -> int:
+    """Where a page starts: an explicit row ``offset``, else the one a page token carries."""
+    if offset is None:
+        return decode_token(page_token)
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise InvalidArgument(f"offset must be a non-negative integer, got {offset!r}")
+    return offset
+
+
+def encode_token(offset: int) -> str:
+    """An opaque page token for a row offset."""
+    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def decode_token(token: str | None) -> int:
+    """The row offset in a page token (raises ``InvalidArgument`` for a token not made here)."""
+    if token is None or token == "":
+        return 0
+    try:
+        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
+        if isinstance(offset, int) and offset >= 0:
+            return offset
+    except (ValueError, KeyError, TypeError, AttributeError):
+        pass
+    raise InvalidArgument("Invalid page token: pass the next_page_token of a previous page unchanged")
