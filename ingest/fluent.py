@@ -110,6 +110,7 @@ def start_run(
     if nested and parent_run_id is None and current is not None:
         parent_run_id = current.run_id
     client = _client()
+    _install_process_hooks()  # after the store's own (atexit runs last-in, first-out)
     experiment_id = _resolve_experiment(client, experiment)
     ctx = capture_run_context()
     all_tags = {**tags_for(ctx), **(tags or {})}
@@ -311,6 +312,22 @@ _FORK_HOOK = _ForkHook()
 
 
 _previous_excepthook = sys.excepthook
-sys.excepthook = _excepthook
-atexit.register(_end_unended_at_exit)  # registered after the store's, so it runs before it
-os.register_at_fork(before=_ForkHook.before_fork, after_in_child=_after_fork_in_child)
+_hooks_installed = False
+_hooks_lock = threading.Lock()
+
+
+def _install_process_hooks() -> None:
+    """Hook the process's exit, uncaught exceptions and forks, once, when the first run starts.
+
+    Importing ``runlake.ingest`` changes nothing about the process; a program that never
+    starts a run keeps its own ``sys.excepthook`` and exit path.
+    """
+    global _hooks_installed, _previous_excepthook
+    with _hooks_lock:
+        if _hooks_installed:
+            return
+        _hooks_installed = True
+        _previous_excepthook = sys.excepthook
+        sys.excepthook = _excepthook
+        atexit.register(_end_unended_at_exit)  # registered after the store's, so it runs before it
+        os.register_at_fork(before=_ForkHook.before_fork, after_in_child=_after_fork_in_child)

@@ -214,6 +214,7 @@ def get_store(location: str | os.PathLike[str]) -> Store:
     with _stores_lock:
         store = _stores.get(root)
         if store is None:
+            _install_process_hooks()
             store = _stores[root] = Store(location)
         return store
 
@@ -238,5 +239,13 @@ def _after_fork_in_child() -> None:
         store._reset_process_state()
 
 
-atexit.register(close_all)
-os.register_at_fork(after_in_child=_after_fork_in_child)
+_hooks_installed = False
+
+
+def _install_process_hooks() -> None:
+    """Flush at exit and reset in forked children, from the first store on (not at import)."""
+    global _hooks_installed
+    if not _hooks_installed:
+        _hooks_installed = True
+        atexit.register(close_all)
+        os.register_at_fork(after_in_child=_after_fork_in_child)

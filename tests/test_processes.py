@@ -174,3 +174,22 @@ def test_eight_processes_logging_at_once_lose_and_double_nothing(lake_dir):
     assert set(frame["metrics.a"]) == {3999.0} and set(frame["metrics.b"]) == {-3999.0}
     assert set(frame["tags.progress"]) == {"3999"}
     assert sorted(frame["params.worker"].astype(int)) == list(range(8))
+
+
+def test_import_changes_nothing_until_a_run_starts(lake_dir):
+    result = run_python(
+        f"""
+        import atexit, os, sys
+        import pyarrow, pyarrow.fs  # what runlake.ingest imports itself (pyarrow.fs has an atexit hook)
+        hook, before = sys.excepthook, atexit._ncallbacks()
+        import runlake.ingest as rl
+        assert sys.excepthook is hook, "excepthook replaced at import"
+        assert atexit._ncallbacks() == before, "atexit hooks registered at import"
+        rl.set_lake({lake_dir!r})
+        rl.start_run()
+        assert sys.excepthook is not hook and atexit._ncallbacks() > before
+        print("ok")
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
