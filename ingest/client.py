@@ -195,13 +195,53 @@ class LakeClient:
         """Give a run a new display name (non-empty, at most 250 characters)."""
         self._write_run_row(run_id, rows.rename_row(run_id, new_name))
 
-    def delete_run(self, run_id: str) -> None:
-        """Soft-delete a run: it leaves active searches and is kept until retention purges it."""
-        self._write_run_row(run_id, rows.lifecycle_row(run_id, deleted=True))
+    def delete_run(self, run_id: str, include_descendants: bool = False) -> list[str]:
+        """Soft-delete a run: it leaves active searches and is kept until retention purges it.
 
-    def restore_run(self, run_id: str) -> None:
-        """Bring a soft-deleted run back."""
-        self._write_run_row(run_id, rows.lifecycle_row(run_id, deleted=False))
+        Args:
+            run_id: the run.
+            include_descendants: also delete its nested runs at any depth (as ``Lake.delete_run``
+                does by default; off here, as in ``MlflowClient.delete_run``).
+
+        Returns:
+            The ids of the runs deleted.
+        """
+        return self._set_lifecycle(run_id, deleted=True, include_descendants=include_descendants)
+
+    def restore_run(self, run_id: str, include_descendants: bool = False) -> list[str]:
+        """Bring a soft-deleted run (and optionally its nested runs) back; returns their ids."""
+        return self._set_lifecycle(run_id, deleted=False, include_descendants=include_descendants)
+
+    def _set_lifecycle(self, run_id: str, *, deleted: bool, include_descendants: bool) -> list[str]:
+        experiment_id = self._experiment_of(run_id)
+        targets = [(run_id, experiment_id)]
+        if include_descendants:
+            targets += self._descendants(run_id)
+        now = layout.now_ms()
+        for target, target_experiment in targets:
+            self._store.add_rows(layout.RUNS, target_experiment, [rows.lifecycle_row(target, deleted=deleted, now=now)])
+        self._store.flush()
+        return [target for target, _ in targets]
+
+    def _descendants(self, run_id: str) -> list[tuple[str, str]]:
+        """(run id, experiment id) of every run below ``run_id`` in the nested-run tree."""
+        table = self._store.read_rows(layout.RUNS)
+        if table is None:
+            return []
+        children: dict[str, set[tuple[str, str]]] = {}
+        for row in table.select(["run_id", "parent_run_id", layout.PARTITION_COLUMN]).to_pylist():
+            if row["parent_run_id"]:
+                children.setdefault(row["parent_run_id"], set()).add((row["run_id"], row[layout.PARTITION_COLUMN]))
+        found: list[tuple[str, str]] = []
+        seen = {run_id}
+        frontier = [run_id]
+        while frontier:
+            for child in sorted(children.get(frontier.pop(), ())):
+                if child[0] not in seen:
+                    seen.add(child[0])
+                    found.append(child)
+                    frontier.append(child[0])
+        return found
 
     # -- tags, params, metrics -----------------------------------------------------------
     def set_tag(self, run_id: str, key: str, value: Any) -> None:

@@ -289,3 +289,39 @@ def test_lake_from_environment_variable(tmp_path, monkeypatch):
     assert fluent.get_lake() == str(tmp_path / "envlake")
     monkeypatch.delenv("RUNLAKE_LAKE")
     assert fluent.get_lake() == "./runlake-data"
+
+
+def test_client_and_lake_delete_subtrees_alike(lake_dir):
+    from runlake.lake import Lake
+
+    from runlake.ingest import LakeClient
+
+    client = LakeClient(lake_dir)
+    exp = client.create_experiment("tree")
+    parent = client.create_run(exp, run_id="p")
+    child = client.create_run(exp, run_id="c", parent_run_id=parent)
+    client.create_run(exp, run_id="g", parent_run_id=child)
+    client.create_run(exp, run_id="other")
+    assert client.delete_run("other") == ["other"]
+    assert sorted(client.delete_run("p", include_descendants=True)) == ["c", "g", "p"]
+    lake = Lake(lake_dir)
+    assert lake.search_run_ids(run_view_type="DELETED_ONLY", order_by=["attributes.run_id"]) == ["c", "g", "other", "p"]
+    assert sorted(client.restore_run("c", include_descendants=True)) == ["c", "g"]
+    assert sorted(lake.restore_run("p")) == ["p"]
+    assert lake.search_run_ids(order_by=["attributes.run_id"]) == ["c", "g", "p"]
+
+
+def test_both_write_paths_raise_the_same_error_for_a_bad_tag(lake_dir):
+    from runlake.core.errors import InvalidArgument
+    from runlake.lake import Lake
+
+    from runlake.ingest import LakeClient
+
+    client = LakeClient(lake_dir)
+    run_id = client.create_run(client.create_experiment("e"))
+    errors = []
+    for write in (client.set_tag, Lake(lake_dir).set_tag):
+        with pytest.raises(InvalidArgument) as info:
+            write(run_id, "bad key!", "x")
+        errors.append(info.value.to_dict())
+    assert errors[0] == errors[1]
