@@ -38,12 +38,12 @@ def metric_points_table(run_id: str, metrics: Iterable[tuple[str, Any, Any, Any]
         items = metrics if isinstance(metrics, list) else list(metrics)
         if not items:
             return None
+        fast: list[pa.Array] | None
         try:
-            columns = _integral(pa.array(items, type=_POINT).flatten())
+            fast = _integral(pa.array(items, type=_POINT).flatten())
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
-            columns = None
-        if columns is None:
-            columns = _points_one_by_one(items)
+            fast = None
+        columns = fast if fast is not None else _points_one_by_one(items)
     keys, values, timestamps, steps = columns
     for key in keys.unique().to_pylist():
         validation.validate_key("metric", key)

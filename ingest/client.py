@@ -11,10 +11,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from runlake.core import layout, rows, validation, vocab, writer
-from runlake.core.points import metric_points_table
+from runlake.core import artifacts, layout, rows, validation, vocab, writer
 from runlake.core.errors import ExperimentNotFound, InvalidArgument, RunNotFound
-from runlake.core import artifacts
+from runlake.core.points import metric_points_table
 from runlake.ingest.store import Store, get_store
 
 

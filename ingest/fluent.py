@@ -10,8 +10,7 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
-from runlake.core import vocab
-from runlake.core import layout
+from runlake.core import layout, vocab
 from runlake.core.errors import InvalidArgument
 from runlake.ingest.client import LakeClient
 from runlake.ingest.run import Run

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from runlake.core import vocab
-
 import importlib.util
 import io
 import json
@@ -16,6 +14,8 @@ import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from runlake.core import vocab
 
 if TYPE_CHECKING:
     import pyarrow.fs
@@ -201,7 +201,7 @@ def _format_error(artifact_file: str, kind: str, formats: tuple[str, ...]) -> st
 
 def _dumps(model: Any) -> tuple[bytes, str]:
     if importlib.util.find_spec("cloudpickle") is not None:
-        import cloudpickle
+        import cloudpickle  # type: ignore[import-untyped]
 
         return cloudpickle.dumps(model, protocol=PICKLE_PROTOCOL), "cloudpickle"
     return pickle.dumps(model, protocol=PICKLE_PROTOCOL), "pickle"

@@ -41,7 +41,7 @@ class Run:
         return f"<Run {self.run_id} name={self.run_name!r} experiment={self.experiment_id}>"
 
     @property
-    def info(self) -> "Run":
+    def info(self) -> Run:
         """MLflow code reads ``run.info.run_id``; the run itself answers that."""
         return self
 
@@ -177,7 +177,7 @@ class Run:
         """The fluent name for ``end()``, so the run object has every fluent method."""
         self.end(status)
 
-    def __enter__(self) -> "Run":
+    def __enter__(self) -> Run:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:

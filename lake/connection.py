@@ -98,11 +98,6 @@ class Connection:
         self._ensure_fresh()
         return self.cursor().execute(query.sql, list(query.params)).fetchall()
 
-    def arrow(self, query: Fragment) -> pa.Table:
-        """The query's result as an Arrow table."""
-        self._ensure_fresh()
-        return self.cursor().execute(query.sql, list(query.params)).arrow()
-
     def over(self, name: str, table: pa.Table, query: Fragment) -> pd.DataFrame:
         """Run ``query`` with ``table`` registered under ``name`` for its duration."""
         cursor = self.cursor()
@@ -171,4 +166,4 @@ def fresh(method: Callable[Concatenate[S, P], T]) -> Callable[Concatenate[S, P],
         with self.connection.fresh():
             return method(self, *args, **kwargs)
 
-    return wrapper
+    return wrapper  # type: ignore[return-value]  # functools.wraps keeps the signature

@@ -18,8 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from runlake.core import vocab
-from runlake.core import layout
+from runlake.core import layout, vocab
 from runlake.core.errors import InvalidArgument, LakeFormatError
 
 EXPORT_FORMAT_VERSION = 1
@@ -72,7 +71,7 @@ class ExportSource:
             raise LakeFormatError(f"'{path}' is corrupt: member '{bad}' fails its checksum", path=path, member=bad)
         self._names = set(self._zip.namelist())
 
-    def __enter__(self) -> "ExportSource":
+    def __enter__(self) -> ExportSource:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -19,9 +19,9 @@ import pyarrow as pa
 
 from runlake.core import layout, vocab
 from runlake.core.errors import ExperimentNotFound, InvalidArgument
+from runlake.lake import changes
 from runlake.lake.export_format import RunData
 from runlake.lake.maintenance.common import Progress
-from runlake.lake import changes
 from runlake.lake.transfer import TransferReport, existing_runs, write_run
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def _mlflow() -> Any:
 
 
 def import_from_mlflow(
-    lake: "Lake",
+    lake: Lake,
     tracking_uri: str,
     experiment_names: Sequence[str] | None = None,
     *,

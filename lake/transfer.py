@@ -88,7 +88,7 @@ def _system() -> dict[str, Any]:
     }
 
 
-def _find_experiment(lake: "Lake", experiment: str) -> dict[str, Any]:
+def _find_experiment(lake: Lake, experiment: str) -> dict[str, Any]:
     with lake.connection.fresh():
         return catalog.find_experiment(lake.connection, experiment)
 
@@ -151,7 +151,7 @@ def _parents_first(infos: dict[str, dict[str, Any]]) -> list[str]:
     return order
 
 
-def export_runs(lake: "Lake", experiment: str, out: str | os.PathLike[str], filter_string: str = "", *, progress: bool = False) -> TransferReport:
+def export_runs(lake: Lake, experiment: str, out: str | os.PathLike[str], filter_string: str = "", *, progress: bool = False) -> TransferReport:
     """Write an experiment's active runs (optionally filtered) to a directory or a .zip.
 
     Args:
@@ -196,7 +196,7 @@ def export_runs(lake: "Lake", experiment: str, out: str | os.PathLike[str], filt
     return report
 
 
-def _export_run(lake: "Lake", sink: _Sink, record: Any) -> tuple[int, int]:
+def _export_run(lake: Lake, sink: _Sink, record: Any) -> tuple[int, int]:
     info = record.info
     run_id = info["run_id"]
     history = lake.metric_histories([run_id], experiment_ids=[info["experiment_id"]])
@@ -228,7 +228,7 @@ def _export_run(lake: "Lake", sink: _Sink, record: Any) -> tuple[int, int]:
 
 
 # -- import ----------------------------------------------------------------------------------
-def import_runs(lake: "Lake", path: str | os.PathLike[str], experiment: str | None = None, *, progress: bool = False) -> TransferReport:
+def import_runs(lake: Lake, path: str | os.PathLike[str], experiment: str | None = None, *, progress: bool = False) -> TransferReport:
     """Load an export (directory or .zip) into this lake.
 
     Args:
@@ -273,7 +273,7 @@ def import_runs(lake: "Lake", path: str | os.PathLike[str], experiment: str | No
     return report
 
 
-def existing_runs(lake: "Lake", run_ids: list[str]) -> dict[str, str]:
+def existing_runs(lake: Lake, run_ids: list[str]) -> dict[str, str]:
     """Runs already in the lake: "pending" when an earlier import was cut off, else "complete"."""
     rows = lake.connection.rows(join([
         q("SELECT r.run_id, t.value IS NOT NULL FROM runs r LEFT JOIN tags t ON t.run_id = r.run_id AND t.key = ? WHERE", PENDING_TAG),
@@ -282,7 +282,7 @@ def existing_runs(lake: "Lake", run_ids: list[str]) -> dict[str, str]:
     return {run_id: "pending" if pending else "complete" for run_id, pending in rows}
 
 
-def write_run(lake: "Lake", experiment_id: str, run: RunData, read_artifact: Callable[[str], bytes], *, resume: bool = False) -> None:
+def write_run(lake: Lake, experiment_id: str, run: RunData, read_artifact: Callable[[str], bytes], *, resume: bool = False) -> None:
     """Write one run, keeping its id, attributes and full histories.
 
     Rows come from ``core.rows``, as a training job's would. The run carries ``PENDING_TAG``

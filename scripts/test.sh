@@ -14,6 +14,15 @@ fi
 
 python3 -m venv .venv
 .venv/bin/python -m pip install -qq --disable-pip-version-check -e ".[test]"
+# The code's habits: lint, format and types (the import-layer contract is a test in the suite).
+.venv/bin/ruff check --quiet .
+.venv/bin/ruff format --check --quiet .
+# mypy checks the installed names (runlake.core, ...): link the source folders the way
+# setuptools' package-dir mapping installs them.
+mkdir -p build/typecheck/runlake
+for folder in core ingest lake; do ln -sfn "../../../$folder" "build/typecheck/runlake/$folder"; done
+.venv/bin/mypy
+
 # The venv's console scripts (runlake) come first, so nothing installed elsewhere is tested by mistake.
 export PATH="$PWD/.venv/bin:$PATH"
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

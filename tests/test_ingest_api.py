@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
-from runlake.lake import Lake
 from runlake.core.errors import InvalidArgument
+from runlake.lake import Lake
 
 
 def test_round_trip_params_metrics_tags(rl, lake_dir):
@@ -292,9 +292,8 @@ def test_lake_from_environment_variable(tmp_path, monkeypatch):
 
 
 def test_client_and_lake_delete_subtrees_alike(lake_dir):
-    from runlake.lake import Lake
-
     from runlake.ingest import LakeClient
+    from runlake.lake import Lake
 
     client = LakeClient(lake_dir)
     exp = client.create_experiment("tree")
@@ -313,9 +312,8 @@ def test_client_and_lake_delete_subtrees_alike(lake_dir):
 
 def test_both_write_paths_raise_the_same_error_for_a_bad_tag(lake_dir):
     from runlake.core.errors import InvalidArgument
-    from runlake.lake import Lake
-
     from runlake.ingest import LakeClient
+    from runlake.lake import Lake
 
     client = LakeClient(lake_dir)
     run_id = client.create_run(client.create_experiment("e"))

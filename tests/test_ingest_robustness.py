@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
+from runlake.core.errors import InvalidArgument
 from runlake.ingest import LakeClient
 from runlake.lake import Lake
-from runlake.core.errors import InvalidArgument
 from tests.conftest import run_python
 
 
@@ -123,7 +123,7 @@ def test_training_side_reads_survive_compaction(tmp_path):
             try:
                 compact(root, grace_s=0, wait_s=5)
                 LakeClient(root).create_experiment(f"x{len(errors)}-{os.urandom(3).hex()}")  # new files keep coming
-            except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            except BaseException as exc:
                 errors.append(exc)
 
     thread = threading.Thread(target=compactor)

@@ -11,10 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from runlake.ingest import LakeClient
 from runlake.core import layout, writer
-from runlake.lake import Lake, views
 from runlake.core.errors import ExperimentNotFound, RunNotFound
+from runlake.ingest import LakeClient
+from runlake.lake import Lake, views
 
 
 @pytest.fixture

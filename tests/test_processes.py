@@ -9,8 +9,6 @@ import sys
 import textwrap
 import time
 
-import pytest
-
 from runlake.lake import Lake
 from tests.conftest import run_python
 

@@ -13,10 +13,10 @@ import subprocess
 
 import pytest
 
-from runlake.ingest import LakeClient
 from runlake.core import layout, writer
-from runlake.lake import Lake
 from runlake.core.errors import ExperimentNotFound
+from runlake.ingest import LakeClient
+from runlake.lake import Lake
 from runlake.lake.search import SearchSyntaxError
 from tests.conftest import RUNLAKE
 from tests.search import dataset

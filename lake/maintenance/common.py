@@ -215,7 +215,7 @@ class Progress:
             self._stream.write("\n")
             self._stream.flush()
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -173,8 +173,8 @@ def compact(
                 job.metrics(experiment_id, metric_files.get(experiment_id, []), summary_files.get(experiment_id, []))
                 bar.advance()
             for table, groups in row_tables.items():
-                for experiment_id, files in sorted(groups.items(), key=lambda kv: kv[0] or ""):
-                    job.rows(table, experiment_id, files)
+                for group_id, files in sorted(groups.items(), key=lambda kv: kv[0] or ""):
+                    job.rows(table, group_id, files)
                     bar.advance()
         report.after = _counts(fs, root)
     report.seconds = time.perf_counter() - started

@@ -25,6 +25,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from runlake.core import layout, writer
+from runlake.lake.connection import Connection
 from runlake.lake.maintenance.common import (
     PartFile,
     Progress,
@@ -34,7 +35,6 @@ from runlake.lake.maintenance.common import (
     list_files,
     maintenance_lease,
 )
-from runlake.lake.connection import Connection
 from runlake.lake.maintenance.compaction import resolve
 from runlake.lake.sql import q
 

@@ -93,7 +93,7 @@ def _compare(node: Comparison, actual: Any) -> bool:
         hit = like(actual, wanted, ignore_case=folded)
         return not hit if op in (Op.NOT_LIKE, Op.NOT_ILIKE) else hit
     if isinstance(wanted, str):
-        return actual == wanted if op is Op.EQ else actual != wanted
+        return bool(actual == wanted) if op is Op.EQ else bool(actual != wanted)
     if isinstance(actual, str):  # a param or tag compared with a number
         number = text_number(actual)
         return number is not None and _numeric(op, number, wanted)

@@ -12,8 +12,8 @@ from importlib import resources
 from typing import Any
 
 from lark import Lark, Token, Transformer, Tree, v_args
-from lark.tree import Meta
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
+from lark.tree import Meta
 
 from runlake.core.errors import InvalidArgument
 from runlake.lake.search.check import check
@@ -117,7 +117,7 @@ def parse_filter(text: str | None) -> Expr | None:
         return None
     tree = _parse(text, "filter")
     _check_shape(tree, text)
-    ast = _transform(tree, text)
+    ast: Expr = _transform(tree, text)
     check(ast, text)
     return ast
 
@@ -161,18 +161,18 @@ def _check_encodable(text: str) -> None:
         ) from None
 
 
-def _parse(text: str, start: str) -> Tree:
+def _parse(text: str, start: str) -> Tree[Token]:
     try:
         return _PARSER.parse(text, start=start)
     except UnexpectedCharacters as e:
-        raise _character_error(text, e.pos_in_stream, start) from None
+        raise _character_error(text, e.pos_in_stream or 0, start) from None
     except UnexpectedToken as e:
         raise _token_error(text, e, start) from None
     except UnexpectedInput as e:  # any other lark input error: still a clean, positioned error
         raise SearchSyntaxError("Cannot parse this", text=text, position=e.pos_in_stream or 0) from None
 
 
-def _transform(tree: Tree, text: str) -> Any:
+def _transform(tree: Tree[Token], text: str) -> Any:
     try:
         return _ToAst(text).transform(tree)
     except VisitError as e:  # lark wraps errors raised in callbacks; ours are meant for users
@@ -186,7 +186,7 @@ def _accepts_at(text: str, position: int, start: str) -> set[str]:
     try:
         interactive = _PARSER.parse_interactive(text[:position], start=start)
         interactive.exhaust_lexer()
-        return set(interactive.accepts())
+        return set(interactive.accepts())  # type: ignore[no-untyped-call]
     except UnexpectedInput:
         return set()
 
@@ -217,9 +217,9 @@ def _token_error(text: str, e: UnexpectedToken, start: str) -> SearchSyntaxError
     )
 
 
-def _check_shape(tree: Tree, text: str) -> None:
+def _check_shape(tree: Tree[Token], text: str) -> None:
     """Depth and size limits, walked without recursion (the transformer recurses)."""
-    stack: list[tuple[Tree, int]] = [(tree, 0)]
+    stack: list[tuple[Tree[Token], int]] = [(tree, 0)]
     nodes = 0
     while stack:
         node, depth = stack.pop()
@@ -258,7 +258,7 @@ def _unquote(token: Token) -> str:
 
 
 @v_args(meta=True)
-class _ToAst(Transformer):
+class _ToAst(Transformer[Token, Any]):
     """Lark tree -> syntax dataclasses. Holds only the text (for error carets)."""
 
     def __init__(self, text: str) -> None:
@@ -313,7 +313,7 @@ class _ToAst(Transformer):
     def string_list(self, meta: Meta, children: list[Any]) -> Any:
         return tuple(value for value, _ in (c for c in children if not isinstance(c, Token)))
 
-    def NUMBER(self, token: Token) -> tuple[float, Span]:  # noqa: N802 - lark calls terminal callbacks by name
+    def NUMBER(self, token: Token) -> tuple[float, Span]:
         number = float(token)
         if math.isinf(number):
             raise self._error(

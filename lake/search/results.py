@@ -15,7 +15,7 @@ from runlake.core.errors import InvalidArgument
 from runlake.lake import catalog
 from runlake.lake.connection import Connection
 from runlake.lake.search.compiler import compile_filter, compile_order_by
-from runlake.lake.sql import Fragment, all_of, join, q
+from runlake.lake.sql import Fragment, all_of, as_fragment, join, q
 
 DEFAULT_MAX_RESULTS = 100_000
 
@@ -72,7 +72,7 @@ def _where(db: Connection, search: Search) -> Fragment:
     if search.has_model is not None:
         exists = "EXISTS (SELECT 1 FROM tags mt WHERE mt.run_id = r.run_id AND mt.key = ?)"
         conditions.append(q(exists if search.has_model else f"NOT {exists}", vocab.MODEL_HISTORY_TAG))
-    conditions.append(Fragment(*compile_filter(search.filter_string or "")))
+    conditions.append(as_fragment(compile_filter(search.filter_string or "")))
     return all_of(conditions)
 
 

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from runlake.ingest.client import LakeClient
 from runlake.core import layout, writer
+from runlake.ingest.client import LakeClient
 
 
 def log_runs(root: str, experiment: str = "exp", runs: int = 3, steps: int = 20, flush_every: int = 5, start_time: int | None = None) -> tuple[str, list[str]]:

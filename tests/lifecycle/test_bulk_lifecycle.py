@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from runlake.core.errors import ExperimentNotFound, InvalidArgument, RunNotFound
 from runlake.ingest.client import LakeClient
 from runlake.lake import Lake
-from runlake.core.errors import ExperimentNotFound, InvalidArgument, RunNotFound
 
 T0 = 1_700_000_000_000
 

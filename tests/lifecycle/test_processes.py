@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from runlake.ingest.client import LakeClient
 from runlake.core import layout, writer
+from runlake.ingest.client import LakeClient
 from runlake.lake import Lake
 from runlake.lake.maintenance import compact
 

@@ -7,10 +7,10 @@ import os
 import pyarrow.fs as pafs
 import pytest
 
-from runlake.ingest.client import LakeClient
 from runlake.core import layout
-from runlake.lake import Lake
 from runlake.core.errors import InvalidArgument
+from runlake.ingest.client import LakeClient
+from runlake.lake import Lake
 from runlake.lake.maintenance import compact, purge, retention
 from tests.lifecycle.conftest import listing, log_runs
 

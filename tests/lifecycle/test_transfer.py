@@ -9,9 +9,9 @@ import zipfile
 
 import pytest
 
+from runlake.core.errors import ExperimentNotFound, InvalidArgument, LakeFormatError
 from runlake.ingest.client import LakeClient
 from runlake.lake import Lake, transfer
-from runlake.core.errors import ExperimentNotFound, InvalidArgument, LakeFormatError
 from runlake.lake.export_format import PENDING_TAG
 from tests.lifecycle.conftest import listing
 

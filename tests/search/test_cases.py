@@ -13,6 +13,7 @@ from runlake.lake.search import (
     parse_filter,
     to_text,
 )
+
 from . import dataset
 from .cases import ALL, MATCH_CASES
 from .mlflow_cases import MLFLOW_FILTERS, MLFLOW_ORDER_BYS, MLFLOW_REJECTED
