@@ -82,8 +82,9 @@ def import_from_mlflow(
         started = time.perf_counter()
         report = TransferReport(path=tracking_uri, experiment=experiment.name)
         experiment_id = changes.create_experiment(lake.connection, experiment.name)
-        runs = _all_pages(lambda token: client.search_runs(
-            [experiment.experiment_id], run_view_type=ViewType.ALL, max_results=_PAGE, page_token=token
+        source_id = experiment.experiment_id
+        runs = _all_pages(lambda token, source_id=source_id: client.search_runs(
+            [source_id], run_view_type=ViewType.ALL, max_results=_PAGE, page_token=token
         ))
         existing = existing_runs(lake, [r.info.run_id for r in runs])
         # Parents first, so a child's parent link points at a run that is already there.

@@ -27,16 +27,15 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from runlake.core import layout, writer
+from runlake.core.lease import delete_quietly, maintenance_lease
 from runlake.lake import views
 from runlake.lake.maintenance.common import (
     PartFile,
     Progress,
     compacted_file_id,
-    delete_quietly,
     human_bytes,
     list_files,
     list_tmp_files,
-    maintenance_lease,
 )
 
 DEFAULT_GRACE_S = 600.0

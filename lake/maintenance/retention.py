@@ -25,15 +25,14 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from runlake.core import layout, writer
+from runlake.core.lease import delete_quietly, maintenance_lease
 from runlake.lake.connection import Connection
 from runlake.lake.maintenance.common import (
     PartFile,
     Progress,
     compacted_file_id,
-    delete_quietly,
     human_bytes,
     list_files,
-    maintenance_lease,
 )
 from runlake.lake.maintenance.compaction import resolve
 from runlake.lake.sql import q
@@ -139,7 +138,7 @@ def _dry_run(fs: pafs.FileSystem, root: str, report: RetentionReport) -> None:
         try:
             counts = {t: 0 for t in _RUN_TABLES}
             freed = 0
-            for table, experiment_id, part in _files_of(fs, root, targets):
+            for table, _experiment_id, part in _files_of(fs, root, targets):
                 ids = _read(fs, table, [part], columns=["run_id"]).column("run_id")
                 hit = pc.sum(pc.is_in(ids, value_set=pa.array(sorted(targets)))).as_py() or 0
                 counts[table] += hit

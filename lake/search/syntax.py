@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Union
 
 
 @dataclass(frozen=True)
@@ -103,8 +102,8 @@ class MetricAgg:
     span: Span = _span()
 
 
-Operand = Union[Field, MetricAgg]
-Value = Union[str, float]
+Operand = Field | MetricAgg
+Value = str | float
 
 
 @dataclass(frozen=True)
@@ -162,8 +161,8 @@ class Not:
     span: Span = _span()
 
 
-Expr = Union[Comparison, InList, IsNull, And, Or, Not]
-Predicate = Union[Comparison, InList, IsNull]
+Expr = Comparison | InList | IsNull | And | Or | Not
+Predicate = Comparison | InList | IsNull
 
 
 def operand_field(operand: Operand) -> Field:

@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 
 import pytest
 
-from runlake.app.cli_lifecycle import parse_duration, parse_time
+from runlake.app.cli import main
+from runlake.app.cli.lifecycle import parse_duration, parse_time
 from runlake.core import layout
 from runlake.lake import Lake
 from runlake.lake.maintenance import retention
-from tests.lifecycle.conftest import listing, log_runs, run_cli
+from tests.lifecycle.conftest import listing, log_runs
 
 T0 = 1_700_000_000_000
+
+
+def run_cli(argv: Sequence[str]) -> int:
+    """``runlake`` in-process; argparse's rejections (SystemExit) become their exit status."""
+    try:
+        return main(list(argv))
+    except SystemExit as exc:
+        return int(exc.code or 0)
 
 
 @pytest.mark.parametrize(
@@ -123,7 +133,7 @@ def test_retention_exits_1_when_an_artifact_cannot_be_removed(lake, capsys, monk
 
 
 def test_maintenance_busy_exits_1(lake, capsys):
-    from runlake.lake.maintenance.common import maintenance_lease
+    from runlake.core.lease import maintenance_lease
 
     fs, root = layout.resolve_lake(lake)
     with maintenance_lease(fs, root, "compact"):

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
-import json
 
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from runlake.ingest.client import LakeClient
 from runlake.core import layout, writer
+from runlake.ingest.client import LakeClient
 from runlake.lake import Lake
 from runlake.lake.maintenance import MaintenanceBusy, compact
-from runlake.lake.maintenance.common import maintenance_lease
+from runlake.core.lease import maintenance_lease
 from tests.lifecycle.conftest import part_count
 
 

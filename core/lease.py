@@ -1,0 +1,127 @@
+"""The lake's maintenance lease: one rewriting job at a time (pyarrow.fs and stdlib only).
+
+The lake needs no lock for correctness between writers and readers (see DESIGN.md, rule 3), but
+two jobs must not rewrite the same partition at once: compaction merging a file that retention
+is purging would write the purged rows back. A lease file serialises the rewriting jobs only -
+cron compaction and retention, and the automatic merges of training processes and the
+dashboard; writers appending new files and readers never look at it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pyarrow.fs as pafs
+
+from runlake.core import layout
+from runlake.core.errors import RunlakeError
+
+# Leases live beside the tables, outside every table directory, so no reader ever lists them.
+LEASE_PREFIX = "lease-"
+# A lease whose owner cannot be checked (another host) counts as abandoned after this long.
+LEASE_TTL_S = 6 * 3600
+
+
+class MaintenanceBusy(RunlakeError):
+    """Another compaction or retention job holds the lake's maintenance lease."""
+
+
+def delete_quietly(fs: pafs.FileSystem, path: str) -> bool:
+    """Delete a file; False when it was already gone (another job or a retry removed it)."""
+    try:
+        fs.delete_file(path)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def _lease_alive(fs: pafs.FileSystem, info: pafs.FileInfo, now: float) -> bool:
+    try:
+        with fs.open_input_stream(info.path) as stream:
+            owner = json.loads(stream.read().decode("utf-8"))
+    except (FileNotFoundError, ValueError, UnicodeDecodeError):
+        return False  # released meanwhile, or a torn write that never was a lease
+    if owner.get("host") == socket.gethostname():
+        try:
+            os.kill(int(owner.get("pid", -1)), 0)
+        except ProcessLookupError:
+            return False  # its owner died (SIGKILL, OOM): the lease is abandoned
+        except (PermissionError, ValueError, OverflowError):
+            pass  # alive under another user, or unreadable: fall back to the age
+        else:
+            return True
+    mtime = info.mtime.timestamp() if info.mtime is not None else 0.0
+    return now - mtime < LEASE_TTL_S
+
+
+def _try_acquire(fs: pafs.FileSystem, root: str, job: str) -> str | None:
+    directory = layout.LakePaths(root).maintenance_dir()
+    fs.create_dir(directory, recursive=True)
+    name = f"{LEASE_PREFIX}{layout.new_file_id()}"
+    path = f"{directory}/{name}.json"
+    tmp = f"{directory}/{layout.TMP_PREFIX}{name}{layout.TMP_SUFFIX}"
+    owner = {"host": socket.gethostname(), "pid": os.getpid(), "job": job, "since": layout.now_ms()}
+    with fs.open_output_stream(tmp) as out:
+        out.write(json.dumps(owner).encode("utf-8"))
+    fs.move(tmp, path)
+    # Write first, list second: of two jobs racing here, the one that lists later sees both
+    # leases and backs off, so at most one proceeds (both backing off is safe; they retry).
+    now = time.time()
+    for info in fs.get_file_info(pafs.FileSelector(directory)):
+        if info.path == path or not info.base_name.startswith(LEASE_PREFIX):
+            continue
+        if _lease_alive(fs, info, now):
+            delete_quietly(fs, path)
+            return None
+        delete_quietly(fs, info.path)
+    return path
+
+
+@contextmanager
+def maintenance_lease(fs: pafs.FileSystem, root: str, job: str, wait_s: float = 60.0) -> Iterator[None]:
+    """Hold the lake's maintenance lease for the duration of the block.
+
+    Args:
+        fs: the lake's filesystem.
+        root: the lake root.
+        job: a name for people reading the lease file ("compact", "retention").
+        wait_s: how long to keep trying while another job holds it.
+
+    Raises:
+        MaintenanceBusy: another maintenance job still holds the lease after ``wait_s``.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        path = _try_acquire(fs, root, job)
+        if path is not None:
+            break
+        if time.monotonic() >= deadline:
+            raise MaintenanceBusy(
+                f"Another maintenance job (compaction or retention) is running on {root}; try again later",
+                job=job,
+            )
+        time.sleep(random.uniform(0.05, 0.5))  # jitter, so two waiting jobs stop colliding
+    try:
+        yield
+    finally:
+        delete_quietly(fs, path)
+
+
+@contextmanager
+def try_lease(fs: pafs.FileSystem, root: str, job: str) -> Iterator[bool]:
+    """Hold the lease for the block if it is free now (yields True), else yield False at once.
+
+    For automatic merges: whoever finds the lease free does the work; the others skip it.
+    """
+    path = _try_acquire(fs, root, job)
+    try:
+        yield path is not None
+    finally:
+        if path is not None:
+            delete_quietly(fs, path)
