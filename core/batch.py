@@ -2,13 +2,18 @@
 
 ``log_metric`` appends five values to Python lists under a lock and returns: it never touches
 the disk. A flush swaps the lists out and writes, per experiment partition, at most one part
-file per table plus one file of metric summaries.
+file per table plus one file of metric summaries (and a second runs file for changes that must
+land after the data, such as a run's end).
+
+Readers in the same process see its writes at once: a process's buffers register here, and a
+reader of the same lake flushes them before it lists files (``before_read``).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,8 +25,46 @@ from runlake.core import points as points_mod
 
 # Write order inside one flush. Metric points go before their summaries, so a crash between
 # the two leaves history without a summary (compaction rebuilds summaries from history),
-# never a summary pointing at points that do not exist.
-_FLUSH_ORDER = (layout.RUNS, layout.PARAMS, layout.TAGS, layout.METRICS)
+# never a summary pointing at points that do not exist. Run rows marked ``after_data`` (a run's
+# end) go last, so a run never reads FINISHED while its final points are still unwritten.
+_AFTER_DATA = "runs+after_data"
+_FLUSH_ORDER = (layout.RUNS, layout.PARAMS, layout.TAGS, layout.METRICS, _AFTER_DATA)
+
+
+@dataclass(frozen=True)
+class Written:
+    """One part file a flush wrote."""
+
+    table: str
+    experiment_id: str
+    path: str
+    rows: int
+    bytes: int
+
+
+_readers_lock = threading.Lock()
+_pending: dict[str, list[Callable[[], object]]] = {}
+
+
+def register_pending(root: str, flush: Callable[[], object]) -> None:
+    """Have ``before_read(root)`` call ``flush``: this process's rows for the lake become visible."""
+    with _readers_lock:
+        _pending.setdefault(root, []).append(flush)
+
+
+def before_read(root: str) -> None:
+    """Flush this process's buffered rows for a lake, so a reader here sees its own writes.
+
+    A flush that fails leaves its rows buffered for the writer to retry and report; the reader
+    then reads what is on disk.
+    """
+    with _readers_lock:
+        flushes = list(_pending.get(root, ()))
+    for flush in flushes:
+        try:
+            flush()
+        except Exception:  # the writer owns its failures: it retries and reports them
+            pass
 
 
 @dataclass
@@ -87,9 +130,16 @@ class Buffer:
             cols.chunk_rows += points.num_rows
             return len(cols)
 
-    def add_rows(self, table: str, experiment_id: str, rows: list[dict[str, Any]]) -> None:
+    def add_rows(self, table: str, experiment_id: str, rows: list[dict[str, Any]], *, after_data: bool = False) -> None:
+        """Buffer rows of a table; ``after_data`` run rows are written after the flush's data."""
+        key = _AFTER_DATA if after_data and table == layout.RUNS else table
         with self.lock:
-            self._rows[(table, experiment_id)].extend(rows)
+            self._rows[(key, experiment_id)].extend(rows)
+
+    def pending(self) -> bool:
+        """Whether anything waits to be written."""
+        with self.lock:
+            return bool(self._rows) or any(len(m) for m in self._metrics.values())
 
     def _take(self) -> tuple[dict[str, _MetricColumns], dict[tuple[str, str], list[dict[str, Any]]]]:
         with self.lock:
@@ -108,8 +158,8 @@ class Buffer:
             for key, items in rows.items():
                 self._rows[key][:0] = items
 
-    def flush(self, fs: pafs.FileSystem, root: str) -> int:
-        """Write everything buffered; returns the number of files written.
+    def flush(self, fs: pafs.FileSystem, root: str) -> list[Written]:
+        """Write everything buffered; returns the files written.
 
         Flushes are serialised so a background flush and an explicit one never interleave
         their files for one experiment.
@@ -117,7 +167,7 @@ class Buffer:
         with self._flush_lock:
             metrics, rows = self._take()
             if not metrics and not rows:
-                return 0
+                return []
             try:
                 return _write_all(fs, root, metrics, rows)
             except BaseException:
@@ -130,12 +180,18 @@ def _write_all(
     root: str,
     metrics: dict[str, _MetricColumns],
     rows: dict[tuple[str, str], list[dict[str, Any]]],
-) -> int:
-    written = 0
+) -> list[Written]:
+    written: list[Written] = []
+
+    def write(table: str, data: pa.Table, experiment_id: str, *, sort: bool = True) -> None:
+        path = writer.write_part(fs, root, table, data, experiment_id or None, sort=sort)
+        if path is not None:
+            written.append(Written(table, experiment_id, path, data.num_rows, fs.get_file_info(path).size or 0))
+
     experiments = sorted({e for (_, e) in rows} | set(metrics))
     exp_rows = rows.pop((layout.EXPERIMENTS, ""), None)
     if exp_rows:
-        written += writer.write_part(fs, root, layout.EXPERIMENTS, writer.to_table(layout.EXPERIMENTS, exp_rows)) is not None
+        write(layout.EXPERIMENTS, writer.to_table(layout.EXPERIMENTS, exp_rows), "")
     for experiment_id in experiments:
         if not experiment_id:
             continue
@@ -146,15 +202,13 @@ def _write_all(
                     continue
                 # One sort serves both: the file's order and the summary's "last point per key".
                 points = cols.to_table().sort_by(points_mod.POINT_ORDER)
-                written += writer.write_part(fs, root, layout.METRICS, points, experiment_id, sort=False) is not None
-                written += (
-                    writer.write_part(fs, root, layout.METRIC_SUMMARIES, points_mod.summarize(points, presorted=True), experiment_id)
-                    is not None
-                )
+                write(layout.METRICS, points, experiment_id, sort=False)
+                write(layout.METRIC_SUMMARIES, points_mod.summarize(points, presorted=True), experiment_id)
                 continue
             items = rows.get((table, experiment_id))
             if items:
-                written += writer.write_part(fs, root, table, writer.to_table(table, items), experiment_id) is not None
+                target = layout.RUNS if table == _AFTER_DATA else table
+                write(target, writer.to_table(target, items), experiment_id)
         # Drop what was written so a failure in a later experiment does not write it twice.
         metrics.pop(experiment_id, None)
         for table in _FLUSH_ORDER:

@@ -141,6 +141,11 @@ LIFECYCLE_DELETED = "deleted"
 RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
 
+# File ids of merged files end with these: "-m" a writer's own files merged (or a tier merge),
+# "-c" a file compaction wrote (sorted, deduplicated, summarised).
+MERGED_SUFFIX = "-m"
+COMPACTED_SUFFIX = "-c"
+
 TMP_PREFIX = "."
 TMP_SUFFIX = ".tmp"
 DATA_SUFFIX = ".parquet"

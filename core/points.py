@@ -135,3 +135,64 @@ def summarize(points: pa.Table, *, presorted: bool = False) -> pa.Table:
         ],
         schema=layout.SCHEMAS[layout.METRIC_SUMMARIES],
     )
+
+
+_SUMMARY_ORDER = [
+    ("run_id", "ascending"),
+    ("key", "ascending"),
+    ("latest_step", "ascending"),
+    ("latest_timestamp", "ascending"),
+    ("latest_value", "ascending"),
+]
+
+
+def fold_summaries(summaries: pa.Table) -> pa.Table:
+    """Summary rows of one table folded to one row per (run_id, key), by ``summarize``'s rule.
+
+    The latest point is the greatest (step, timestamp, value); min/max ignore NaN unless all
+    are NaN; counts add up (the rows summarise disjoint sets of points: one writer's flushes).
+    """
+    import pyarrow.compute as pc
+
+    ordered = summaries.sort_by(_SUMMARY_ORDER)
+    n = ordered.num_rows
+    if n == 0:
+        return ordered
+    run_ids, keys = ordered.column("run_id"), ordered.column("key")
+    if n > 1:
+        same_next = pc.and_(
+            pc.equal(run_ids.slice(0, n - 1), run_ids.slice(1)), pc.equal(keys.slice(0, n - 1), keys.slice(1))
+        )
+        is_last = pa.concat_arrays([pc.invert(same_next).combine_chunks(), pa.array([True])])
+    else:
+        is_last = pa.array([True])
+    latest = ordered.filter(is_last)
+
+    def nan_to_null(column: pa.ChunkedArray) -> pa.ChunkedArray:
+        return pc.if_else(pc.is_nan(column), pa.scalar(None, pa.float64()), column)
+
+    grouped = (
+        pa.table({
+            "run_id": run_ids,
+            "key": keys,
+            "lo": nan_to_null(ordered.column("min_value")),
+            "hi": nan_to_null(ordered.column("max_value")),
+            "n": ordered.column("value_count"),
+        })
+        .group_by(["run_id", "key"], use_threads=False)
+        .aggregate([("lo", "min"), ("hi", "max"), ("n", "sum")])
+        .sort_by([("run_id", "ascending"), ("key", "ascending")])
+    )
+    return pa.Table.from_arrays(
+        [
+            latest.column("run_id"),
+            latest.column("key"),
+            latest.column("latest_step"),
+            latest.column("latest_timestamp"),
+            latest.column("latest_value"),
+            pc.fill_null(grouped.column("lo_min"), float("nan")),
+            pc.fill_null(grouped.column("hi_max"), float("nan")),
+            grouped.column("n_sum"),
+        ],
+        schema=layout.SCHEMAS[layout.METRIC_SUMMARIES],
+    )

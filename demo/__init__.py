@@ -1,9 +1,10 @@
 """``runlake demo``: a deterministic, realistic lake for trying the dashboard and for benchmarks.
 
-A few dozen "rich" runs are logged through the ingest API (scikit-learn models, plots, CSV
-and text artifacts); the rest are written in bulk, columnar, straight through the lake writer,
-so 100,000 runs (50 million metric points) take seconds, not hours. Every run has the
-benchmark profile: 5 metrics x 100 steps, 10 params, 8 tags.
+Every row goes through the public client, ``runlake.ingest.LakeClient``, as a training job's
+or an importer's would: a few dozen "rich" runs with scikit-learn models, plots, CSV and text
+artifacts, sweep parents, a live and a deleted run; the rest in bulk, each run's points logged
+as one Arrow table. Every run has the benchmark profile: 5 metrics x 100 steps, 10 params,
+8 tags. Random values are drawn a chunk of runs at a time, so a seed always gives the same lake.
 """
 
 from __future__ import annotations
@@ -13,14 +14,12 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from runlake.core import layout, vocab, writer
-from runlake.ingest.client import LakeClient
-from runlake.ingest.run import Run
+from runlake.core import layout, vocab
+from runlake.ingest import LakeClient, Run
 
 BASE_TIME_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z: fixed, so the lake is the same every time
 STEPS = 100
@@ -88,7 +87,9 @@ def build_demo(root: str | os.PathLike[str], runs: int = 200, seed: int = 7) -> 
             previous = json.load(f)
         if previous.get("runs") == runs and previous.get("seed") == seed:
             return DemoSummary(**{**previous["summary"], "reused": True})
-        raise ValueError(f"{os.fspath(root)} holds a demo lake of {previous.get('runs')} runs; choose another directory")
+        raise ValueError(
+            f"{os.fspath(root)} holds a demo lake of {previous.get('runs')} runs; choose another directory"
+        )
     if os.path.isdir(os.path.join(os.fspath(root), layout.RUNS)):
         raise ValueError(f"{os.fspath(root)} already holds a lake; choose an empty directory")
     started = time.perf_counter()
@@ -100,10 +101,14 @@ def build_demo(root: str | os.PathLike[str], runs: int = 200, seed: int = 7) -> 
     remaining = runs - rich
     index = rich
     for position, (name, share) in enumerate(EXPERIMENTS):
-        count = remaining - sum(int(remaining * s) for _n, s in EXPERIMENTS[:-1]) if position == len(EXPERIMENTS) - 1 else int(remaining * share)
+        count = (
+            remaining - sum(int(remaining * s) for _n, s in EXPERIMENTS[:-1])
+            if position == len(EXPERIMENTS) - 1
+            else int(remaining * share)
+        )
         for start in range(0, count, BULK_CHUNK):
             size = min(BULK_CHUNK, count - start)
-            points += _bulk(client.root, experiments[name], name, index, size, rng, seed)
+            points += _bulk(client, experiments[name], name, index, size, rng, seed)
             index += size
     client.flush()
     # `runs` training runs, plus the parent runs that group the sweep's children.
@@ -165,11 +170,46 @@ def _statuses(rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.choice(np.array(["FINISHED", "FAILED", "KILLED"]), n, p=[0.9, 0.07, 0.03])
 
 
-# -- bulk path -----------------------------------------------------------------------------
-def _bulk(root: str, experiment_id: str, experiment: str, first: int, n: int, rng: np.random.Generator, seed: int) -> int:
-    fs, root = layout.resolve_lake(root)
-    # Sorted ids let every file be written in (run_id, key, step) order without a sort.
-    ids = np.sort(np.array([_run_id(seed, first + i) for i in range(n)]))
+# -- bulk runs -----------------------------------------------------------------------------
+# One run's points in step-major order (every key at step 0, then at step 1, ...), so the
+# points of a run stopped early are a prefix of these columns: no per-point Python.
+_KEY_COLUMN = pa.array(np.tile(np.array(METRIC_KEYS), STEPS))
+_STEP_COLUMN = pa.array(np.repeat(np.arange(STEPS, dtype=np.int64), len(METRIC_KEYS)))
+_TICKS = np.repeat(np.arange(1, STEPS + 1, dtype=np.int64), len(METRIC_KEYS))  # step + 1
+_POINT_COLUMNS = ("key", "value", "timestamp", "step")
+
+
+def _points(values: np.ndarray, last_step: int, start: int, interval: int) -> pa.Table:
+    """One run's metric points as ``log_batch`` takes them, steps 0..``last_step``.
+
+    Args:
+        values: shape (STEPS, 5): the run's curves, step-major, C-contiguous.
+        last_step: the last step logged.
+        start: the run's start (epoch ms); step s is logged at ``start + (s + 1) * interval``.
+        interval: ms between steps.
+    """
+    count = (last_step + 1) * len(METRIC_KEYS)
+    return pa.Table.from_arrays(
+        [
+            _KEY_COLUMN.slice(0, count),
+            pa.array(values.reshape(-1)[:count]),
+            pa.array(start + interval * _TICKS[:count]),
+            _STEP_COLUMN.slice(0, count),
+        ],
+        names=_POINT_COLUMNS,
+    )
+
+
+def _bulk(
+    client: LakeClient, experiment_id: str, experiment: str, first: int, n: int, rng: np.random.Generator, seed: int
+) -> int:
+    """Log ``n`` runs through the client; returns their number of metric points.
+
+    Everything random is drawn for the whole chunk first, in a fixed order, so a seed gives
+    the same lake however the client batches its writes.
+    """
+    # Sorted, as earlier versions of the demo paired them with names: a seed names the same runs.
+    ids = sorted(_run_id(seed, first + i) for i in range(n))
     start = BASE_TIME_MS + (first + np.arange(n)) * 60_000 + rng.integers(0, 30_000, n)
     statuses = _statuses(rng, n)
     interval = rng.integers(2_000, 20_000, n)
@@ -178,76 +218,45 @@ def _bulk(root: str, experiment_id: str, experiment: str, first: int, n: int, rn
     end = start + interval * (last_step + 1)
     params = _params(rng, n)
     tags = _tags(rng, n, experiment)
-    version = layout.next_version()
-    runs = pa.table(
-        {
-            "run_id": ids,
-            "version": np.full(n, version),
-            "run_name": np.array([f"{experiment.split('-')[0]}-{first + i:06d}" for i in range(n)]),
-            "status": statuses,
-            "start_time": start,
-            "end_time": end,
-            "user_id": rng.choice(np.array(USERS), n),
-            "source_type": rng.choice(np.array(["LOCAL", "JOB"]), n, p=[0.3, 0.7]),
-            "source_name": np.full(n, f"/home/team/{experiment}/train.py"),
-            "source_version": np.array([_git_sha(seed, first + i) for i in range(n)]),
-            "entry_point": np.full(n, "train.py"),
-            "artifact_uri": np.array([layout.artifact_uri_for(root, experiment_id, i) for i in ids]),
-            "lifecycle_stage": np.full(n, layout.LIFECYCLE_ACTIVE),
-        }
-    )
-    writer.write_part(fs, root, layout.RUNS, writer.to_table(layout.RUNS, runs), experiment_id)
-    _write_long(fs, root, layout.PARAMS, experiment_id, ids, params, version)
-    _write_long(fs, root, layout.TAGS, experiment_id, ids, tags, version)
-    values = _curves(rng, n, params["lr"])
-    k = len(METRIC_KEYS)
-    mask = np.broadcast_to((np.arange(STEPS)[None, :] <= last_step[:, None])[:, None, :], values.shape)
-    run_idx, key_idx, step_idx = np.nonzero(mask)  # C order: run, then key, then step
-    count = len(run_idx)
-    metric_table = pa.table(
-        {
-            "run_id": pa.DictionaryArray.from_arrays(run_idx.astype(np.int32), pa.array(ids)).cast(pa.string()),
-            "key": pa.DictionaryArray.from_arrays(key_idx.astype(np.int32), pa.array(METRIC_KEYS)).cast(pa.string()),
-            "step": step_idx.astype(np.int64),
-            "timestamp": (start[run_idx] + interval[run_idx] * (step_idx + 1)).astype(np.int64),
-            "value": values[mask],
-        }
-    )
-    writer.write_part(fs, root, layout.METRICS, metric_table, experiment_id, sort=False)
-    masked = np.where(mask, values, np.nan)
-    last = values[np.arange(n), :, last_step]  # (n, k)
-    summaries = pa.table(
-        {
-            "run_id": np.repeat(ids, k),
-            "key": np.tile(np.array(METRIC_KEYS), n),
-            "latest_step": np.repeat(last_step, k).astype(np.int64),
-            "latest_timestamp": np.repeat(end, k).astype(np.int64),
-            "latest_value": last.reshape(-1),
-            "min_value": np.nanmin(masked, axis=2).reshape(-1),
-            "max_value": np.nanmax(masked, axis=2).reshape(-1),
-            "value_count": np.repeat(last_step + 1, k).astype(np.int64),
-        }
-    )
-    writer.write_part(fs, root, layout.METRIC_SUMMARIES, writer.to_table(layout.METRIC_SUMMARIES, summaries), experiment_id)
-    return count
+    users = rng.choice(np.array(USERS), n).tolist()
+    source_types = rng.choice(np.array(["LOCAL", "JOB"]), n, p=[0.3, 0.7]).tolist()
+    # (n, STEPS, 5), contiguous: each run's step-major values are one row of memory.
+    values = np.ascontiguousarray(_curves(rng, n, params["lr"]).transpose(0, 2, 1))
+    param_keys, param_rows = list(params), list(zip(*(params[k].tolist() for k in params)))
+    tag_keys, tag_rows = list(tags), list(zip(*(tags[k].tolist() for k in tags)))
+    prefix = experiment.split("-")[0]
+    source_name = f"/home/team/{experiment}/train.py"
+    starts, ends, intervals, lasts = start.tolist(), end.tolist(), interval.tolist(), last_step.tolist()
+    ends_with = statuses.tolist()
+    for i, run_id in enumerate(ids):
+        client.create_run(
+            experiment_id,
+            run_name=f"{prefix}-{first + i:06d}",
+            start_time=starts[i],
+            user_id=users[i],
+            tags=dict(zip(tag_keys, tag_rows[i])),
+            run_id=run_id,
+            source={
+                "source_type": source_types[i],
+                "source_name": source_name,
+                "source_version": _git_sha(seed, first + i),
+                "entry_point": "train.py",
+            },
+        )
+        client.log_batch(
+            run_id,
+            metrics=_points(values[i], lasts[i], starts[i], intervals[i]),
+            params=dict(zip(param_keys, param_rows[i])),
+        )
+        client.set_terminated(run_id, ends_with[i], end_time=ends[i])
+    client.flush()  # one chunk at a time in memory
+    return int((last_step + 1).sum()) * len(METRIC_KEYS)
 
 
-def _write_long(fs: Any, root: str, table: str, experiment_id: str, ids: np.ndarray, columns: dict[str, np.ndarray], version: int) -> None:
-    keys = list(columns)
-    n = len(ids)
-    data = pa.table(
-        {
-            "run_id": np.repeat(ids, len(keys)),
-            "key": np.tile(np.array(keys), n),
-            "value": np.stack([columns[k] for k in keys], axis=1).reshape(-1),
-            "version": np.full(n * len(keys), version),
-        }
-    )
-    writer.write_part(fs, root, table, writer.to_table(table, data), experiment_id)
-
-
-# -- rich runs through the ingest API ------------------------------------------------------
-def _rich_runs(client: LakeClient, experiments: dict[str, str], count: int, rng: np.random.Generator, seed: int) -> tuple[int, int]:
+# -- rich runs: artifacts, models, sweep parents, a live and a deleted run -----------------
+def _rich_runs(
+    client: LakeClient, experiments: dict[str, str], count: int, rng: np.random.Generator, seed: int
+) -> tuple[int, int]:
     points = parents = 0
     sweep_parent: str | None = None
     for i in range(count):
@@ -261,12 +270,18 @@ def _rich_runs(client: LakeClient, experiments: dict[str, str], count: int, rng:
             if sweep_parent is None or i % 9 == 0:
                 parents += 1
                 sweep_parent = client.create_run(
-                    experiment_id, run_name=f"sweep-{i // 9 + 1}", start_time=BASE_TIME_MS - 86_400_000 + i * 1000,
-                    user_id="alice", tags={**tags, "sweep": "true"}, run_id=_run_id(seed, 10_000_000 + i),
+                    experiment_id,
+                    run_name=f"sweep-{i // 9 + 1}",
+                    start_time=BASE_TIME_MS - 86_400_000 + i * 1000,
+                    user_id="alice",
+                    tags={**tags, "sweep": "true"},
+                    run_id=_run_id(seed, 10_000_000 + i),
                     source=_source(experiment, seed, i),
                 )
                 client.log_batch(sweep_parent, params={"search": "random", "trials": "8", "metric": "val_accuracy"})
-                client.set_terminated(sweep_parent, "FINISHED", end_time=BASE_TIME_MS - 86_400_000 + i * 1000 + 3_600_000)
+                client.set_terminated(
+                    sweep_parent, "FINISHED", end_time=BASE_TIME_MS - 86_400_000 + i * 1000 + 3_600_000
+                )
             parent = sweep_parent
         status = "FINISHED"
         if kind == "llm" and i % 4 == 2:
@@ -275,25 +290,33 @@ def _rich_runs(client: LakeClient, experiments: dict[str, str], count: int, rng:
             status = "KILLED"
         start = BASE_TIME_MS - 86_400_000 + i * 120_000
         run_id = client.create_run(
-            experiment_id, run_name=f"{kind}-{i:03d}", start_time=start, user_id=USERS[i % len(USERS)],
-            tags=tags, parent_run_id=parent, run_id=_run_id(seed, 20_000_000 + i), source=_source(experiment, seed, i),
+            experiment_id,
+            run_name=f"{kind}-{i:03d}",
+            start_time=start,
+            user_id=USERS[i % len(USERS)],
+            tags=tags,
+            parent_run_id=parent,
+            run_id=_run_id(seed, 20_000_000 + i),
+            source=_source(experiment, seed, i),
         )
         if i % 5 == 0:
-            client.set_description(run_id, f"**Run {i}**: baseline with `{params['optimizer']}`.\n\n- lr {params['lr']}\n- batch {params['batch_size']}")
+            client.set_description(
+                run_id,
+                f"**Run {i}**: baseline with `{params['optimizer']}`.\n\n- lr {params['lr']}\n- batch {params['batch_size']}",
+            )
         values = _curves(rng, 1, np.array([params["lr"]]))[0]
         last_step = STEPS - 1 if status == "FINISHED" else int(rng.integers(10, 60))
-        metrics = [
-            (key, float(values[k, s]), start + (s + 1) * 5_000, s)
-            for s in range(last_step + 1)
-            for k, key in enumerate(METRIC_KEYS)
-        ]
+        metrics = _points(np.ascontiguousarray(values.T), last_step, start, 5_000)
         client.log_batch(run_id, metrics=metrics, params=params)
-        points += len(metrics)
+        points += metrics.num_rows
         run = Run(client, run_id, experiment_id, f"{kind}-{i:03d}")
         if kind == "tabular":
             _tabular_artifacts(run, rng, i)
         if kind == "llm":
-            run.log_text(f"step {last_step}: status {status}\n" + "\n".join(f"loss={v:.4f}" for v in values[0, :last_step:10]), "logs/train.log")
+            run.log_text(
+                f"step {last_step}: status {status}\n" + "\n".join(f"loss={v:.4f}" for v in values[0, :last_step:10]),
+                "logs/train.log",
+            )
         if i == count - 1 and count >= 6:
             continue  # the newest rich run stays RUNNING, as a live run would
         client.set_terminated(run_id, status, end_time=start + (last_step + 1) * 5_000)
@@ -315,8 +338,14 @@ def _source(experiment: str, seed: int, i: int) -> dict[str, str]:
 def _tabular_artifacts(run: Run, rng: np.random.Generator, i: int) -> None:
     features = [f"f{j}" for j in range(6)]
     importances = rng.dirichlet(np.ones(len(features)))
-    run.log_text("feature,importance\n" + "\n".join(f"{f},{v:.4f}" for f, v in zip(features, importances)), "feature_importance.csv")
-    run.log_dict({"classes": ["cat", "dog"], "matrix": [[int(rng.integers(40, 60)), 5], [7, int(rng.integers(40, 60))]]}, "confusion_matrix.json")
+    run.log_text(
+        "feature,importance\n" + "\n".join(f"{f},{v:.4f}" for f, v in zip(features, importances)),
+        "feature_importance.csv",
+    )
+    run.log_dict(
+        {"classes": ["cat", "dog"], "matrix": [[int(rng.integers(40, 60)), 5], [7, int(rng.integers(40, 60))]]},
+        "confusion_matrix.json",
+    )
     run.log_text(_svg_bars(features, importances), "plots/importance.svg")
     figure = {
         "data": [{"type": "bar", "x": features, "y": [round(float(v), 4) for v in importances]}],

@@ -43,9 +43,11 @@ def _experiment(row: dict[str, Any]) -> Experiment:
 class LakeClient:
     """Write access to one lake, shaped like ``mlflow.tracking.MlflowClient``.
 
-    Metric points and params given to ``log_batch`` are buffered and written by a background
-    thread (or ``flush()``); run creation and changes to a run (status, name, tags, deletion)
-    are written before the call returns.
+    Everything is buffered and written by a background thread every few seconds (or by
+    ``flush()``): run creation, status, tags and points alike, so a client creating 10,000 runs
+    writes a few files per flush, not one per call. Readers in other processes see a change
+    within one flush interval; a ``Lake`` in this process sees it at once (it flushes first).
+    The experiment table is the exception: ``create_experiment`` writes before it returns.
 
     Args:
         lake: the lake root (a local path or a URI pyarrow understands).
@@ -165,7 +167,6 @@ class LakeClient:
         self._store.add_rows(layout.RUNS, experiment_id, [row])
         if tag_rows:
             self._store.add_rows(layout.TAGS, experiment_id, tag_rows)
-        self._store.flush()
         return run_id
 
     def _experiment_of(self, run_id: str) -> str:
@@ -174,9 +175,8 @@ class LakeClient:
             raise RunNotFound(run_id)
         return experiment_id
 
-    def _write_run_row(self, run_id: str, row: dict[str, Any]) -> None:
-        self._store.add_rows(layout.RUNS, self._experiment_of(run_id), [row])
-        self._store.flush()
+    def _write_run_row(self, run_id: str, row: dict[str, Any], *, after_data: bool = False) -> None:
+        self._store.add_rows(layout.RUNS, self._experiment_of(run_id), [row], after_data=after_data)
 
     def update_run(self, run_id: str, status: str | None = None, end_time: int | None = None, run_name: str | None = None) -> None:
         """Change a run's status, end time or name."""
@@ -185,10 +185,11 @@ class LakeClient:
             self._write_run_row(run_id, row)
 
     def set_terminated(self, run_id: str, status: str = "FINISHED", end_time: int | None = None) -> None:
-        """End a run: flush its buffered data, then record the status and end time."""
+        """End a run: record the status and end time, written after the run's buffered data."""
         rows.check_status(status, terminal=True)
-        self._store.flush()
-        self.update_run(run_id, status=status, end_time=end_time if end_time is not None else layout.now_ms())
+        row = rows.run_update_row(run_id, status=status, end_time=end_time if end_time is not None else layout.now_ms())
+        assert row is not None
+        self._write_run_row(run_id, row, after_data=True)
 
     def rename_run(self, run_id: str, new_name: str) -> None:
         """Give a run a new display name (non-empty, at most 250 characters)."""
@@ -219,11 +220,11 @@ class LakeClient:
         now = layout.now_ms()
         for target, target_experiment in targets:
             self._store.add_rows(layout.RUNS, target_experiment, [rows.lifecycle_row(target, deleted=deleted, now=now)])
-        self._store.flush()
         return [target for target, _ in targets]
 
     def _descendants(self, run_id: str) -> list[tuple[str, str]]:
         """(run id, experiment id) of every run below ``run_id`` in the nested-run tree."""
+        self._store.flush(merge=False)  # runs this process created are still buffered
         table = self._store.read_rows(layout.RUNS)
         if table is None:
             return []
@@ -246,17 +247,14 @@ class LakeClient:
     def set_tag(self, run_id: str, key: str, value: Any) -> None:
         """Set a tag (a new version replaces the old value)."""
         self._store.add_rows(layout.TAGS, self._experiment_of(run_id), [rows.tag_row(run_id, key, value)])
-        self._store.flush()
 
     def delete_tag(self, run_id: str, key: str) -> None:
         """Delete a tag (a tombstone row)."""
         self._store.add_rows(layout.TAGS, self._experiment_of(run_id), [rows.tag_delete_row(run_id, key)])
-        self._store.flush()
 
     def set_description(self, run_id: str, description: str) -> None:
         """Set the run's notes (markdown), stored as MLflow's ``mlflow.note.content`` tag."""
         self._store.add_rows(layout.TAGS, self._experiment_of(run_id), [rows.note_row(run_id, description)])
-        self._store.flush()
 
     def param_rows(self, run_id: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Validated param rows; logging a key again with another value is an error.
@@ -284,6 +282,7 @@ class LakeClient:
         experiment_id = self._store.experiment_of_run(run_id)
         if experiment_id is None:
             return {}
+        self._store.flush(merge=False)  # params this process logged may still be buffered
         table = self._store.read_rows(layout.PARAMS, experiment_id)
         if table is None:
             return {}

@@ -169,6 +169,10 @@ class Run:
             if self._ended:
                 return
             self._client.set_terminated(self.run_id, status=status)
+            # The end of a run is a durability point: its rows are on disk when end() returns,
+            # and its own small files are merged (the end-of-run merge).
+            self._store.flush(merge=False)
+            self._store.merge(release_all=True)
             self._ended = True
         for callback in self._on_end:
             callback(self)

@@ -16,7 +16,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from runlake.core import layout, writer
-from runlake.core.batch import Buffer
+from runlake.core import merge as merge_mod
+from runlake.core.batch import Buffer, register_pending
+from runlake.core.lease import try_lease
 
 FLUSH_INTERVAL_S = float(os.environ.get("RUNLAKE_FLUSH_INTERVAL", "3"))
 # A buffer this large is flushed early, to bound memory in runs that log very fast.
@@ -50,6 +52,12 @@ class Store:
         self._thread_lock = threading.Lock()
         self.flush_error: BaseException | None = None
         self._reported_error: str | None = None
+        # The part files this process wrote and has not merged yet, per (table, partition):
+        # its own to merge (a forked child starts with none - the parent's are the parent's).
+        self._own: dict[tuple[str, str], list[str]] = {}
+        self._touched: set[tuple[str, str]] = set()
+        self._own_lock = threading.Lock()
+        self._merge_lock = threading.Lock()
 
     # -- buffering -----------------------------------------------------------------------
     def ensure_flusher(self) -> None:
@@ -66,7 +74,7 @@ class Store:
             self._wake.wait(FLUSH_INTERVAL_S)
             self._wake.clear()
             try:
-                self.buffer.flush(self.fs, self.root)
+                self.flush()
                 self.flush_error = None
             except Exception as exc:
                 # The rows stay buffered for the next try (a full disk may clear); an explicit
@@ -87,19 +95,69 @@ class Store:
             self._wake.set()
         self.ensure_flusher()
 
-    def add_rows(self, table: str, experiment_id: str, rows: list[dict[str, Any]]) -> None:
-        self.buffer.add_rows(table, experiment_id, rows)
+    def add_rows(self, table: str, experiment_id: str, rows: list[dict[str, Any]], *, after_data: bool = False) -> None:
+        self.buffer.add_rows(table, experiment_id, rows, after_data=after_data)
         self.ensure_flusher()
 
-    def flush(self) -> None:
-        """Write everything buffered now (raises what the write raised)."""
-        self.buffer.flush(self.fs, self.root)
+    def flush(self, *, merge: bool = True) -> None:
+        """Write everything buffered now (raises what the write raised), then merge what is due."""
+        written = self.buffer.flush(self.fs, self.root)
+        if written:
+            with self._own_lock:
+                for part in written:
+                    key = (part.table, part.experiment_id)
+                    self._own.setdefault(key, []).append(part.path)
+                    self._touched.add(key)
+        if merge:
+            self.merge()
+
+    def flush_for_reader(self) -> None:
+        """A reader in this process is about to list the lake: write what it should see."""
+        if self.buffer.pending():
+            self.flush(merge=False)
+
+    def merge(self, *, release_all: bool = False) -> None:
+        """Merge this process's own part files once a table partition holds ``OWN_FILE_LIMIT``
+        of them (every one with ``release_all``: a run ended), then the partitions' full tiers.
+
+        Runs on the flusher thread (never inside a ``log_*`` call) and only while this process
+        holds the maintenance lease; when another process holds it, the merge waits for the
+        next flush. See ``runlake.core.merge``.
+        """
+        limit = 2 if release_all else merge_mod.OWN_FILE_LIMIT
+        with self._own_lock:
+            due = {key: list(paths) for key, paths in self._own.items() if len(paths) >= limit}
+            if release_all:  # a single file is released as it is
+                self._own = {key: paths for key, paths in self._own.items() if len(paths) != 1}
+        if not due:
+            return
+        with self._merge_lock, try_lease(self.fs, self.root, "merge") as held:
+            if not held:
+                return
+            for (table, experiment_id), paths in due.items():
+                try:
+                    merge_mod.merge_files(self.fs, self.root, table, experiment_id or None, paths)
+                    done = set(paths)
+                except FileNotFoundError:
+                    # Compaction merged some of them meanwhile: those are no longer ours.
+                    done = {p for p in paths if self.fs.get_file_info(p).type == pafs.FileType.NotFound}
+                with self._own_lock:
+                    self._own[(table, experiment_id)] = [p for p in self._own.get((table, experiment_id), []) if p not in done]
+            with self._own_lock:
+                touched, self._touched = self._touched, set()
+            merge_mod.merge_tiers(self.fs, self.root, [(t, e or None) for t, e in touched])
+
+    def own_files(self) -> dict[tuple[str, str], int]:
+        """How many unmerged part files this process holds per (table, experiment id)."""
+        with self._own_lock:
+            return {key: len(paths) for key, paths in self._own.items() if paths}
 
     def close(self) -> None:
         self._stop.set()
         self._wake.set()
         try:
-            self.flush()
+            self.flush(merge=False)
+            self.merge(release_all=True)
         except Exception as exc:
             print(f"runlake: could not flush buffered data to {self.root}: {exc}", file=sys.stderr)
 
@@ -216,6 +274,7 @@ def get_store(location: str | os.PathLike[str]) -> Store:
         if store is None:
             _install_process_hooks()
             store = _stores[root] = Store(location)
+            register_pending(store.root, store.flush_for_reader)
         return store
 
 

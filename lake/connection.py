@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from runlake.core import layout, writer
+from runlake.core import batch, layout, writer
 from runlake.core.errors import InvalidArgument
 from runlake.lake import snapshot, views
 from runlake.lake.sql import Fragment
@@ -53,11 +53,16 @@ class Connection:
         self._con = duckdb.connect(":memory:")
         self._snapshot = snapshot.Snapshot(self._con, fs, root)
         self._local = threading.local()
-        self._snapshot.refresh()
+        self.refresh()
 
     # -- state ---------------------------------------------------------------------------
     def refresh(self) -> bool:
-        """Pick up files written since the last refresh; True when anything changed."""
+        """Pick up files written since the last refresh; True when anything changed.
+
+        Rows this process's writers still buffer for the lake are flushed first, so a program
+        that logs and then reads sees what it logged.
+        """
+        batch.before_read(self.root)
         return self._snapshot.refresh()
 
     def fingerprint(self) -> tuple[int, ...]:

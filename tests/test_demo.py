@@ -56,7 +56,11 @@ def test_every_metric_summary_agrees_with_the_points(demo_lake):
     lake = Lake(root)
     summaries = lake.sql("SELECT run_id, key, value, step, timestamp, min_value, max_value FROM latest_metrics")
     pairs = lake.sql("SELECT DISTINCT run_id, key FROM metrics")
-    assert len(summaries) == len(pairs) == 5 * len(lake.sql("SELECT run_id FROM params GROUP BY run_id HAVING count(*) = 10"))
+    assert (
+        len(summaries)
+        == len(pairs)
+        == 5 * len(lake.sql("SELECT run_id FROM params GROUP BY run_id HAVING count(*) = 10"))
+    )
     for row in summaries.itertuples():
         history = lake.metric_history(row.run_id, row.key)
         last = history.iloc[-1]  # step order, then timestamp, then value

@@ -115,6 +115,7 @@ def test_training_side_reads_survive_compaction(tmp_path):
     client = LakeClient(root)
     experiments = [client.create_experiment(f"e{i}") for i in range(8)]
     runs = [client.create_run(e) for e in experiments for _ in range(3)]
+    client.flush()
     stop = threading.Event()
     errors: list[BaseException] = []
 

@@ -31,6 +31,7 @@ def test_tables_are_hive_partitioned_with_real_types(client, lake_dir):
     exp, run = _run(client)
     client.log_batch(run, metrics=[("loss", 0.5, 1000, 1)], params={"lr": "0.1"}, tags={"t": "v"})
     client.set_terminated(run)
+    client.flush()
     for table in layout.PARTITIONED_TABLES:
         files = glob.glob(os.path.join(lake_dir, table, f"experiment_id={exp}", "part-*.parquet"))
         assert files, table
@@ -218,6 +219,7 @@ def test_standalone_sql_in_plain_duckdb_matches_the_lake(client, lake_dir):
     exp, run = _run(client)
     client.log_batch(run, metrics=[("m", 1.0, 1, 1), ("m", 2.0, 2, 2)], params={"p": "x"}, tags={"t": "y"})
     client.set_terminated(run)
+    client.flush()
     con = duckdb.connect()
     for statement in views.standalone_script(client.root).split(";\n"):
         con.execute(statement)

@@ -11,9 +11,7 @@ import pyarrow.fs as pafs
 
 from runlake.core import layout, writer
 
-# Compaction outputs carry this suffix in their file id, so a later pass can tell files that
-# already went through compaction (sorted, deduplicated, summarised) from raw ingest output.
-COMPACTED_SUFFIX = "-c"
+
 @dataclass(frozen=True)
 class PartFile:
     """One finished part file of a table."""
@@ -25,7 +23,7 @@ class PartFile:
 
     @property
     def compacted(self) -> bool:
-        return self.path.endswith(COMPACTED_SUFFIX + layout.DATA_SUFFIX)
+        return self.path.endswith(layout.COMPACTED_SUFFIX + layout.DATA_SUFFIX)
 
 
 def list_files(fs: pafs.FileSystem, root: str, table: str) -> dict[str | None, list[PartFile]]:
@@ -55,7 +53,7 @@ def list_tmp_files(fs: pafs.FileSystem, root: str) -> list[pafs.FileInfo]:
 
 
 def compacted_file_id() -> str:
-    return layout.new_file_id() + COMPACTED_SUFFIX
+    return layout.new_file_id() + layout.COMPACTED_SUFFIX
 
 
 def human_bytes(n: float) -> str:

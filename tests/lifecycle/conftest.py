@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from runlake.core import layout, writer
+from runlake.core import layout, merge, writer
 from runlake.ingest.client import LakeClient
 
 
@@ -26,6 +26,7 @@ def log_runs(root: str, experiment: str = "exp", runs: int = 3, steps: int = 20,
         client.delete_tag(run_id, "temp")
         client.set_terminated(run_id)
         ids.append(run_id)
+    client.flush()
     return experiment_id, ids
 
 
@@ -69,6 +70,10 @@ def run_cli(argv: Sequence[str]) -> int:
 
 
 @pytest.fixture
-def small_lake(lake_dir: str) -> tuple[str, str, list[str]]:
-    experiment_id, ids = log_runs(lake_dir)
+def small_lake(lake_dir: str, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str, list[str]]:
+    """A lake of many small files: written with the writers' own merges off, as by writers that
+    died before merging (or by runlake before writers merged), for cron compaction to work on."""
+    with monkeypatch.context() as patch:
+        patch.setattr(merge, "OWN_FILE_LIMIT", 10**9)
+        experiment_id, ids = log_runs(lake_dir)
     return lake_dir, experiment_id, ids

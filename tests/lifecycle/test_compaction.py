@@ -168,7 +168,7 @@ def test_another_maintenance_job_holding_the_lease_makes_compaction_wait_then_fa
 def test_a_lease_left_by_a_dead_process_is_ignored(small_lake):
     lake_dir, _exp, _ids = small_lake
     directory = os.path.join(lake_dir, "_maintenance")
-    os.makedirs(directory)
+    os.makedirs(directory, exist_ok=True)
     with open(os.path.join(directory, "lease-0-dead.json"), "w") as handle:
         json.dump({"host": socket.gethostname(), "pid": 2**22 + 12345, "job": "compact"}, handle)
     assert compact(lake_dir, grace_s=0, wait_s=0).files_merged > 0

@@ -1,0 +1,160 @@
+"""Merging part files with no operator: a writer's own recent files, then size tiers (pyarrow only).
+
+Every flush writes a small file per table and partition. Left alone, a long run flushing every
+few seconds leaves thousands, and every reader pays for each. Two merges keep the count bounded:
+
+1. **A writer merges its own files.** Once it holds ``OWN_FILE_LIMIT`` files of one table in
+   one partition, it writes their rows as one file marked merged (``-m``) and removes them. The
+   merged file is released: from then on it belongs to the partition, not to the writer.
+2. **Size tiers.** Released and compacted files are merged in tiers, as an LSM tree does: a
+   file's tier is its size class (each ``TIER_FANOUT`` times the one below), and ``TIER_FANOUT``
+   files of one tier merge into one file of the next. A partition then holds at most
+   ``TIER_FANOUT - 1`` files per tier - a few dozen for any size - and every row is rewritten
+   O(log n) times, never once per flush: merging small files never rewrites the big ones.
+
+Both rewrite under the maintenance lease (``core.lease``), so they never race compaction or
+retention, and follow the lake's rule 3: the merged file is written before its inputs are
+removed, so a reader (or a SIGKILL) between the two sees duplicates, which the folds absorb.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from runlake.core import layout, points, writer
+from runlake.core.lease import delete_quietly
+
+OWN_FILE_LIMIT = 4
+TIER_FANOUT = 4
+# Files below this size are all in the first tier.
+FIRST_TIER_BYTES = 256 * 1024
+# One merge takes at most this many files, so a backlog is worked off in bounded steps.
+MAX_MERGE_FILES = 16
+# Raw flush files this old belong to a writer that stopped without merging them (it died):
+# the tiers take them in. A live writer merges its own within a few flushes.
+ABANDONED_AFTER_S = 600.0
+
+
+@dataclass(frozen=True)
+class PartInfo:
+    """A part file as the merges see it."""
+
+    path: str
+    size: int
+    mtime: float
+
+    @property
+    def released(self) -> bool:
+        """Merged or compacted already, so no writer owns it any more."""
+        name = self.path.rsplit("/", 1)[-1]
+        return name.endswith(layout.MERGED_SUFFIX + layout.DATA_SUFFIX) or name.endswith(
+            layout.COMPACTED_SUFFIX + layout.DATA_SUFFIX
+        )
+
+
+def tier_of(size: int) -> int:
+    """The size class of a file: 0 below ``FIRST_TIER_BYTES``, then one per factor of ``TIER_FANOUT``."""
+    if size < FIRST_TIER_BYTES:
+        return 0
+    return 1 + int(math.log(size / FIRST_TIER_BYTES, TIER_FANOUT))
+
+
+def combine(table: str, data: pa.Table) -> pa.Table:
+    """Rows of several files of one table as the rows of one file.
+
+    Metric summaries fold to one row per (run, key); every other table keeps every row (latest
+    wins by version when read), sorted by the table's sort keys so run filters prune row groups.
+    """
+    if table == layout.METRIC_SUMMARIES:
+        return points.fold_summaries(data)
+    if table == layout.METRICS:
+        return data.sort_by(points.POINT_ORDER)
+    return data.sort_by(layout.SORT_KEYS[table])
+
+
+def merge_files(
+    fs: pafs.FileSystem, root: str, table: str, experiment_id: str | None, paths: list[str]
+) -> tuple[str | None, int]:
+    """Write the rows of ``paths`` as one merged file, then remove them.
+
+    Returns:
+        The merged file's path (None when the inputs held no rows) and its size in bytes.
+
+    Raises:
+        FileNotFoundError: an input vanished (another job merged it); nothing was written.
+    """
+    import pyarrow.parquet as pq
+
+    schema = layout.SCHEMAS[table]
+    parts = [writer.to_table(table, pq.read_table(path, filesystem=fs, schema=schema)) for path in paths]
+    data = combine(table, pa.concat_tables(parts))
+    output = writer.write_part(
+        fs, root, table, data, experiment_id, sort=False, file_id=layout.new_file_id() + layout.MERGED_SUFFIX
+    )
+    for path in paths:
+        delete_quietly(fs, path)
+    return output, (fs.get_file_info(output).size or 0) if output else 0
+
+
+def plan_tiers(files: list[PartInfo], now: float) -> list[list[PartInfo]]:
+    """Groups of files to merge: ``TIER_FANOUT`` or more of one tier, oldest first.
+
+    Only released files and abandoned raw ones take part: a live writer's own files are its own.
+    """
+    tiers: dict[int, list[PartInfo]] = {}
+    for part in sorted(files, key=lambda p: p.path):
+        if part.released or now - part.mtime >= ABANDONED_AFTER_S:
+            tiers.setdefault(tier_of(part.size), []).append(part)
+    groups = []
+    for tier in sorted(tiers):
+        members = tiers[tier]
+        while len(members) >= TIER_FANOUT:
+            groups.append(members[:MAX_MERGE_FILES])
+            members = members[MAX_MERGE_FILES:]
+    return groups
+
+
+def list_partition(fs: pafs.FileSystem, root: str, table: str, experiment_id: str | None) -> list[PartInfo]:
+    """The finished part files of one table partition."""
+    directory = layout.LakePaths(root).partition_dir(table, experiment_id or "")
+    return [
+        PartInfo(info.path, info.size or 0, info.mtime.timestamp() if info.mtime is not None else 0.0)
+        for info in writer.list_dir_parts(fs, directory)
+    ]
+
+
+def merge_tiers(
+    fs: pafs.FileSystem,
+    root: str,
+    partitions: Iterable[tuple[str, str | None]],
+    *,
+    budget_s: float = 2.0,
+) -> int:
+    """Merge full tiers of the given (table, experiment id) partitions; returns files merged.
+
+    The caller holds the maintenance lease. Work stops once ``budget_s`` has passed (the rest
+    waits for the next call), so the lease is never held for long.
+    """
+    deadline = time.monotonic() + budget_s
+    merged = 0
+    for table, experiment_id in sorted(set(partitions), key=lambda p: (p[0], p[1] or "")):
+        # A merged file may complete the next tier: plan again until nothing is full.
+        while time.monotonic() < deadline:
+            groups = plan_tiers(list_partition(fs, root, table, experiment_id), time.time())
+            if not groups:
+                break
+            for group in groups:
+                if time.monotonic() >= deadline:
+                    break
+                try:
+                    merge_files(fs, root, table, experiment_id, [p.path for p in group])
+                except FileNotFoundError:
+                    continue  # a concurrent cron compaction took these; plan again
+                merged += len(group)
+    return merged
