@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from runlake.core import layout
@@ -13,6 +15,7 @@ from runlake.lake.connection import Connection
 from runlake.lake.sql import id_list, join, q
 
 POINT_COLUMNS = ["run_id", "key", "step", "timestamp", "value"]
+SERIES_COLUMNS = ["step", "timestamp", "value"]
 
 
 def metric_history(db: Connection, run_id: str, key: str) -> pd.DataFrame:
@@ -24,7 +27,11 @@ def metric_history(db: Connection, run_id: str, key: str) -> pd.DataFrame:
     rows = db.rows(q("SELECT experiment_id FROM runs WHERE run_id = ?", run_id))
     if not rows:
         raise RunNotFound(run_id)
-    return metric_histories(db, [run_id], [key], experiment_ids=[rows[0][0]])[["step", "timestamp", "value"]]
+    condition = (
+        (ds.field(layout.PARTITION_COLUMN) == rows[0][0]) & (ds.field("run_id") == run_id) & (ds.field("key") == key)
+    )
+    # One series: only its numbers are read back and sorted (no string columns to decode).
+    return distinct_sorted(db.scan_metrics(SERIES_COLUMNS, condition), SERIES_COLUMNS).to_pandas()
 
 
 def metric_histories(
@@ -44,10 +51,31 @@ def metric_histories(
     condition = ds.field("run_id").isin(list(run_ids)) & ds.field(layout.PARTITION_COLUMN).isin(list(experiment_ids))
     if keys is not None:
         condition = condition & ds.field("key").isin(list(keys))
-    points = db.scan_metrics(POINT_COLUMNS, condition)
-    # Set semantics, as the metrics view: a point stored twice (before compaction) counts once.
-    return db.over(
-        "_points",
-        points,
-        q("SELECT DISTINCT run_id, key, step, timestamp, value FROM _points ORDER BY run_id, key, step, timestamp, value"),
-    )
+    return distinct_sorted(db.scan_metrics(POINT_COLUMNS, condition), POINT_COLUMNS).to_pandas()
+
+
+def distinct_sorted(points: pa.Table, columns: list[str]) -> pa.Table:
+    """Points sorted by ``columns`` (a suffix of run_id, key, step, timestamp, value), each once.
+
+    Set semantics, as the metrics view: a point stored twice (a merge's output and its inputs,
+    seen between the two steps) counts once. Done in Arrow: after the sort, duplicates are
+    neighbours, so one vectorised comparison with the previous row finds them (NaN equals NaN
+    here, as in DuckDB's DISTINCT).
+    """
+    ordered = points.sort_by([(c, "ascending") for c in columns])
+    n = ordered.num_rows
+    if n < 2:
+        return ordered
+    same = None
+    for name in columns:
+        column = ordered.column(name).combine_chunks()
+        before, after = column.slice(0, n - 1), column.slice(1)
+        equal = pc.fill_null(pc.equal(before, after), False)
+        if name == "value":
+            equal = pc.or_(equal, pc.and_(pc.is_nan(before), pc.is_nan(after)))
+        same = equal if same is None else pc.and_(same, equal)
+    assert same is not None
+    if not pc.any(same).as_py():
+        return ordered
+    keep = pa.concat_arrays([pa.array([True]), pc.invert(same)])
+    return ordered.filter(keep)

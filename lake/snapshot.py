@@ -57,7 +57,7 @@ class Snapshot:
         self._lock = threading.Lock()
         self._listings: dict[str, Listing] = {}
         self.generation = 0
-        self._metrics_listing: Listing | None = None
+        self._metrics_cache: tuple[Listing, ds.Dataset] | None = None
 
     def fingerprint(self) -> tuple[int, ...]:
         """A value that changes whenever any table's listing changes (for caches)."""
@@ -141,9 +141,20 @@ class Snapshot:
         return listing
 
     def metrics_dataset(self) -> ds.Dataset:
-        """The metric points as a lazily scanned dataset (filters push down to row groups)."""
+        """The metric points as a lazily scanned dataset (filters push down to row groups).
+
+        Kept while the metric files stay the same: the files are immutable, so their footers
+        (row-group statistics, which prune a run's history to its row groups) are read once.
+        """
         listing = list_table(self._fs, self._root, layout.METRICS)
-        return partitioned_dataset(self._fs, self._root, layout.METRICS, listing.paths)
+        cached = self._metrics_cache
+        if cached is not None and cached[0] == listing:
+            return cached[1]
+        dataset = partitioned_dataset(self._fs, self._root, layout.METRICS, listing.paths)
+        for fragment in dataset.get_fragments():
+            fragment.ensure_complete_metadata()
+        self._metrics_cache = (listing, dataset)
+        return dataset
 
 
 def partitioned_dataset(fs: pafs.FileSystem, root: str, table: str, paths: list[str]) -> ds.Dataset:

@@ -10,11 +10,13 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runlake.core import layout, writer
 from runlake.core.errors import ExperimentNotFound, RunNotFound
 from runlake.ingest import LakeClient
-from runlake.lake import Lake, views
+from runlake.lake import Lake, history, views
 
 
 @pytest.fixture
@@ -276,3 +278,32 @@ def test_log_batch_input_forms_and_errors(client, lake_dir):
         client.log_batch(run, metrics=[("a", 1.0, 0, 1.5)])
     with pytest.raises(ValueError, match="needs the columns"):
         client.log_batch(run, metrics=pa.table({"key": ["c"], "value": [0.5]}))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b"]),
+            st.sampled_from(["loss", "acc"]),
+            st.integers(-3, 3),
+            st.integers(0, 2),
+            st.sampled_from([0.0, -0.0, 1.5, float("nan"), float("inf"), -float("inf")]),
+        ),
+        max_size=40,
+    )
+)
+def test_histories_count_each_point_once_as_duckdb_distinct(points):
+    # The Arrow path of metric histories against the metrics view's rule (DuckDB's DISTINCT).
+    table = pa.Table.from_pylist(
+        [dict(zip(["run_id", "key", "step", "timestamp", "value"], p)) for p in points + points[:5]],
+        schema=pa.schema([("run_id", pa.string()), ("key", pa.string()), ("step", pa.int64()), ("timestamp", pa.int64()), ("value", pa.float64())]),
+    )
+    ours = history.distinct_sorted(table, history.POINT_COLUMNS).to_pylist()
+    con = duckdb.connect()
+    con.register("t", table)
+    rows = con.execute("SELECT DISTINCT * FROM t ORDER BY run_id, key, step, timestamp, value").fetchall()
+    expected = [dict(zip(history.POINT_COLUMNS, r)) for r in rows]
+    assert len(ours) == len(expected)
+    key = lambda r: (r["run_id"], r["key"], r["step"], r["timestamp"], math.isnan(r["value"]), 0.0 if math.isnan(r["value"]) else r["value"])
+    assert sorted(map(key, ours)) == sorted(map(key, expected))
