@@ -1,1 +1,1 @@
-"""The runlake dashboard (Dash) and the ``runlake`` command line."""
+"""What people use: the ``runlake`` command line (``cli/``) and the Dash dashboard (``web/``)."""

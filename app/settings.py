@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from runlake.core import vocab
-
 import argparse
 import os
 from dataclasses import dataclass, fields
+
+from runlake.core import vocab
 
 DEFAULT_LAKE = vocab.DEFAULT_LAKE
 
@@ -33,7 +33,7 @@ class Settings:
     }
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace | None = None, env: dict[str, str] | None = None) -> "Settings":
+    def from_args(cls, args: argparse.Namespace | None = None, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
         values = vars(args) if args is not None else {}
 
@@ -61,7 +61,7 @@ def add_lake_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_ui_arguments(parser: argparse.ArgumentParser) -> None:
-    """The dashboard's flags (shared by ``runlake ui`` and ``python -m runlake.app.server``)."""
+    """The dashboard's flags (shared by ``runlake ui`` and ``python -m runlake.app.web.server``)."""
     add_lake_argument(parser)
     parser.add_argument("--host", default=None, help=Settings.HELP["host"])
     parser.add_argument("--port", type=int, default=None, help=Settings.HELP["port"])

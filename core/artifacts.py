@@ -59,7 +59,9 @@ def copy_file(fs: pafs.FileSystem, run_dir: str, local_path: str | os.PathLike[s
     return dest
 
 
-def copy_tree(fs: pafs.FileSystem, run_dir: str, local_dir: str | os.PathLike[str], artifact_path: str | None) -> list[str]:
+def copy_tree(
+    fs: pafs.FileSystem, run_dir: str, local_dir: str | os.PathLike[str], artifact_path: str | None
+) -> list[str]:
     """Copy every file below a local directory, keeping the relative layout."""
     local = os.fspath(local_dir)
     if not os.path.isdir(local):

@@ -33,7 +33,9 @@ def metric_points_table(run_id: str, metrics: Iterable[tuple[str, Any, Any, Any]
         except KeyError:
             raise InvalidArgument("A metrics table needs the columns key, value, timestamp and step") from None
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-            raise InvalidArgument("Metric keys must be strings, values numbers, timestamps and steps integers") from None
+            raise InvalidArgument(
+                "Metric keys must be strings, values numbers, timestamps and steps integers"
+            ) from None
     else:
         items = metrics if isinstance(metrics, list) else list(metrics)
         if not items:
@@ -50,7 +52,13 @@ def metric_points_table(run_id: str, metrics: Iterable[tuple[str, Any, Any, Any]
     if values.null_count:
         raise InvalidArgument("Metric values must not be None")
     return pa.Table.from_arrays(
-        [pa.repeat(pa.scalar(run_id, pa.string()), len(keys)), keys, steps.fill_null(0), timestamps.fill_null(layout.now_ms()), values],
+        [
+            pa.repeat(pa.scalar(run_id, pa.string()), len(keys)),
+            keys,
+            steps.fill_null(0),
+            timestamps.fill_null(layout.now_ms()),
+            values,
+        ],
         schema=layout.SCHEMAS[layout.METRICS],
     )
 
@@ -78,16 +86,28 @@ def _points_one_by_one(items: list[Any]) -> list[pa.Array]:
         try:
             key, value, timestamp, step = item
         except (TypeError, ValueError):
-            raise InvalidArgument(f"metrics[{index}] is {item!r}: expected a (key, value, timestamp, step) tuple") from None
+            raise InvalidArgument(
+                f"metrics[{index}] is {item!r}: expected a (key, value, timestamp, step) tuple"
+            ) from None
         keys.append(validation.validate_key("metric", key))
         values.append(validation.metric_value(key, value))
         timestamps.append(None if timestamp is None else validation.timestamp_ms("timestamp", timestamp))
         steps.append(validation.metric_step(key, step))
-    return [pa.array(keys, pa.string()), pa.array(values, pa.float64()), pa.array(timestamps, pa.int64()), pa.array(steps, pa.int64())]
+    return [
+        pa.array(keys, pa.string()),
+        pa.array(values, pa.float64()),
+        pa.array(timestamps, pa.int64()),
+        pa.array(steps, pa.int64()),
+    ]
 
 
-
-POINT_ORDER = [("run_id", "ascending"), ("key", "ascending"), ("step", "ascending"), ("timestamp", "ascending"), ("value", "ascending")]
+POINT_ORDER = [
+    ("run_id", "ascending"),
+    ("key", "ascending"),
+    ("step", "ascending"),
+    ("timestamp", "ascending"),
+    ("value", "ascending"),
+]
 
 
 def summarize(points: pa.Table, *, presorted: bool = False) -> pa.Table:
@@ -172,13 +192,15 @@ def fold_summaries(summaries: pa.Table) -> pa.Table:
         return pc.if_else(pc.is_nan(column), pa.scalar(None, pa.float64()), column)
 
     grouped = (
-        pa.table({
-            "run_id": run_ids,
-            "key": keys,
-            "lo": nan_to_null(ordered.column("min_value")),
-            "hi": nan_to_null(ordered.column("max_value")),
-            "n": ordered.column("value_count"),
-        })
+        pa.table(
+            {
+                "run_id": run_ids,
+                "key": keys,
+                "lo": nan_to_null(ordered.column("min_value")),
+                "hi": nan_to_null(ordered.column("max_value")),
+                "n": ordered.column("value_count"),
+            }
+        )
         .group_by(["run_id", "key"], use_threads=False)
         .aggregate([("lo", "min"), ("hi", "max"), ("n", "sum")])
         .sort_by([("run_id", "ascending"), ("key", "ascending")])

@@ -106,7 +106,9 @@ def new_run_row(
     }
 
 
-def run_update_row(run_id: str, *, status: str | None = None, end_time: Any = None, run_name: str | None = None) -> Row | None:
+def run_update_row(
+    run_id: str, *, status: str | None = None, end_time: Any = None, run_name: str | None = None
+) -> Row | None:
     """A row changing a run's status, end time or name (None when nothing changes)."""
     fields: Row = {}
     if status is not None:
@@ -148,7 +150,12 @@ def tag_row(run_id: str, key: Any, value: Any) -> Row:
 
 def tag_delete_row(run_id: str, key: Any) -> Row:
     """A tombstone: the tag is gone from this version on."""
-    return {"run_id": run_id, "key": validation.validate_key("tag", key), "value": None, "version": layout.next_version()}
+    return {
+        "run_id": run_id,
+        "key": validation.validate_key("tag", key),
+        "value": None,
+        "version": layout.next_version(),
+    }
 
 
 def tag_rows(run_id: str, tags: Mapping[str, Any]) -> list[Row]:

@@ -133,9 +133,7 @@ def write_part(
     return final
 
 
-def write_partitioned(
-    fs: pafs.FileSystem, root: str, table: str, data: pa.Table, *, sort: bool = True
-) -> list[str]:
+def write_partitioned(fs: pafs.FileSystem, root: str, table: str, data: pa.Table, *, sort: bool = True) -> list[str]:
     """Write a table that has an ``experiment_id`` column as one part file per experiment.
 
     The ``experiment_id`` column is dropped from the files: the partition directory holds it.
@@ -177,7 +175,7 @@ def partition_of(path: str) -> str | None:
     prefix = layout.PARTITION_COLUMN + "="
     for piece in reversed(path.split("/")[:-1]):
         if piece.startswith(prefix):
-            return piece[len(prefix):]
+            return piece[len(prefix) :]
     return None
 
 

@@ -178,7 +178,9 @@ class LakeClient:
     def _write_run_row(self, run_id: str, row: dict[str, Any], *, after_data: bool = False) -> None:
         self._store.add_rows(layout.RUNS, self._experiment_of(run_id), [row], after_data=after_data)
 
-    def update_run(self, run_id: str, status: str | None = None, end_time: int | None = None, run_name: str | None = None) -> None:
+    def update_run(
+        self, run_id: str, status: str | None = None, end_time: int | None = None, run_name: str | None = None
+    ) -> None:
         """Change a run's status, end time or name."""
         row = rows.run_update_row(run_id, status=status, end_time=end_time, run_name=run_name)
         if row is not None:
@@ -318,7 +320,9 @@ class LakeClient:
         if points is not None:
             self._store.add_metric_table(experiment_id, points)
 
-    def log_metric(self, run_id: str, key: str, value: Any, timestamp: int | None = None, step: int | None = None) -> None:
+    def log_metric(
+        self, run_id: str, key: str, value: Any, timestamp: int | None = None, step: int | None = None
+    ) -> None:
         """Log one metric point (buffered)."""
         validation.validate_key("metric", key)
         self._store.add_metric(
@@ -343,7 +347,9 @@ class LakeClient:
         """Copy a local file into the run's artifacts."""
         return artifacts.copy_file(self._store.fs, self.artifact_dir(run_id), local_path, artifact_path)
 
-    def log_artifacts(self, run_id: str, local_dir: str | os.PathLike[str], artifact_path: str | None = None) -> list[str]:
+    def log_artifacts(
+        self, run_id: str, local_dir: str | os.PathLike[str], artifact_path: str | None = None
+    ) -> list[str]:
         """Copy a local directory's files into the run's artifacts."""
         return artifacts.copy_tree(self._store.fs, self.artifact_dir(run_id), local_dir, artifact_path)
 

@@ -239,7 +239,7 @@ def load_model(model_uri: str, lake: str | os.PathLike[str] | None = None) -> An
 
     if not model_uri.startswith("runs:/"):
         return load_dir(model_uri)
-    rest = model_uri[len("runs:/"):]
+    rest = model_uri[len("runs:/") :]
     run_id, _, name = rest.partition("/")
     client = LakeClient(lake or get_lake())
     run_dir = client.artifact_dir(run_id)

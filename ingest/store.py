@@ -142,7 +142,9 @@ class Store:
                     # Compaction merged some of them meanwhile: those are no longer ours.
                     done = {p for p in paths if self.fs.get_file_info(p).type == pafs.FileType.NotFound}
                 with self._own_lock:
-                    self._own[(table, experiment_id)] = [p for p in self._own.get((table, experiment_id), []) if p not in done]
+                    self._own[(table, experiment_id)] = [
+                        p for p in self._own.get((table, experiment_id), []) if p not in done
+                    ]
             with self._own_lock:
                 touched, self._touched = self._touched, set()
             merge_mod.merge_tiers(self.fs, self.root, [(t, e or None) for t, e in touched])

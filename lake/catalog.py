@@ -41,13 +41,15 @@ def scope(experiment_ids: list[str] | None, column: str = "r.experiment_id") -> 
 def list_experiments(db: Connection, view_type: str = "ACTIVE_ONLY") -> pd.DataFrame:
     """Experiments with their active run count and last run time, newest activity first."""
     stage = stage_condition("e.lifecycle_stage", view_type)
-    return db.frame(Fragment(
-        "SELECT e.*, count(r.run_id) AS run_count, max(r.start_time) AS last_run_time "
-        "FROM experiments e LEFT JOIN runs r ON r.experiment_id = e.experiment_id AND r.lifecycle_stage = 'active' "
-        f"WHERE {stage.sql} GROUP BY ALL "
-        "ORDER BY coalesce(last_run_time, any_value(e.creation_time)) DESC NULLS LAST, e.experiment_id",
-        stage.params,
-    ))
+    return db.frame(
+        Fragment(
+            "SELECT e.*, count(r.run_id) AS run_count, max(r.start_time) AS last_run_time "
+            "FROM experiments e LEFT JOIN runs r ON r.experiment_id = e.experiment_id AND r.lifecycle_stage = 'active' "
+            f"WHERE {stage.sql} GROUP BY ALL "
+            "ORDER BY coalesce(last_run_time, any_value(e.creation_time)) DESC NULLS LAST, e.experiment_id",
+            stage.params,
+        )
+    )
 
 
 def get_experiment(db: Connection, experiment_id: str) -> dict[str, Any]:
@@ -60,9 +62,9 @@ def get_experiment(db: Connection, experiment_id: str) -> dict[str, Any]:
 
 def get_experiment_by_name(db: Connection, name: str) -> dict[str, Any] | None:
     """The experiment with this name (an active one before a deleted one), or None."""
-    rows = db.frame(q(
-        "SELECT * FROM experiments WHERE name = ? ORDER BY lifecycle_stage = 'active' DESC, experiment_id", name
-    ))
+    rows = db.frame(
+        q("SELECT * FROM experiments WHERE name = ? ORDER BY lifecycle_stage = 'active' DESC, experiment_id", name)
+    )
     return None if rows.empty else record(rows.iloc[0])
 
 

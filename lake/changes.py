@@ -134,11 +134,16 @@ def plan_bulk(db: Connection, change: str, experiment_id: str, millis: int, max_
     limit = _check_max_runs(max_runs)
     cutoff = _check_millis(argument, millis)
     experiment_id = str(catalog.get_experiment(db, str(experiment_id))["experiment_id"])
-    found = db.rows(q(
-        f"SELECT run_id FROM runs WHERE experiment_id = ? AND lifecycle_stage = ? AND {condition} "
-        "ORDER BY start_time, run_id LIMIT ?",
-        experiment_id, stage, cutoff, limit,
-    ))
+    found = db.rows(
+        q(
+            f"SELECT run_id FROM runs WHERE experiment_id = ? AND lifecycle_stage = ? AND {condition} "
+            "ORDER BY start_time, run_id LIMIT ?",
+            experiment_id,
+            stage,
+            cutoff,
+            limit,
+        )
+    )
     return [r[0] for r in found]
 
 

@@ -66,7 +66,9 @@ class ExportSource:
             self._zip = zipfile.ZipFile(path)
             bad = self._zip.testzip()  # reads every member: a corrupt byte anywhere shows now
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
-            raise LakeFormatError(f"'{path}' is not a readable zip export (corrupt or truncated): {exc}", path=path) from None
+            raise LakeFormatError(
+                f"'{path}' is not a readable zip export (corrupt or truncated): {exc}", path=path
+            ) from None
         if bad is not None:
             raise LakeFormatError(f"'{path}' is corrupt: member '{bad}' fails its checksum", path=path, member=bad)
         self._names = set(self._zip.namelist())
@@ -102,7 +104,7 @@ class ExportSource:
 
         prefix = f"{run_id}/{ARTIFACTS_DIR}/"
         if self._zip is not None:
-            names = [n[len(prefix):] for n in self._names if n.startswith(prefix) and not n.endswith("/")]
+            names = [n[len(prefix) :] for n in self._names if n.startswith(prefix) and not n.endswith("/")]
         else:
             base = os.path.join(self.path, run_id, ARTIFACTS_DIR)
             names = []
@@ -111,7 +113,8 @@ class ExportSource:
                     full = os.path.join(d, f)
                     if os.path.islink(full) or not _inside(full, base):
                         raise LakeFormatError(
-                            f"Run {run_id}: artifact '{f}' is a symbolic link; exports hold plain files only", run_id=run_id
+                            f"Run {run_id}: artifact '{f}' is a symbolic link; exports hold plain files only",
+                            run_id=run_id,
                         )
                     names.append(os.path.relpath(full, base).replace(os.sep, "/"))
         checked = []
@@ -134,7 +137,9 @@ class ExportSource:
     def json(self, name: str) -> dict[str, Any]:
         data = self.read(name)
         if data is None:
-            raise LakeFormatError(f"'{self.path}' has no {name}: not a complete runlake or mlflow-export-import export", file=name)
+            raise LakeFormatError(
+                f"'{self.path}' has no {name}: not a complete runlake or mlflow-export-import export", file=name
+            )
         try:
             document = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
@@ -172,14 +177,17 @@ def open_source(path: str) -> ExportSource:
 
 
 def _check_version(document: dict[str, Any], name: str) -> None:
-    version = (document.get("runlake") or {}).get("format_version", (document.get("system") or {}).get("runlake_format_version", 1))
+    version = (document.get("runlake") or {}).get(
+        "format_version", (document.get("system") or {}).get("runlake_format_version", 1)
+    )
     if not isinstance(version, int) or isinstance(version, bool):
         raise LakeFormatError(f"{name}: format version {version!r} is not a number", file=name)
     if version > EXPORT_FORMAT_VERSION:
         raise LakeFormatError(
             f"{name} was written by a newer runlake (export format {version}); this version reads format "
             f"{EXPORT_FORMAT_VERSION} and older - upgrade runlake to import it",
-            file=name, format_version=version,
+            file=name,
+            format_version=version,
         )
 
 
@@ -233,7 +241,9 @@ def parse_run(source: ExportSource, run_id: str, *, with_metrics: bool = True) -
         raise LakeFormatError(f"{name}: mlflow.info.run_id does not match the directory '{run_id}'", file=name)
     status = info.get("status")
     if status not in layout.RUN_STATUSES:
-        raise LakeFormatError(f"{name}: mlflow.info.status must be one of {', '.join(layout.RUN_STATUSES)}, got {status!r}", file=name)
+        raise LakeFormatError(
+            f"{name}: mlflow.info.status must be one of {', '.join(layout.RUN_STATUSES)}, got {status!r}", file=name
+        )
     start = _int(info.get("start_time"), "mlflow.info.start_time", name)
     end = _int(info.get("end_time"), "mlflow.info.end_time", name, optional=True)
     tags = _strings(mlflow.get("tags"), "tag", name, validation.tag_value)
@@ -253,15 +263,25 @@ def parse_run(source: ExportSource, run_id: str, *, with_metrics: bool = True) -
         raise LakeFormatError(f"{name}: invalid lifecycle_stage {stage!r}", file=name)
     source_fields = {f: extra.get(f) or tags.get(tag) for f, tag in _SOURCE_TAGS.items()}
     return RunData(
-        run_id=run_id, run_name=run_name, status=status, start_time=start or 0, end_time=end,
-        user_id=info.get("user_id") if isinstance(info.get("user_id"), str) else None, lifecycle_stage=stage,
-        parent_run_id=parent, source=source_fields, params=params, tags=tags,
+        run_id=run_id,
+        run_name=run_name,
+        status=status,
+        start_time=start or 0,
+        end_time=end,
+        user_id=info.get("user_id") if isinstance(info.get("user_id"), str) else None,
+        lifecycle_stage=stage,
+        parent_run_id=parent,
+        source=source_fields,
+        params=params,
+        tags=tags,
         metrics=_metrics(mlflow.get("metrics"), name, run_id) if with_metrics else _EMPTY_POINTS,
         artifacts=source.artifacts(run_id),
     )
 
 
-_POINTS_SCHEMA = pa.schema([("key", pa.string()), ("value", pa.float64()), ("timestamp", pa.int64()), ("step", pa.int64())])
+_POINTS_SCHEMA = pa.schema(
+    [("key", pa.string()), ("value", pa.float64()), ("timestamp", pa.int64()), ("step", pa.int64())]
+)
 _EMPTY_POINTS = _POINTS_SCHEMA.empty_table()
 
 
@@ -279,13 +299,17 @@ def _metrics(value: Any, name: str, run_id: str) -> pa.Table:
             raise LakeFormatError(f"{name}: metric '{key}' must be a list of points", file=name)
         for point in points:
             if not isinstance(point, dict) or not {"value", "timestamp"} <= point.keys():
-                raise LakeFormatError(f"{name}: metric '{key}' has a point without value or timestamp: {point!r}", file=name)
+                raise LakeFormatError(
+                    f"{name}: metric '{key}' has a point without value or timestamp: {point!r}", file=name
+                )
             columns["key"].append(key)
             columns["value"].append(point["value"])
             columns["timestamp"].append(point["timestamp"])
             columns["step"].append(point.get("step", 0))
     try:
-        table = pa.table({k: pa.array(v, _POINTS_SCHEMA.field(k).type) for k, v in columns.items()}, schema=_POINTS_SCHEMA)
+        table = pa.table(
+            {k: pa.array(v, _POINTS_SCHEMA.field(k).type) for k, v in columns.items()}, schema=_POINTS_SCHEMA
+        )
         metric_points_table(run_id, table)  # the checks a log_batch makes, before anything is written
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
         raise LakeFormatError(f"{name}: invalid metric points: {exc}", file=name) from None

@@ -135,7 +135,9 @@ class Lake:
         return history.metric_histories(self.connection, run_ids, keys, experiment_ids)
 
     @fresh
-    def runs_frame(self, experiment_ids: Sequence[str] | None = None, run_view_type: str = "ACTIVE_ONLY") -> pd.DataFrame:
+    def runs_frame(
+        self, experiment_ids: Sequence[str] | None = None, run_view_type: str = "ACTIVE_ONLY"
+    ) -> pd.DataFrame:
         """All runs of the given experiments as a DataFrame shaped like ``mlflow.search_runs``.
 
         Columns: run_id, experiment_id, status, artifact_uri, start_time, end_time (UTC
@@ -187,8 +189,16 @@ class Lake:
             ExperimentNotFound: an unknown experiment.
         """
         limit = DEFAULT_MAX_RESULTS if max_results is None else results.positive_int("max_results", max_results)
-        search = Search(experiment_ids, experiment_names, filter_string, run_view_type, order_by,
-                        created_after, created_before, has_model)
+        search = Search(
+            experiment_ids,
+            experiment_names,
+            filter_string,
+            run_view_type,
+            order_by,
+            created_after,
+            created_before,
+            has_model,
+        )
         run_ids, _total = results.search_ids(self.connection, search, limit, 0, count=False)
         return frames.build_frame(self.connection, run_ids)
 
@@ -216,8 +226,16 @@ class Lake:
         """
         results.positive_int("page_size", page_size)
         start = results.page_offset(page_token, offset)
-        search = Search(experiment_ids, experiment_names, filter_string, run_view_type, order_by,
-                        created_after, created_before, has_model)
+        search = Search(
+            experiment_ids,
+            experiment_names,
+            filter_string,
+            run_view_type,
+            order_by,
+            created_after,
+            created_before,
+            has_model,
+        )
         run_ids, total = results.search_ids(self.connection, search, page_size, start, count=True)
         next_offset = start + len(run_ids)
         token = results.encode_token(next_offset) if next_offset < total else None
@@ -238,9 +256,19 @@ class Lake:
         has_model: bool | None = None,
     ) -> list[str]:
         """Ids of every run matching (same arguments as ``search_runs``), in order."""
-        search = Search(experiment_ids, experiment_names, filter_string, run_view_type, order_by,
-                        created_after, created_before, has_model)
-        run_ids, _total = results.search_ids(self.connection, search, max_results or DEFAULT_MAX_RESULTS, 0, count=False)
+        search = Search(
+            experiment_ids,
+            experiment_names,
+            filter_string,
+            run_view_type,
+            order_by,
+            created_after,
+            created_before,
+            has_model,
+        )
+        run_ids, _total = results.search_ids(
+            self.connection, search, max_results or DEFAULT_MAX_RESULTS, 0, count=False
+        )
         return run_ids
 
     # -- nested runs ---------------------------------------------------------------------
@@ -310,12 +338,16 @@ class Lake:
     @fresh
     def delete_run_ids(self, run_ids: Sequence[str], include_descendants: bool = True) -> list[str]:
         """Soft-delete several runs at once (the dashboard's selection)."""
-        return changes.set_lifecycle(self.connection, list(run_ids), deleted=True, include_descendants=include_descendants)
+        return changes.set_lifecycle(
+            self.connection, list(run_ids), deleted=True, include_descendants=include_descendants
+        )
 
     @fresh
     def restore_run_ids(self, run_ids: Sequence[str], include_descendants: bool = True) -> list[str]:
         """Restore several runs at once."""
-        return changes.set_lifecycle(self.connection, list(run_ids), deleted=False, include_descendants=include_descendants)
+        return changes.set_lifecycle(
+            self.connection, list(run_ids), deleted=False, include_descendants=include_descendants
+        )
 
     @fresh
     def delete_runs(self, experiment_id: str, max_timestamp_millis: int, max_runs: int | None = None) -> int:
@@ -341,7 +373,8 @@ class Lake:
         return changes.plan_bulk(self.connection, "delete", experiment_id, max_timestamp_millis, max_runs)
 
     @fresh
-    def plan_restore_runs(self, experiment_id: str, min_timestamp_millis: int, max_runs: int | None = None) -> list[str]:
+    def plan_restore_runs(
+        self, experiment_id: str, min_timestamp_millis: int, max_runs: int | None = None
+    ) -> list[str]:
         """The runs ``restore_runs`` would restore, in the order it would (a dry run)."""
         return changes.plan_bulk(self.connection, "restore", experiment_id, min_timestamp_millis, max_runs)
-

@@ -43,7 +43,7 @@ assert set(FRAME_COLUMNS) <= set(layout.RUN_COLUMNS)
 def _wanted(columns: Sequence[str] | None, prefix: str) -> list[str] | None:
     if columns is None:
         return None
-    return [c[len(prefix) + 1:] for c in columns if c.startswith(prefix + ".")]
+    return [c[len(prefix) + 1 :] for c in columns if c.startswith(prefix + ".")]
 
 
 def build_frame(db: Connection, run_ids: list[str], columns: Sequence[str] | None = None) -> pd.DataFrame:

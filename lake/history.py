@@ -47,7 +47,10 @@ def metric_histories(
     if not run_ids:
         return pd.DataFrame(columns=POINT_COLUMNS)
     if experiment_ids is None:
-        experiment_ids = [r[0] for r in db.rows(join(["SELECT DISTINCT experiment_id FROM runs WHERE", id_list("run_id", list(run_ids))]))]
+        experiment_ids = [
+            r[0]
+            for r in db.rows(join(["SELECT DISTINCT experiment_id FROM runs WHERE", id_list("run_id", list(run_ids))]))
+        ]
     condition = ds.field("run_id").isin(list(run_ids)) & ds.field(layout.PARTITION_COLUMN).isin(list(experiment_ids))
     if keys is not None:
         condition = condition & ds.field("key").isin(list(keys))

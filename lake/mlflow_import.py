@@ -36,9 +36,7 @@ def _mlflow() -> Any:
         import mlflow  # noqa: F401
         from mlflow.tracking import MlflowClient
     except ImportError:
-        raise InvalidArgument(
-            "import-mlflow needs the mlflow package: pip install 'runlake[mlflow]'"
-        ) from None
+        raise InvalidArgument("import-mlflow needs the mlflow package: pip install 'runlake[mlflow]'") from None
     return MlflowClient
 
 
@@ -76,16 +74,20 @@ def import_from_mlflow(
                 raise ExperimentNotFound(name)
             experiments.append(found)
     else:
-        experiments = _all_pages(lambda token: client.search_experiments(view_type=ViewType.ACTIVE_ONLY, max_results=_PAGE, page_token=token))
+        experiments = _all_pages(
+            lambda token: client.search_experiments(view_type=ViewType.ACTIVE_ONLY, max_results=_PAGE, page_token=token)
+        )
     reports = []
     for experiment in experiments:
         started = time.perf_counter()
         report = TransferReport(path=tracking_uri, experiment=experiment.name)
         experiment_id = changes.create_experiment(lake.connection, experiment.name)
         source_id = experiment.experiment_id
-        runs = _all_pages(lambda token, source_id=source_id: client.search_runs(
-            [source_id], run_view_type=ViewType.ALL, max_results=_PAGE, page_token=token
-        ))
+        runs = _all_pages(
+            lambda token, source_id=source_id: client.search_runs(
+                [source_id], run_view_type=ViewType.ALL, max_results=_PAGE, page_token=token
+            )
+        )
         existing = existing_runs(lake, [r.info.run_id for r in runs])
         # Parents first, so a child's parent link points at a run that is already there.
         runs.sort(key=lambda r: (r.data.tags.get(vocab.PARENT_TAG) is not None, r.info.start_time or 0, r.info.run_id))
@@ -131,12 +133,14 @@ def _run_data(client: Any, run: Any) -> RunData:
             columns["value"].append(float(point.value))
             columns["timestamp"].append(int(point.timestamp))
             columns["step"].append(int(point.step or 0))
-    metrics = pa.table({
-        "key": pa.array(columns["key"], pa.string()),
-        "value": pa.array(columns["value"], pa.float64()),
-        "timestamp": pa.array(columns["timestamp"], pa.int64()),
-        "step": pa.array(columns["step"], pa.int64()),
-    })
+    metrics = pa.table(
+        {
+            "key": pa.array(columns["key"], pa.string()),
+            "value": pa.array(columns["value"], pa.float64()),
+            "timestamp": pa.array(columns["timestamp"], pa.int64()),
+            "step": pa.array(columns["step"], pa.int64()),
+        }
+    )
     tags = dict(data.tags)
     return RunData(
         run_id=info.run_id,

@@ -18,7 +18,9 @@ def children_of(db: Connection, parent_ids: Sequence[str]) -> list[str]:
     """The runs whose parent is one of ``parent_ids`` (one level), in run id order."""
     if not parent_ids:
         return []
-    rows = db.rows(join(["SELECT run_id FROM runs WHERE", id_list("parent_run_id", list(parent_ids)), "ORDER BY run_id"]))
+    rows = db.rows(
+        join(["SELECT run_id FROM runs WHERE", id_list("parent_run_id", list(parent_ids)), "ORDER BY run_id"])
+    )
     return [r[0] for r in rows]
 
 
@@ -26,10 +28,15 @@ def child_counts(db: Connection, run_ids: Sequence[str]) -> dict[str, int]:
     """Parent id -> how many of ``run_ids`` are its children (runs without a parent left out)."""
     if not run_ids:
         return {}
-    rows = db.rows(join([
-        "SELECT parent_run_id, count(*) FROM runs WHERE", id_list("run_id", list(run_ids)),
-        "AND parent_run_id IS NOT NULL GROUP BY parent_run_id",
-    ]))
+    rows = db.rows(
+        join(
+            [
+                "SELECT parent_run_id, count(*) FROM runs WHERE",
+                id_list("run_id", list(run_ids)),
+                "AND parent_run_id IS NOT NULL GROUP BY parent_run_id",
+            ]
+        )
+    )
     return {str(parent): int(n) for parent, n in rows}
 
 
@@ -37,9 +44,14 @@ def descendants(db: Connection, run_ids: Sequence[str]) -> list[str]:
     """Every run below the given runs in the nested-run tree (any depth), in no given order."""
     if not run_ids:
         return []
-    rows = db.rows(join([
-        "WITH RECURSIVE tree(run_id) AS (SELECT run_id FROM runs WHERE", id_list("parent_run_id", list(run_ids)),
-        "UNION SELECT r.run_id FROM runs r JOIN tree t ON r.parent_run_id = t.run_id) SELECT run_id FROM tree",
-    ]))
+    rows = db.rows(
+        join(
+            [
+                "WITH RECURSIVE tree(run_id) AS (SELECT run_id FROM runs WHERE",
+                id_list("parent_run_id", list(run_ids)),
+                "UNION SELECT r.run_id FROM runs r JOIN tree t ON r.parent_run_id = t.run_id) SELECT run_id FROM tree",
+            ]
+        )
+    )
     given = set(run_ids)
     return [r[0] for r in rows if r[0] not in given]

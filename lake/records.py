@@ -37,10 +37,12 @@ def get_run(db: Connection, run_id: str) -> RunRecord:
         raise RunNotFound(run_id)
     params = dict(db.rows(q("SELECT key, value FROM params WHERE run_id = ? ORDER BY key", run_id)))
     tags = dict(db.rows(q("SELECT key, value FROM tags WHERE run_id = ? ORDER BY key", run_id)))
-    stats = db.rows(q(
-        "SELECT key, value, step, timestamp, min_value, max_value FROM latest_metrics WHERE run_id = ? ORDER BY key",
-        run_id,
-    ))
+    stats = db.rows(
+        q(
+            "SELECT key, value, step, timestamp, min_value, max_value FROM latest_metrics WHERE run_id = ? ORDER BY key",
+            run_id,
+        )
+    )
     return RunRecord(
         info=record(info.iloc[0]),
         params=params,

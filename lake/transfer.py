@@ -151,7 +151,9 @@ def _parents_first(infos: dict[str, dict[str, Any]]) -> list[str]:
     return order
 
 
-def export_runs(lake: Lake, experiment: str, out: str | os.PathLike[str], filter_string: str = "", *, progress: bool = False) -> TransferReport:
+def export_runs(
+    lake: Lake, experiment: str, out: str | os.PathLike[str], filter_string: str = "", *, progress: bool = False
+) -> TransferReport:
     """Write an experiment's active runs (optionally filtered) to a directory or a .zip.
 
     Args:
@@ -181,10 +183,26 @@ def export_runs(lake: Lake, experiment: str, out: str | os.PathLike[str], filter
                 report.artifact_files += files
                 report.runs.append(run_id)
                 bar.advance()
-        experiment_dict = {k: exp.get(k) for k in ("experiment_id", "name", "artifact_location", "lifecycle_stage", "creation_time", "last_update_time")}
+        experiment_dict = {
+            k: exp.get(k)
+            for k in (
+                "experiment_id",
+                "name",
+                "artifact_location",
+                "lifecycle_stage",
+                "creation_time",
+                "last_update_time",
+            )
+        }
         manifest = {
             "system": _system(),
-            "info": {"num_total_runs": len(order), "num_ok_runs": len(order), "num_failed_runs": 0, "failed_runs": [], "ok_runs": order},
+            "info": {
+                "num_total_runs": len(order),
+                "num_ok_runs": len(order),
+                "num_failed_runs": 0,
+                "failed_runs": [],
+                "ok_runs": order,
+            },
             "mlflow": {"experiment": {**experiment_dict, "tags": {}}, "runs": order},
             "runlake": {"format_version": EXPORT_FORMAT_VERSION, "filter": filter_string},
         }
@@ -204,9 +222,16 @@ def _export_run(lake: Lake, sink: _Sink, record: Any) -> tuple[int, int]:
     for key, value, timestamp, step in zip(history["key"], history["value"], history["timestamp"], history["step"]):
         metrics.setdefault(key, []).append({"value": float(value), "timestamp": int(timestamp), "step": int(step)})
     mlflow_info = {
-        "run_uuid": run_id, "run_id": run_id, "experiment_id": info["experiment_id"], "user_id": info.get("user_id"),
-        "status": info.get("status"), "start_time": info.get("start_time"), "end_time": info.get("end_time"),
-        "lifecycle_stage": info.get("lifecycle_stage"), "artifact_uri": info.get("artifact_uri"), "run_name": info.get("run_name"),
+        "run_uuid": run_id,
+        "run_id": run_id,
+        "experiment_id": info["experiment_id"],
+        "user_id": info.get("user_id"),
+        "status": info.get("status"),
+        "start_time": info.get("start_time"),
+        "end_time": info.get("end_time"),
+        "lifecycle_stage": info.get("lifecycle_stage"),
+        "artifact_uri": info.get("artifact_uri"),
+        "run_name": info.get("run_name"),
     }
     extra = {"parent_run_id": info.get("parent_run_id"), **{k: info.get(k) for k in SOURCE_FIELDS}}
     document = {
@@ -222,13 +247,15 @@ def _export_run(lake: Lake, sink: _Sink, record: Any) -> tuple[int, int]:
         if entry.type != pafs.FileType.File or entry.base_name.endswith(layout.TMP_SUFFIX):
             continue
         with lake.fs.open_input_stream(entry.path) as stream:
-            sink.write(f"{run_id}/{ARTIFACTS_DIR}/{entry.path[len(run_dir) + 1:]}", stream.read())
+            sink.write(f"{run_id}/{ARTIFACTS_DIR}/{entry.path[len(run_dir) + 1 :]}", stream.read())
         files += 1
     return len(history), files
 
 
 # -- import ----------------------------------------------------------------------------------
-def import_runs(lake: Lake, path: str | os.PathLike[str], experiment: str | None = None, *, progress: bool = False) -> TransferReport:
+def import_runs(
+    lake: Lake, path: str | os.PathLike[str], experiment: str | None = None, *, progress: bool = False
+) -> TransferReport:
     """Load an export (directory or .zip) into this lake.
 
     Args:
@@ -275,14 +302,23 @@ def import_runs(lake: Lake, path: str | os.PathLike[str], experiment: str | None
 
 def existing_runs(lake: Lake, run_ids: list[str]) -> dict[str, str]:
     """Runs already in the lake: "pending" when an earlier import was cut off, else "complete"."""
-    rows = lake.connection.rows(join([
-        q("SELECT r.run_id, t.value IS NOT NULL FROM runs r LEFT JOIN tags t ON t.run_id = r.run_id AND t.key = ? WHERE", PENDING_TAG),
-        id_list("r.run_id", list(run_ids)),
-    ]))
+    rows = lake.connection.rows(
+        join(
+            [
+                q(
+                    "SELECT r.run_id, t.value IS NOT NULL FROM runs r LEFT JOIN tags t ON t.run_id = r.run_id AND t.key = ? WHERE",
+                    PENDING_TAG,
+                ),
+                id_list("r.run_id", list(run_ids)),
+            ]
+        )
+    )
     return {run_id: "pending" if pending else "complete" for run_id, pending in rows}
 
 
-def write_run(lake: Lake, experiment_id: str, run: RunData, read_artifact: Callable[[str], bytes], *, resume: bool = False) -> None:
+def write_run(
+    lake: Lake, experiment_id: str, run: RunData, read_artifact: Callable[[str], bytes], *, resume: bool = False
+) -> None:
     """Write one run, keeping its id, attributes and full histories.
 
     Rows come from ``core.rows``, as a training job's would. The run carries ``PENDING_TAG``
@@ -302,17 +338,30 @@ def write_run(lake: Lake, experiment_id: str, run: RunData, read_artifact: Calla
         stored = dict(db.rows(q("SELECT key, value FROM params WHERE run_id = ?", run_id)))
     else:
         artifact_uri = layout.artifact_uri_for(db.root, experiment_id, run_id)
-        batch.add_rows(layout.RUNS, experiment_id, [rows.new_run_row(
-            run_id, artifact_uri=artifact_uri, run_name=run.run_name or run_id, start_time=run.start_time,
-            user_id=run.user_id or rows.current_user(), parent_run_id=run.parent_run_id, source=run.source,
-        )])
+        batch.add_rows(
+            layout.RUNS,
+            experiment_id,
+            [
+                rows.new_run_row(
+                    run_id,
+                    artifact_uri=artifact_uri,
+                    run_name=run.run_name or run_id,
+                    start_time=run.start_time,
+                    user_id=run.user_id or rows.current_user(),
+                    parent_run_id=run.parent_run_id,
+                    source=run.source,
+                )
+            ],
+        )
         if run.parent_run_id:
             tags.setdefault(vocab.PARENT_TAG, run.parent_run_id)
     batch.add_rows(layout.TAGS, experiment_id, rows.tag_rows(run_id, tags))
     for key, text in params.items():
         if key in stored and stored[key] != text:
             raise rows.param_conflict(run_id, key, stored[key], text)
-    batch.add_rows(layout.PARAMS, experiment_id, [rows.param_row(run_id, k, v) for k, v in params.items() if k not in stored])
+    batch.add_rows(
+        layout.PARAMS, experiment_id, [rows.param_row(run_id, k, v) for k, v in params.items() if k not in stored]
+    )
     if points is not None:
         batch.add_metric_table(experiment_id, points)
     run_dir = lake.paths.run_artifact_dir(experiment_id, run_id)

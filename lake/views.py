@@ -55,6 +55,7 @@ TAGS_SQL = (
     "FROM {src} GROUP BY run_id, key) WHERE value IS NOT NULL"
 )
 
+
 def summary_aggregates(step: str, timestamp: str, value: str, low: str, high: str) -> str:
     """The aggregates that summarise a metric per (run_id, key), as SQL over fixed column names.
 
@@ -134,7 +135,11 @@ def standalone_script(root: str) -> str:
     quoted_root = root.replace("'", "''")
     lines = []
     for table in layout.ALL_TABLES:
-        glob = f"'{quoted_root}/{table}/*.parquet'" if table == layout.EXPERIMENTS else f"'{quoted_root}/{table}/*/*.parquet'"
+        glob = (
+            f"'{quoted_root}/{table}/*.parquet'"
+            if table == layout.EXPERIMENTS
+            else f"'{quoted_root}/{table}/*/*.parquet'"
+        )
         lines.append(f"CREATE OR REPLACE VIEW raw_{table} AS {raw_sql(table, glob)};")
     for name in CURRENT_STATE:
         lines.append(f"CREATE OR REPLACE VIEW {name} AS {fold_sql(name)};")

@@ -34,10 +34,16 @@ def rl(lake_dir: str, monkeypatch: pytest.MonkeyPatch):
         rl.end_run()
 
 
-def run_python(code: str, *, env: dict[str, str] | None = None, cwd: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_python(
+    code: str, *, env: dict[str, str] | None = None, cwd: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run a Python snippet in a fresh interpreter (real processes for exit/crash tests)."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=timeout,
     )

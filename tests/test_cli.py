@@ -25,7 +25,9 @@ def demo_lake(tmp_path_factory) -> str:
 def test_console_script_runs(demo_lake):
     exe = RUNLAKE
     assert os.access(exe, os.X_OK), f"the runlake console script is installed next to {sys.executable}"
-    result = subprocess.run([exe, "experiments", "--lake", demo_lake, "--format", "json"], capture_output=True, text=True)
+    result = subprocess.run(
+        [exe, "experiments", "--lake", demo_lake, "--format", "json"], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     names = {row["name"] for row in json.loads(result.stdout)}
     assert names == {"image-classifier-sweep", "tabular-baselines", "llm-finetune"}
@@ -44,9 +46,7 @@ def test_demo_is_deterministic_and_realistic(tmp_path, demo_lake):
     assert lake.sql("SELECT count(*) AS n FROM runs WHERE lifecycle_stage = 'deleted'")["n"][0] >= 1
     assert lake.sql("SELECT count(*) AS n FROM tags WHERE key = 'mlflow.log-model.history'")["n"][0] > 0
     assert lake.sql("SELECT count(*) AS n FROM tags WHERE key = 'model family'")["n"][0] > 0
-    per_run = lake.sql(
-        "SELECT run_id, count(DISTINCT key) AS k FROM params GROUP BY run_id HAVING k = 10"
-    )
+    per_run = lake.sql("SELECT run_id, count(DISTINCT key) AS k FROM params GROUP BY run_id HAVING k = 10")
     assert len(per_run) > 30
     loss = lake.metric_history(per_run["run_id"][0], "train_loss")["value"]
     assert loss.iloc[:10].mean() > loss.iloc[-10:].mean()  # training-like: the loss falls
@@ -87,8 +87,10 @@ def test_sql_print_views_is_runnable_duckdb(demo_lake, capsys):
 
 def test_sql_interactive_shell(demo_lake):
     result = subprocess.run(
-        [RUNLAKE, "sql", "--lake", demo_lake], input="SELECT count(*) AS n\nFROM experiments;\nSELECT nope;\n",
-        capture_output=True, text=True,
+        [RUNLAKE, "sql", "--lake", demo_lake],
+        input="SELECT count(*) AS n\nFROM experiments;\nSELECT nope;\n",
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0
     assert " 3" in result.stdout and "error" in result.stderr
@@ -98,3 +100,16 @@ def test_unknown_command_is_a_usage_error():
     with pytest.raises(SystemExit) as info:
         build_parser().parse_args(["frobnicate"])
     assert info.value.code == 2
+
+
+def test_bench_runs_the_checkouts_benchmarks_and_says_where_they_are_otherwise(monkeypatch, capsys):
+    from benchmarks.suites import SUITES
+    from runlake.app.cli import bench
+
+    with pytest.raises(SystemExit) as info:
+        main(["bench", "--help"])  # the benchmarks' own parser: every suite is a choice
+    assert info.value.code == 0
+    assert "{" + ",".join([*SUITES, "all"]) + "}" in capsys.readouterr().out
+    monkeypatch.setattr(bench, "find_benchmarks", lambda: None)  # as from a wheel install
+    assert main(["bench", "ingest"]) == 2
+    assert "python -m benchmarks" in capsys.readouterr().err

@@ -35,5 +35,9 @@ def test_every_sql_view_is_documented():
 
 
 def test_ci_runs_exactly_the_readme_test_command():
-    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.strip() and not line.startswith(("#", "set ", "cd "))]
+    ci = [
+        line
+        for line in (ROOT / ".ci" / "run").read_text().splitlines()
+        if line.strip() and not line.startswith(("#", "set ", "cd "))
+    ]
     assert ci[-1] in README

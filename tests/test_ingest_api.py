@@ -173,8 +173,19 @@ def test_experiment_argument_by_name_and_by_id(rl, lake_dir):
         (lambda rl: rl.set_tag("t\n", "v"), "Invalid tag key"),
         (lambda rl: rl.log_param(5, "v"), "keys must be strings"),
     ],
-    ids=["key chars", "empty key", "long key", "path key", "string value", "None value", "float step", "str step",
-         "long param", "tag key newline", "non-string key"],
+    ids=[
+        "key chars",
+        "empty key",
+        "long key",
+        "path key",
+        "string value",
+        "None value",
+        "float step",
+        "str step",
+        "long param",
+        "tag key newline",
+        "non-string key",
+    ],
 )
 def test_validation_errors(rl, call, message):
     with rl.start_run():

@@ -73,7 +73,8 @@ def test_run_object_has_end_run(rl, lake_dir):
 
 def test_forked_children_logging_to_the_parents_run_object(lake_dir):
     # The DataLoader-worker pattern: the run was started in the parent, children log to it.
-    result = run_python(f"""
+    result = run_python(
+        f"""
         import multiprocessing as mp, os
         import runlake.ingest as rl
         rl.set_lake({lake_dir!r})
@@ -99,7 +100,9 @@ def test_forked_children_logging_to_the_parents_run_object(lake_dir):
         os.waitpid(pid, 0)
         run.end()
         print(run.run_id)
-    """, env={"RUNLAKE_FLUSH_INTERVAL": "60"})
+    """,
+        env={"RUNLAKE_FLUSH_INTERVAL": "60"},
+    )
     assert result.returncode == 0, result.stderr
     run_id = result.stdout.split()[-1]
     lake = Lake(lake_dir)

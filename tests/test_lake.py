@@ -297,7 +297,15 @@ def test_histories_count_each_point_once_as_duckdb_distinct(points):
     # The Arrow path of metric histories against the metrics view's rule (DuckDB's DISTINCT).
     table = pa.Table.from_pylist(
         [dict(zip(["run_id", "key", "step", "timestamp", "value"], p)) for p in points + points[:5]],
-        schema=pa.schema([("run_id", pa.string()), ("key", pa.string()), ("step", pa.int64()), ("timestamp", pa.int64()), ("value", pa.float64())]),
+        schema=pa.schema(
+            [
+                ("run_id", pa.string()),
+                ("key", pa.string()),
+                ("step", pa.int64()),
+                ("timestamp", pa.int64()),
+                ("value", pa.float64()),
+            ]
+        ),
     )
     ours = history.distinct_sorted(table, history.POINT_COLUMNS).to_pylist()
     con = duckdb.connect()
@@ -305,5 +313,12 @@ def test_histories_count_each_point_once_as_duckdb_distinct(points):
     rows = con.execute("SELECT DISTINCT * FROM t ORDER BY run_id, key, step, timestamp, value").fetchall()
     expected = [dict(zip(history.POINT_COLUMNS, r)) for r in rows]
     assert len(ours) == len(expected)
-    key = lambda r: (r["run_id"], r["key"], r["step"], r["timestamp"], math.isnan(r["value"]), 0.0 if math.isnan(r["value"]) else r["value"])
+    key = lambda r: (
+        r["run_id"],
+        r["key"],
+        r["step"],
+        r["timestamp"],
+        math.isnan(r["value"]),
+        0.0 if math.isnan(r["value"]) else r["value"],
+    )
     assert sorted(map(key, ours)) == sorted(map(key, expected))

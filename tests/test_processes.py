@@ -20,13 +20,16 @@ def _only_run(lake_dir: str) -> dict:
 
 
 def test_exit_without_end_run_flushes_and_finishes(lake_dir):
-    result = run_python(f"""
+    result = run_python(
+        f"""
         import runlake.ingest as rl
         rl.set_lake({lake_dir!r})
         rl.start_run(run_name="forgot-to-end")
         for i in range(1000):
             rl.log_metric("loss", 1.0 / (i + 1), step=i)
-    """, env={"RUNLAKE_FLUSH_INTERVAL": "60"})
+    """,
+        env={"RUNLAKE_FLUSH_INTERVAL": "60"},
+    )
     assert result.returncode == 0, result.stderr
     info = _only_run(lake_dir)
     assert info["status"] == "FINISHED" and info["end_time"] is not None
@@ -59,7 +62,8 @@ def test_uncaught_keyboard_interrupt_ends_killed(lake_dir):
 
 
 def test_forked_children_log_their_own_runs(lake_dir):
-    result = run_python(f"""
+    result = run_python(
+        f"""
         import multiprocessing as mp
         import runlake.ingest as rl
         rl.set_lake({lake_dir!r})
@@ -93,7 +97,9 @@ def test_forked_children_log_their_own_runs(lake_dir):
                 ids += pool.map(pool_child, range(2))
             rl.log_metric("after_fork", 2.0)
         print(",".join(ids))
-    """, env={"RUNLAKE_FLUSH_INTERVAL": "60"})
+    """,
+        env={"RUNLAKE_FLUSH_INTERVAL": "60"},
+    )
     assert result.returncode == 0, result.stderr
     child_ids = result.stdout.strip().splitlines()[-1].split(",")
     lake = Lake(lake_dir)
@@ -127,7 +133,12 @@ def test_sigkill_mid_run_leaves_a_readable_lake_with_everything_flushed(lake_dir
             if i % 5000 == 0:
                 rl.flush()
     """)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env={**os.environ, "RUNLAKE_FLUSH_INTERVAL": "0.05"})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "RUNLAKE_FLUSH_INTERVAL": "0.05"},
+    )
     line = proc.stdout.readline()
     assert line.startswith("flushed"), line
     run_id = line.split()[1]

@@ -44,7 +44,9 @@ def lake(tmp_path_factory) -> Lake:
         for table, source in ((layout.PARAMS, dataset.PARAMS), (layout.TAGS, dataset.TAGS)):
             items = [
                 {"run_id": rid, "key": k, "value": v, "version": layout.next_version()}
-                for rid, kv in source.items() if rid in ids for k, v in kv.items()
+                for rid, kv in source.items()
+                if rid in ids
+                for k, v in kv.items()
             ]
             writer.write_part(fs, root, table, writer.to_table(table, items), experiment_id)
     # Metric histories whose summaries are the dataset's (latest, min, max): min at step 0,
@@ -164,19 +166,38 @@ def test_has_model_filter(tmp_path):
 def test_cli_search_formats_and_errors(lake):
     root = lake.root
     ok = subprocess.run(
-        [RUNLAKE, "search", "--lake", root, "metrics.rmse < 0.3", "--view", "all", "--format", "json",
-         "--order-by", "metrics.rmse"], capture_output=True, text=True,
+        [
+            RUNLAKE,
+            "search",
+            "--lake",
+            root,
+            "metrics.rmse < 0.3",
+            "--view",
+            "all",
+            "--format",
+            "json",
+            "--order-by",
+            "metrics.rmse",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert ok.returncode == 0, ok.stderr
     assert [r["run_id"] for r in json.loads(ok.stdout)] == ["r06", "r13", "r14", "r01"]
-    csv = subprocess.run([RUNLAKE, "search", "--lake", root, "--format", "csv", "--max-results", "2"], capture_output=True, text=True)
+    csv = subprocess.run(
+        [RUNLAKE, "search", "--lake", root, "--format", "csv", "--max-results", "2"], capture_output=True, text=True
+    )
     assert csv.returncode == 0 and len(csv.stdout.strip().splitlines()) == 3
     bad = subprocess.run([RUNLAKE, "search", "--lake", root, "params.lr == '1'"], capture_output=True, text=True)
     assert bad.returncode == 2
     assert "column 12" in bad.stderr and "^" in bad.stderr and "Traceback" not in bad.stderr
-    bad_json = subprocess.run([RUNLAKE, "search", "--lake", root, "tags.x = ", "--format", "json"], capture_output=True, text=True)
+    bad_json = subprocess.run(
+        [RUNLAKE, "search", "--lake", root, "tags.x = ", "--format", "json"], capture_output=True, text=True
+    )
     assert bad_json.returncode == 2 and json.loads(bad_json.stderr)["error"] == "SearchSyntaxError"
-    missing = subprocess.run([RUNLAKE, "search", "--lake", root, "--experiment", "nope"], capture_output=True, text=True)
+    missing = subprocess.run(
+        [RUNLAKE, "search", "--lake", root, "--experiment", "nope"], capture_output=True, text=True
+    )
     assert missing.returncode == 2 and "Experiment 'nope' not found" in missing.stderr
 
 

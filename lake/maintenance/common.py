@@ -75,7 +75,9 @@ class Progress:
         quiet: never draw (the caller did not ask for progress).
     """
 
-    def __init__(self, label: str, total: int | None = None, stream: TextIO | None = None, *, quiet: bool = False) -> None:
+    def __init__(
+        self, label: str, total: int | None = None, stream: TextIO | None = None, *, quiet: bool = False
+    ) -> None:
         self.label = label
         self.total = total
         self.done = 0

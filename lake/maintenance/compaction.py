@@ -89,7 +89,9 @@ class CompactionReport:
         lines = [header, "-" * len(header)]
         for table in layout.ALL_TABLES:
             b, a = self.before.get(table, TableCounts()), self.after.get(table, TableCounts())
-            lines.append(f"{table:<18} {b.files:>12,} {a.files:>12,} {human_bytes(b.bytes):>13} {human_bytes(a.bytes):>13}")
+            lines.append(
+                f"{table:<18} {b.files:>12,} {a.files:>12,} {human_bytes(b.bytes):>13} {human_bytes(a.bytes):>13}"
+            )
         lines.append(
             f"merged {self.files_merged:,} files into {self.files_written:,}; "
             f"removed {self.duplicate_points_removed:,} duplicate metric points and "
@@ -239,7 +241,9 @@ class _Job:
 
     def _read(self, table: str, files: list[PartFile]) -> pa.Table:
         # Read with the table's schema, so files written before a column existed still merge.
-        return ds.dataset([f.path for f in files], schema=layout.SCHEMAS[table], filesystem=self.fs, format="parquet").to_table()
+        return ds.dataset(
+            [f.path for f in files], schema=layout.SCHEMAS[table], filesystem=self.fs, format="parquet"
+        ).to_table()
 
     def _sql(self, sql: str, **tables: pa.Table) -> pa.Table:
         for name, table in tables.items():
@@ -252,7 +256,13 @@ class _Job:
 
     def _write(self, table: str, data: pa.Table, experiment_id: str | None) -> str | None:
         path = writer.write_part(
-            self.fs, self.root, table, writer.to_table(table, data), experiment_id, sort=False, file_id=compacted_file_id()
+            self.fs,
+            self.root,
+            table,
+            writer.to_table(table, data),
+            experiment_id,
+            sort=False,
+            file_id=compacted_file_id(),
         )
         if path is not None:
             self.report.files_written += 1
@@ -272,7 +282,9 @@ class _Job:
         identical by construction; only exact duplicate rows, which every fold ignores, go.
         """
         for group in plan_groups(files, self.cutoff, self.target_bytes, raw_alone=False):
-            order = ", ".join(f"{column} {'ASC' if d == 'ascending' else 'DESC'}" for column, d in layout.SORT_KEYS[table])
+            order = ", ".join(
+                f"{column} {'ASC' if d == 'ascending' else 'DESC'}" for column, d in layout.SORT_KEYS[table]
+            )
             merged = self._sql(f"SELECT DISTINCT * FROM _rows ORDER BY {order}", _rows=self._read(table, group))
             self._write(table, merged, experiment_id)
             self._remove(group)
@@ -288,11 +300,13 @@ class _Job:
                 "SELECT DISTINCT * FROM _points ORDER BY run_id, key, step, timestamp, value", _points=points
             )
             self.report.duplicate_points_removed += points.num_rows - merged.num_rows
-            rebuilt.append(self._sql(
-                "SELECT run_id, key, l.s AS latest_step, l.t AS latest_timestamp, l.v AS latest_value, "
-                f"min_value, max_value, value_count FROM ({_SUMMARIZE_POINTS_SQL})",
-                _points=merged,
-            ))
+            rebuilt.append(
+                self._sql(
+                    "SELECT run_id, key, l.s AS latest_step, l.t AS latest_timestamp, l.v AS latest_value, "
+                    f"min_value, max_value, value_count FROM ({_SUMMARIZE_POINTS_SQL})",
+                    _points=merged,
+                )
+            )
             self._write(layout.METRICS, merged, experiment_id)
             merged_inputs += group
         old_summaries = [f for f in summary_files if f.mtime <= self.cutoff]

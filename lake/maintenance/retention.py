@@ -73,17 +73,23 @@ class RetentionReport:
         ]
         lines += [f"  {table}: {n:,} rows" for table, n in self.rows_removed.items() if n]
         lines += [f"  kept {run_id}: restored while retention ran" for run_id in self.kept_restored]
-        lines += [f"  FAILED {run_id}: artifacts not removed ({msg}); the run was kept" for run_id, msg in self.artifact_failures.items()]
+        lines += [
+            f"  FAILED {run_id}: artifacts not removed ({msg}); the run was kept"
+            for run_id, msg in self.artifact_failures.items()
+        ]
         return "\n".join(lines)
 
 
 def _eligible(fs: pafs.FileSystem, root: str, cutoff_ms: int) -> dict[str, str]:
     """Runs deleted at or before the cutoff, as the files say now: run id -> experiment id."""
     # A fresh connection, so the state is read from the files now.
-    rows = Connection(fs, root).rows(q(
-        "SELECT run_id, experiment_id FROM runs WHERE lifecycle_stage = ? AND deleted_time <= ? ORDER BY run_id",
-        layout.LIFECYCLE_DELETED, int(cutoff_ms),
-    ))
+    rows = Connection(fs, root).rows(
+        q(
+            "SELECT run_id, experiment_id FROM runs WHERE lifecycle_stage = ? AND deleted_time <= ? ORDER BY run_id",
+            layout.LIFECYCLE_DELETED,
+            int(cutoff_ms),
+        )
+    )
     return {run_id: experiment_id for run_id, experiment_id in rows}
 
 
@@ -167,7 +173,9 @@ def _read(fs: pafs.FileSystem, table: str, files: list[PartFile], columns: list[
 
 
 def _artifact_bytes(fs: pafs.FileSystem, root: str, experiment_id: str, run_id: str) -> int:
-    selector = pafs.FileSelector(layout.LakePaths(root).run_artifact_dir(experiment_id, run_id), recursive=True, allow_not_found=True)
+    selector = pafs.FileSelector(
+        layout.LakePaths(root).run_artifact_dir(experiment_id, run_id), recursive=True, allow_not_found=True
+    )
     return sum(i.size or 0 for i in fs.get_file_info(selector) if i.type == pafs.FileType.File)
 
 

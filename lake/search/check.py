@@ -79,7 +79,12 @@ def _check_operand(operand: Operand, text: str) -> None:
     field = operand_field(operand)
     if field.entity is Entity.ATTRIBUTE and field.key not in ATTRIBUTES:
         if field.key in _NOT_FILTERABLE:
-            _fail(f"The attribute '{field.key}' cannot be used in a search", text, field.span, hint=_NOT_FILTERABLE[field.key])
+            _fail(
+                f"The attribute '{field.key}' cannot be used in a search",
+                text,
+                field.span,
+                hint=_NOT_FILTERABLE[field.key],
+            )
         _fail(
             f"Unknown attribute '{field.key}'",
             text,
@@ -142,7 +147,7 @@ def _check_predicate(node: Comparison | InList | IsNull, text: str) -> None:
                 f"{_cap(what)} takes a quoted string",
                 text,
                 node.value_span,
-                hint=f"Quote the value: '{text[node.value_span.start:node.value_span.end]}'",
+                hint=f"Quote the value: '{text[node.value_span.start : node.value_span.end]}'",
             )
     else:
         if op.is_pattern and isinstance(value, float):
@@ -150,7 +155,7 @@ def _check_predicate(node: Comparison | InList | IsNull, text: str) -> None:
                 f"{op.value} needs a quoted pattern",
                 text,
                 node.value_span,
-                hint=f"Quote it: '{text[node.value_span.start:node.value_span.end]}'",
+                hint=f"Quote it: '{text[node.value_span.start : node.value_span.end]}'",
             )
         if op.is_ordering and isinstance(value, str):
             _fail(

@@ -43,8 +43,17 @@ from runlake.lake.search.syntax import (
 _ATTRIBUTE_COLUMNS = {
     name: f"r.{name}"
     for name in (
-        "run_id", "run_name", "status", "user_id", "artifact_uri", "source_name",
-        "source_type", "source_version", "parent_run_id", "start_time", "end_time",
+        "run_id",
+        "run_name",
+        "status",
+        "user_id",
+        "artifact_uri",
+        "source_name",
+        "source_type",
+        "source_version",
+        "parent_run_id",
+        "start_time",
+        "end_time",
     )
 }
 _TABLES = {Entity.PARAM: "params", Entity.TAG: "tags", Entity.METRIC: "latest_metrics"}
@@ -141,9 +150,7 @@ class _FilterCompiler:
             # DuckDB's LIKE has no escape character by default and `_` is one code point.
             # Case folding is spelled out (lower() is Unicode-aware) so the rule is explicit.
             test = (
-                f"{column} LIKE {pattern}"
-                if op in (Op.LIKE, Op.NOT_LIKE)
-                else f"lower({column}) LIKE lower({pattern})"
+                f"{column} LIKE {pattern}" if op in (Op.LIKE, Op.NOT_LIKE) else f"lower({column}) LIKE lower({pattern})"
             )
             return f"(NOT ({test}))" if op in (Op.NOT_LIKE, Op.NOT_ILIKE) else test
         if isinstance(value, str):
@@ -157,8 +164,7 @@ class _FilterCompiler:
                 return f"(isnan({column}) OR {column} <> {number})"
             return f"(NOT isnan({column}) AND {column} {_COMPARE[op]} {number})"
         return (
-            f"(regexp_full_match({column}, '{NUMERIC_TEXT}') "
-            f"AND TRY_CAST({column} AS DOUBLE) {_COMPARE[op]} {number})"
+            f"(regexp_full_match({column}, '{NUMERIC_TEXT}') AND TRY_CAST({column} AS DOUBLE) {_COMPARE[op]} {number})"
         )
 
 

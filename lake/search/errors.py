@@ -20,16 +20,27 @@ TOKEN_WORDS: dict[str, str] = {
     "LATEST": "MIN(...), MAX(...) or LATEST(...) of a metric",
     "NOT": "NOT",
     "LPAR": "'('",
-    "EQ": "'='", "NE": "'!='", "LT": "'<'", "LE": "'<='", "GT": "'>'", "GE": "'>='",
-    "LIKE": "LIKE", "ILIKE": "ILIKE", "IN": "IN", "IS": "IS",
+    "EQ": "'='",
+    "NE": "'!='",
+    "LT": "'<'",
+    "LE": "'<='",
+    "GT": "'>'",
+    "GE": "'>='",
+    "LIKE": "LIKE",
+    "ILIKE": "ILIKE",
+    "IN": "IN",
+    "IS": "IS",
     "NULL": "NULL",
-    "SQ_STRING": "a quoted string", "DQ_STRING": "a quoted string",
+    "SQ_STRING": "a quoted string",
+    "DQ_STRING": "a quoted string",
     "NUMBER": "a number",
     "DOT": "'.'",
     "COMMA": "','",
     "RPAR": "')'",
-    "AND": "AND", "OR": "OR",
-    "ASC": "ASC", "DESC": "DESC",
+    "AND": "AND",
+    "OR": "OR",
+    "ASC": "ASC",
+    "DESC": "DESC",
     "$END": "the end of the text",
 }
 
@@ -187,7 +198,9 @@ def token_hint(text: str, name: str, value: str, position: int, accepts: set[str
     if accepts and accepts <= {"NULL", "NOT"}:
         return "After IS write NULL or NOT NULL; to compare with a value use '='."
     if accepts and accepts <= {"LIKE", "ILIKE", "IN"}:
-        return "NOT here must be followed by LIKE, ILIKE or IN; for 'not equal' use '!=' or put NOT before the condition."
+        return (
+            "NOT here must be followed by LIKE, ILIKE or IN; for 'not equal' use '!=' or put NOT before the condition."
+        )
     if accepts & {"AND", "OR"} and name in ("NAME", "BQ_NAME", "NOT", "LPAR", "MIN", "MAX", "LATEST"):
         return "Join conditions with AND or OR."
     if "RPAR" in accepts and unmatched_parens(text, position)[0]:

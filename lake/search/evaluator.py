@@ -188,4 +188,3 @@ def sort_rows(rows: Iterable[Row], keys: Sequence[OrderKey]) -> list[Row]:
         return 0
 
     return sorted(rows, key=functools.cmp_to_key(compare))
-

@@ -71,7 +71,16 @@ ATTRIBUTE_ALIASES = {
 }
 
 _AGGREGATES = {"MIN": Aggregate.MIN, "MAX": Aggregate.MAX, "LATEST": Aggregate.LATEST}
-_OPS = {"EQ": Op.EQ, "NE": Op.NE, "LT": Op.LT, "LE": Op.LE, "GT": Op.GT, "GE": Op.GE, "LIKE": Op.LIKE, "ILIKE": Op.ILIKE}
+_OPS = {
+    "EQ": Op.EQ,
+    "NE": Op.NE,
+    "LT": Op.LT,
+    "LE": Op.LE,
+    "GT": Op.GT,
+    "GE": Op.GE,
+    "LIKE": Op.LIKE,
+    "ILIKE": Op.ILIKE,
+}
 
 
 def _build_parser() -> Lark:
@@ -131,9 +140,7 @@ def parse_order_entry(text: str) -> OrderKey:
     if not isinstance(text, str):
         raise InvalidArgument(f"An order_by entry must be a string, not {type(text).__name__}", entry=repr(text))
     if len(text) > MAX_FILTER_LENGTH:
-        raise SearchSyntaxError(
-            "The order_by entry is too long", text=text, position=MAX_FILTER_LENGTH
-        )
+        raise SearchSyntaxError("The order_by entry is too long", text=text, position=MAX_FILTER_LENGTH)
     _check_encodable(text)
     if not text.strip():
         raise SearchSyntaxError(
@@ -194,9 +201,7 @@ def _accepts_at(text: str, position: int, start: str) -> set[str]:
 def _character_error(text: str, position: int, start: str) -> SearchSyntaxError:
     accepts = _accepts_at(text, position, start)
     problem, hint = character_problem(text, position, accepts)
-    return SearchSyntaxError(
-        problem, text=text, position=position, expected=expected_words(accepts), hint=hint
-    )
+    return SearchSyntaxError(problem, text=text, position=position, expected=expected_words(accepts), hint=hint)
 
 
 def _token_error(text: str, e: UnexpectedToken, start: str) -> SearchSyntaxError:

@@ -85,7 +85,7 @@ def _quote_name(key: str) -> str:
         return f"`{key}`"
     if '"' not in key:
         return f'"{key}"'
-    raise InvalidArgument("A key holding both ` and \" cannot be written in a filter", key=key)
+    raise InvalidArgument('A key holding both ` and " cannot be written in a filter', key=key)
 
 
 def _string(value: str) -> str:

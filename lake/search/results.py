@@ -85,11 +85,16 @@ def search_ids(db: Connection, search: Search, limit: int, offset: int, *, count
     plan = compile_order_by(list(search.order_by) if search.order_by else None)
     where = _where(db, search)
     total_sql = ", count(*) OVER () AS total" if count else ""
-    rows = db.rows(join([
-        Fragment(f"SELECT r.run_id{total_sql} FROM runs r {plan.joins_sql}", tuple(plan.join_params)),
-        q("WHERE"), where,
-        q(f"ORDER BY {plan.order_sql} LIMIT ? OFFSET ?", int(limit), int(offset)),
-    ]))
+    rows = db.rows(
+        join(
+            [
+                Fragment(f"SELECT r.run_id{total_sql} FROM runs r {plan.joins_sql}", tuple(plan.join_params)),
+                q("WHERE"),
+                where,
+                q(f"ORDER BY {plan.order_sql} LIMIT ? OFFSET ?", int(limit), int(offset)),
+            ]
+        )
+    )
     run_ids = [r[0] for r in rows]
     total = len(run_ids) + offset
     if count:

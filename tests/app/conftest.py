@@ -13,8 +13,14 @@ from typing import Any
 import pytest
 
 CHROME_ARGS = (
-    "--no-sandbox", "--headless", "--disable-gpu", "--disable-dev-shm-usage",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
     "--window-size=1400,1000",
 )
 
@@ -63,7 +69,7 @@ def lake(demo_lake: str) -> Any:
 
 @pytest.fixture
 def app(lake: Any) -> Any:
-    from runlake.app.server import create_app
     from runlake.app.settings import Settings
+    from runlake.app.web.server import create_app
 
     return create_app(Settings(lake=str(lake.root), refresh_seconds=2.0), lake)

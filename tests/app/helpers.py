@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 
-
 class Grid:
     """An AG Grid on the page, by component id."""
 
@@ -38,25 +37,30 @@ class Grid:
             out.sort((a, b) => a[0] - b[0]);
             return out.map(x => x[1]);
             """,
-            self.grid_id, col_id, inner,
+            self.grid_id,
+            col_id,
+            inner,
         )
 
     def _name_cell(self, name: str) -> str:
         """XPath of the run-name cell whose link reads ``name``."""
-        return (f"//div[@id='{self.grid_id}']//div[@col-id='run_name']"
-                f"[.//a[normalize-space()='{name}']]")
+        return f"//div[@id='{self.grid_id}']//div[@col-id='run_name'][.//a[normalize-space()='{name}']]"
 
     def toggle_nested(self, name: str) -> None:
         """Click the expand/collapse toggle of the run called ``name``."""
         from selenium.webdriver.common.by import By
 
-        self.duo.driver.find_element(By.XPATH, self._name_cell(name) + "//button[contains(@class, 'tree-toggle')]").click()
+        self.duo.driver.find_element(
+            By.XPATH, self._name_cell(name) + "//button[contains(@class, 'tree-toggle')]"
+        ).click()
 
     def toggle_text(self, name: str) -> str:
         """The toggle's text of the run called ``name`` ('' when it has none): caret and count."""
         from selenium.webdriver.common.by import By
 
-        found = self.duo.driver.find_elements(By.XPATH, self._name_cell(name) + "//button[contains(@class, 'tree-toggle')]")
+        found = self.duo.driver.find_elements(
+            By.XPATH, self._name_cell(name) + "//button[contains(@class, 'tree-toggle')]"
+        )
         return found[0].text.replace("\n", "").strip() if found else ""
 
     def indent(self, name: str) -> int:
@@ -88,7 +92,8 @@ def dash_prop(duo: Any, component_id: str, prop: str) -> Any:
         for (const step of path) { node = node[step]; }
         return node.props[prop];
         """,
-        component_id, prop,
+        component_id,
+        prop,
     )
 
 
@@ -104,7 +109,8 @@ def chart(duo: Any, container: str, title: str | None = None) -> dict[str, Any] 
         return {points: gd.data[gd.data.length - 1].x.length, traces: gd.data.length,
                 range: gd.layout.xaxis.range, autorange: gd.layout.xaxis.autorange};
         """,
-        container, title,
+        container,
+        title,
     )
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 import pytest
 
-from runlake.app.artifacts import RunArtifacts, UnsafeArtifactPath, content_type, kind
+from runlake.app.web.artifacts import RunArtifacts, UnsafeArtifactPath, content_type, kind
 
 
 @pytest.fixture
@@ -28,8 +28,21 @@ def run_dir(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.mark.parametrize("bad", ["../secret.txt", "plots/../../secret.txt", "/etc/passwd", "C:/x", "a\\b", "", "plots//a.svg",
-                                 "./notes.txt", "a\x00b"], ids=repr)
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "../secret.txt",
+        "plots/../../secret.txt",
+        "/etc/passwd",
+        "C:/x",
+        "a\\b",
+        "",
+        "plots//a.svg",
+        "./notes.txt",
+        "a\x00b",
+    ],
+    ids=repr,
+)
 def test_paths_with_dotdot_absolute_or_odd_parts_are_refused(run_dir, bad):
     with pytest.raises(UnsafeArtifactPath):
         RunArtifacts(pafs.LocalFileSystem(), str(run_dir)).resolve(bad)

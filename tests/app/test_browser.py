@@ -13,7 +13,7 @@ from dash.testing.wait import until
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-from runlake.app import ids
+from runlake.app.web import ids
 from tests.app.helpers import Grid, chart, dash_prop, severe_logs
 from tests.app.number_cases import CASES as NUMBER_CASES
 from tests.app.number_cases import js_literal
@@ -56,7 +56,8 @@ def test_rl001_every_page_renders_without_console_errors(dash_duo, app, lake):
     # The grids' number formatter agrees with the server's on the shared table of cases.
     shown = dash_duo.driver.execute_script(
         "return arguments[0].map(v => window.dashAgGridFunctions.formatNumber(v === null ? null : Number(v)));",
-        [js_literal(v) for v, _ in NUMBER_CASES])
+        [js_literal(v) for v, _ in NUMBER_CASES],
+    )
     assert shown == [text for _, text in NUMBER_CASES]
     _open(dash_duo, f"/runs/{_run_id(lake, 'tabular-004')}")
     dash_duo.wait_for_element(f"#{ids.RUN_CHARTS} .js-plotly-plot", timeout=15)
@@ -99,12 +100,20 @@ def test_rl004_sorting_a_column_sorts_on_the_server(dash_duo, app):
     _open(dash_duo, "/runs")
     grid = _runs_grid(dash_duo)
     grid.sort_by("run_name")
-    until(lambda: (names := [n for n in grid.run_names() if n]) and names == sorted(names) and len(names) > 5,
-          timeout=10, msg="names ascending")
+    until(
+        lambda: (names := [n for n in grid.run_names() if n]) and names == sorted(names) and len(names) > 5,
+        timeout=10,
+        msg="names ascending",
+    )
     first = grid.run_names()[0]
     grid.sort_by("run_name")
-    until(lambda: (names := [n for n in grid.run_names() if n]) and names == sorted(names, reverse=True) and names[0] != first,
-          timeout=10, msg="names descending")
+    until(
+        lambda: (
+            (names := [n for n in grid.run_names() if n]) and names == sorted(names, reverse=True) and names[0] != first
+        ),
+        timeout=10,
+        msg="names descending",
+    )
     until(lambda: "sort=run_name%3Adesc" in dash_duo.driver.current_url, timeout=5)
 
 
@@ -145,7 +154,9 @@ def test_rl006_add_edit_and_delete_a_tag(dash_duo, app, lake):
     dash_duo.wait_for_contains_text(f"#{ids.RUN_MESSAGE}", "Set tag reviewed by")
     dash_duo.wait_for_contains_text(f"#{ids.RUN_TAGS}", "dana")
     assert lake.get_run(run_id).tags["reviewed by"] == "dana"
-    edit = dash_duo.driver.find_element(By.XPATH, "//button[contains(@id, 'reviewed by') and contains(@id, 'run-tag-edit')]")
+    edit = dash_duo.driver.find_element(
+        By.XPATH, "//button[contains(@id, 'reviewed by') and contains(@id, 'run-tag-edit')]"
+    )
     edit.click()
     until(lambda: dash_duo.find_element(f"#{ids.RUN_TAG_VALUE}").get_attribute("value") == "dana", timeout=5)
     value = dash_duo.find_element(f"#{ids.RUN_TAG_VALUE}")
@@ -154,7 +165,9 @@ def test_rl006_add_edit_and_delete_a_tag(dash_duo, app, lake):
     dash_duo.find_element(f"#{ids.RUN_TAG_SET}").click()
     dash_duo.wait_for_contains_text(f"#{ids.RUN_TAGS}", "emeka")
     assert lake.get_run(run_id).tags["reviewed by"] == "emeka"
-    delete = dash_duo.driver.find_element(By.XPATH, "//button[contains(@id, 'reviewed by') and contains(@id, 'run-tag-delete')]")
+    delete = dash_duo.driver.find_element(
+        By.XPATH, "//button[contains(@id, 'reviewed by') and contains(@id, 'run-tag-delete')]"
+    )
     delete.click()
     dash_duo.wait_for_contains_text(f"#{ids.RUN_MESSAGE}", "Deleted tag reviewed by")
     until(lambda: "emeka" not in dash_duo.find_element(f"#{ids.RUN_TAGS}").text, timeout=5)
@@ -218,7 +231,9 @@ def test_rl010_compare_page_draws_each_plot_type(dash_duo, app, lake):
     dash_duo.wait_for_element(f"#{ids.CMP_PLOT}-scatter .scatterlayer .trace", timeout=15)
     dash_duo.wait_for_element(f"#{ids.CMP_PLOT}-contour .contourlayer", timeout=15)
     dash_duo.wait_for_element(f"#{ids.CMP_PLOT}-curves .scatterlayer .trace", timeout=15)
-    until(lambda: len(dash_duo.find_elements(f"#{ids.CMP_PLOT}-curves .scatterlayer .trace")) == len(run_ids), timeout=10)
+    until(
+        lambda: len(dash_duo.find_elements(f"#{ids.CMP_PLOT}-curves .scatterlayer .trace")) == len(run_ids), timeout=10
+    )
     assert severe_logs(dash_duo) == []
 
 
@@ -239,17 +254,24 @@ def test_rl011_diff_only_hides_identical_params(dash_duo, app, lake):
     dash_duo.wait_for_element(f"#{ids.CMP_PARAMS} .ag-row", timeout=15)
     until(lambda: {"optimizer", "seed"} <= set(params.column("key")), timeout=10)
     dash_duo.find_element(f"#{ids.CMP_DIFF} input").click()
-    until(lambda: "optimizer" not in params.column("key") and "seed" in params.column("key"), timeout=10,
-          msg="identical params hidden, differing ones kept")
+    until(
+        lambda: "optimizer" not in params.column("key") and "seed" in params.column("key"),
+        timeout=10,
+        msg="identical params hidden, differing ones kept",
+    )
 
 
 def test_rl012_a_url_with_a_filter_reproduces_the_view(dash_duo, app, lake):
-    url = "/runs?filter=" + quote("status = 'FAILED'") + "&state=all&sort=run_name:asc&columns=metrics.val_loss,params.lr"
+    url = (
+        "/runs?filter=" + quote("status = 'FAILED'") + "&state=all&sort=run_name:asc&columns=metrics.val_loss,params.lr"
+    )
     dash_duo.start_server(app)
     _open(dash_duo, url)
     grid = _runs_grid(dash_duo)
     assert dash_duo.find_element(f"#{ids.RUNS_SEARCH}").get_attribute("value") == "status = 'FAILED'"
-    expected = lake.search_runs(filter_string="status = 'FAILED'", run_view_type="ALL", order_by=["attributes.run_name ASC"])
+    expected = lake.search_runs(
+        filter_string="status = 'FAILED'", run_view_type="ALL", order_by=["attributes.run_name ASC"]
+    )
     until(lambda: _count(dash_duo) == len(expected), timeout=10)
     until(lambda: grid.run_names()[:5] == expected["run_name"].tolist()[:5], timeout=10)
     headers = [h.get_attribute("col-id") for h in dash_duo.find_elements(f"#{ids.RUNS_GRID} .ag-header-cell")]
@@ -290,7 +312,11 @@ def test_rl014_expanding_a_sweep_parent_shows_its_children_under_it(dash_duo, ap
     grid.select(0)
     dash_duo.wait_for_text_to_equal(f"#{ids.RUNS_SELECTED}", "1 selected")
     grid.toggle_nested("sweep-1")
-    until(lambda: grid.run_names() == ["sweep-1", *children, *top_level[1:]], timeout=10, msg="children right under their parent")
+    until(
+        lambda: grid.run_names() == ["sweep-1", *children, *top_level[1:]],
+        timeout=10,
+        msg="children right under their parent",
+    )
     assert grid.toggle_text("sweep-1") == f"▾{len(children)}"
     assert grid.indent(children[0]) > grid.indent("sweep-1")
     until(lambda: f"expanded={parent}" in dash_duo.driver.current_url, timeout=5)
@@ -298,7 +324,7 @@ def test_rl014_expanding_a_sweep_parent_shows_its_children_under_it(dash_duo, ap
     # The link with the expansion reopens it.
     _open(dash_duo, dash_duo.driver.current_url.replace(dash_duo.server_url, ""))
     _runs_grid(dash_duo)
-    until(lambda: grid.run_names()[:1 + len(children)] == ["sweep-1", *children], timeout=10)
+    until(lambda: grid.run_names()[: 1 + len(children)] == ["sweep-1", *children], timeout=10)
     grid.toggle_nested("sweep-1")
     until(lambda: grid.run_names() == top_level, timeout=10, msg="collapsing hides the children")
     until(lambda: "expanded=" not in dash_duo.driver.current_url, timeout=5)
@@ -313,7 +339,9 @@ def _drag_zoom(duo, graph: str) -> None:
         """const area = document.querySelector(arguments[0] + ' .nsewdrag');
         area.scrollIntoView({block: 'center'});
         const r = area.getBoundingClientRect();
-        return {x: r.left, y: r.top, width: r.width, height: r.height};""", graph)
+        return {x: r.left, y: r.top, width: r.width, height: r.height};""",
+        graph,
+    )
     y = int(rect["y"] + rect["height"] / 2)
     actions = ActionChains(duo.driver)
     actions.w3c_actions.pointer_action.move_to_location(int(rect["x"] + rect["width"] * 0.3), y)
@@ -325,8 +353,8 @@ def _drag_zoom(duo, graph: str) -> None:
 
 @pytest.fixture
 def live_app(lake):
-    from runlake.app.server import create_app
     from runlake.app.settings import Settings
+    from runlake.app.web.server import create_app
 
     return create_app(Settings(lake=str(lake.root), refresh_seconds=0.5), lake)
 
@@ -351,7 +379,9 @@ def test_rl015_live_refresh_keeps_selection_and_zoom_and_stops(dash_duo, live_ap
     client.flush()
     until(lambda: grid.column("metrics.val_loss")[:1] == ["0.25"], timeout=10, msg="the table picks up the new point")
     assert dash_duo.find_element(f"#{ids.RUNS_SELECTED}").text == "1 selected"
-    assert dash_duo.find_element(f'#{ids.RUNS_GRID} .ag-row[row-index="0"] [col-id="ag-Grid-SelectionColumn"] input').is_selected()
+    assert dash_duo.find_element(
+        f'#{ids.RUNS_GRID} .ag-row[row-index="0"] [col-id="ag-Grid-SelectionColumn"] input'
+    ).is_selected()
     # Toggle off: the interval stops; on again: the next write shows up.
     dash_duo.find_element(f"#{ids.RUNS_LIVE} input").click()
     dash_duo.wait_for_text_to_equal(f"#{ids.RUNS_LIVE_STATE}", "paused")
@@ -369,11 +399,17 @@ def test_rl015_live_refresh_keeps_selection_and_zoom_and_stops(dash_duo, live_ap
     zoomed = chart(dash_duo, f"#{ids.RUN_CHARTS}", "val_loss")["range"]
     client.log_batch(run_id, metrics=[("val_loss", 0.2, None, 3), ("val_loss", 0.15, None, 4)])
     client.flush()
-    until(lambda: chart(dash_duo, f"#{ids.RUN_CHARTS}", "val_loss")["points"] == 5, timeout=10, msg="the chart picks up new points")
+    until(
+        lambda: chart(dash_duo, f"#{ids.RUN_CHARTS}", "val_loss")["points"] == 5,
+        timeout=10,
+        msg="the chart picks up new points",
+    )
     assert chart(dash_duo, f"#{ids.RUN_CHARTS}", "val_loss")["range"] == zoomed  # the user's zoom is kept
     client.set_terminated(run_id, "FINISHED")
     dash_duo.wait_for_text_to_equal(f"#{ids.RUN_STATUS}", "Finished", timeout=10)
-    until(lambda: dash_prop(dash_duo, ids.RUN_TICK, "disabled") is True, timeout=5, msg="refresh stops once the run ends")
+    until(
+        lambda: dash_prop(dash_duo, ids.RUN_TICK, "disabled") is True, timeout=5, msg="refresh stops once the run ends"
+    )
 
     # A view whose runs have all ended does not refresh.
     _open(dash_duo, "/runs?filter=" + quote("run_name = 'live-run'"))
@@ -414,7 +450,7 @@ def test_rl016_time_created_and_models_filters(dash_duo, app, lake):
 
 
 def test_rl017_select_all_matching_downloads_every_matching_run(dash_duo, app, lake, monkeypatch):
-    from runlake.app.pages import runs as runs_page
+    from runlake.app.web.pages import runs as runs_page
 
     monkeypatch.setattr(runs_page, "BLOCK_SIZE", 10)  # the browser holds a few small blocks only
     expected = lake.search_run_ids()
@@ -472,7 +508,11 @@ def test_rl018_model_snippets_and_reproduce_section(dash_duo, app, lake, monkeyp
     assert repro in text and "pip install -r requirements.txt" in text
     section.find_element(By.LINK_TEXT, "Download requirements.txt").click()
     requirements = os.path.join(dash_duo.download_path, "requirements.txt")
-    until(lambda: os.path.exists(requirements) and os.path.getsize(requirements) > 0, timeout=10, msg="requirements downloaded")
+    until(
+        lambda: os.path.exists(requirements) and os.path.getsize(requirements) > 0,
+        timeout=10,
+        msg="requirements downloaded",
+    )
     with open(requirements, encoding="utf-8") as handle:
         assert "==" in handle.read()
     assert severe_logs(dash_duo) == []
@@ -501,9 +541,9 @@ def wide_lake(tmp_path_factory):
 
 
 def test_rl020_compare_500_runs_renders_and_diff_only_works(dash_duo, wide_lake):
-    from runlake.app.server import create_app
-    from runlake.app.services import MAX_COMPARE
     from runlake.app.settings import Settings
+    from runlake.app.web.server import create_app
+    from runlake.app.web.services import MAX_COMPARE
 
     run_ids = wide_lake.search_run_ids(filter_string="params.augment = 'true'", max_results=MAX_COMPARE)
     assert len(run_ids) == MAX_COMPARE == 500
@@ -519,6 +559,9 @@ def test_rl020_compare_500_runs_renders_and_diff_only_works(dash_duo, wide_lake)
     params = Grid(dash_duo, ids.CMP_PARAMS)
     until(lambda: {"augment", "lr"} <= set(params.column("key")), timeout=10)
     dash_duo.find_element(f"#{ids.CMP_DIFF} input").click()
-    until(lambda: "augment" not in params.column("key") and "lr" in params.column("key"), timeout=10,
-          msg="the param every run shares is hidden")
+    until(
+        lambda: "augment" not in params.column("key") and "lr" in params.column("key"),
+        timeout=10,
+        msg="the param every run shares is hidden",
+    )
     assert severe_logs(dash_duo) == []

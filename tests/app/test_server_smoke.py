@@ -1,4 +1,4 @@
-"""The real server: `python -m runlake.app.server` in a subprocess answers, then stops."""
+"""The real server: `python -m runlake.app.web.server` in a subprocess answers, then stops."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from runlake.app.server import assets_folder
+from runlake.app.web.server import assets_folder
 
 
 def _free_port() -> int:
@@ -28,8 +28,12 @@ def _get(url: str) -> tuple[int, str]:
 @pytest.mark.slow
 def test_server_starts_answers_and_stops(demo_lake):
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "runlake.app.server", "--lake", demo_lake, "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runlake.app.web.server", "--lake", demo_lake, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         status, body = 0, ""

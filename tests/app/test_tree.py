@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from runlake.app import tree
-from runlake.app.grid import RunsQuery
+from runlake.app.web import tree
+from runlake.app.web.grid import RunsQuery
 
 
 def _oracle(lake: Any, kwargs: dict[str, Any], expanded: set[str]) -> tuple[list[tuple[str, int]], dict[str, int], int]:
@@ -35,7 +35,9 @@ def _oracle(lake: Any, kwargs: dict[str, Any], expanded: set[str]) -> tuple[list
     return out, {p: len(c) for p, c in kids.items()}, len(order)
 
 
-def _all_rows(services: Any, kwargs: dict[str, Any], expanded: list[str], size: int) -> tuple[list[tuple[str, int]], int, int]:
+def _all_rows(
+    services: Any, kwargs: dict[str, Any], expanded: list[str], size: int
+) -> tuple[list[tuple[str, int]], int, int]:
     """Every row of the grid, fetched block by block as the grid would."""
     first = tree.block(services, kwargs, 0, size, [], expanded)
     shown: list[tuple[str, int]] = []
@@ -55,7 +57,9 @@ def nested_lake(lake: Any) -> Any:
     experiment = lake.get_run(child).info["experiment_id"]
     client = LakeClient(str(lake.root))
     for i in range(2):
-        run_id = client.create_run(experiment, run_name=f"fold-{i}", parent_run_id=child, start_time=1_767_225_600_000 + i)
+        run_id = client.create_run(
+            experiment, run_name=f"fold-{i}", parent_run_id=child, start_time=1_767_225_600_000 + i
+        )
         client.log_batch(run_id, metrics=[("val_loss", 0.1 + i, 1_767_225_600_000, 0)])
         client.set_terminated(run_id, "FINISHED")
     client.flush()
@@ -90,7 +94,9 @@ def test_expanded_parent_outside_the_view_changes_nothing(app, lake):
     services = app.server.config["RUNLAKE_SERVICES"]
     kwargs = RunsQuery(filter="status = 'FAILED'").search_kwargs()
     plain = tree.block(services, kwargs, 0, 50, [], [])
-    with_unknown = tree.block(services, kwargs, 0, 50, [], ["not-a-run", lake.search_run_ids(filter_string="run_name = 'sweep-1'")[0]])
+    with_unknown = tree.block(
+        services, kwargs, 0, 50, [], ["not-a-run", lake.search_run_ids(filter_string="run_name = 'sweep-1'")[0]]
+    )
     assert with_unknown.frame["run_id"].tolist() == plain.frame["run_id"].tolist() and with_unknown.rows == plain.rows
 
 
@@ -122,9 +128,11 @@ def test_a_filter_cannot_regroup_the_added_condition(app):
     with pytest.raises(SearchSyntaxError):
         tree.combine(sneaky, "parent_run_id IS NULL")
     assert tree.combine("status = 'x' OR status = 'y'", "parent_run_id IS NULL") == (
-        "(status = 'x' OR status = 'y') AND (parent_run_id IS NULL)")
-    from runlake.app.pages.runs import rows_response
+        "(status = 'x' OR status = 'y') AND (parent_run_id IS NULL)"
+    )
+    from runlake.app.web.pages.runs import rows_response
 
-    response, count, empty, *_ = rows_response(app.server.config["RUNLAKE_SERVICES"], RunsQuery(filter=sneaky),
-                                               {"startRow": 0, "endRow": 100})
+    response, count, empty, *_ = rows_response(
+        app.server.config["RUNLAKE_SERVICES"], RunsQuery(filter=sneaky), {"startRow": 0, "endRow": 100}
+    )
     assert response["rowCount"] == 0 and "invalid" in str(empty)

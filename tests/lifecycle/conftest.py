@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
 import os
-from collections.abc import Sequence
 
 import pytest
 
@@ -12,16 +10,32 @@ from runlake.core import layout, merge, writer
 from runlake.ingest.client import LakeClient
 
 
-def log_runs(root: str, experiment: str = "exp", runs: int = 3, steps: int = 20, flush_every: int = 5, start_time: int | None = None) -> tuple[str, list[str]]:
+def log_runs(
+    root: str,
+    experiment: str = "exp",
+    runs: int = 3,
+    steps: int = 20,
+    flush_every: int = 5,
+    start_time: int | None = None,
+) -> tuple[str, list[str]]:
     """Runs with params, tags and metrics, flushed often (many small files); returns (experiment id, run ids)."""
     client = LakeClient(root)
     experiment_id = client.create_experiment(experiment)
     ids = []
     for r in range(runs):
-        run_id = client.create_run(experiment_id, run_name=f"r{r}", start_time=(start_time or 1_700_000_000_000) + r * 1000)
+        run_id = client.create_run(
+            experiment_id, run_name=f"r{r}", start_time=(start_time or 1_700_000_000_000) + r * 1000
+        )
         client.log_batch(run_id, params={"lr": f"0.{r + 1}", "seed": r}, tags={"team": "a", "temp": "x"})
         for start in range(0, steps, flush_every):
-            client.log_batch(run_id, metrics=[(k, float(s * (1 if k == "acc" else -1)), 1_700_000_000_000 + s, s) for s in range(start, min(start + flush_every, steps)) for k in ("acc", "loss")])
+            client.log_batch(
+                run_id,
+                metrics=[
+                    (k, float(s * (1 if k == "acc" else -1)), 1_700_000_000_000 + s, s)
+                    for s in range(start, min(start + flush_every, steps))
+                    for k in ("acc", "loss")
+                ],
+            )
             client.flush()
         client.delete_tag(run_id, "temp")
         client.set_terminated(run_id)
@@ -45,28 +59,6 @@ def listing(root: str) -> dict[str, tuple[int, ...]]:
 def part_count(root: str, table: str) -> int:
     fs, resolved = layout.resolve_lake(root)
     return len(writer.list_parts(fs, resolved, table))
-
-
-def run_cli(argv: Sequence[str]) -> int:
-    """``runlake`` in-process, with the lifecycle commands registered (whether or not cli.py has them yet)."""
-    from runlake.app import cli, cli_lifecycle
-
-    original = cli.build_parser
-
-    def build() -> argparse.ArgumentParser:
-        parser = original()
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        if "delete-runs" not in sub.choices:
-            cli_lifecycle.register(sub)
-        return parser
-
-    cli.build_parser = build  # type: ignore[assignment]
-    try:
-        return cli.main(list(argv))
-    except SystemExit as exc:  # argparse rejects bad input with exit status 2
-        return int(exc.code or 0)
-    finally:
-        cli.build_parser = original  # type: ignore[assignment]
 
 
 @pytest.fixture

@@ -94,7 +94,11 @@ def test_unknown_experiment_and_unknown_runs_are_clear_errors(timeline):
     lake, _exp, _ = timeline
     with pytest.raises(ExperimentNotFound) as info:
         lake.delete_runs("404", T0)
-    assert info.value.to_dict() == {"error": "ExperimentNotFound", "message": "Experiment '404' not found", "experiment": "404"}
+    assert info.value.to_dict() == {
+        "error": "ExperimentNotFound",
+        "message": "Experiment '404' not found",
+        "experiment": "404",
+    }
     with pytest.raises(ExperimentNotFound):
         lake.restore_runs("404", T0)
     with pytest.raises(RunNotFound, match="Run 'nope' not found"):

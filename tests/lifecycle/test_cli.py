@@ -47,7 +47,10 @@ def test_bad_time_is_rejected(text):
         parse_time(text)
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("30d", 2_592_000), ("12h", 43_200), ("90m", 5_400), ("45s", 45), ("2w", 1_209_600), ("1.5h", 5_400), ("0d", 0)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30d", 2_592_000), ("12h", 43_200), ("90m", 5_400), ("45s", 45), ("2w", 1_209_600), ("1.5h", 5_400), ("0d", 0)],
+)
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 
@@ -69,7 +72,12 @@ def test_delete_and_restore_runs(lake, capsys):
     out = capsys.readouterr().out
     assert "would delete 2 runs" in out
     assert len(Lake(lake).search_run_ids()) == 3  # the dry run changed nothing
-    assert run_cli(["delete-runs", "--lake", lake, "--experiment", "exp", "--before", "2023-11-14T22:13:21", "--max-runs", "1"]) == 0
+    assert (
+        run_cli(
+            ["delete-runs", "--lake", lake, "--experiment", "exp", "--before", "2023-11-14T22:13:21", "--max-runs", "1"]
+        )
+        == 0
+    )
     assert "deleted 1 runs" in capsys.readouterr().out
     assert len(Lake(lake).search_run_ids()) == 2
     assert run_cli(["restore-runs", "--lake", lake, "--experiment", "exp", "--since", "2020-01-01", "--dry-run"]) == 0
@@ -82,7 +90,10 @@ def test_delete_and_restore_runs(lake, capsys):
     ("argv", "message"),
     [
         (["delete-runs", "--experiment", "nope", "--before", "1"], "Experiment 'nope' not found"),
-        (["delete-runs", "--experiment", "exp", "--before", "1", "--max-runs", "0"], "max_runs must be a positive integer"),
+        (
+            ["delete-runs", "--experiment", "exp", "--before", "1", "--max-runs", "0"],
+            "max_runs must be a positive integer",
+        ),
         (["delete-runs", "--experiment", "exp", "--before", "1", "--max-runs", "10001"], "no larger than 10,000"),
         (["delete-runs", "--experiment", "exp", "--before", "soon"], "invalid time"),
         (["restore-runs", "--experiment", "exp"], "--since"),

@@ -12,10 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from runlake.core import layout, writer
+from runlake.core.lease import maintenance_lease
 from runlake.ingest.client import LakeClient
 from runlake.lake import Lake
 from runlake.lake.maintenance import MaintenanceBusy, compact
-from runlake.core.lease import maintenance_lease
 from tests.lifecycle.conftest import part_count
 
 
@@ -112,7 +112,9 @@ def test_a_metrics_file_without_its_summary_is_healed(lake_dir):
     client.flush()
     fs, root = layout.resolve_lake(lake_dir)
     # A writer that died between its metrics file and its summary file.
-    points = writer.to_table(layout.METRICS, {"run_id": [run], "key": ["loss"], "step": [5], "timestamp": [9], "value": [0.5]})
+    points = writer.to_table(
+        layout.METRICS, {"run_id": [run], "key": ["loss"], "step": [5], "timestamp": [9], "value": [0.5]}
+    )
     writer.write_part(fs, root, layout.METRICS, points, exp)
     assert Lake(lake_dir).get_run(run).metric_stats["loss"]["step"] == 0  # the summary misses step 5
     compact(lake_dir, grace_s=0)

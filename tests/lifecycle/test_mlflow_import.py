@@ -25,7 +25,9 @@ def mlflow_store(tmp_path):
     parent = client.create_run(exp, run_name="parent", start_time=1_000)
     client.log_param(parent.info.run_id, "search", "grid")
     client.set_terminated(parent.info.run_id, end_time=5_000)
-    child = client.create_run(exp, run_name="child", start_time=2_000, tags={"mlflow.parentRunId": parent.info.run_id, "team": "vision"})
+    child = client.create_run(
+        exp, run_name="child", start_time=2_000, tags={"mlflow.parentRunId": parent.info.run_id, "team": "vision"}
+    )
     run_id = child.info.run_id
     from mlflow.entities import Metric
 

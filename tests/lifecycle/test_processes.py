@@ -21,7 +21,8 @@ DAY_MS = 86_400_000
 STEPS = 300
 ENV = {**os.environ, "RUNLAKE_FLUSH_INTERVAL": "60"}
 
-WRITER = textwrap.dedent("""
+WRITER = textwrap.dedent(
+    """
     import json, sys
     from runlake.ingest.client import LakeClient
     lake, worker = sys.argv[1], int(sys.argv[2])
@@ -36,7 +37,9 @@ WRITER = textwrap.dedent("""
         client.set_terminated(run)
         logged[run] = %(steps)d
     print(json.dumps(logged))
-""" % {"steps": STEPS})
+"""
+    % {"steps": STEPS}
+)
 
 MAINTENANCE = textwrap.dedent("""
     import os, sys, time
@@ -53,7 +56,8 @@ MAINTENANCE = textwrap.dedent("""
     print(passes)
 """)
 
-READER = textwrap.dedent("""
+READER = textwrap.dedent(
+    """
     import json, os, sys, traceback
     from runlake.lake import Lake
     lake_dir, stop, expected = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
@@ -87,11 +91,15 @@ READER = textwrap.dedent("""
             text = traceback.format_exc()
             errors.append(f"{type(exc).__name__}: {exc}\\n{text[-3000:]}")
     print(json.dumps({"iterations": iterations, "errors": errors[:5], "error_count": len(errors)}))
-""" % {"steps": STEPS, "last": STEPS - 1})
+"""
+    % {"steps": STEPS, "last": STEPS - 1}
+)
 
 
 def _spawn(code: str, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV
+    )
 
 
 def _seed(lake_dir: str) -> dict[str, list[str]]:
@@ -109,8 +117,14 @@ def _seed(lake_dir: str) -> dict[str, list[str]]:
             groups[group].append(run)
     client.flush()
     old = layout.now_ms() - 40 * DAY_MS
-    rows = [{"run_id": r, "version": layout.next_version(), "lifecycle_stage": "deleted", "deleted_time": old} for r in groups["purge"] + groups["restored"]]
-    rows += [{"run_id": r, "version": layout.next_version(), "lifecycle_stage": "deleted", "deleted_time": layout.now_ms()} for r in groups["keep"]]
+    rows = [
+        {"run_id": r, "version": layout.next_version(), "lifecycle_stage": "deleted", "deleted_time": old}
+        for r in groups["purge"] + groups["restored"]
+    ]
+    rows += [
+        {"run_id": r, "version": layout.next_version(), "lifecycle_stage": "deleted", "deleted_time": layout.now_ms()}
+        for r in groups["keep"]
+    ]
     rows += [{"run_id": r, "version": layout.next_version(), "lifecycle_stage": "active"} for r in groups["restored"]]
     writer.write_part(fs, root, layout.RUNS, writer.to_table(layout.RUNS, rows), exp)
     return groups
@@ -199,7 +213,9 @@ COMPACTION = "import sys\nfrom runlake.lake.maintenance import compact\ncompact(
 @pytest.mark.slow
 def test_sigkill_mid_flush_and_mid_compaction_leave_a_readable_complete_lake(tmp_path):
     lake_dir = str(tmp_path / "lake")
-    proc = subprocess.Popen([sys.executable, "-c", FLUSHING_WRITER, lake_dir], stdout=subprocess.PIPE, text=True, env=ENV)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FLUSHING_WRITER, lake_dir], stdout=subprocess.PIPE, text=True, env=ENV
+    )
     run_id = proc.stdout.readline().split()[1]
     flushed = 0
     while flushed < 4000:
@@ -210,7 +226,9 @@ def test_sigkill_mid_flush_and_mid_compaction_leave_a_readable_complete_lake(tmp
     total = _history_is_a_prefix(lake_dir, run_id, flushed)
 
     # Compaction killed between writing a merged file and removing its inputs.
-    hang = subprocess.Popen([sys.executable, "-c", HANGING_COMPACTION, lake_dir], stdout=subprocess.PIPE, text=True, env=ENV)
+    hang = subprocess.Popen(
+        [sys.executable, "-c", HANGING_COMPACTION, lake_dir], stdout=subprocess.PIPE, text=True, env=ENV
+    )
     line = hang.stdout.readline()
     assert line.startswith("written"), line
     hang.kill()
@@ -228,7 +246,9 @@ def test_sigkill_mid_flush_and_mid_compaction_leave_a_readable_complete_lake(tmp
         assert _history_is_a_prefix(lake_dir, run_id, total) == total
 
     # A temporary file like the one a writer killed mid-write leaves.
-    directory = os.path.join(lake_dir, layout.METRICS, f"experiment_id={Lake(lake_dir).get_run(run_id).info['experiment_id']}")
+    directory = os.path.join(
+        lake_dir, layout.METRICS, f"experiment_id={Lake(lake_dir).get_run(run_id).info['experiment_id']}"
+    )
     with open(os.path.join(directory, ".part-killed.tmp"), "wb") as handle:
         handle.write(b"PAR1 half a file")
     # The dead compactions' lease does not block the next one, which cleans every leftover.

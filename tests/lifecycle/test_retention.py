@@ -48,11 +48,15 @@ def test_purges_runs_deleted_longer_ago_than_the_window_from_every_table(aged):
     assert report.runs == sorted([ids[0], ids[1]])
     assert report.ok and not report.dry_run
     assert report.rows_removed[layout.METRICS] == 2 * 2 * 20
-    assert report.rows_removed[layout.PARAMS] == 4 and report.rows_removed[layout.TAGS] == 6  # team, temp and its tombstone
+    assert (
+        report.rows_removed[layout.PARAMS] == 4 and report.rows_removed[layout.TAGS] == 6
+    )  # team, temp and its tombstone
     assert report.bytes_freed > 0
     for run_id in ids[:2]:
         assert _rows_of(lake_dir, run_id) == dict.fromkeys(_rows_of(lake_dir, run_id), 0)
-        assert not os.path.exists(os.path.join(lake_dir, "artifacts", Lake(lake_dir).get_run(ids[2]).info["experiment_id"], run_id))
+        assert not os.path.exists(
+            os.path.join(lake_dir, "artifacts", Lake(lake_dir).get_run(ids[2]).info["experiment_id"], run_id)
+        )
     lake = Lake(lake_dir)
     assert sorted(lake.search_run_ids(run_view_type="ALL")) == sorted(ids[2:])
     assert len(lake.metric_history(ids[2], "loss")) == 20 and len(lake.metric_history(ids[3], "acc")) == 20

@@ -25,7 +25,9 @@ def source(tmp_path):
     client.log_batch(parent, params={"trials": 2}, tags={"kind": "sweep"})
     client.set_terminated(parent, end_time=9_000)
     for i in range(2):
-        child = client.create_run(exp, run_name=f"trial-{i}", start_time=2_000 + i, parent_run_id=parent, run_id=f"child{i}")
+        child = client.create_run(
+            exp, run_name=f"trial-{i}", start_time=2_000 + i, parent_run_id=parent, run_id=f"child{i}"
+        )
         points = [("loss", 1.0 / (s + 1), 3_000 + s, s) for s in range(500)] + [("nan", float("nan"), 5, 0)]
         client.log_batch(child, metrics=points, params={"lr": f"0.{i + 1}"}, tags={"kind": "trial"})
         client.log_text(child, f"trial {i}", "notes/readme.txt")
@@ -40,7 +42,10 @@ def _snapshot(lake: Lake, run_ids):
     out = {}
     for run_id in run_ids:
         run = lake.get_run(run_id)
-        info = {k: run.info[k] for k in ("run_name", "status", "start_time", "end_time", "parent_run_id", "user_id", "lifecycle_stage")}
+        info = {
+            k: run.info[k]
+            for k in ("run_name", "status", "start_time", "end_time", "parent_run_id", "user_id", "lifecycle_stage")
+        }
         history = lake.metric_histories([run_id])[["key", "step", "timestamp", "value"]].astype(str).values.tolist()
         out[run_id] = (info, run.params, run.tags, history)
     return out
@@ -101,8 +106,15 @@ def test_an_import_cut_off_midway_is_completed_by_the_next_one(source, tmp_path,
         calls.append(run.run_id)
         if len(calls) == 2:
             # A run created with its pending tag, then the process dies before the run's data.
-            LakeClient(lake.root).create_run(experiment_id, run_name=run.run_name, start_time=run.start_time, user_id=run.user_id,
-                              tags={**run.tags, PENDING_TAG: "1"}, parent_run_id=run.parent_run_id, run_id=run.run_id)
+            LakeClient(lake.root).create_run(
+                experiment_id,
+                run_name=run.run_name,
+                start_time=run.start_time,
+                user_id=run.user_id,
+                tags={**run.tags, PENDING_TAG: "1"},
+                parent_run_id=run.parent_run_id,
+                run_id=run.run_id,
+            )
             raise KeyboardInterrupt
         original(lake, experiment_id, run, read, resume=resume)
 
@@ -145,18 +157,50 @@ def _edit(path: str, mutate) -> None:
 
 
 BAD_EXPORTS = {
-    "newer format version": (lambda d: _edit(os.path.join(d, "experiment.json"), lambda m: m["runlake"].update(format_version=99)), "newer runlake"),
-    "newer run format": (lambda d: _edit(os.path.join(d, "child1", "run.json"), lambda r: r["system"].update(runlake_format_version=2)), "newer runlake"),
+    "newer format version": (
+        lambda d: _edit(os.path.join(d, "experiment.json"), lambda m: m["runlake"].update(format_version=99)),
+        "newer runlake",
+    ),
+    "newer run format": (
+        lambda d: _edit(os.path.join(d, "child1", "run.json"), lambda r: r["system"].update(runlake_format_version=2)),
+        "newer runlake",
+    ),
     "missing manifest": (lambda d: os.remove(os.path.join(d, "experiment.json")), "has no experiment.json"),
     "missing run.json": (lambda d: os.remove(os.path.join(d, "child1", "run.json")), "has no child1/run.json"),
     "truncated run.json": (lambda d: open(os.path.join(d, "child1", "run.json"), "r+").truncate(200), "not valid JSON"),
-    "missing status": (lambda d: _edit(os.path.join(d, "child1", "run.json"), lambda r: r["mlflow"]["info"].pop("status")), "status must be one of"),
-    "start_time not a number": (lambda d: _edit(os.path.join(d, "child1", "run.json"), lambda r: r["mlflow"]["info"].update(start_time="soon")), "start_time must be an integer"),
-    "metric value not a number": (lambda d: _edit(os.path.join(d, "child1", "run.json"), lambda r: r["mlflow"]["metrics"]["loss"].append({"value": "x", "timestamp": 1})), "invalid metric points"),
-    "metric point without timestamp": (lambda d: _edit(os.path.join(d, "child1", "run.json"), lambda r: r["mlflow"]["metrics"]["loss"].append({"value": 1})), "without value or timestamp"),
-    "run id mismatch": (lambda d: _edit(os.path.join(d, "child1", "run.json"), lambda r: r["mlflow"]["info"].update(run_id="other")), "does not match"),
-    "bad tag key": (lambda d: _edit(os.path.join(d, "child1", "run.json"), lambda r: r["mlflow"]["tags"].update({"a\nb": "x"})), "Invalid tag key"),
-    "runs not a list": (lambda d: _edit(os.path.join(d, "experiment.json"), lambda m: m["mlflow"].update(runs="child1")), "must list the exported run ids"),
+    "missing status": (
+        lambda d: _edit(os.path.join(d, "child1", "run.json"), lambda r: r["mlflow"]["info"].pop("status")),
+        "status must be one of",
+    ),
+    "start_time not a number": (
+        lambda d: _edit(os.path.join(d, "child1", "run.json"), lambda r: r["mlflow"]["info"].update(start_time="soon")),
+        "start_time must be an integer",
+    ),
+    "metric value not a number": (
+        lambda d: _edit(
+            os.path.join(d, "child1", "run.json"),
+            lambda r: r["mlflow"]["metrics"]["loss"].append({"value": "x", "timestamp": 1}),
+        ),
+        "invalid metric points",
+    ),
+    "metric point without timestamp": (
+        lambda d: _edit(
+            os.path.join(d, "child1", "run.json"), lambda r: r["mlflow"]["metrics"]["loss"].append({"value": 1})
+        ),
+        "without value or timestamp",
+    ),
+    "run id mismatch": (
+        lambda d: _edit(os.path.join(d, "child1", "run.json"), lambda r: r["mlflow"]["info"].update(run_id="other")),
+        "does not match",
+    ),
+    "bad tag key": (
+        lambda d: _edit(os.path.join(d, "child1", "run.json"), lambda r: r["mlflow"]["tags"].update({"a\nb": "x"})),
+        "Invalid tag key",
+    ),
+    "runs not a list": (
+        lambda d: _edit(os.path.join(d, "experiment.json"), lambda m: m["mlflow"].update(runs="child1")),
+        "must list the exported run ids",
+    ),
 }
 
 

@@ -14,9 +14,21 @@ import duckdb
 NAN, INF = math.nan, math.inf
 
 RUN_COLUMNS = (
-    "run_id", "experiment_id", "run_name", "status", "start_time", "end_time", "user_id",
-    "source_type", "source_name", "source_version", "entry_point", "parent_run_id",
-    "artifact_uri", "lifecycle_stage", "deleted_time",
+    "run_id",
+    "experiment_id",
+    "run_name",
+    "status",
+    "start_time",
+    "end_time",
+    "user_id",
+    "source_type",
+    "source_name",
+    "source_version",
+    "entry_point",
+    "parent_run_id",
+    "artifact_uri",
+    "lifecycle_stage",
+    "deleted_time",
 )
 
 # run_id, experiment, run_name, status, start, end, user, source_type, source_name, version, parent, lifecycle
@@ -41,22 +53,52 @@ _RUNS = [
 
 RUNS: list[dict[str, Any]] = [
     {
-        "run_id": rid, "experiment_id": exp, "run_name": name, "status": status,
-        "start_time": start, "end_time": end, "user_id": user, "source_type": stype,
-        "source_name": sname, "source_version": version, "entry_point": "main" if stype else None,
-        "parent_run_id": parent, "artifact_uri": f"s3://bucket/{exp}/{rid}/artifacts",
-        "lifecycle_stage": stage, "deleted_time": 5000 if stage == "deleted" else None,
+        "run_id": rid,
+        "experiment_id": exp,
+        "run_name": name,
+        "status": status,
+        "start_time": start,
+        "end_time": end,
+        "user_id": user,
+        "source_type": stype,
+        "source_name": sname,
+        "source_version": version,
+        "entry_point": "main" if stype else None,
+        "parent_run_id": parent,
+        "artifact_uri": f"s3://bucket/{exp}/{rid}/artifacts",
+        "lifecycle_stage": stage,
+        "deleted_time": 5000 if stage == "deleted" else None,
     }
     for rid, exp, name, status, start, end, user, stype, sname, version, parent, stage in _RUNS
 ]
 
 PARAMS: dict[str, dict[str, str]] = {
-    "r01": {"lr": "0.01", "batch_size": "64", "model": "LogisticRegression", "model-type": "tree",
-            "elasticNetParam": "0.5", "optimizer": "adam", "lambda": "0.001", "alpha": "0.3"},
-    "r02": {"lr": "1e-2", "batch_size": "128", "model": "LinearRegression", "model-type": "linear",
-            "elasticNetParam": "0.50", "optimizer": "Adam"},
-    "r03": {"lr": "0.001", "batch_size": "32", "model": "RandomForest", "my param": "spacey",
-            "elasticNetParam": "0.1", "optimizer": "ADAM"},
+    "r01": {
+        "lr": "0.01",
+        "batch_size": "64",
+        "model": "LogisticRegression",
+        "model-type": "tree",
+        "elasticNetParam": "0.5",
+        "optimizer": "adam",
+        "lambda": "0.001",
+        "alpha": "0.3",
+    },
+    "r02": {
+        "lr": "1e-2",
+        "batch_size": "128",
+        "model": "LinearRegression",
+        "model-type": "linear",
+        "elasticNetParam": "0.50",
+        "optimizer": "Adam",
+    },
+    "r03": {
+        "lr": "0.001",
+        "batch_size": "32",
+        "model": "RandomForest",
+        "my param": "spacey",
+        "elasticNetParam": "0.1",
+        "optimizer": "ADAM",
+    },
     "r04": {"lr": "1e-4", "batch_size": "64.0", "optimizer": "sgd"},
     "r05": {"lr": "0.0001", "batch_size": "+64", "model": "logisticregression"},
     "r06": {"lr": " 0.01", "batch_size": "6.4e1", "model": "L'Hosp"},
@@ -72,14 +114,35 @@ PARAMS: dict[str, dict[str, str]] = {
 }
 
 TAGS: dict[str, dict[str, str]] = {
-    "r01": {"estimator_name": "RandomForestRegressor", "color": "blue", "size": "5",
-            "my custom tag": "my value", "mlflow.user": "alice", "mlflow.runName": "alpha",
-            "empty": "", "model": "sklearn.linear", "type": "LogisticRegression"},
-    "r02": {"estimator_name": "LinearRegression", "color": "red", "size": "5.0",
-            "my custom tag": "other value", "mlflow.user": "bob", "version": "commit-hash",
-            "model": "sklearn-rf", "type": "logistic"},
-    "r03": {"estimator_name": "randomforestregressor", "color": "Blue", "size": "five",
-            "mlflow.user": "alice", "model": "xgboost", "type": "linear"},
+    "r01": {
+        "estimator_name": "RandomForestRegressor",
+        "color": "blue",
+        "size": "5",
+        "my custom tag": "my value",
+        "mlflow.user": "alice",
+        "mlflow.runName": "alpha",
+        "empty": "",
+        "model": "sklearn.linear",
+        "type": "LogisticRegression",
+    },
+    "r02": {
+        "estimator_name": "LinearRegression",
+        "color": "red",
+        "size": "5.0",
+        "my custom tag": "other value",
+        "mlflow.user": "bob",
+        "version": "commit-hash",
+        "model": "sklearn-rf",
+        "type": "logistic",
+    },
+    "r03": {
+        "estimator_name": "randomforestregressor",
+        "color": "Blue",
+        "size": "five",
+        "mlflow.user": "alice",
+        "model": "xgboost",
+        "type": "linear",
+    },
     "r04": {"color": "blue", "size": "10", "note": "Ünïcode ÉCOLE"},
     "r05": {"team.owner": "ml-platform", "note": "école"},
     "r06": {"team.owner": "research", "note": "line1\nline2"},
@@ -93,16 +156,36 @@ TAGS: dict[str, dict[str, str]] = {
 
 # run -> metric -> (latest value, min over history, max over history)
 METRICS: dict[str, dict[str, tuple[float, float, float]]] = {
-    "r01": {"rmse": (0.25, 0.2, 0.9), "loss": (0.5, 0.1, 2.0), "r2": (0.31, 0.0, 0.31),
-            "accuracy": (0.92, 0.5, 0.92), "avg_areaUnderROC": (0.31, 0.1, 0.31),
-            "memUsage": (0.0, 0.0, 0.95), "f1 score": (0.6, 0.1, 0.6), "X-Y-Z": (3.0, 3.0, 3.0),
-            "error": (0.04, 0.04, 0.5)},
-    "r02": {"rmse": (0.35, 0.3, 1.2), "loss": (0.1, 0.1, 3.0), "r2": (0.3, 0.1, 0.3),
-            "accuracy": (0.95, 0.2, 0.95), "avg_areaUnderROC": (0.2, 0.2, 0.2),
-            "memUsage": (0.5, 0.1, 0.85), "f1 score": (0.4, 0.4, 0.4), "accuracy.2.0": (6.0, 6.0, 6.0),
-            "error": (0.06, 0.06, 0.06)},
-    "r03": {"rmse": (0.3, 0.3, 0.3), "loss": (NAN, 0.2, 1.0), "r2": (0.29, 0.29, 0.29),
-            "accuracy": (0.5, 0.5, 0.5), "memUsage": (0.0, 0.0, 0.5), "legit name": (0.5, 0.5, 0.5)},
+    "r01": {
+        "rmse": (0.25, 0.2, 0.9),
+        "loss": (0.5, 0.1, 2.0),
+        "r2": (0.31, 0.0, 0.31),
+        "accuracy": (0.92, 0.5, 0.92),
+        "avg_areaUnderROC": (0.31, 0.1, 0.31),
+        "memUsage": (0.0, 0.0, 0.95),
+        "f1 score": (0.6, 0.1, 0.6),
+        "X-Y-Z": (3.0, 3.0, 3.0),
+        "error": (0.04, 0.04, 0.5),
+    },
+    "r02": {
+        "rmse": (0.35, 0.3, 1.2),
+        "loss": (0.1, 0.1, 3.0),
+        "r2": (0.3, 0.1, 0.3),
+        "accuracy": (0.95, 0.2, 0.95),
+        "avg_areaUnderROC": (0.2, 0.2, 0.2),
+        "memUsage": (0.5, 0.1, 0.85),
+        "f1 score": (0.4, 0.4, 0.4),
+        "accuracy.2.0": (6.0, 6.0, 6.0),
+        "error": (0.06, 0.06, 0.06),
+    },
+    "r03": {
+        "rmse": (0.3, 0.3, 0.3),
+        "loss": (NAN, 0.2, 1.0),
+        "r2": (0.29, 0.29, 0.29),
+        "accuracy": (0.5, 0.5, 0.5),
+        "memUsage": (0.0, 0.0, 0.5),
+        "legit name": (0.5, 0.5, 0.5),
+    },
     "r04": {"rmse": (NAN, 0.5, 0.8)},
     "r05": {"rmse": (INF, 0.4, INF)},
     "r06": {"rmse": (-INF, -INF, 1.0)},
@@ -157,9 +240,7 @@ def load(con: duckdb.DuckDBPyConnection, data: list[dict[str, Any]] | None = Non
         con.executemany(f"INSERT INTO runs VALUES ({placeholders})", runs)
     for table in ("params", "tags"):
         values = [
-            [row["run"]["run_id"], row["run"]["experiment_id"], k, v]
-            for row in data
-            for k, v in row[table].items()
+            [row["run"]["run_id"], row["run"]["experiment_id"], k, v] for row in data for k, v in row[table].items()
         ]
         if values:
             con.executemany(f"INSERT INTO {table} VALUES (?, ?, ?, ?)", values)

@@ -136,7 +136,7 @@ def test_describe(text, sentence):
         ("metric.acc>=100", "metrics.acc >= 100"),
         ("`metric`.a >= 0.1", "metrics.a >= 0.1"),
         ('tags."t.a.g" = "a"', "tags.t.a.g = 'a'"),
-        ("params.`model-type` = \"it's\"", "params.`model-type` = \"it's\""),
+        ('params.`model-type` = "it\'s"', 'params.`model-type` = "it\'s"'),
         ("attributes.`Run Name` IN ('a','b')", "run_name IN ('a', 'b')"),
         ("a.b = 1".replace("a.b", "created"), "start_time = 1"),
         ("metrics.x > 1e16 or metrics.x < -0.000001", "metrics.x > 1e+16 OR metrics.x < -1e-06"),

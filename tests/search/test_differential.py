@@ -55,10 +55,14 @@ STRINGS = st.one_of(
     st.text(alphabet=TRICKY, max_size=6).filter(_writable),
     st.text(max_size=4).filter(_writable),
 )
-PATTERNS = st.lists(
-    st.one_of(st.sampled_from(["%", "_", "%", "a", "e", "0.", "É", "é", "σ", "\\", "\n", "l"]), STRINGS),
-    max_size=4,
-).map("".join).filter(_writable)
+PATTERNS = (
+    st.lists(
+        st.one_of(st.sampled_from(["%", "_", "%", "a", "e", "0.", "É", "é", "σ", "\\", "\n", "l"]), STRINGS),
+        max_size=4,
+    )
+    .map("".join)
+    .filter(_writable)
+)
 
 
 def predicates(metric_keys, param_keys, tag_keys):
@@ -150,8 +154,31 @@ def test_sql_agrees_with_evaluator_on_the_fixed_dataset(con, ast, view):
 KEYS = ["a", "b"]
 TRICKY_TEXT = st.one_of(
     st.text(alphabet=TRICKY, max_size=7),
-    st.sampled_from(["1", "1.", ".5", "+1", "-1e3", "1e999", "-1e999", "1e-400", "inf", "-Infinity",
-                     "nan", " 1", "1 ", "1_0", "0x1", "١", "1e", "e1", "+-1", "", "1.5e+3"]),
+    st.sampled_from(
+        [
+            "1",
+            "1.",
+            ".5",
+            "+1",
+            "-1e3",
+            "1e999",
+            "-1e999",
+            "1e-400",
+            "inf",
+            "-Infinity",
+            "nan",
+            " 1",
+            "1 ",
+            "1_0",
+            "0x1",
+            "١",
+            "1e",
+            "e1",
+            "+-1",
+            "",
+            "1.5e+3",
+        ]
+    ),
 )
 FLOATS = st.one_of(st.floats(), st.sampled_from([0.0, -0.0, math.nan, math.inf, -math.inf, 1.0, 0.5]))
 
@@ -169,12 +196,14 @@ def generated_rows(draw):
         summaries = {}
         for key in draw(st.sets(st.sampled_from(KEYS))):
             summaries[key] = {"value": draw(FLOATS), "min_value": draw(FLOATS), "max_value": draw(FLOATS)}
-        rows.append({
-            "run": run,
-            "params": draw(st.dictionaries(st.sampled_from(KEYS), TRICKY_TEXT, max_size=2)),
-            "tags": draw(st.dictionaries(st.sampled_from(KEYS), TRICKY_TEXT, max_size=2)),
-            "metrics": summaries,
-        })
+        rows.append(
+            {
+                "run": run,
+                "params": draw(st.dictionaries(st.sampled_from(KEYS), TRICKY_TEXT, max_size=2)),
+                "tags": draw(st.dictionaries(st.sampled_from(KEYS), TRICKY_TEXT, max_size=2)),
+                "metrics": summaries,
+            }
+        )
     return rows
 
 
@@ -202,7 +231,9 @@ def test_numeric_text_rule_agrees(con, value, number, op):
     ast = Comparison(Field(Entity.PARAM, "p"), op, number)
     sql, params = compile_filter(ast)
     got = con.execute(
-        f"SELECT count(*) FROM (SELECT 'x' AS run_id) r WHERE {sql}".replace("FROM params", "FROM (SELECT 'x' AS run_id, 'p' AS key, ? AS value)"),
+        f"SELECT count(*) FROM (SELECT 'x' AS run_id) r WHERE {sql}".replace(
+            "FROM params", "FROM (SELECT 'x' AS run_id, 'p' AS key, ? AS value)"
+        ),
         [value, *params],
     ).fetchone()[0]
     assert bool(got) == bool(evaluator.search(ast, rows))

@@ -21,7 +21,13 @@ def test_error_case(text, problem, position, hint):
     error = info.value
     line = text.count("\n", 0, position) + 1
     column = position - (text.rfind("\n", 0, position) + 1) + 1
-    assert (error.problem, error.position, error.line, error.column, error.hint) == (problem, position, line, column, hint)
+    assert (error.problem, error.position, error.line, error.column, error.hint) == (
+        problem,
+        position,
+        line,
+        column,
+        hint,
+    )
     # compile_filter reports the same error
     with pytest.raises(SearchSyntaxError) as again:
         compile_filter(text)
@@ -123,8 +129,18 @@ def test_unknown_prefix_lists_the_valid_ones():
     with pytest.raises(SearchSyntaxError) as info:
         parse_filter("foo.x = 'a'")
     assert info.value.expected == [
-        "metrics", "metric", "params", "param", "parameters", "parameter",
-        "tags", "tag", "attributes", "attribute", "attr", "run",
+        "metrics",
+        "metric",
+        "params",
+        "param",
+        "parameters",
+        "parameter",
+        "tags",
+        "tag",
+        "attributes",
+        "attribute",
+        "attr",
+        "run",
     ]
 
 

@@ -94,7 +94,10 @@ def test_plan_shape():
     )
     assert plan.join_params == ["loss", "lr", "loss"]
     assert [order_text(k) for k in plan.keys] == [
-        "metrics.loss DESC", "params.lr ASC", "start_time ASC", "MAX(metrics.loss) ASC",
+        "metrics.loss DESC",
+        "params.lr ASC",
+        "start_time ASC",
+        "MAX(metrics.loss) ASC",
     ]
 
 
@@ -149,7 +152,9 @@ def order_lists(metric_keys, other_keys):
 def test_sql_order_agrees_with_evaluator(con, order_by):
     plan = compile_order_by(order_by)
     rows = dataset.rows()
-    assert dataset.search_ids(con, "TRUE", [], plan=plan) == [r["run"]["run_id"] for r in evaluator.sort_rows(rows, plan.keys)]
+    assert dataset.search_ids(con, "TRUE", [], plan=plan) == [
+        r["run"]["run_id"] for r in evaluator.sort_rows(rows, plan.keys)
+    ]
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -163,4 +168,3 @@ def test_sql_order_agrees_with_evaluator_on_generated_rows(rows, order_by):
     finally:
         connection.close()
     assert got == [r["run"]["run_id"] for r in evaluator.sort_rows(rows, plan.keys)]
-

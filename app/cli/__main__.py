@@ -1,0 +1,7 @@
+"""``python -m runlake.app.cli``: the same as the ``runlake`` console script."""
+
+import sys
+
+from runlake.app.cli import main
+
+sys.exit(main())

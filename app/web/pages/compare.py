@@ -1,0 +1,398 @@
+"""Compare page (``/compare?runs=...``): runs side by side, in tables and plots.
+
+Details, params and metrics side by side (with "show diff only"), parallel coordinates,
+scatter, contour and overlaid metric curves. Runs may come from several experiments; up to
+``MAX_COMPARE`` runs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import dash_ag_grid as dag
+import pandas as pd
+from dash import Input, Output, State, dcc, html
+
+from runlake.app.web import charts, ids
+from runlake.app.web.components import control, empty_state, message, page_header, section
+from runlake.app.web.formatting import format_duration, format_number, format_time
+from runlake.app.web.services import MAX_COMPARE
+
+if TYPE_CHECKING:
+    from dash import Dash
+
+    from runlake.app.web.services import Services
+
+PATH = "/compare"
+REGISTER = {"path": PATH, "name": "Compare", "title": "Compare runs · runlake", "order": 3}
+
+
+def parse_runs(runs: Any, limit: int | None = MAX_COMPARE) -> list[str]:
+    """The run ids of a ``runs=`` URL value, deduplicated, in order, at most ``limit``."""
+    text = ",".join(runs) if isinstance(runs, list) else str(runs or "")
+    unique = list(dict.fromkeys(r.strip() for r in text.split(",") if r.strip()))
+    return unique if limit is None else unique[:limit]
+
+
+def missing_notice(requested: list[str], found: list[str]) -> Any:
+    """What the page says about requested runs it does not show (unknown ids, over the limit)."""
+    shown = requested[:MAX_COMPARE]
+    missing = [r for r in shown if r not in set(found)]
+    notes = []
+    if missing:
+        listed = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        notes.append(message(f"{len(missing)} run{'s' if len(missing) != 1 else ''} not found: {listed}", "warning"))
+    if len(requested) > MAX_COMPARE:
+        notes.append(message(f"Showing the first {MAX_COMPARE} of {len(requested):,} requested runs.", "info"))
+    return html.Div(notes, id=ids.CMP_NOTICE) if notes else html.Div(id=ids.CMP_NOTICE)
+
+
+def compare_frame(services: Services, run_ids: list[str]) -> pd.DataFrame:
+    frame = services.frame_for(run_ids)
+    return frame[frame["experiment_id"].notna()].reset_index(drop=True)
+
+
+def table_rows(frame: pd.DataFrame, prefix: str) -> list[dict[str, Any]]:
+    """One row per key (``prefix`` params or metrics), one column per run; ``same`` marks rows
+    whose value is identical in every run (what "show diff only" hides)."""
+    rows = []
+    for column in sorted(c for c in frame.columns if c.startswith(prefix + ".")):
+        values = [None if pd.isna(v) else v for v in frame[column].tolist()]
+        row: dict[str, Any] = {"key": column.split(".", 1)[1]}
+        for run_id, value in zip(frame["run_id"], values):
+            # Metrics read like every other table (significant digits); params are the logged text.
+            row[run_id] = format_number(value) if prefix == "metrics" and value is not None else value
+        row["same"] = all(v == values[0] for v in values)
+        rows.append(row)
+    return rows
+
+
+def detail_rows(frame: pd.DataFrame, names: dict[str, str]) -> list[dict[str, Any]]:
+    fields = [
+        ("Run name", lambda r: r.run_name or ""),
+        ("Experiment", lambda r: names.get(str(r.experiment_id), str(r.experiment_id))),
+        ("Status", lambda r: (r.status or "").title()),
+        ("Start time", lambda r: format_time(r.start_time)),
+        ("Duration", lambda r: format_duration(r.start_time, r.end_time, r.status)),
+        ("User", lambda r: r.user_id),
+        ("Source", lambda r: r.source_name),
+        ("Version", lambda r: (r.source_version or "")[:10]),
+        ("Run ID", lambda r: r.run_id),
+    ]
+    rows = []
+    for label, get in fields:
+        row: dict[str, Any] = {"key": label}
+        for record in frame.itertuples():
+            row[record.run_id] = get(record)
+        rows.append(row)
+    return rows
+
+
+def _columns(frame: pd.DataFrame, numeric: bool = False) -> list[dict[str, Any]]:
+    cols: list[dict[str, Any]] = [
+        {
+            "field": "key",
+            "headerName": "",
+            "pinned": "left",
+            "width": 180,
+            "cellClass": "key-cell",
+            "tooltipField": "key",
+        }
+    ]
+    for record in frame.itertuples():
+        col = {
+            "field": record.run_id,
+            "headerName": record.run_name or record.run_id[:8],
+            "headerTooltip": record.run_id,
+            "flex": 1,
+            "minWidth": 170,
+            "tooltipField": record.run_id,
+        }
+        if numeric:
+            col["type"] = "rightAligned"
+        cols.append(col)
+    return cols
+
+
+def _table(grid_id: str, frame: pd.DataFrame, rows: list[dict[str, Any]], numeric: bool = False) -> dag.AgGrid:
+    return dag.AgGrid(
+        id=grid_id,
+        rowData=rows,
+        columnDefs=_columns(frame, numeric),
+        getRowId="params.data.key",
+        defaultColDef={"resizable": True, "sortable": False, "suppressHeaderMenuButton": True},
+        dashGridOptions={
+            "suppressFieldDotNotation": True,
+            "domLayout": "autoHeight" if len(rows) <= 25 else "normal",
+            "tooltipShowDelay": 300,
+        },
+        className="ag-theme-quartz grid",
+        style={"height": None if len(rows) <= 25 else "480px"},
+    )
+
+
+def _choices(frame: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
+    params = sorted(c for c in frame.columns if c.startswith("params."))
+    metrics = sorted(c for c in frame.columns if c.startswith("metrics."))
+    varying = [c for c in params if frame[c].nunique(dropna=False) > 1]
+    return params, metrics, varying
+
+
+def layout(services: Services, runs: Any = None, **_query: Any) -> html.Div:
+    requested = parse_runs(runs, limit=None)
+    run_ids = requested[:MAX_COMPARE]
+    frame = compare_frame(services, run_ids) if run_ids else pd.DataFrame()
+    if frame.empty:
+        return html.Div(
+            [
+                page_header("Compare runs"),
+                missing_notice(requested, []),
+                empty_state(
+                    "No runs to compare.",
+                    ["Select runs on the ", dcc.Link("runs page", href="/runs"), " and press Compare."],
+                ),
+            ],
+            className="page",
+        )
+    names = services.experiment_names()
+    params, metrics, varying = _choices(frame)
+    options = [{"label": c, "value": c} for c in params + metrics]
+    metric_keys = [c.split(".", 1)[1] for c in metrics]
+    first_metric = next((m for m in metrics if "loss" in m), metrics[0] if metrics else None)
+    numeric_varying = [c for c in varying if pd.to_numeric(frame[c], errors="coerce").notna().all()]
+    experiments = sorted({names.get(str(e), str(e)) for e in frame["experiment_id"]})
+    return html.Div(
+        [
+            dcc.Store(id=ids.CMP_RUNS, data=list(frame["run_id"])),
+            page_header(
+                f"Comparing {len(frame)} run{'s' if len(frame) != 1 else ''}",
+                subtitle=["Experiments: ", *[html.Span(e, className="chip") for e in experiments]],
+            ),
+            missing_notice(requested, list(frame["run_id"])),
+            dcc.Checklist(
+                id=ids.CMP_DIFF,
+                options=[{"label": " Show diff only", "value": "diff"}],
+                value=[],
+                className="diff-toggle",
+                labelStyle={"display": "inline-flex", "gap": "4px"},
+            ),
+            html.Div(
+                [
+                    section("Run details", _table(ids.CMP_DETAILS, frame, detail_rows(frame, names))),
+                    section(
+                        "Parameters", _table(ids.CMP_PARAMS, frame, table_rows(frame, "params")), count=len(params)
+                    ),
+                    section(
+                        "Metrics",
+                        _table(ids.CMP_METRICS, frame, table_rows(frame, "metrics"), numeric=True),
+                        count=len(metrics),
+                    ),
+                ],
+                className="compare-tables",
+            ),
+            section(
+                "Parallel coordinates",
+                [
+                    html.Div(
+                        [
+                            control(
+                                "Axes",
+                                dcc.Dropdown(
+                                    id=ids.CMP_PAR_DIMS,
+                                    options=options,
+                                    multi=True,
+                                    value=(varying[:6] + ([first_metric] if first_metric else [])),
+                                ),
+                                "Params and metrics shown as axes; text params become categories",
+                            ),
+                            control(
+                                "Color",
+                                dcc.Dropdown(id=ids.CMP_PAR_COLOR, options=options, value=first_metric),
+                                "Color lines by this value",
+                            ),
+                        ],
+                        className="plot-controls",
+                    ),
+                    dcc.Graph(id=f"{ids.CMP_PLOT}-parallel", config={"displaylogo": False}),
+                ],
+            ),
+            section(
+                "Scatter",
+                [
+                    html.Div(
+                        [
+                            control(
+                                "X",
+                                dcc.Dropdown(id=ids.CMP_SC_X, options=options, value=(varying or params or [None])[0]),
+                                "X axis",
+                            ),
+                            control("Y", dcc.Dropdown(id=ids.CMP_SC_Y, options=options, value=first_metric), "Y axis"),
+                        ],
+                        className="plot-controls",
+                    ),
+                    dcc.Graph(id=f"{ids.CMP_PLOT}-scatter", config={"displaylogo": False}),
+                ],
+            ),
+            section(
+                "Contour",
+                [
+                    html.Div(
+                        [
+                            control(
+                                "X",
+                                dcc.Dropdown(
+                                    id=ids.CMP_CT_X, options=options, value=(numeric_varying + varying + [None])[0]
+                                ),
+                                "X axis",
+                            ),
+                            control(
+                                "Y",
+                                dcc.Dropdown(
+                                    id=ids.CMP_CT_Y,
+                                    options=options,
+                                    value=((numeric_varying + varying)[1:] + [None])[0],
+                                ),
+                                "Y axis",
+                            ),
+                            control(
+                                "Z", dcc.Dropdown(id=ids.CMP_CT_Z, options=options, value=first_metric), "Contour value"
+                            ),
+                        ],
+                        className="plot-controls",
+                    ),
+                    dcc.Graph(id=f"{ids.CMP_PLOT}-contour", config={"displaylogo": False}),
+                ],
+            ),
+            section(
+                "Metric curves",
+                [
+                    html.Div(
+                        [
+                            control(
+                                "Metric",
+                                dcc.Dropdown(
+                                    id=ids.CMP_CURVE_KEY,
+                                    options=metric_keys,
+                                    value=first_metric.split(".", 1)[1] if first_metric else None,
+                                ),
+                                "Metric to overlay",
+                            ),
+                            control(
+                                "X axis",
+                                dcc.RadioItems(
+                                    id=ids.CMP_X_AXIS,
+                                    options=[
+                                        {"label": " Step", "value": "step"},
+                                        {"label": " Wall time", "value": "wall"},
+                                        {"label": " Relative time", "value": "relative"},
+                                    ],
+                                    value="step",
+                                    inline=True,
+                                ),
+                                "What the x-axis shows",
+                            ),
+                            control(
+                                "Smoothing",
+                                dcc.Slider(
+                                    id=ids.CMP_SMOOTHING,
+                                    min=0,
+                                    max=0.99,
+                                    step=0.01,
+                                    value=0,
+                                    marks={0: "0", 0.5: "0.5", 0.99: "0.99"},
+                                ),
+                                "Exponential moving average",
+                            ),
+                            control(
+                                "Y scale",
+                                dcc.Checklist(id=ids.CMP_LOG_Y, options=[{"label": " Log", "value": "log"}], value=[]),
+                                "Log y-axis",
+                            ),
+                        ],
+                        className="plot-controls",
+                    ),
+                    dcc.Loading(
+                        dcc.Graph(id=f"{ids.CMP_PLOT}-curves", config={"displaylogo": False}),
+                        type="dot",
+                        delay_show=400,
+                    ),
+                ],
+            ),
+        ],
+        className="page page-compare",
+    )
+
+
+def register_callbacks(app: Dash, services: Services) -> None:
+    def frame_of(run_ids: list[str]) -> pd.DataFrame:
+        return compare_frame(services, run_ids)
+
+    for grid_id, prefix in ((ids.CMP_PARAMS, "params"), (ids.CMP_METRICS, "metrics")):
+
+        @app.callback(
+            Output(grid_id, "rowData"),
+            Input(ids.CMP_DIFF, "value"),
+            State(ids.CMP_RUNS, "data"),
+            prevent_initial_call=True,
+        )
+        def diff_only(value: list[str] | None, run_ids: list[str], _prefix: str = prefix) -> list[dict[str, Any]]:
+            rows = table_rows(frame_of(run_ids), _prefix)
+            return [r for r in rows if not r["same"]] if value else rows
+
+    @app.callback(
+        Output(f"{ids.CMP_PLOT}-parallel", "figure"),
+        Input(ids.CMP_PAR_DIMS, "value"),
+        Input(ids.CMP_PAR_COLOR, "value"),
+        State(ids.CMP_RUNS, "data"),
+    )
+    def parallel(dims: list[str] | None, color: str | None, run_ids: list[str]) -> Any:
+        return charts.parallel_figure(frame_of(run_ids), dims or [], color)
+
+    @app.callback(
+        Output(f"{ids.CMP_PLOT}-scatter", "figure"),
+        Input(ids.CMP_SC_X, "value"),
+        Input(ids.CMP_SC_Y, "value"),
+        State(ids.CMP_RUNS, "data"),
+    )
+    def scatter(x: str | None, y: str | None, run_ids: list[str]) -> Any:
+        frame = frame_of(run_ids)
+        return charts.scatter_figure(
+            frame, x, y, names=[r or i[:8] for r, i in zip(frame["run_name"], frame["run_id"])]
+        )
+
+    @app.callback(
+        Output(f"{ids.CMP_PLOT}-contour", "figure"),
+        Input(ids.CMP_CT_X, "value"),
+        Input(ids.CMP_CT_Y, "value"),
+        Input(ids.CMP_CT_Z, "value"),
+        State(ids.CMP_RUNS, "data"),
+    )
+    def contour(x: str | None, y: str | None, z: str | None, run_ids: list[str]) -> Any:
+        return charts.contour_figure(frame_of(run_ids), x, y, z)
+
+    @app.callback(
+        Output(f"{ids.CMP_PLOT}-curves", "figure"),
+        Input(ids.CMP_CURVE_KEY, "value"),
+        Input(ids.CMP_X_AXIS, "value"),
+        Input(ids.CMP_SMOOTHING, "value"),
+        Input(ids.CMP_LOG_Y, "value"),
+        State(ids.CMP_RUNS, "data"),
+    )
+    def curves(key: str | None, x_axis: str, smoothing: float, log_y: list[str] | None, run_ids: list[str]) -> Any:
+        return curves_figure(services, run_ids, key, x_axis or "step", float(smoothing or 0), bool(log_y))
+
+
+def curves_figure(
+    services: Services, run_ids: list[str], key: str | None, x_axis: str, smoothing: float, log_y: bool
+) -> Any:
+    if not key:
+        return charts.empty_figure("Pick a metric")
+    frame = compare_frame(services, run_ids)
+    points = services.histories(list(frame["run_id"]), [key])
+    names = {r: (n or r[:8]) for r, n in zip(frame["run_id"], frame["run_name"])}
+    starts = {r: (s.value // 1_000_000 if pd.notna(s) else None) for r, s in zip(frame["run_id"], frame["start_time"])}
+    fig = charts.history_figure(
+        points, key, x_axis=x_axis, smoothing=smoothing, log_y=log_y, names=names, starts=starts, height=460
+    )
+    fig["layout"]["showlegend"] = 1 < len(names) <= 30
+    return fig

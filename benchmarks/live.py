@@ -1,0 +1,210 @@
+"""``runlake bench live``: a lake written the way teams write it, measured while it is written.
+
+(a) A simulated team day: writer processes each training one long run and flushing every
+    10 ms (each flush stands for 3 s of real training), plus a sweep process creating short
+    runs one by one; every few seconds the part files per partition, a fresh ``Lake`` open, a
+    first page and the live run's ``metric_history`` are sampled.
+(b) The peer-shaped import: 10,000 runs (10 experiments, 10 params, 8 tags, 5 metrics x 100
+    steps, 5 % deleted, 10 % nested) logged run by run through ``LakeClient``, no compaction,
+    then the query table. MLflow's column is the reference measured on this workload (MLflow
+    3.17.2 on SQLite, this machine kind), quoted from the issue that set the goals.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable
+from typing import Any
+
+from benchmarks.common import Row, median_ms, table
+
+WRITER = textwrap.dedent(
+    """
+    import sys, time, math
+    from runlake.ingest import LakeClient
+    from runlake.ingest.run import Run
+    lake, name, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    client = LakeClient(lake)
+    experiment_id = client.create_experiment("team-day")
+    run = Run(client, client.create_run(experiment_id, run_id=name, run_name=name), experiment_id)
+    run.log_params({f"p{i}": i for i in range(10)})
+    step, deadline = 0, time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for _ in range(20):
+            for key in ("loss", "val_loss", "acc", "lr", "grad_norm"):
+                run.log_metric(key, math.sin(step / 100.0), step=step)
+            step += 1
+        time.sleep(0.01)
+    run.end()
+    print(step)
+    """
+)
+SWEEP = textwrap.dedent(
+    """
+    import sys, time
+    from runlake.ingest import LakeClient
+    lake, seconds = sys.argv[1], float(sys.argv[2])
+    client = LakeClient(lake)
+    experiment_id = client.create_experiment("sweep")
+    n, deadline = 0, time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        run_id = client.create_run(experiment_id, run_name=f"trial-{n}")
+        client.log_batch(run_id, metrics=[("loss", 1.0 / (s + 1), 0, s) for s in range(100)], params={"lr": str(n % 7)}, tags={"trial": str(n)})
+        client.set_terminated(run_id)
+        n += 1
+        time.sleep(0.01)
+    client.flush()
+    print(n)
+    """
+)
+
+
+def _part_files(root: str) -> tuple[int, int]:
+    """(most part files in one table partition, part files in all)."""
+    most = total = 0
+    for dirpath, _dirs, files in os.walk(root):
+        count = sum(1 for f in files if f.endswith(".parquet"))
+        if "_maintenance" in dirpath or "artifacts" in dirpath:
+            continue
+        most = max(most, count)
+        total += count
+    return most, total
+
+
+def _timed(work: Callable[[], Any]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    result = work()
+    return (time.perf_counter() - started) * 1000, result
+
+
+def team_day(seconds: float = 60.0, writers: int = 4) -> str:
+    from runlake.lake import Lake
+
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="runlake-bench-live-") as tmp:
+        root = os.path.join(tmp, "lake")
+        env = {**os.environ, "RUNLAKE_FLUSH_INTERVAL": "0.01"}
+        procs = [
+            subprocess.Popen([sys.executable, "-c", WRITER, root, f"writer{i}", str(seconds)], env=env, stdout=subprocess.PIPE, text=True)
+            for i in range(writers)
+        ]
+        procs.append(subprocess.Popen([sys.executable, "-c", SWEEP, root, str(seconds)], env=env, stdout=subprocess.PIPE, text=True))
+        started = time.monotonic()
+        lake = None
+        while any(p.poll() is None for p in procs):
+            time.sleep(min(10.0, seconds / 6))
+            if not os.path.isdir(os.path.join(root, "runs")):
+                continue
+            most, total = _part_files(root)
+            open_ms, fresh = _timed(lambda: Lake(root))
+            lake = lake or fresh
+            page_ms, page = _timed(lambda: lake.search_page(filter_string="metrics.loss < 0.5", order_by=["metrics.loss"], page_size=100))
+            history_ms, history = _timed(lambda: lake.metric_history("writer0", "loss"))
+            elapsed = time.monotonic() - started
+            rows.append((
+                f"{elapsed:5.0f} s (~{elapsed * 300 / 3600:.1f} h of 3 s flushes)",
+                str(most), f"{total:,}", f"{open_ms:.0f} ms", f"{page_ms:.0f} ms ({page.total:,} runs)",
+                f"{history_ms:.0f} ms ({len(history):,} pts)",
+            ))
+        for p in procs:
+            p.wait()
+    header: Row = ("elapsed", "max files/partition", "files", "fresh Lake open", "search_page", "metric_history (live run)")
+    title = f"(a) team day: {writers} writers flushing every 10 ms + a sweep creating runs one by one; {seconds:.0f} s"
+    return table(title, rows, header)
+
+
+# MLflow 3.17.2 on SQLite, all matches, on this workload (the issue's reference measurements).
+MLFLOW_REFERENCE_MS = {
+    "metric filter": 4800.0,
+    "param equals + metric": 500.0,
+    "tag equals": 2300.0,
+    "status equals": 8000.0,
+    "order by a metric": 63000.0,
+    "LIKE + order": 7000.0,
+    "time range": 2800.0,
+    "children of one parent": 12.0,
+    "one experiment": 820.0,
+    "deleted only": 530.0,
+    "three-way AND": 152.0,
+}
+T0 = 1_767_225_600_000
+
+
+def _peer_import(root: str, runs: int = 10_000) -> tuple[list[str], list[str], float]:
+    """The peer workload through LakeClient, run by run; returns (experiment ids, parent ids, seconds)."""
+    import random
+
+    from runlake.ingest import LakeClient
+
+    rng = random.Random(7)
+    client = LakeClient(root)
+    started = time.perf_counter()
+    experiments = [client.create_experiment(f"peer-{e}") for e in range(10)]
+    parents: list[str] = []
+    for i in range(runs):
+        experiment_id = experiments[i % 10]
+        parent = parents[-1] if i % 10 == 9 and parents else None
+        run_id = client.create_run(
+            experiment_id, run_name=f"run-{i}", start_time=T0 + i * 60_000, parent_run_id=parent,
+            tags={f"t{k}": f"v{(i + k) % 5}" for k in range(8)},
+        )
+        if i % 10 == 0:
+            parents.append(run_id)
+        points = [(f"m{k}", rng.random(), T0 + i * 60_000 + s, s) for k in range(5) for s in range(100)]
+        client.log_batch(run_id, metrics=points, params={f"p{k}": str((i * (k + 1)) % 13) for k in range(10)})
+        client.set_terminated(run_id, "FINISHED" if i % 7 else "FAILED", end_time=T0 + i * 60_000 + 30_000)
+        if i % 20 == 0:
+            client.delete_run(run_id)
+    client.flush()
+    return experiments, parents, time.perf_counter() - started
+
+
+def peer_queries(runs: int = 10_000, repeat: int = 5) -> str:
+    from runlake.lake import Lake
+
+    with tempfile.TemporaryDirectory(prefix="runlake-bench-peer-") as tmp:
+        root = os.path.join(tmp, "lake")
+        experiments, parents, import_s = _peer_import(root, runs)
+        most, total = _part_files(root)
+        open_ms, lake = _timed(lambda: Lake(root))
+        queries: dict[str, dict[str, Any]] = {
+            "metric filter": {"filter_string": "metrics.m0 < 0.5"},
+            "param equals + metric": {"filter_string": "params.p0 = '3' AND metrics.m1 > 0.5"},
+            "tag equals": {"filter_string": "tags.t0 = 'v1'"},
+            "status equals": {"filter_string": "attributes.status = 'FAILED'"},
+            "order by a metric": {"order_by": ["metrics.m2 DESC"]},
+            "LIKE + order": {"filter_string": "attributes.run_name LIKE 'run-1%'", "order_by": ["metrics.m3"]},
+            "time range": {"filter_string": f"attributes.start_time >= {T0 + 1000 * 60_000} AND attributes.start_time < {T0 + 4000 * 60_000}"},
+            "children of one parent": {"filter_string": f"tags.mlflow.parentRunId = '{parents[len(parents) // 2]}'"},
+            "one experiment": {"experiment_ids": [experiments[3]]},
+            "deleted only": {"run_view_type": "DELETED_ONLY"},
+            "three-way AND": {"filter_string": "params.p1 = '4' AND tags.t2 = 'v3' AND metrics.m4 > 0.5"},
+        }
+        rows: list[Row] = []
+        ratios = []
+        for name, kwargs in queries.items():
+            first = median_ms(lambda kwargs=kwargs: lake.search_page(page_size=100, **kwargs), repeat, warmup=True)
+            every = median_ms(lambda kwargs=kwargs: lake.search_runs(**kwargs), repeat, warmup=True)
+            matches = len(lake.search_run_ids(**kwargs))
+            theirs = MLFLOW_REFERENCE_MS[name]
+            ratios.append(theirs / every)
+            rows.append((name, f"{matches:,}", f"{first:.1f} ms", f"{every:.1f} ms", f"{theirs:,.0f} ms", f"{theirs / every:.1f}x"))
+        import math
+
+        geomean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+        rows.append(("geometric mean", "", "", "", "", f"{geomean:.1f}x"))
+    header: Row = ("query", "matches", "first page", "all matches", "MLflow (ref.)", "speed-up")
+    title = (
+        f"(b) peer workload: {runs:,} runs logged run by run through LakeClient in {import_s:.0f} s, no compaction; "
+        f"{total:,} part files (at most {most} per partition); fresh Lake open {open_ms:.0f} ms"
+    )
+    return table(title, rows, header)
+
+
+def bench_live(seconds: float = 60.0, runs: int = 10_000, repeat: int = 5) -> str:
+    return team_day(seconds) + "\n\n" + peer_queries(runs, repeat)

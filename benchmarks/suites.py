@@ -1,0 +1,42 @@
+"""The benchmark suites by name, and the command line running them (``python -m benchmarks``).
+
+``runlake bench`` hands its arguments to ``main`` here too. A new suite is one entry in ``SUITES``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+
+from benchmarks import compaction, ingest, live, search, ui
+
+Suite = Callable[[argparse.Namespace], str]
+
+# Name -> the function printing its table, given the parsed flags; `all` runs them in this order.
+SUITES: dict[str, Suite] = {
+    "ingest": lambda args: ingest.bench_ingest(repeat=min(args.repeat, 7)),
+    "search": lambda args: search.bench_search(runs=args.runs, lake=args.lake, repeat=args.repeat),
+    "ui": lambda args: ui.bench_ui(runs=args.runs, lake=args.lake, repeat=min(args.repeat, 10)),
+    "compaction": lambda args: compaction.bench_compaction(repeat=min(args.repeat, 10)),
+    # A live lake: team-day writers, then the peer-shaped import (--runs caps it at 10,000).
+    "live": lambda args: live.bench_live(seconds=args.seconds, runs=min(args.runs, 10_000), repeat=min(args.repeat, 5)),
+}
+
+
+def build_parser(prog: str = "python -m benchmarks") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="run benchmarks and print their tables")
+    parser.add_argument("suite", nargs="?", default="ingest", choices=(*SUITES, "all"))
+    parser.add_argument("--runs", type=int, default=100_000, help="runs in the benchmark lake (search)")
+    parser.add_argument("--lake", default=None, help="reuse this demo lake (search, ui); built when missing")
+    parser.add_argument("--repeat", type=int, default=20, help="repetitions per query")
+    parser.add_argument("--seconds", type=float, default=60.0, help="how long the live suite's writers write")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks") -> int:
+    """Run a suite (or ``all``) and print its table(s); returns the exit code."""
+    args = build_parser(prog).parse_args(argv)
+    for name in list(SUITES) if args.suite == "all" else [args.suite]:
+        print(SUITES[name](args))
+        print()
+    return 0

@@ -1,0 +1,169 @@
+"""A lake written the way teams write it stays small: bounded part files, nothing lost to merges."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import pytest
+
+from runlake.core import layout, merge
+from runlake.ingest import LakeClient
+from runlake.ingest.run import Run
+from runlake.lake import Lake
+from tests.conftest import run_python
+
+# The issue's bound: at most 64 files per table partition, plus 4 per process writing to it.
+SHARED_BOUND = 64
+PER_WRITER = 4
+
+
+def _files_per_partition(root: str) -> dict[tuple[str, str], int]:
+    counts: dict[tuple[str, str], int] = {}
+    for table in layout.PARTITIONED_TABLES:
+        for directory in glob.glob(os.path.join(root, table, "experiment_id=*")):
+            counts[(table, os.path.basename(directory))] = len(glob.glob(os.path.join(directory, "*.parquet")))
+    return counts
+
+
+def test_a_long_run_flushing_often_keeps_a_handful_of_files(lake_dir):
+    client = LakeClient(lake_dir)
+    experiment_id = client.create_experiment("long")
+    run = Run(client, client.create_run(experiment_id), experiment_id)
+    for flush in range(400):  # 20 minutes of training at the default 3 s interval
+        for step in range(flush * 50, flush * 50 + 50):
+            run.log_metric("loss", 1.0 / (step + 1), step=step)
+        client.store.flush()
+        counts = _files_per_partition(lake_dir)
+        assert max(counts.values()) <= SHARED_BOUND + PER_WRITER, (flush, counts)
+        assert max(client.store.own_files().values(), default=0) < merge.OWN_FILE_LIMIT
+    run.end()
+    history = Lake(lake_dir).metric_history(run.run_id, "loss")
+    assert history["step"].tolist() == list(range(400 * 50))
+    # The end-of-run merge leaves one file per table and no own files behind.
+    assert client.store.own_files() == {}
+    assert max(_files_per_partition(lake_dir).values()) <= 4
+
+
+def test_a_client_creating_thousands_of_runs_writes_a_bounded_number_of_files(lake_dir):
+    client = LakeClient(lake_dir)
+    experiment_id = client.create_experiment("import")
+    for i in range(2000):
+        run_id = client.create_run(experiment_id, run_name=f"r{i}", start_time=1_700_000_000_000 + i)
+        client.log_batch(run_id, metrics=[("loss", 0.5, 1_700_000_000_000, 0)], params={"lr": "0.1"}, tags={"t": "x"})
+        client.set_terminated(run_id)
+        if i % 250 == 0:
+            client.flush()  # an importer's periodic flush: a few files per table each time
+    client.flush()
+    counts = _files_per_partition(lake_dir)
+    assert max(counts.values()) <= PER_WRITER + SHARED_BOUND
+    assert sum(counts.values()) <= 5 * 12, counts
+    lake = Lake(lake_dir)
+    assert len(lake.search_run_ids(filter_string="attributes.status = 'FINISHED'")) == 2000
+
+
+def test_a_reader_in_the_same_process_sees_buffered_changes_at_once(lake_dir):
+    client = LakeClient(lake_dir)
+    run_id = client.create_run(client.create_experiment("e"), run_name="buffered")
+    client.set_tag(run_id, "stage", "candidate")
+    # Nothing was flushed explicitly: the Lake flushes this process's writers before reading.
+    record = Lake(lake_dir).get_run(run_id)
+    assert record.info["run_name"] == "buffered" and record.tags["stage"] == "candidate"
+
+
+def test_another_process_sees_changes_within_a_flush_interval(lake_dir):
+    result = run_python(
+        f"""
+        import time
+        from runlake.ingest import LakeClient
+        client = LakeClient({lake_dir!r})
+        run_id = client.create_run(client.create_experiment("e"), run_name="visible-soon")
+        print(run_id, flush=True)
+        time.sleep(2.5)  # the background flusher writes within one interval (1 s here)
+        import os
+        os._exit(0)  # no exit flush: only what the flusher wrote counts
+        """,
+        env={"RUNLAKE_FLUSH_INTERVAL": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    run_id = result.stdout.split()[0]
+    assert Lake(lake_dir).get_run(run_id).info["run_name"] == "visible-soon"
+
+
+def test_merges_change_no_answer(lake_dir, monkeypatch):
+    # The same logging with and without the writers' merges reads back identically.
+    def log(root: str) -> Lake:
+        client = LakeClient(root)
+        experiment_id = client.create_experiment("same")
+        for r in range(6):
+            run_id = client.create_run(
+                experiment_id, run_id=f"run{r}", run_name=f"r{r}", start_time=1_700_000_000_000 + r
+            )
+            for chunk in range(6):
+                client.log_batch(
+                    run_id,
+                    metrics=[
+                        ("m", float(s % 7) if s % 5 else float("nan"), 1_700_000_000_000 + s, s)
+                        for s in range(chunk * 10, chunk * 10 + 10)
+                    ],
+                )
+                client.set_tag(run_id, "chunk", str(chunk))
+                client.flush()
+            client.set_terminated(run_id, end_time=1_700_000_100_000)
+        client.flush()
+        return Lake(root)
+
+    merged = log(os.path.join(lake_dir, "merged"))
+    with monkeypatch.context() as patch:
+        patch.setattr(merge, "OWN_FILE_LIMIT", 10**9)
+        plain = log(os.path.join(lake_dir, "plain"))
+    for lake in (merged, plain):
+        lake.refresh()
+    query = "SELECT * EXCLUDE (artifact_uri) FROM runs ORDER BY run_id"
+    assert merged.sql(query).equals(plain.sql(query))
+    for view in ("latest_metrics", "tags", "metrics"):
+        sql = f"SELECT * FROM {view} ORDER BY ALL"
+        assert merged.sql(sql).astype(str).equals(plain.sql(sql).astype(str)), view
+    assert sum(_files_per_partition(merged.root).values()) < sum(_files_per_partition(plain.root).values())
+
+
+@pytest.mark.parametrize("moment", ["after the merged file is written", "while writing the merged file"])
+def test_sigkill_in_the_middle_of_a_merge_loses_and_doubles_nothing(lake_dir, moment):
+    kill_in = "merge.delete_quietly" if moment.startswith("after") else "merge.writer.write_part"
+    result = run_python(
+        f"""
+        import os, signal
+        from runlake.core import merge
+        from runlake.ingest import LakeClient
+        from runlake.ingest.run import Run
+
+        client = LakeClient({lake_dir!r})
+        experiment_id = client.create_experiment("killed")
+        run = Run(client, client.create_run(experiment_id, run_id="victim"), experiment_id)
+        original = {kill_in}
+        def die(*args, **kwargs):
+            if kwargs.get("file_id", "").endswith("-m") or {kill_in!r} == "merge.delete_quietly":
+                os.kill(os.getpid(), signal.SIGKILL)
+            return original(*args, **kwargs)
+        for flush in range(merge.OWN_FILE_LIMIT - 1):
+            for step in range(flush * 100, flush * 100 + 100):
+                run.log_metric("loss", float(step), step=step)
+            client.store.flush()
+        print("flushed", flush=True)
+        {"merge.delete_quietly" if moment.startswith("after") else "merge.writer.write_part"} = die
+        for step in range(300, 400):
+            run.log_metric("loss", float(step), step=step)
+        client.store.flush()  # writes the fourth file, then merges: killed in the merge
+        print("not killed", flush=True)
+        """
+    )
+    assert "flushed" in result.stdout and "not killed" not in result.stdout, result.stderr
+    lake = Lake(lake_dir)
+    history = lake.metric_history("victim", "loss")
+    assert history["step"].tolist() == list(range(400))
+    assert lake.get_run("victim").metric_stats["loss"]["max"] == 399.0
+    # The next writer (and its merges) carries on from there.
+    client = LakeClient(lake_dir)
+    client.log_batch("victim", metrics=[("loss", 400.0, 1, 400)])
+    client.flush()
+    assert Lake(lake_dir).metric_history("victim", "loss")["step"].tolist() == list(range(401))
