@@ -64,6 +64,9 @@ SWEEP = textwrap.dedent(
 )
 
 
+LIVE_QUERY: dict[str, Any] = {"filter_string": "metrics.loss < 0.5", "order_by": ["metrics.loss"], "page_size": 100}
+
+
 def _part_files(root: str) -> tuple[int, int]:
     """(most part files in one table partition, part files in all)."""
     most = total = 0
@@ -83,17 +86,26 @@ def _timed(work: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def team_day(seconds: float = 60.0, writers: int = 4) -> str:
-    from runlake.lake import Lake
+    from runlake.lake import Lake, RunNotFound
 
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="runlake-bench-live-") as tmp:
         root = os.path.join(tmp, "lake")
         env = {**os.environ, "RUNLAKE_FLUSH_INTERVAL": "0.01"}
         procs = [
-            subprocess.Popen([sys.executable, "-c", WRITER, root, f"writer{i}", str(seconds)], env=env, stdout=subprocess.PIPE, text=True)
+            subprocess.Popen(
+                [sys.executable, "-c", WRITER, root, f"writer{i}", str(seconds)],
+                env=env,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             for i in range(writers)
         ]
-        procs.append(subprocess.Popen([sys.executable, "-c", SWEEP, root, str(seconds)], env=env, stdout=subprocess.PIPE, text=True))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", SWEEP, root, str(seconds)], env=env, stdout=subprocess.PIPE, text=True
+            )
+        )
         started = time.monotonic()
         lake = None
         while any(p.poll() is None for p in procs):
@@ -102,18 +114,33 @@ def team_day(seconds: float = 60.0, writers: int = 4) -> str:
                 continue
             most, total = _part_files(root)
             open_ms, fresh = _timed(lambda: Lake(root))
-            lake = lake or fresh
-            page_ms, page = _timed(lambda: lake.search_page(filter_string="metrics.loss < 0.5", order_by=["metrics.loss"], page_size=100))
-            history_ms, history = _timed(lambda: lake.metric_history("writer0", "loss"))
+            warm = lake = lake or fresh  # the dashboard's long-lived Lake, refreshed per call
+            page_ms, page = _timed(lambda warm=warm: warm.search_page(**LIVE_QUERY))
+            try:
+                history_ms, history = _timed(lambda warm=warm: warm.metric_history("writer0", "loss"))
+            except RunNotFound:
+                continue  # the first writer's run is not flushed yet
             elapsed = time.monotonic() - started
-            rows.append((
-                f"{elapsed:5.0f} s (~{elapsed * 300 / 3600:.1f} h of 3 s flushes)",
-                str(most), f"{total:,}", f"{open_ms:.0f} ms", f"{page_ms:.0f} ms ({page.total:,} runs)",
-                f"{history_ms:.0f} ms ({len(history):,} pts)",
-            ))
+            rows.append(
+                (
+                    f"{elapsed:5.0f} s (~{elapsed * 300 / 3600:.1f} h of 3 s flushes)",
+                    str(most),
+                    f"{total:,}",
+                    f"{open_ms:.0f} ms",
+                    f"{page_ms:.0f} ms ({page.total:,} runs)",
+                    f"{history_ms:.0f} ms ({len(history):,} pts)",
+                )
+            )
         for p in procs:
             p.wait()
-    header: Row = ("elapsed", "max files/partition", "files", "fresh Lake open", "search_page", "metric_history (live run)")
+    header: Row = (
+        "elapsed",
+        "max files/partition",
+        "files",
+        "fresh Lake open",
+        "search_page",
+        "metric_history (live run)",
+    )
     title = f"(a) team day: {writers} writers flushing every 10 ms + a sweep creating runs one by one; {seconds:.0f} s"
     return table(title, rows, header)
 
@@ -150,7 +177,10 @@ def _peer_import(root: str, runs: int = 10_000) -> tuple[list[str], list[str], f
         experiment_id = experiments[i % 10]
         parent = parents[-1] if i % 10 == 9 and parents else None
         run_id = client.create_run(
-            experiment_id, run_name=f"run-{i}", start_time=T0 + i * 60_000, parent_run_id=parent,
+            experiment_id,
+            run_name=f"run-{i}",
+            start_time=T0 + i * 60_000,
+            parent_run_id=parent,
             tags={f"t{k}": f"v{(i + k) % 5}" for k in range(8)},
         )
         if i % 10 == 0:
@@ -179,7 +209,9 @@ def peer_queries(runs: int = 10_000, repeat: int = 5) -> str:
             "status equals": {"filter_string": "attributes.status = 'FAILED'"},
             "order by a metric": {"order_by": ["metrics.m2 DESC"]},
             "LIKE + order": {"filter_string": "attributes.run_name LIKE 'run-1%'", "order_by": ["metrics.m3"]},
-            "time range": {"filter_string": f"attributes.start_time >= {T0 + 1000 * 60_000} AND attributes.start_time < {T0 + 4000 * 60_000}"},
+            "time range": {
+                "filter_string": f"attributes.start_time >= {T0 + 1000 * 60_000} AND attributes.start_time < {T0 + 4000 * 60_000}"
+            },
             "children of one parent": {"filter_string": f"tags.mlflow.parentRunId = '{parents[len(parents) // 2]}'"},
             "one experiment": {"experiment_ids": [experiments[3]]},
             "deleted only": {"run_view_type": "DELETED_ONLY"},
@@ -193,7 +225,16 @@ def peer_queries(runs: int = 10_000, repeat: int = 5) -> str:
             matches = len(lake.search_run_ids(**kwargs))
             theirs = MLFLOW_REFERENCE_MS[name]
             ratios.append(theirs / every)
-            rows.append((name, f"{matches:,}", f"{first:.1f} ms", f"{every:.1f} ms", f"{theirs:,.0f} ms", f"{theirs / every:.1f}x"))
+            rows.append(
+                (
+                    name,
+                    f"{matches:,}",
+                    f"{first:.1f} ms",
+                    f"{every:.1f} ms",
+                    f"{theirs:,.0f} ms",
+                    f"{theirs / every:.1f}x",
+                )
+            )
         import math
 
         geomean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))

@@ -158,3 +158,16 @@ def merge_tiers(
                     continue  # a concurrent cron compaction took these; plan again
                 merged += len(group)
     return merged
+
+
+def partitions(fs: pafs.FileSystem, root: str) -> list[tuple[str, str | None]]:
+    """Every (table, experiment id) partition of the lake, the experiments table included."""
+    found: list[tuple[str, str | None]] = [(layout.EXPERIMENTS, None)]
+    paths = layout.LakePaths(root)
+    for table in layout.PARTITIONED_TABLES:
+        selector = pafs.FileSelector(paths.table_dir(table), allow_not_found=True)
+        for info in fs.get_file_info(selector):
+            experiment_id = writer.partition_of(info.path + "/x")
+            if info.type == pafs.FileType.Directory and experiment_id is not None:
+                found.append((table, experiment_id))
+    return found

@@ -8,6 +8,8 @@ removes later.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -21,7 +23,9 @@ from runlake.core import layout
 _FLOAT_COLUMNS = ("value", "latest_value", "min_value", "max_value")
 _DELTA_COLUMNS = ("step", "timestamp")
 ROW_GROUP_SIZE = 128 * 1024
-RELIST_TRIES = 3
+# Writers merge their files every few flushes, so a listing can go stale within milliseconds on
+# a busy lake; a reader tries again on a fresh listing, with a short pause that grows.
+RELIST_TRIES = 12
 T = TypeVar("T")
 
 
@@ -31,7 +35,8 @@ def with_relisting(read: Callable[[], T], vanished: Callable[[BaseException], bo
     Compaction and retention write their output before removing their inputs (the lake's
     rule 3), so a fresh listing always holds every row; a reader that skipped the vanished file
     instead could miss rows whose replacement was written after its listing. One retry is not
-    always enough while compaction runs in a tight loop, hence a few.
+    always enough while compaction or writers' merges run in a tight loop, hence several,
+    each after a short random pause.
 
     Args:
         read: lists and reads; called up to ``RELIST_TRIES`` times.
@@ -45,6 +50,7 @@ def with_relisting(read: Callable[[], T], vanished: Callable[[BaseException], bo
         except Exception as exc:
             if not is_gone(exc) or attempt == RELIST_TRIES - 1:
                 raise
+            time.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 6)))
     raise AssertionError("unreachable")
 
 

@@ -120,9 +120,11 @@ class Store:
         """Merge this process's own part files once a table partition holds ``OWN_FILE_LIMIT``
         of them (every one with ``release_all``: a run ended), then the partitions' full tiers.
 
-        Runs on the flusher thread (never inside a ``log_*`` call) and only while this process
-        holds the maintenance lease; when another process holds it, the merge waits for the
-        next flush. See ``runlake.core.merge``.
+        Runs on the flusher thread (never inside a ``log_*`` call). The own merge needs no
+        lease: the files are this process's, seconds old, of runs it is writing now; a cron
+        compaction that took some of them meanwhile leaves duplicates the folds absorb. The
+        tier merge rewrites files other processes wrote, so it runs only while this process
+        holds the maintenance lease, taken without waiting. See ``runlake.core.merge``.
         """
         limit = 2 if release_all else merge_mod.OWN_FILE_LIMIT
         with self._own_lock:
@@ -131,9 +133,7 @@ class Store:
                 self._own = {key: paths for key, paths in self._own.items() if len(paths) != 1}
         if not due:
             return
-        with self._merge_lock, try_lease(self.fs, self.root, "merge") as held:
-            if not held:
-                return
+        with self._merge_lock:
             for (table, experiment_id), paths in due.items():
                 try:
                     merge_mod.merge_files(self.fs, self.root, table, experiment_id or None, paths)
@@ -146,8 +146,12 @@ class Store:
                         p for p in self._own.get((table, experiment_id), []) if p not in done
                     ]
             with self._own_lock:
-                touched, self._touched = self._touched, set()
-            merge_mod.merge_tiers(self.fs, self.root, [(t, e or None) for t, e in touched])
+                touched = set(self._touched)
+            with try_lease(self.fs, self.root, "merge") as held:
+                if held:
+                    with self._own_lock:
+                        self._touched -= touched
+                    merge_mod.merge_tiers(self.fs, self.root, [(t, e or None) for t, e in touched])
 
     def own_files(self) -> dict[tuple[str, str], int]:
         """How many unmerged part files this process holds per (table, experiment id)."""

@@ -40,11 +40,59 @@ def list_table(fs: pafs.FileSystem, root: str, table: str) -> Listing:
     return Listing(tuple((info.path, info.size or 0) for info in writer.list_parts(fs, root, table)))
 
 
-def read_files(fs: pafs.FileSystem, root: str, table: str, paths: list[str]) -> pa.Table:
-    """Rows of the given part files: the table's schema plus ``experiment_id`` when partitioned."""
-    if table == layout.EXPERIMENTS:
-        return ds.dataset(paths, schema=layout.SCHEMAS[table], filesystem=fs, format="parquet").to_table()
-    return partitioned_dataset(fs, root, table, paths).to_table()
+# The column a raw row carries in DuckDB naming the part file it came from, so the rows of a
+# file that merges replaced can be dropped without reading everything again.
+SOURCE_COLUMN = "_part_file"
+
+
+def read_file(fs: pafs.FileSystem, table: str, path: str) -> pa.Table:
+    """Rows of one part file: the table's schema, ``experiment_id`` when partitioned, the source file."""
+    import pyarrow.parquet as pq
+
+    rows = writer.to_table(table, pq.read_table(path, filesystem=fs, schema=layout.SCHEMAS[table]))
+    if table != layout.EXPERIMENTS:
+        rows = rows.append_column(
+            layout.PARTITION_COLUMN, pa.array([writer.partition_of(path)] * rows.num_rows, pa.string())
+        )
+    return rows.append_column(SOURCE_COLUMN, pa.array([path] * rows.num_rows, pa.string()))
+
+
+def read_changes(
+    fs: pafs.FileSystem, root: str, table: str, known: Listing | None, listing: Listing
+) -> tuple[pa.Table | None, set[str], Listing]:
+    """The rows of files in ``listing`` but not in ``known``, and the known files now gone.
+
+    A file can vanish between the listing and the read (a writer or compaction merged it; the
+    merged file was written first). Then the table is listed again and only files not read yet
+    are read: rows already read stay (a merged file repeats them, and the folds absorb
+    duplicates), so a busy lake converges instead of starting over.
+
+    Returns:
+        (rows of the new files or None, paths of known files that are gone, the listing read).
+    """
+    known_files = set(known.files) if known is not None else set()
+    done: set[str] = set()
+    parts: list[pa.Table] = []
+    for attempt in range(writer.RELIST_TRIES):
+        vanished = False
+        for path, size in listing.files:
+            if (path, size) in known_files or path in done:
+                continue
+            try:
+                parts.append(read_file(fs, table, path))
+            except FileNotFoundError:
+                vanished = True
+                continue
+            done.add(path)
+        if not vanished:
+            break
+        if attempt == writer.RELIST_TRIES - 1:
+            raise FileNotFoundError(f"{table}: part files kept vanishing while being read")
+        listing = list_table(fs, root, table)
+    present = {path for path, _size in listing.files}
+    gone = {path for path, _size in known_files if path not in present}
+    rows = pa.concat_tables(parts) if parts else None
+    return rows, gone, listing
 
 
 class Snapshot:
@@ -78,26 +126,29 @@ class Snapshot:
 
     def _load(self, table: str, old: Listing | None, new: Listing) -> Listing:
         view, key = next((name, key) for name, (_sql, raw, key) in views.CURRENT_STATE.items() if raw == table)
-        if old is not None and set(old.files).issubset(new.files):
-            known = set(old.files)
-            added = [path for path, size in new.files if (path, size) not in known]
-            try:
-                rows = read_files(self._fs, self._root, table, added)
-            except FileNotFoundError:
-                pass  # maintenance moved rows since the listing: fold everything again below
-            else:
-                self._append(table, view, key, rows)
-                return new
-        return self._rebuild(table, view, new)
+        rows, gone, listing = read_changes(self._fs, self._root, table, old, new)
+        if old is None:
+            self._rebuild(table, view, rows)
+        else:
+            self._apply(table, view, key, rows, gone)
+        return listing
 
-    def _append(self, table: str, view: str, key: str, rows: pa.Table) -> None:
+    def _apply(self, table: str, view: str, key: str, rows: pa.Table | None, gone: set[str]) -> None:
+        """Drop the rows of files that are gone, add the new files' rows, fold the keys touched.
+
+        Work in proportion to what changed: the rest of the state stands.
+        """
         con = self._con
-        con.register("_new_rows", rows)
+        con.register("_new_rows", rows if rows is not None else _empty(table))
+        con.register("_gone", pa.table({"path": pa.array(sorted(gone), pa.string())}))
         try:
             con.execute("BEGIN")
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE _touched AS SELECT DISTINCT {key} FROM _new_rows UNION "
+                f"SELECT DISTINCT {key} FROM raw_{table} WHERE {SOURCE_COLUMN} IN (SELECT path FROM _gone)"
+            )
+            con.execute(f"DELETE FROM raw_{table} WHERE {SOURCE_COLUMN} IN (SELECT path FROM _gone)")
             con.execute(f"INSERT INTO raw_{table} SELECT * FROM _new_rows")
-            # Fold again only the keys the new rows touch; the rest of the state stands.
-            con.execute(f"CREATE OR REPLACE TEMP TABLE _touched AS SELECT DISTINCT {key} FROM _new_rows")
             con.execute(f"DELETE FROM {view} WHERE {key} IN (SELECT {key} FROM _touched)")
             touched = f"(SELECT * FROM raw_{table} WHERE {key} IN (SELECT {key} FROM _touched))"
             con.execute(f"INSERT INTO {view} {views.fold_sql(view, touched)}")
@@ -107,22 +158,11 @@ class Snapshot:
             raise
         finally:
             con.unregister("_new_rows")
+            con.unregister("_gone")
 
-    def _rebuild(self, table: str, view: str, listing: Listing) -> Listing:
+    def _rebuild(self, table: str, view: str, rows: pa.Table | None) -> None:
         con = self._con
-        given = iter([listing])
-        used: list[Listing] = []
-
-        def read() -> pa.Table:
-            # The given listing first; after a vanished file, a fresh one (maintenance writes
-            # its output before removing inputs, so it holds every row).
-            current = next(given, None) or list_table(self._fs, self._root, table)
-            used.append(current)
-            return read_files(self._fs, self._root, table, current.paths)
-
-        rows = writer.with_relisting(read)
-        listing = used[-1]
-        con.register("_all_rows", rows)
+        con.register("_all_rows", rows if rows is not None else _empty(table))
         try:
             con.execute("BEGIN")
             con.execute(f"CREATE OR REPLACE TABLE raw_{table} AS SELECT * FROM _all_rows")
@@ -138,7 +178,6 @@ class Snapshot:
             raise
         finally:
             con.unregister("_all_rows")
-        return listing
 
     def metrics_dataset(self) -> ds.Dataset:
         """The metric points as a lazily scanned dataset (filters push down to row groups).
@@ -155,6 +194,13 @@ class Snapshot:
             fragment.ensure_complete_metadata()
         self._metrics_cache = (listing, dataset)
         return dataset
+
+
+def _empty(table: str) -> pa.Table:
+    schema = layout.SCHEMAS[table]
+    if table != layout.EXPERIMENTS:
+        schema = schema.append(pa.field(layout.PARTITION_COLUMN, pa.string()))
+    return schema.append(pa.field(SOURCE_COLUMN, pa.string())).empty_table()
 
 
 def partitioned_dataset(fs: pafs.FileSystem, root: str, table: str, paths: list[str]) -> ds.Dataset:

@@ -167,3 +167,23 @@ def test_sigkill_in_the_middle_of_a_merge_loses_and_doubles_nothing(lake_dir, mo
     client.log_batch("victim", metrics=[("loss", 400.0, 1, 400)])
     client.flush()
     assert Lake(lake_dir).metric_history("victim", "loss")["step"].tolist() == list(range(401))
+
+
+def test_the_dashboards_background_upkeep_merges_full_tiers(lake_dir, monkeypatch):
+    from runlake.lake.maintenance import upkeep
+
+    with monkeypatch.context() as patch:
+        patch.setattr(merge, "TIER_FANOUT", 10**6)  # writers merge their own files, but no tiers
+        client = LakeClient(lake_dir)
+        experiment_id = client.create_experiment("tiers")
+        run = Run(client, client.create_run(experiment_id, run_id="r"), experiment_id)
+        for flush in range(40):
+            run.log_metric("loss", float(flush), step=flush)
+            client.store.flush()
+        run.end()
+    before = _files_per_partition(lake_dir)[(layout.METRICS, f"experiment_id={experiment_id}")]
+    assert before >= 8
+    assert upkeep.merge_tiers(lake_dir) > 0
+    after = _files_per_partition(lake_dir)[(layout.METRICS, f"experiment_id={experiment_id}")]
+    assert after < merge.TIER_FANOUT <= before
+    assert Lake(lake_dir).metric_history("r", "loss")["value"].tolist() == [float(i) for i in range(40)]

@@ -97,10 +97,15 @@ def _shell(lake: Lake) -> html.Div:
 def serve(settings: Settings) -> None:
     """Open the lake and run the dashboard's server (blocking) on ``settings.host:port``."""
     from runlake.lake import Lake
+    from runlake.lake.maintenance import upkeep
 
     if not os.path.isdir(settings.lake) and "://" not in settings.lake:
         print(f"runlake: no lake at {settings.lake} yet; runs appear as training jobs write them", flush=True)
-    app = create_app(settings, Lake(settings.lake))
+    lake = Lake(settings.lake)
+    app = create_app(settings, lake)
+    # The dashboard is a long-lived process: it merges full size tiers in the background
+    # whenever no writer or cron job holds the maintenance lease.
+    upkeep.start(lake)
     print(f"runlake dashboard for {settings.lake} at http://{settings.host}:{settings.port}/", flush=True)
     app.run(host=settings.host, port=settings.port, debug=settings.debug, use_reloader=False)
 
