@@ -31,7 +31,7 @@ QUERIES: list[tuple[str, str, list[str] | None, bool]] = [
 FRAME_FILTER = "metrics.val_accuracy > 0.5"
 
 
-def bench_search(runs: int = 100_000, lake: str | None = None, repeat: int = 20) -> str:
+def bench_search(runs: int = 100_000, lake: str | None = None, repeat: int = 20, mlflow: bool = True) -> str:
     """Run the search workloads; returns the printed table."""
     from runlake.demo import build_demo
     from runlake.lake import Lake
@@ -44,7 +44,7 @@ def bench_search(runs: int = 100_000, lake: str | None = None, repeat: int = 20)
         opened = Lake(root)
         open_ms = (time.perf_counter() - started) * 1000
         total_runs = int(opened.sql("SELECT count(*) AS n FROM runs")["n"][0])
-        mlflow_side = _MlflowSide.create(opened, tmp)
+        mlflow_side = _MlflowSide.create(opened, tmp) if mlflow else None
         rows: list[Row] = []
         for name, filter_string, order_by, expressible in QUERIES:
             ours = median_ms(
@@ -66,7 +66,7 @@ def bench_search(runs: int = 100_000, lake: str | None = None, repeat: int = 20)
         rows.append(_row("frame of 10,000 matches", ours, 500, theirs))
     header = ("workload", "runlake", "goal", "verdict", "MLflow", "ratio")
     note = (
-        "MLflow: not installed (pip install '.[bench]')"
+        ("MLflow: not installed (pip install '.[bench]')" if mlflow else "MLflow: skipped (--no-mlflow)")
         if mlflow_side is None
         else f"MLflow {mlflow_side.version}, SQLite store"
     )

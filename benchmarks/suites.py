@@ -15,7 +15,9 @@ Suite = Callable[[argparse.Namespace], str]
 # Name -> the function printing its table, given the parsed flags; `all` runs them in this order.
 SUITES: dict[str, Suite] = {
     "ingest": lambda args: ingest.bench_ingest(repeat=min(args.repeat, 7)),
-    "search": lambda args: search.bench_search(runs=args.runs, lake=args.lake, repeat=args.repeat),
+    "search": lambda args: search.bench_search(
+        runs=args.runs, lake=args.lake, repeat=args.repeat, mlflow=not args.no_mlflow
+    ),
     "ui": lambda args: ui.bench_ui(runs=args.runs, lake=args.lake, repeat=min(args.repeat, 10)),
     "compaction": lambda args: compaction.bench_compaction(repeat=min(args.repeat, 10)),
     # A live lake: team-day writers, then the peer-shaped import (--runs caps it at 10,000).
@@ -29,6 +31,7 @@ def build_parser(prog: str = "python -m benchmarks") -> argparse.ArgumentParser:
     parser.add_argument("--runs", type=int, default=100_000, help="runs in the benchmark lake (search)")
     parser.add_argument("--lake", default=None, help="reuse this demo lake (search, ui); built when missing")
     parser.add_argument("--repeat", type=int, default=20, help="repetitions per query")
+    parser.add_argument("--no-mlflow", action="store_true", help="search: leave out MLflow's side (it takes minutes)")
     parser.add_argument("--seconds", type=float, default=60.0, help="how long the live suite's writers write")
     return parser
 

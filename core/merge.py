@@ -34,6 +34,9 @@ OWN_FILE_LIMIT = 4
 TIER_FANOUT = 4
 # Files below this size are all in the first tier.
 FIRST_TIER_BYTES = 256 * 1024
+# A flush file this large is released at once: merging it with the writer's next few files
+# would rewrite millions of points to save one file (bulk logging pays no merge).
+RELEASE_BYTES = 4 * FIRST_TIER_BYTES
 # One merge takes at most this many files, so a backlog is worked off in bounded steps.
 MAX_MERGE_FILES = 16
 # Raw flush files this old belong to a writer that stopped without merging them (it died):
@@ -51,9 +54,9 @@ class PartInfo:
 
     @property
     def released(self) -> bool:
-        """Merged or compacted already, so no writer owns it any more."""
+        """Merged, compacted or big already, so no writer owns it any more."""
         name = self.path.rsplit("/", 1)[-1]
-        return name.endswith(layout.MERGED_SUFFIX + layout.DATA_SUFFIX) or name.endswith(
+        return self.size >= RELEASE_BYTES or name.endswith(layout.MERGED_SUFFIX + layout.DATA_SUFFIX) or name.endswith(
             layout.COMPACTED_SUFFIX + layout.DATA_SUFFIX
         )
 
@@ -68,13 +71,18 @@ def tier_of(size: int) -> int:
 def combine(table: str, data: pa.Table) -> pa.Table:
     """Rows of several files of one table as the rows of one file.
 
-    Metric summaries fold to one row per (run, key); every other table keeps every row (latest
-    wins by version when read), sorted by the table's sort keys so run filters prune row groups.
+    Metric summaries fold to one row per (run, key); metric points stay in their files' sorted
+    order; every other table keeps every row (latest wins by version when read), sorted by the
+    table's sort keys so run filters prune row groups.
     """
     if table == layout.METRIC_SUMMARIES:
         return points.fold_summaries(data)
     if table == layout.METRICS:
-        return data.sort_by(points.POINT_ORDER)
+        # Each input is sorted already and written as row groups of its own: concatenated,
+        # every row group stays sorted by run and key, so run filters still prune them. A full
+        # sort of millions of points (strings first) would cost more than the whole flush;
+        # cron compaction does it once, for good.
+        return data
     return data.sort_by(layout.SORT_KEYS[table])
 
 

@@ -106,7 +106,8 @@ class Store:
             with self._own_lock:
                 for part in written:
                     key = (part.table, part.experiment_id)
-                    self._own.setdefault(key, []).append(part.path)
+                    if part.bytes < merge_mod.RELEASE_BYTES:
+                        self._own.setdefault(key, []).append(part.path)
                     self._touched.add(key)
         if merge:
             self.merge()
