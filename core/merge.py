@@ -56,8 +56,10 @@ class PartInfo:
     def released(self) -> bool:
         """Merged, compacted or big already, so no writer owns it any more."""
         name = self.path.rsplit("/", 1)[-1]
-        return self.size >= RELEASE_BYTES or name.endswith(layout.MERGED_SUFFIX + layout.DATA_SUFFIX) or name.endswith(
-            layout.COMPACTED_SUFFIX + layout.DATA_SUFFIX
+        return (
+            self.size >= RELEASE_BYTES
+            or name.endswith(layout.MERGED_SUFFIX + layout.DATA_SUFFIX)
+            or name.endswith(layout.COMPACTED_SUFFIX + layout.DATA_SUFFIX)
         )
 
 

@@ -17,11 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, assert_never
 
+from runlake.core import layout
 from runlake.core.errors import InvalidArgument
 from runlake.lake.search.errors import SearchSyntaxError
 from runlake.lake.search.parser import parse_filter, parse_order_entry
 from runlake.lake.search.printer import operand_text, to_text
 from runlake.lake.search.syntax import (
+    ATTRIBUTES,
     NUMERIC_ATTRIBUTES,
     Aggregate,
     And,
@@ -40,22 +42,8 @@ from runlake.lake.search.syntax import (
 )
 
 # Fixed mappings: the only identifiers that reach the SQL text.
-_ATTRIBUTE_COLUMNS = {
-    name: f"r.{name}"
-    for name in (
-        "run_id",
-        "run_name",
-        "status",
-        "user_id",
-        "artifact_uri",
-        "source_name",
-        "source_type",
-        "source_version",
-        "parent_run_id",
-        "start_time",
-        "end_time",
-    )
-}
+# The attribute names come from the grammar's fixed list, checked against the runs view.
+_ATTRIBUTE_COLUMNS = {name: f"r.{name}" for name in ATTRIBUTES if name in layout.RUN_COLUMNS}
 _TABLES = {Entity.PARAM: "params", Entity.TAG: "tags", Entity.METRIC: "latest_metrics"}
 _METRIC_COLUMNS = {Aggregate.LATEST: "value", Aggregate.MIN: "min_value", Aggregate.MAX: "max_value"}
 _COMPARE = {Op.EQ: "=", Op.NE: "<>", Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}

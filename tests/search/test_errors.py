@@ -189,3 +189,10 @@ def test_non_string_filter_is_an_invalid_argument():
         parse_filter(42)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgument):
         parse_order_entry(42)  # type: ignore[arg-type]
+
+
+def test_every_filterable_attribute_is_a_column_of_the_runs_view():
+    from runlake.core import layout
+    from runlake.lake.search.syntax import ATTRIBUTES
+
+    assert set(ATTRIBUTES) <= set(layout.RUN_COLUMNS)
