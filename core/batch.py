@@ -189,9 +189,10 @@ def _write_all(
             written.append(Written(table, experiment_id, path, data.num_rows, fs.get_file_info(path).size or 0))
 
     experiments = sorted({e for (_, e) in rows} | set(metrics))
-    exp_rows = rows.pop((layout.EXPERIMENTS, ""), None)
+    exp_rows = rows.get((layout.EXPERIMENTS, ""))
     if exp_rows:
         write(layout.EXPERIMENTS, writer.to_table(layout.EXPERIMENTS, exp_rows), "")
+    rows.pop((layout.EXPERIMENTS, ""), None)  # written: a later failure must not write it twice
     for experiment_id in experiments:
         if not experiment_id:
             continue

@@ -12,8 +12,10 @@ few seconds leaves thousands, and every reader pays for each. Two merges keep th
    ``TIER_FANOUT - 1`` files per tier - a few dozen for any size - and every row is rewritten
    O(log n) times, never once per flush: merging small files never rewrites the big ones.
 
-Both rewrite under the maintenance lease (``core.lease``), so they never race compaction or
-retention, and follow the lake's rule 3: the merged file is written before its inputs are
+Tier merges rewrite other processes' files, so they run under the maintenance lease
+(``core.lease``) and never race compaction or retention. A writer's own merge takes no lease:
+it touches only its own files, at most ``OWN_MAX_AGE_S`` old (younger than compaction's grace),
+of runs it is writing now. Both follow the lake's rule 3: the merged file is written before its inputs are
 removed, so a reader (or a SIGKILL) between the two sees duplicates, which the folds absorb.
 """
 
@@ -42,6 +44,9 @@ MAX_MERGE_FILES = 16
 # Raw flush files this old belong to a writer that stopped without merging them (it died):
 # the tiers take them in. A live writer merges its own within a few flushes.
 ABANDONED_AFTER_S = 600.0
+# A writer merges only own files younger than this, so it never rewrites a file that cron
+# compaction (default grace: 10 minutes) or the tiers may be taking at the same moment.
+OWN_MAX_AGE_S = ABANDONED_AFTER_S / 2
 
 
 @dataclass(frozen=True)

@@ -50,8 +50,13 @@ def with_relisting(read: Callable[[], T], vanished: Callable[[BaseException], bo
         except Exception as exc:
             if not is_gone(exc) or attempt == RELIST_TRIES - 1:
                 raise
-            time.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 6)))
+            relist_pause(attempt)
     raise AssertionError("unreachable")
+
+
+def relist_pause(attempt: int) -> None:
+    """A short random pause before listing again, growing with the attempt (up to ~0.25 s)."""
+    time.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 7)))
 
 
 def _write_options(schema: pa.Schema) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import atexit
 import os
 import sys
 import threading
+import time
 from typing import Any
 
 import pyarrow as pa
@@ -35,6 +36,7 @@ class Store:
         self._indexed_files: set[str] = set()  # runs part files whose ids are in _run_experiments
         self._partition_mtimes: dict[str, Any] = {}  # runs partition dir -> mtime when last indexed
         self._experiment_parts: dict[str, list[dict[str, Any]]] = {}  # experiments file -> its rows
+        self._catalog_lock = threading.RLock()
         self._reset_process_state()
 
     def _reset_process_state(self) -> None:
@@ -55,6 +57,7 @@ class Store:
         # The part files this process wrote and has not merged yet, per (table, partition):
         # its own to merge (a forked child starts with none - the parent's are the parent's).
         self._own: dict[tuple[str, str], list[str]] = {}
+        self._written_at: dict[str, float] = {}  # own file -> when it was written (monotonic)
         self._touched: set[tuple[str, str]] = set()
         self._own_lock = threading.Lock()
         self._merge_lock = threading.Lock()
@@ -108,6 +111,7 @@ class Store:
                     key = (part.table, part.experiment_id)
                     if part.bytes < merge_mod.RELEASE_BYTES:
                         self._own.setdefault(key, []).append(part.path)
+                        self._written_at[part.path] = time.monotonic()
                     self._touched.add(key)
         if merge:
             self.merge()
@@ -129,6 +133,12 @@ class Store:
         """
         limit = 2 if release_all else merge_mod.OWN_FILE_LIMIT
         with self._own_lock:
+            # Own files old enough for cron compaction (default grace 10 min) or the tiers to
+            # take are released unmerged: only the lease holders rewrite those.
+            cutoff = time.monotonic() - merge_mod.OWN_MAX_AGE_S
+            for key, paths in self._own.items():
+                self._own[key] = [p for p in paths if self._written_at.get(p, 0.0) >= cutoff]
+            self._written_at = {p: t for p, t in self._written_at.items() if t >= cutoff}
             due = {key: list(paths) for key, paths in self._own.items() if len(paths) >= limit}
             if release_all:  # a single file is released as it is
                 self._own = {key: paths for key, paths in self._own.items() if len(paths) != 1}
@@ -205,11 +215,14 @@ class Store:
                     self._experiment_parts[info.path] = pq.read_table(info.path, filesystem=self.fs).to_pylist()
             return infos
 
-        infos = writer.with_relisting(read)
-        listed = {info.path for info in infos}
-        for gone in set(self._experiment_parts) - listed:  # merged away by compaction
-            del self._experiment_parts[gone]
-        rows = [row for path in sorted(listed) for row in self._experiment_parts[path]]
+        # One reader of the cache at a time: two threads (a run starting, a client creating
+        # an experiment) must not prune each other's freshly read files.
+        with self._catalog_lock:
+            infos = writer.with_relisting(read)
+            listed = {info.path for info in infos}
+            for gone in set(self._experiment_parts) - listed:  # merged away by compaction
+                del self._experiment_parts[gone]
+            rows = [row for path in sorted(listed) for row in self._experiment_parts[path]]
         return fold_latest(rows, "experiment_id")
 
     def experiment_by_name(self, name: str) -> dict[str, Any] | None:

@@ -65,33 +65,40 @@ def read_changes(
     A file can vanish between the listing and the read (a writer or compaction merged it; the
     merged file was written first). Then the table is listed again and only files not read yet
     are read: rows already read stay (a merged file repeats them, and the folds absorb
-    duplicates), so a busy lake converges instead of starting over.
+    duplicates), so a busy lake converges instead of starting over; rows of files that are not in
+    the final listing are dropped.
 
     Returns:
         (rows of the new files or None, paths of known files that are gone, the listing read).
     """
     known_files = set(known.files) if known is not None else set()
-    done: set[str] = set()
-    parts: list[pa.Table] = []
+    parts: dict[str, pa.Table] = {}
     for attempt in range(writer.RELIST_TRIES):
         vanished = False
         for path, size in listing.files:
-            if (path, size) in known_files or path in done:
+            if (path, size) in known_files or path in parts:
                 continue
             try:
-                parts.append(read_file(fs, table, path))
+                parts[path] = read_file(fs, table, path)
             except FileNotFoundError:
                 vanished = True
-                continue
-            done.add(path)
         if not vanished:
             break
         if attempt == writer.RELIST_TRIES - 1:
-            raise FileNotFoundError(f"{table}: part files kept vanishing while being read")
+            # Writers merging faster than this reader lists: take the files read so far as the
+            # state (each vanished file's replacement is listed by the next refresh, which reads
+            # it then) rather than fail the caller. The state may lag by one refresh.
+            listing = Listing(tuple(f for f in listing.files if f[0] in parts or f in known_files))
+            break
+        writer.relist_pause(attempt)
         listing = list_table(fs, root, table)
     present = {path for path, _size in listing.files}
     gone = {path for path, _size in known_files if path not in present}
-    rows = pa.concat_tables(parts) if parts else None
+    # Rows read from a file that vanished before the final listing are dropped: the listing
+    # holds them again in the merged file (rule 3), and keeping them would keep rows a later
+    # rewrite removes (a purged run) under a file name no listing will ever show as gone.
+    kept = [rows for path, rows in parts.items() if path in present]
+    rows = pa.concat_tables(kept) if kept else None
     return rows, gone, listing
 
 

@@ -285,7 +285,11 @@ class _Job:
             order = ", ".join(
                 f"{column} {'ASC' if d == 'ascending' else 'DESC'}" for column, d in layout.SORT_KEYS[table]
             )
-            merged = self._sql(f"SELECT DISTINCT * FROM _rows ORDER BY {order}", _rows=self._read(table, group))
+            try:
+                rows = self._read(table, group)
+            except FileNotFoundError:
+                continue  # a writer merged some of these meanwhile; nothing written yet: skip them
+            merged = self._sql(f"SELECT DISTINCT * FROM _rows ORDER BY {order}", _rows=rows)
             self._write(table, merged, experiment_id)
             self._remove(group)
 
@@ -294,7 +298,10 @@ class _Job:
         merged_inputs: list[PartFile] = []
         rebuilt: list[pa.Table] = []
         for group in plan_groups(metric_files, self.cutoff, self.target_bytes, raw_alone=True):
-            points = self._read(layout.METRICS, group)
+            try:
+                points = self._read(layout.METRICS, group)
+            except FileNotFoundError:
+                continue  # a writer merged some of these meanwhile; nothing written yet: skip them
             # Set semantics, exactly as the metrics view (DISTINCT in DuckDB, where NaN equals NaN).
             merged = self._sql(
                 "SELECT DISTINCT * FROM _points ORDER BY run_id, key, step, timestamp, value", _points=points

@@ -199,10 +199,13 @@ def _rewrite(fs: pafs.FileSystem, root: str, targets: dict[str, str]) -> list[_R
     value_set = pa.array(sorted(targets))
     done: list[_Rewrite] = []
     for table, experiment_id, part in _files_of(fs, root, targets):
-        ids = _read(fs, table, [part], columns=["run_id"]).column("run_id")
-        if not pc.any(pc.is_in(ids, value_set=value_set)).as_py():
-            continue
-        rows = _read(fs, table, [part])
+        try:
+            ids = _read(fs, table, [part], columns=["run_id"]).column("run_id")
+            if not pc.any(pc.is_in(ids, value_set=value_set)).as_py():
+                continue
+            rows = _read(fs, table, [part])
+        except FileNotFoundError:
+            continue  # a writer merged it meanwhile: the sweep after the purge reads the merged file
         keep = rows.filter(pc.invert(pc.is_in(rows.column("run_id"), value_set=value_set)))
         # The rewrite keeps the input's status: a raw metrics file stays raw, so compaction
         # still summarises its points once (its summary file may be missing after a crash).
@@ -273,5 +276,14 @@ def _purge(
         if delete_quietly(fs, item.source.path):
             report.rows_removed[item.table] += item.rows_in - item.rows_out
             report.bytes_freed += item.source.size - item.output_bytes
+    # Writers merge their own recent files without the lease: one may have merged a file that
+    # held rows of these runs into a file this pass did not list. Sweep until none is left.
+    for _sweep in range(_MAX_ATTEMPTS):
+        leftovers = _rewrite(fs, root, targets)
+        if not leftovers:
+            break
+        for item in leftovers:
+            if delete_quietly(fs, item.source.path):
+                report.rows_removed[item.table] += item.rows_in - item.rows_out
     report.runs = sorted(targets)
     report.bytes_freed += sum(artifacts_done.get(r, 0) for r in targets)
