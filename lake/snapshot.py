@@ -113,6 +113,7 @@ class Snapshot:
         self._listings: dict[str, Listing] = {}
         self.generation = 0
         self._metrics_cache: tuple[Listing, ds.Dataset] | None = None
+        self._fragments: dict[str, ds.ParquetFileFragment] = {}  # metric file -> its read footer
 
     def fingerprint(self) -> tuple[int, ...]:
         """A value that changes whenever any table's listing changes (for caches)."""
@@ -196,9 +197,18 @@ class Snapshot:
         cached = self._metrics_cache
         if cached is not None and cached[0] == listing:
             return cached[1]
-        dataset = partitioned_dataset(self._fs, self._root, layout.METRICS, listing.paths)
-        for fragment in dataset.get_fragments():
-            fragment.ensure_complete_metadata()
+        # Only files not seen before are opened: a live lake adds a file per flush, and
+        # reading every footer again each time would cost in proportion to the lake, not the change.
+        new = [path for path in listing.paths if path not in self._fragments]
+        if new:
+            for fragment in partitioned_dataset(self._fs, self._root, layout.METRICS, new).get_fragments():
+                fragment.ensure_complete_metadata()
+                self._fragments[fragment.path] = fragment
+        self._fragments = {path: self._fragments[path] for path in listing.paths}
+        template = partitioned_dataset(self._fs, self._root, layout.METRICS, [])
+        dataset = ds.FileSystemDataset(
+            list(self._fragments.values()), template.schema, template.format, filesystem=self._fs
+        )
         self._metrics_cache = (listing, dataset)
         return dataset
 
