@@ -6,6 +6,7 @@ root on a machine without network.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,13 @@ def pytest_configure(config: pytest.Config) -> None:
     # dash.testing reads --headless; default it on so a bare `pytest` never opens a window.
     if hasattr(config.option, "headless"):
         config.option.headless = True
+    # Two test runs on one machine (two checkouts) must not share dash.testing's ports: a
+    # runner that finds another run's server on "its" port takes it for its own.
+    base = os.environ.get("RUNLAKE_TEST_PORT_BASE")
+    if base:
+        from dash.testing.application_runners import BaseDashRunner
+
+        BaseDashRunner._next_port = int(base)
 
 
 def pytest_setup_options() -> Any:
