@@ -103,6 +103,20 @@ class Connection:
         self._ensure_fresh()
         return self.cursor().execute(query.sql, list(query.params)).fetchall()
 
+    def arrow(self, query: Fragment, tables: dict[str, pa.Table] | None = None) -> pa.Table:
+        """The query's result as an Arrow table, with ``tables`` registered under their names
+        for its duration (DuckDB's dynamic PIVOT takes no bound values, but reads a registered
+        table)."""
+        self._ensure_fresh()
+        cursor = self.cursor()
+        for name, table in (tables or {}).items():
+            cursor.register(name, table)
+        try:
+            return cursor.sql(query.sql, params=list(query.params) or None).to_arrow_table()
+        finally:
+            for name in tables or {}:
+                cursor.unregister(name)
+
     def over(self, name: str, table: pa.Table, query: Fragment) -> pd.DataFrame:
         """Run ``query`` with ``table`` registered under ``name`` for its duration."""
         cursor = self.cursor()

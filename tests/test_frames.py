@@ -1,0 +1,69 @@
+"""The search frame is the same whichever way it is pivoted (in Python for pages, in DuckDB
+for big frames) and whichever way its runs are looked up (index probes or a bound list)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from runlake.ingest import LakeClient
+from runlake.lake import Lake, frames
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
+    root = str(tmp_path_factory.mktemp("frames") / "lake")
+    client = LakeClient(root)
+    experiment = client.create_experiment("frames")
+    for i in range(40):
+        run_id = client.create_run(experiment, run_name=f"run-{i}", tags={"t": f"v{i % 3}"} if i % 4 else {})
+        params = {"lr": str(i), "run_id": "a key named like a column", "odd key: a/b": "q"} if i % 5 else {}
+        metrics = [("loss", 1.0 / (i + 1), 0, 0), ("acc.top-1", float(i), 0, 0)] if i % 3 else []
+        if i == 7:
+            metrics.append(("nan", math.nan, 0, 0))
+        client.log_batch(run_id, metrics=metrics, params=params)
+    client.flush()
+    return Lake(root)
+
+
+def _cells(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    def plain(value: Any) -> Any:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return None
+        return value
+
+    return [{k: plain(v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+@pytest.mark.parametrize(
+    "columns", [None, ["metrics.loss", "params.lr", "tags.nobody", "params.run_id"], ["metrics.acc.top-1"], []]
+)
+def test_every_pivot_and_lookup_gives_the_same_frame(lake: Lake, monkeypatch: pytest.MonkeyPatch, columns: Any) -> None:
+    run_ids = list(reversed(lake.search_run_ids())) + ["not-a-run"]
+    results = []
+    for pivot_limit, probe_limit in ((10**6, 10**6), (10**6, 0), (0, 0)):
+        monkeypatch.setattr(frames, "PYTHON_PIVOT_LIMIT", pivot_limit)
+        monkeypatch.setattr(frames, "INDEX_PROBE_LIMIT", probe_limit)
+        with lake.connection.fresh():
+            results.append(frames.build_frame(lake.connection, run_ids, columns))
+    first = results[0]
+    assert list(first["run_id"]) == run_ids
+    assert first.iloc[-1]["run_name"] is None or pd.isna(first.iloc[-1]["run_name"])
+    if columns is None:
+        assert {"params.run_id", "params.odd key: a/b", "metrics.acc.top-1", "metrics.nan", "tags.t"} <= set(
+            first.columns
+        )
+    elif columns:
+        assert [c for c in first.columns if "." in c] == sorted(
+            columns, key=lambda c: (c.split(".")[0] != "metrics", c.split(".")[0] != "params", c)
+        )
+    for other in results[1:]:
+        assert list(other.columns) == list(first.columns)
+        assert [str(t) for t in other.dtypes] == [str(t) for t in first.dtypes]
+        assert _cells(other) == _cells(first)
+    assert str(first["start_time"].dtype) == "datetime64[us, UTC]"
+    if columns is None or "metrics.loss" in (columns or []):
+        assert first["metrics.loss"].dtype == "float64"
