@@ -52,9 +52,9 @@ def read_file(fs: pafs.FileSystem, table: str, path: str) -> pa.Table:
     rows = writer.to_table(table, pq.read_table(path, filesystem=fs, schema=layout.SCHEMAS[table]))
     if table != layout.EXPERIMENTS:
         rows = rows.append_column(
-            layout.PARTITION_COLUMN, pa.array([writer.partition_of(path)] * rows.num_rows, pa.string())
+            layout.PARTITION_COLUMN, pa.repeat(pa.scalar(writer.partition_of(path), pa.string()), rows.num_rows)
         )
-    return rows.append_column(SOURCE_COLUMN, pa.array([path] * rows.num_rows, pa.string()))
+    return rows.append_column(SOURCE_COLUMN, pa.repeat(pa.scalar(path, pa.string()), rows.num_rows))
 
 
 def read_changes(
