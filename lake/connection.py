@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
@@ -22,7 +24,7 @@ import pyarrow.fs as pafs
 
 from runlake.core import batch, layout, writer
 from runlake.core.errors import InvalidArgument
-from runlake.lake import snapshot, views
+from runlake.lake import snapshot, state_cache, views
 from runlake.lake.sql import Fragment
 
 T = TypeVar("T")
@@ -46,12 +48,14 @@ class Connection:
         root: the lake root in ``fs`` syntax.
     """
 
-    def __init__(self, fs: pafs.FileSystem, root: str) -> None:
+    def __init__(self, fs: pafs.FileSystem, root: str, cache: bool | str | os.PathLike[str] = False) -> None:
         self.fs = fs
         self.root = root
         self.paths = layout.LakePaths(root)
-        self._con = duckdb.connect(":memory:")
-        self._snapshot = snapshot.Snapshot(self._con, fs, root)
+        self._con, cache_key = state_cache.connect(fs, root, cache)
+        self.cached = cache_key is not None
+        weakref.finalize(self, state_cache.release, self._con, cache_key)
+        self._snapshot = snapshot.Snapshot(self._con, fs, root, persistent=self.cached)
         self._local = threading.local()
         self.refresh()
 

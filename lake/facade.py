@@ -29,15 +29,19 @@ class Lake:
 
     Args:
         path: the lake root, a local path or a URI pyarrow understands.
+        cache: keep the folded state in a local DuckDB file between opens (True: under
+            ``$RUNLAKE_CACHE_DIR`` or ``~/.cache/runlake``; or a directory). A later open applies
+            only the files that changed since, and the state's resident memory stays bounded.
+            See ``runlake.lake.state_cache``. Default: in memory.
 
     One DuckDB connection per ``Lake`` holds the current state, refreshed from the file listing
     at the start of each public call; each thread queries through its own cursor.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, cache: bool | str | os.PathLike[str] = False) -> None:
         self.fs, self.root = layout.resolve_lake(path)
         self.paths = layout.LakePaths(self.root)
-        self.connection = Connection(self.fs, self.root)
+        self.connection = Connection(self.fs, self.root, cache)
 
     def __repr__(self) -> str:
         return f"Lake({self.root!r})"

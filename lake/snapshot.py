@@ -105,12 +105,15 @@ def read_changes(
 class Snapshot:
     """The current-state tables of one lake inside one DuckDB connection."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, fs: pafs.FileSystem, root: str) -> None:
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, fs: pafs.FileSystem, root: str, *, persistent: bool = False
+    ) -> None:
         self._con = con
         self._fs = fs
         self._root = root
         self._lock = threading.Lock()
-        self._listings: dict[str, Listing] = {}
+        self._persistent = persistent
+        self._listings: dict[str, Listing] = _stored_listings(con) if persistent else {}
         self.generation = 0
         self._metrics_cache: tuple[Listing, ds.Dataset] | None = None
         self._fragments: dict[str, ds.ParquetFileFragment] = {}  # metric file -> its read footer
@@ -136,12 +139,30 @@ class Snapshot:
         view, key = next((name, key) for name, (_sql, raw, key) in views.CURRENT_STATE.items() if raw == table)
         rows, gone, listing = read_changes(self._fs, self._root, table, old, new)
         if old is None:
-            self._rebuild(table, view, rows)
+            self._rebuild(table, view, rows, listing)
         else:
-            self._apply(table, view, key, rows, gone)
+            self._apply(table, view, key, rows, gone, listing)
         return listing
 
-    def _apply(self, table: str, view: str, key: str, rows: pa.Table | None, gone: set[str]) -> None:
+    def _store_listing(self, table: str, listing: Listing) -> None:
+        """In a persistent state, the files the tables now hold, inside the caller's transaction."""
+        if not self._persistent:
+            return
+        self._con.execute(f"DELETE FROM {LISTINGS_TABLE} WHERE table_name = ?", [table])
+        stored = pa.table(
+            {
+                "table_name": pa.repeat(pa.scalar(table, pa.string()), len(listing.files)),
+                "path": pa.array(listing.paths, pa.string()),
+                "size": pa.array([size for _path, size in listing.files], pa.int64()),
+            }
+        )
+        self._con.register("_listing_rows", stored)
+        try:
+            self._con.execute(f"INSERT INTO {LISTINGS_TABLE} SELECT * FROM _listing_rows")
+        finally:
+            self._con.unregister("_listing_rows")
+
+    def _apply(self, table: str, view: str, key: str, rows: pa.Table | None, gone: set[str], listing: Listing) -> None:
         """Drop the rows of files that are gone, add the new files' rows, fold the keys touched.
 
         Work in proportion to what changed: the rest of the state stands.
@@ -160,6 +181,7 @@ class Snapshot:
             con.execute(f"DELETE FROM {view} WHERE {key} IN (SELECT {key} FROM _touched)")
             touched = f"(SELECT * FROM raw_{table} WHERE {key} IN (SELECT {key} FROM _touched))"
             con.execute(f"INSERT INTO {view} {views.fold_sql(view, touched)}")
+            self._store_listing(table, listing)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -168,7 +190,7 @@ class Snapshot:
             con.unregister("_new_rows")
             con.unregister("_gone")
 
-    def _rebuild(self, table: str, view: str, rows: pa.Table | None) -> None:
+    def _rebuild(self, table: str, view: str, rows: pa.Table | None, listing: Listing) -> None:
         con = self._con
         con.register("_all_rows", rows if rows is not None else _empty(table))
         try:
@@ -180,6 +202,7 @@ class Snapshot:
                 # An ART index on run_id turns a page's lookups (run_id IN (...100 ids)) into
                 # index probes instead of full scans of a million rows.
                 con.execute(f"CREATE INDEX {view}_run_id ON {view}(run_id)")
+            self._store_listing(table, listing)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -211,6 +234,27 @@ class Snapshot:
         )
         self._metrics_cache = (listing, dataset)
         return dataset
+
+
+# A persistent state (see ``lake/state_cache.py``) records which files its tables hold, so a
+# later open applies only the files that changed since.
+LISTINGS_TABLE = "_runlake_listings"
+
+
+def _stored_listings(con: duckdb.DuckDBPyConnection) -> dict[str, Listing]:
+    con.execute(f"CREATE TABLE IF NOT EXISTS {LISTINGS_TABLE} (table_name VARCHAR, path VARCHAR, size BIGINT)")
+    tables = {name for (name,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE NOT temporary").fetchall()}
+    listings: dict[str, list[tuple[str, int]]] = {}
+    for table, path, size in con.execute(
+        f"SELECT table_name, path, size FROM {LISTINGS_TABLE} ORDER BY table_name, path"
+    ).fetchall():
+        listings.setdefault(table, []).append((path, size))
+    # A table's listing counts only when its raw rows and folded view are both there.
+    usable = {}
+    for view, (_sql, raw, _key) in views.CURRENT_STATE.items():
+        if raw in listings and f"raw_{raw}" in tables and view in tables:
+            usable[raw] = Listing(tuple(listings[raw]))
+    return usable
 
 
 def _empty(table: str) -> pa.Table:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -14,6 +15,8 @@ REPO = Path(__file__).resolve().parents[1]
 # The console script of the interpreter running the tests (the venv's own), never one that
 # happens to be on PATH: a fresh machine has no other runlake installed.
 RUNLAKE = str(Path(sys.executable).with_name("runlake"))
+# Dashboards started by tests keep their state caches in a folder of this run, not in ~/.cache.
+os.environ.setdefault("RUNLAKE_CACHE_DIR", tempfile.mkdtemp(prefix="runlake-test-cache-"))
 
 
 @pytest.fixture

@@ -96,12 +96,14 @@ def _shell(lake: Lake) -> html.Div:
 
 def serve(settings: Settings) -> None:
     """Open the lake and run the dashboard's server (blocking) on ``settings.host:port``."""
-    from runlake.lake import Lake
+    from runlake.lake import Lake, state_cache
     from runlake.lake.maintenance import upkeep
 
     if not os.path.isdir(settings.lake) and "://" not in settings.lake:
         print(f"runlake: no lake at {settings.lake} yet; runs appear as training jobs write them", flush=True)
-    lake = Lake(settings.lake)
+    # A dashboard restarts onto the state its last run folded (only what changed since is
+    # read), and keeps a million-run state within DuckDB's memory limit.
+    lake = Lake(settings.lake, cache=state_cache.from_env(default=True))
     app = create_app(settings, lake)
     # The dashboard is a long-lived process: it merges full size tiers in the background
     # whenever no writer or cron job holds the maintenance lease.

@@ -1,0 +1,141 @@
+"""A lake's folded state kept in a local DuckDB file between opens.
+
+Opening a ``Lake`` reads every part file and folds it into current-state tables. With a state
+cache those tables live in a DuckDB database file on local disk instead of in memory: the next
+open (a restarted dashboard, a new notebook) finds the tables and the list of part files they
+hold, and applies only the files that changed since, so it costs what changed, not the lake's
+size. DuckDB's buffer manager keeps only the hot part of the file in memory (``MEMORY_LIMIT``),
+so a reader over a million runs stays within a bounded resident size.
+
+The file is a cache, never the truth: it is keyed by the lake's filesystem and root and by the
+SQL and schemas of the folds (any change of those in a new runlake version starts a new file),
+and a file that cannot be opened (held by another process, damaged, from another DuckDB) is set
+aside for an in-memory state, as without a cache. One process holds a cache file at a time
+(DuckDB's file lock); a second ``Lake`` on the same lake, in this process or another, reads in
+memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from pathlib import Path
+
+import duckdb
+import pyarrow.fs as pafs
+
+from runlake.core import layout
+from runlake.lake import views
+
+log = logging.getLogger(__name__)
+
+CACHE_DIR_ENV = "RUNLAKE_CACHE_DIR"
+# Whether the CLI and the dashboard keep a state cache: "1"/"on", "0"/"off", or a directory.
+CACHE_ENV = "RUNLAKE_STATE_CACHE"
+# DuckDB's memory limit for a cached state: blocks past it are read back from the file.
+MEMORY_LIMIT = "1GB"
+
+_in_use: set[str] = set()
+_in_use_lock = threading.Lock()
+
+
+def default_dir() -> Path:
+    """``$RUNLAKE_CACHE_DIR``, else ``$XDG_CACHE_HOME/runlake``, else ``~/.cache/runlake``."""
+    if os.environ.get(CACHE_DIR_ENV):
+        return Path(os.environ[CACHE_DIR_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "runlake"
+
+
+def from_env(default: bool) -> bool | str:
+    """The ``cache`` argument ``$RUNLAKE_STATE_CACHE`` asks for (``default`` when unset)."""
+    value = os.environ.get(CACHE_ENV, "").strip()
+    if not value:
+        return default
+    if value.lower() in ("1", "on", "true", "yes"):
+        return True
+    if value.lower() in ("0", "off", "false", "no"):
+        return False
+    return value
+
+
+def _format_key() -> str:
+    """Changes whenever the folded tables would: their SQL, the raw schemas, DuckDB's version."""
+    parts = [duckdb.__version__]
+    parts += [f"{view}:{sql}" for view, (sql, _raw, _key) in sorted(views.CURRENT_STATE.items())]
+    parts += [f"{table}:{schema}" for table, schema in sorted(layout.SCHEMAS.items())]
+    return "\n".join(parts)
+
+
+def cache_file(fs: pafs.FileSystem, root: str, directory: Path) -> Path:
+    """The state file of one lake in ``directory``."""
+    digest = hashlib.sha256(f"{fs.type_name}\n{root}\n{_format_key()}".encode()).hexdigest()[:24]
+    return directory / f"state-{digest}.duckdb"
+
+
+def connect(
+    fs: pafs.FileSystem, root: str, cache: bool | str | os.PathLike[str]
+) -> tuple[duckdb.DuckDBPyConnection, str | None]:
+    """A DuckDB connection for a lake's state, and the cache file it holds (None in memory).
+
+    The holder calls ``release`` with both when it is done (a ``weakref.finalize`` of its own).
+
+    Args:
+        fs: the lake's filesystem.
+        root: the lake root.
+        cache: False for an in-memory state; True for the default cache directory; or a directory.
+    """
+    if cache is False:
+        return duckdb.connect(":memory:"), None
+    directory = default_dir() if cache is True else Path(cache)
+    path = cache_file(fs, root, directory)
+    key = str(path)
+    with _in_use_lock:
+        if key in _in_use:
+            return duckdb.connect(":memory:"), None
+        _in_use.add(key)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        con = _open(path)
+    except (OSError, duckdb.Error) as exc:
+        with _in_use_lock:
+            _in_use.discard(key)
+        log.info("runlake: state cache %s not used (%s); reading the lake in memory", path, exc)
+        return duckdb.connect(":memory:"), None
+    return con, key
+
+
+def _open(path: Path) -> duckdb.DuckDBPyConnection:
+    try:
+        con = duckdb.connect(str(path))
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise  # another process holds it: theirs to use
+        _discard(path)  # damaged or unreadable: a cache, so start it again
+        con = duckdb.connect(str(path))
+    except duckdb.Error:
+        _discard(path)
+        con = duckdb.connect(str(path))
+    con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+    con.execute("SET force_compression = 'uncompressed'")
+    return con
+
+
+def _discard(path: Path) -> None:
+    for stale in (path, path.with_name(path.name + ".wal")):
+        try:
+            stale.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def release(con: duckdb.DuckDBPyConnection, key: str | None) -> None:
+    """Close a state connection; a cache file's lock goes with it."""
+    try:
+        con.close()
+    finally:
+        if key is not None:
+            with _in_use_lock:
+                _in_use.discard(key)

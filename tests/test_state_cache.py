@@ -1,0 +1,194 @@
+"""A Lake's state cache: a later open applies only what changed, and reads the same as memory."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from runlake.ingest import LakeClient
+from runlake.lake import Lake, snapshot, state_cache
+from runlake.lake.maintenance.compaction import compact
+
+
+def _log(client: LakeClient, experiment_id: str, first: int, count: int) -> list[str]:
+    run_ids = []
+    for i in range(first, first + count):
+        run_id = client.create_run(experiment_id, run_name=f"run-{i}", tags={"t": f"v{i % 3}"})
+        client.log_batch(run_id, metrics=[("loss", 1.0 / (i + 1), 0, s) for s in range(3)], params={"i": str(i)})
+        client.set_terminated(run_id, "FINISHED")
+        run_ids.append(run_id)
+    client.flush()
+    return run_ids
+
+
+def _state(lake: Lake) -> dict[str, Any]:
+    frame = lake.search_runs(run_view_type="ALL", order_by=["attributes.run_name"])
+    return {
+        "frame": frame.astype(str).to_dict("list"),
+        "experiments": lake.list_experiments(view_type="ALL").astype(str).to_dict("list"),
+        "latest": lake.sql("SELECT * FROM latest_metrics ORDER BY run_id, key").astype(str).to_dict("list"),
+    }
+
+
+def test_a_cached_open_applies_what_changed_and_reads_as_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, cache = str(tmp_path / "lake"), tmp_path / "cache"
+    client = LakeClient(root)
+    experiment = client.create_experiment("cached")
+    first = _log(client, experiment, 0, 20)
+
+    lake = Lake(root, cache=cache)
+    assert lake.connection.cached
+    assert _state(lake) == _state(Lake(root))
+    del lake
+
+    # Nothing changed: a cached open reads no part file at all.
+    read: list[str] = []
+    real_read = snapshot.read_file
+    monkeypatch.setattr(snapshot, "read_file", lambda fs, table, path: read.append(path) or real_read(fs, table, path))
+    unchanged = Lake(root, cache=cache)
+    assert unchanged.connection.cached and read == []
+    assert len(unchanged.search_runs()) == 20
+    del unchanged
+
+    # Between two opens: new runs, a delete, a rename, a tag change, then compaction
+    # (files gone, merged files new).
+    _log(client, experiment, 20, 5)
+    client.delete_run(first[0])
+    client.rename_run(first[1], "renamed")
+    client.set_tag(first[2], "t", "changed")
+    client.flush()
+    reopened = Lake(root, cache=cache)
+    assert reopened.connection.cached
+    assert 0 < len(read) < 10  # the new files only
+    memory = Lake(root)
+    assert _state(reopened) == _state(memory)
+    assert len(reopened.search_runs(run_view_type="ALL")) == 25
+    del reopened
+
+    report = compact(root, grace_s=0)
+    assert report  # something was merged
+    after = Lake(root, cache=cache)
+    assert _state(after) == _state(Lake(root))
+    # And a live refresh on the cached state keeps going.
+    _log(client, experiment, 25, 2)
+    assert len(after.search_runs()) == 26
+    assert _state(after) == _state(Lake(root))
+
+
+def test_a_second_lake_on_the_same_cache_reads_in_memory(tmp_path: Path) -> None:
+    root, cache = str(tmp_path / "lake"), tmp_path / "cache"
+    client = LakeClient(root)
+    _log(client, client.create_experiment("two"), 0, 3)
+    first = Lake(root, cache=cache)
+    second = Lake(root, cache=cache)
+    assert first.connection.cached and not second.connection.cached
+    assert len(first.search_runs()) == len(second.search_runs()) == 3
+
+
+def test_a_cache_held_by_another_process_is_left_to_it(tmp_path: Path) -> None:
+    root, cache = str(tmp_path / "lake"), tmp_path / "cache"
+    client = LakeClient(root)
+    _log(client, client.create_experiment("held"), 0, 3)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                """
+                import sys
+                from runlake.lake import Lake
+                lake = Lake(sys.argv[1], cache=sys.argv[2])
+                assert lake.connection.cached
+                print("ready", flush=True)
+                sys.stdin.readline()
+                """
+            ),
+            root,
+            str(cache),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        here = Lake(root, cache=cache)
+        assert not here.connection.cached
+        assert len(here.search_runs()) == 3
+    finally:
+        holder.communicate("\n", timeout=60)
+    assert holder.returncode == 0
+    assert Lake(root, cache=cache).connection.cached  # released with the other process
+
+
+def test_a_damaged_cache_file_is_started_again(tmp_path: Path) -> None:
+    root, cache = str(tmp_path / "lake"), tmp_path / "cache"
+    client = LakeClient(root)
+    _log(client, client.create_experiment("damaged"), 0, 4)
+    lake = Lake(root, cache=cache)
+    path = state_cache.cache_file(lake.fs, lake.root, cache)
+    del lake
+    assert path.exists()
+    path.write_bytes(b"not a duckdb file" * 100)
+    again = Lake(root, cache=cache)
+    assert again.connection.cached
+    assert len(again.search_runs()) == 4
+
+
+def test_each_lake_has_its_own_cache_file(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    counts = {}
+    for name, runs in (("a", 2), ("b", 5)):
+        client = LakeClient(str(tmp_path / name))
+        _log(client, client.create_experiment(name), 0, runs)
+        counts[name] = runs
+    for name, runs in counts.items():
+        lake = Lake(str(tmp_path / name), cache=cache)
+        assert lake.connection.cached
+        assert len(lake.search_runs()) == runs
+        del lake
+    assert len(list(cache.glob("state-*.duckdb"))) == 2
+
+
+def test_no_cache_is_written_unless_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(state_cache.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    client = LakeClient(str(tmp_path / "lake"))
+    _log(client, client.create_experiment("plain"), 0, 1)
+    assert not Lake(str(tmp_path / "lake")).connection.cached
+    assert not (tmp_path / "cache").exists()
+    assert Lake(str(tmp_path / "lake"), cache=True).connection.cached
+    assert list((tmp_path / "cache").glob("state-*.duckdb"))
+
+
+def test_frames_match_between_cached_and_memory_dtypes(tmp_path: Path) -> None:
+    root = str(tmp_path / "lake")
+    client = LakeClient(root)
+    _log(client, client.create_experiment("dtypes"), 0, 3)
+    cached = Lake(root, cache=tmp_path / "cache").search_runs()
+    memory = Lake(root).search_runs()
+    pd.testing.assert_frame_equal(cached, memory)
+
+
+@pytest.mark.parametrize(
+    ("value", "default", "expected"),
+    [
+        ("", True, True),
+        ("", False, False),
+        ("1", False, True),
+        ("off", True, False),
+        ("/somewhere", False, "/somewhere"),
+    ],
+)
+def test_the_environment_chooses_the_cache(
+    monkeypatch: pytest.MonkeyPatch, value: str, default: bool, expected: bool | str
+) -> None:
+    monkeypatch.setenv(state_cache.CACHE_ENV, value)
+    assert state_cache.from_env(default) == expected
