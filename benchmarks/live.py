@@ -251,5 +251,81 @@ def peer_queries(runs: int = 10_000, repeat: int = 5) -> str:
     return table(title, rows, header)
 
 
-def bench_live(seconds: float = 60.0, runs: int = 10_000, repeat: int = 5) -> str:
-    return team_day(seconds) + "\n\n" + peer_queries(runs, repeat)
+def bench_live(
+    seconds: float = 60.0,
+    runs: int = 10_000,
+    repeat: int = 5,
+    scale_runs: list[int] | None = None,
+    scale_dir: str | None = None,
+) -> str:
+    tables = [team_day(seconds), peer_queries(runs, repeat)]
+    if scale_runs:
+        tables.append(scale(scale_runs, scale_dir))
+    return "\n\n".join(tables)
+
+
+# (c) One reader at scale, each figure in a fresh process (as a notebook or a restarted dashboard
+# meets it): open, resident memory, first pages; in memory, then with the state cache built
+# and reused.
+SCALE_PROBE = textwrap.dedent(
+    """
+    import json, resource, statistics, sys, time
+    from runlake.lake import Lake
+    root, cache = sys.argv[1], sys.argv[2]
+    started = time.perf_counter()
+    lake = Lake(root, cache=False if cache == "-" else cache)
+    open_s = time.perf_counter() - started
+    def page():
+        return lake.search_page(
+            filter_string="metrics.val_accuracy > 0.5", order_by=["metrics.val_loss ASC"], page_size=100
+        )
+    started = time.perf_counter()
+    total = page().total
+    first_ms = (time.perf_counter() - started) * 1000
+    times = []
+    for _ in range(5):
+        started = time.perf_counter()
+        page()
+        times.append((time.perf_counter() - started) * 1000)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"open_s": open_s, "first_ms": first_ms, "page_ms": statistics.median(times),
+                      "rss_mb": rss_mb, "total": total, "cached": lake.connection.cached}))
+    """
+)
+
+
+def _probe(root: str, cache: str) -> dict[str, Any]:
+    import json
+
+    out = subprocess.run([sys.executable, "-c", SCALE_PROBE, root, cache], capture_output=True, text=True, check=True)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def scale(runs_list: list[int], directory: str | None = None) -> str:
+    """Table (c): a demo lake per size (kept in ``directory`` when given, for the next run)."""
+    from runlake.demo import build_demo
+
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="runlake-bench-scale-") as tmp:
+        for runs in runs_list:
+            root = os.path.join(directory or tmp, f"demo-{runs}")
+            if not os.path.isdir(os.path.join(root, "runs")):
+                build_demo(root, runs=runs)
+            cache = os.path.join(tmp, f"cache-{runs}")
+            for label, where in (("in memory", "-"), ("cache, first open", cache), ("cache, reopened", cache)):
+                figures = _probe(root, where)
+                rows.append(
+                    (
+                        f"{runs:,}",
+                        label,
+                        f"{figures['open_s']:.2f} s",
+                        f"{figures['rss_mb']:,.0f} MB",
+                        f"{figures['first_ms']:.0f} ms",
+                        f"{figures['page_ms']:.0f} ms",
+                    )
+                )
+    header: Row = ("runs", "state", "open", "peak resident", "first page", "page (median of 5)")
+    title = (
+        "(c) one reader at scale: runlake demo lakes, each figure in a fresh process; page = filter + order by a metric"
+    )
+    return table(title, rows, header)

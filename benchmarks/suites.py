@@ -21,7 +21,13 @@ SUITES: dict[str, Suite] = {
     "ui": lambda args: ui.bench_ui(runs=args.runs, lake=args.lake, repeat=min(args.repeat, 10)),
     "compaction": lambda args: compaction.bench_compaction(repeat=min(args.repeat, 10)),
     # A live lake: team-day writers, then the peer-shaped import (--runs caps it at 10,000).
-    "live": lambda args: live.bench_live(seconds=args.seconds, runs=min(args.runs, 10_000), repeat=min(args.repeat, 5)),
+    "live": lambda args: live.bench_live(
+        seconds=args.seconds,
+        runs=min(args.runs, 10_000),
+        repeat=min(args.repeat, 5),
+        scale_runs=[int(n) for n in args.scale_runs.split(",") if int(n) > 0],
+        scale_dir=args.scale_dir,
+    ),
 }
 
 
@@ -33,6 +39,12 @@ def build_parser(prog: str = "python -m benchmarks") -> argparse.ArgumentParser:
     parser.add_argument("--repeat", type=int, default=20, help="repetitions per query")
     parser.add_argument("--no-mlflow", action="store_true", help="search: leave out MLflow's side (it takes minutes)")
     parser.add_argument("--seconds", type=float, default=60.0, help="how long the live suite's writers write")
+    parser.add_argument(
+        "--scale-runs",
+        default="100000,1000000",
+        help="live: demo lake sizes for table (c), comma-separated; 0 skips it (1,000,000 takes ~30 min to build)",
+    )
+    parser.add_argument("--scale-dir", default=None, help="live: keep table (c)'s demo lakes here for the next run")
     return parser
 
 
