@@ -269,7 +269,7 @@ def bench_live(
 # and reused.
 SCALE_PROBE = textwrap.dedent(
     """
-    import json, resource, statistics, sys, time
+    import json, statistics, sys, time
     from runlake.lake import Lake
     root, cache = sys.argv[1], sys.argv[2]
     started = time.perf_counter()
@@ -287,7 +287,10 @@ SCALE_PROBE = textwrap.dedent(
         started = time.perf_counter()
         page()
         times.append((time.perf_counter() - started) * 1000)
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not ru_maxrss: the latter survives exec, so a probe started by a process that just
+    # built a big lake would report its parent's peak.
+    status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines() if ":" in line)
+    rss_mb = int(status["VmHWM"].split()[0]) / 1024
     print(json.dumps({"open_s": open_s, "first_ms": first_ms, "page_ms": statistics.median(times),
                       "rss_mb": rss_mb, "total": total, "cached": lake.connection.cached}))
     """
