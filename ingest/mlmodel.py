@@ -87,7 +87,12 @@ def scalar(value: Any) -> str:
             return ".nan"
         if math.isinf(value):
             return ".inf" if value > 0 else "-.inf"
-        return repr(value)
+        text = repr(value)
+        if "e" in text and "." not in text:
+            # YAML 1.1 reads "1e+16" as a string: its floats need a dot.
+            mantissa, exponent = text.split("e")
+            text = f"{mantissa}.0e{exponent}"
+        return text
     if isinstance(value, dict) and not value:
         return "{}"
     if isinstance(value, list) and not value:
@@ -110,6 +115,8 @@ def _double_quoted(text: str) -> str:
             out.append("\\n")
         elif char == "\t":
             out.append("\\t")
+        elif char == "\r":
+            out.append("\\r")
         elif _PRINTABLE.match(char) and char not in "\x85\u2028\u2029\ufeff":
             out.append(char)
         elif ord(char) <= 0xFF:
@@ -238,7 +245,7 @@ def _parse_sequence(lines: _Lines, indent: int) -> list[Any]:
         if rest.startswith("- ") or rest.rstrip() == "-":
             raise lines.error("nested lists on one line are not supported")
         item_indent = indent + (len(body) - len(rest)) if rest else indent + 2
-        if rest and not rest.startswith(("#", '"', "'")) and _split_key(rest) is not None:
+        if rest and not rest.startswith("#") and _split_key(rest) is not None:
             # "- key: value" opens a mapping whose keys align with "key".
             result.append(_parse_mapping(lines, item_indent, first_body=rest))
         else:
@@ -388,40 +395,40 @@ def _unquote(raw: str, quote: str, lines: _Lines) -> str:
     body = raw[1:-1]
     if quote == "'":
         return _fold(body).replace("''", "'")
-    # Double quotes: an escaped line break joins lines without a space, so handle escapes and
-    # folding together, segment by segment.
+    # Double quotes: fold the raw line breaks first (a break escaped by a trailing backslash
+    # joins the lines without a space), then decode the escapes in one pass.
+    pieces = body.split("\n")
+    joined = [pieces[0]]
+    for piece in pieces[1:]:
+        previous = joined[-1]
+        trailing = len(previous) - len(previous.rstrip("\\"))
+        if trailing % 2:
+            joined[-1] = previous[:-1] + "\x00JOIN" + piece.lstrip(" \t")
+        else:
+            joined.append(piece)
+    folded = _fold("\n".join(joined)).replace("\x00JOIN", "")
     out: list[str] = []
-    segment: list[str] = []
     i = 0
-    while i < len(body):
-        char = body[i]
-        if char == "\\":
-            nxt = body[i + 1 : i + 2]
-            if nxt == "\n":
-                out.append(_fold("".join(segment)).rstrip(" \t") if segment else "")
-                segment = []
-                i += 2
-                while i < len(body) and body[i] in " \t":
-                    i += 1
-                continue
-            if nxt in _HEX_LENGTHS:
-                width = _HEX_LENGTHS[nxt]
-                digits = body[i + 2 : i + 2 + width]
-                if len(digits) != width or not all(c in "0123456789abcdefABCDEF" for c in digits):
-                    raise lines.error(f"invalid escape \\{nxt}{digits}")
-                segment.append("\x00ESC" + chr(int(digits, 16)) + "\x00")
-                i += 2 + width
-                continue
-            if nxt not in _ESCAPES:
-                raise lines.error(f"invalid escape \\{nxt}")
-            segment.append("\x00ESC" + _ESCAPES[nxt] + "\x00")
-            i += 2
+    while i < len(folded):
+        char = folded[i]
+        if char != "\\":
+            out.append(char)
+            i += 1
             continue
-        segment.append(char)
-        i += 1
-    out.append(_fold("".join(segment)))
-    # Escaped characters were kept out of folding behind a marker; put them in now.
-    return re.sub("\x00ESC(.)\x00", lambda m: m.group(1), "".join(out), flags=re.DOTALL)
+        nxt = folded[i + 1 : i + 2]
+        if nxt in _HEX_LENGTHS:
+            width = _HEX_LENGTHS[nxt]
+            digits = folded[i + 2 : i + 2 + width]
+            if len(digits) != width or not all(c in "0123456789abcdefABCDEF" for c in digits):
+                raise lines.error(f"invalid escape \\{nxt}{digits}")
+            out.append(chr(int(digits, 16)))
+            i += 2 + width
+            continue
+        if nxt not in _ESCAPES:
+            raise lines.error(f"invalid escape \\{nxt}")
+        out.append(_ESCAPES[nxt])
+        i += 2
+    return "".join(out)
 
 
 def _block_scalar(lines: _Lines, indent: int, header: str) -> str:
@@ -448,14 +455,23 @@ def _block_scalar(lines: _Lines, indent: int, header: str) -> str:
     if header[0] == "|":
         text = "\n".join(block)
     else:
-        text = ""
-        for number, line in enumerate(block):
-            if number == 0:
-                text = line
-            elif not line or line.startswith(" ") or not block[number - 1] or block[number - 1].startswith(" "):
+        # Folding: a break between two text lines becomes a space, each empty line a "\n";
+        # breaks next to more-indented lines are kept.
+        text = block[0] if block else ""
+        last_text = text
+        for number in range(1, len(block)):
+            line, prev = block[number], block[number - 1]
+            indented = line.startswith(" ") or last_text.startswith(" ")
+            if not line:
+                text += "\n"
+            elif not prev:
+                text += ("\n" if indented else "") + line
+            elif indented:
                 text += "\n" + line
             else:
                 text += " " + line
+            if line:
+                last_text = line
     if header.endswith("-") or not text:
         return text
     return text + "\n"
@@ -493,8 +509,8 @@ def _scalar_text(text: str, lines: _Lines) -> Any:
 
 def _resolve_plain(text: str) -> Any:
     """A plain scalar's value under PyYAML's YAML 1.1 resolver."""
-    if text in ("{}", "[]"):
-        return {} if text == "{}" else []
+    if re.fullmatch(r"\{\s*\}|\[\s*\]", text):
+        return {} if text.startswith("{") else []
     if text.startswith(("{", "[")):
         raise ValueError(f"flow collections are not supported: {text!r}")
     if _NULL.match(text):

@@ -29,6 +29,7 @@ def rl(lake_dir: str, monkeypatch: pytest.MonkeyPatch):
 
     monkeypatch.setattr(fluent, "_lake", lake_dir)
     monkeypatch.setattr(fluent, "_experiment_name", None)
+    monkeypatch.setattr(fluent, "_experiment_id", None)
     yield rl
     while rl.active_run() is not None:
         rl.end_run()
