@@ -141,6 +141,30 @@ def test_mf06_log_model_refuses_two_different_names(rl):
         rl.log_model(Cutoff(1.0), "a", artifact_path="b")
 
 
+def test_mf25_mlflows_serving_tool_predicts_with_runlake_models(rl, lake_dir, tmp_path):
+    import functools
+    import operator
+
+    model = _sklearn_model()
+    with rl.start_run() as run:
+        rl.log_model(model, "sk")
+        rl.log_model(functools.partial(operator.mul, 2), "doubler")  # served by runlake's loader
+    outputs = {}
+    for name in ("sk", "doubler"):
+        out = tmp_path / f"{name}.json"
+        # What `mlflow models predict -m <model> --env-manager local` runs.
+        mlflow.models.predict(
+            model_uri=_model_dir(lake_dir, run.run_id, name),
+            input_data=FEATURES[:2] + FEATURES[-2:],
+            env_manager="local",
+            output_path=str(out),
+        )
+        outputs[name] = json.loads(out.read_text())["predictions"]
+
+    assert outputs["sk"] == model.predict(FEATURES[:2] + FEATURES[-2:]).tolist()
+    assert outputs["doubler"] == [[0.0, 2.0], [2.0, 0.0], [8.0, 1.0], [10.0, 4.0]]
+
+
 # -- models MLflow saved, loaded by runlake --------------------------------------------------
 @pytest.mark.parametrize("serialization_format", ["cloudpickle", "pickle", "skops"])
 def test_mf07_runlake_loads_mlflow_sklearn_models(tmp_path, serialization_format):
