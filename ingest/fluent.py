@@ -231,35 +231,45 @@ def _resume(
     info = client.run_info(rows.check_run_id(run_id))  # RunNotFound when there is no such run
     if info.get("lifecycle_stage") == layout.LIFECYCLE_DELETED:
         raise InvalidArgument(f"Cannot start run with ID {run_id} because it is in the deleted state.")
-    # run_id wins: the run stays in its experiment, and an experiment asked for alongside it
-    # must be that one (MLflow raises the same for set_experiment's).
+    # run_id wins: the run stays in its experiment, and an experiment asked for alongside it -
+    # by argument or by set_experiment - must be that one (MLflow raises for set_experiment's).
     own = info["experiment_id"]
-    for asked in (experiment_id, experiment, _experiment_id):
-        if asked is not None and str(asked) != own:
+    asked = [
+        (experiment_id, "experiment_id"),
+        (experiment, "experiment"),
+        (_experiment_id, "set_experiment"),
+        (_experiment_name, "set_experiment"),
+    ]
+    for wanted, source in asked:
+        if wanted is not None and not _is_experiment(client, str(wanted), own):
             raise InvalidArgument(
-                f"Cannot start run with ID {run_id} because it belongs to experiment {own}, not {asked}"
-            )
-    if experiment_id is None and experiment is None and _experiment_id is None and _experiment_name is not None:
-        named = client.get_experiment_by_name(_experiment_name)
-        if named is None or named.experiment_id != own:
-            raise InvalidArgument(
-                f"Cannot start run with ID {run_id} because the active experiment "
-                f"'{_experiment_name}' (set_experiment) is not the run's experiment {own}"
+                f"Cannot start run with ID {run_id} because it belongs to experiment {own}, "
+                f"not to '{wanted}' ({source})"
             )
     with _unended_lock:
         if run_id in _unended:
             raise InvalidArgument(f"Run {run_id} is already active in this process; end it before resuming it")
-    _install_process_hooks()
-    client.update_run(run_id, status="RUNNING", run_name=run_name)
     all_tags = dict(tags or {})
     if description is not None:
         all_tags[vocab.NOTE_TAG] = description
+    new_name = rows.run_name_from(run_name, all_tags)  # checked before anything is written
+    rows.tag_rows(run_id, all_tags)
+    _install_process_hooks()
+    client.update_run(run_id, status="RUNNING", run_name=new_name)
     if all_tags:
         client.set_tags(run_id, all_tags)
     stored = client.run_tags(run_id)
-    run = Run(client, run_id, own, rows.run_name_from(run_name, all_tags) or info.get("run_name"))
+    run = Run(client, run_id, own, new_name or info.get("run_name"))
     run.resume_model_history(stored.get(vocab.MODEL_HISTORY_TAG))
     return _activate(run)
+
+
+def _is_experiment(client: LakeClient, wanted: str, experiment_id: str) -> bool:
+    """Whether ``wanted`` (an experiment id or name) is the experiment ``experiment_id``."""
+    if wanted == experiment_id:
+        return True
+    named = client.get_experiment_by_name(wanted)
+    return named is not None and named.experiment_id == experiment_id
 
 
 def _activate(run: Run) -> Run:

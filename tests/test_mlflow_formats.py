@@ -379,6 +379,15 @@ def test_mf17_renaming_keeps_name_and_tag_in_step(lake_dir, how):
     assert lake.search_run_ids(filter_string="tags.mlflow.runName = 'old'") == []
 
 
+def test_mf26_setting_the_tag_on_a_run_renames_it(rl, lake_dir):
+    with rl.start_run(run_name="first") as run:
+        rl.set_tag("mlflow.runName", "second")
+        assert run.run_name == "second"
+    record = Lake(lake_dir).get_run(run.run_id)
+
+    assert record.info["run_name"] == record.tags["mlflow.runName"] == "second"
+
+
 def test_mf18_export_carries_run_names_even_for_runs_logged_without_the_tag(lake_dir, tmp_path):
     from runlake.lake import transfer
 
@@ -459,11 +468,18 @@ def test_mf21_resume_errors(rl, lake_dir):
         rl.start_run(run_id="0123456789abcdef")
     with pytest.raises(InvalidArgument, match="because it is in the deleted state"):
         rl.start_run(run_id=deleted.run_id)
-    with pytest.raises(InvalidArgument, match="belongs to experiment"):
+    with pytest.raises(InvalidArgument, match="belongs to experiment .* \\(experiment_id\\)"):
         rl.start_run(run_id=done.run_id, experiment_id=other)
-    with pytest.raises(InvalidArgument, match=r"active experiment 'elsewhere' \(set_experiment\)"):
+    with pytest.raises(InvalidArgument, match=r"not to 'elsewhere' \(set_experiment\)"):
         rl.start_run(run_id=done.run_id)
+    with pytest.raises(InvalidArgument, match=r"not to 'elsewhere' \(experiment\)"):
+        rl.start_run(run_id=done.run_id, experiment="elsewhere")
     rl.set_experiment(experiment_id=done.experiment_id)
+    with pytest.raises(InvalidArgument, match="Both 'run_name' argument"):
+        rl.start_run(run_id=done.run_id, run_name="a", tags={"mlflow.runName": "b"})
+    assert Lake(lake_dir).get_run(done.run_id).info["status"] == "FINISHED"  # nothing written
+    with rl.start_run(run_id=done.run_id, experiment="Default"):  # its experiment, by name
+        pass
     with rl.start_run(run_id=done.run_id) as resumed:
         with pytest.raises(InvalidArgument, match="already active"):
             rl.start_run(run_id=done.run_id, nested=True)
