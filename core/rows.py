@@ -129,6 +129,42 @@ def rename_row(run_id: str, new_name: Any) -> Row:
     return {"run_id": run_id, "version": layout.next_version(), "run_name": check_run_name(new_name.strip())}
 
 
+def run_name_tag_row(run_id: str, name: str) -> Row:
+    """The ``mlflow.runName`` tag row that carries a run's name, as MLflow keeps it.
+
+    Every write that names a run - creation, rename, import - writes this row beside the run
+    row, so searches on ``tags.mlflow.runName`` and MLflow's own tools see the current name.
+    """
+    return tag_row(run_id, vocab.RUN_NAME_TAG, name)
+
+
+def run_name_from(run_name: str | None, tags: Mapping[str, Any] | None) -> str | None:
+    """A new run's name from the ``run_name`` argument and an ``mlflow.runName`` tag (MLflow's rule).
+
+    Raises:
+        InvalidArgument: both are given, with different values.
+    """
+    tagged = (tags or {}).get(vocab.RUN_NAME_TAG)
+    if tagged is None:
+        return run_name
+    if run_name is not None and str(tagged) != run_name:
+        raise InvalidArgument(
+            f"Both 'run_name' argument and '{vocab.RUN_NAME_TAG}' tag are specified, but with different "
+            f"values (run_name='{run_name}', {vocab.RUN_NAME_TAG}='{tagged}')."
+        )
+    return str(tagged)
+
+
+def rename_for_tags(run_id: str, tags: Mapping[str, Any]) -> Row | None:
+    """The rename row that setting the ``mlflow.runName`` tag implies (None without that tag).
+
+    As in MLflow, setting the tag renames the run, so the name and the tag never disagree.
+    """
+    if vocab.RUN_NAME_TAG not in tags:
+        return None
+    return rename_row(run_id, tags[vocab.RUN_NAME_TAG])
+
+
 def lifecycle_row(run_id: str, *, deleted: bool, now: int | None = None) -> Row:
     """A row soft-deleting (with the deletion time) or restoring a run."""
     if deleted:

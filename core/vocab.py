@@ -10,6 +10,10 @@ DEFAULT_LAKE = "./runlake-data"
 LAKE_ENV = "RUNLAKE_LAKE"
 EXPERIMENT_NAME_ENV = "RUNLAKE_EXPERIMENT_NAME"
 FLUSH_INTERVAL_ENV = "RUNLAKE_FLUSH_INTERVAL"
+# MLflow's variables that pick the run and experiment, read as MLflow's fluent API reads them.
+MLFLOW_RUN_ID_ENV = "MLFLOW_RUN_ID"
+MLFLOW_EXPERIMENT_NAME_ENV = "MLFLOW_EXPERIMENT_NAME"
+MLFLOW_EXPERIMENT_ID_ENV = "MLFLOW_EXPERIMENT_ID"
 
 # -- reserved tags (MLflow's names, so MLflow's tools read them) ------------------------------
 NOTE_TAG = "mlflow.note.content"

@@ -14,7 +14,7 @@ import pyarrow as pa
 from runlake.core import artifacts, layout, rows, validation, vocab, writer
 from runlake.core.errors import ExperimentNotFound, InvalidArgument, RunNotFound
 from runlake.core.points import metric_points_table
-from runlake.ingest.store import Store, get_store
+from runlake.ingest.store import Store, fold_latest, get_store
 
 
 @dataclass(frozen=True)
@@ -144,6 +144,7 @@ class LakeClient:
             run_id = uuid.uuid4().hex
         elif self._store.experiment_of_run(rows.check_run_id(run_id)) is not None:
             raise InvalidArgument(f"Run '{run_id}' already exists")
+        run_name = rows.run_name_from(run_name, tags)
         if run_name is None:
             from runlake.ingest.names import generate_run_name
 
@@ -159,6 +160,7 @@ class LakeClient:
             source=source,
         )
         all_tags = dict(tags or {})
+        all_tags[vocab.RUN_NAME_TAG] = row["run_name"]
         if parent_run_id:
             all_tags.setdefault(vocab.PARENT_TAG, parent_run_id)
         tag_rows = rows.tag_rows(run_id, all_tags)
@@ -168,6 +170,44 @@ class LakeClient:
         if tag_rows:
             self._store.add_rows(layout.TAGS, experiment_id, tag_rows)
         return run_id
+
+    def run_info(self, run_id: str) -> dict[str, Any]:
+        """A run's current attributes (name, status, times, lifecycle stage, experiment id).
+
+        Reads the lake (after flushing this process's buffer), so it sees runs other
+        processes created and flushed.
+
+        Raises:
+            RunNotFound: no such run.
+        """
+        experiment_id = self._experiment_of(run_id)
+        self._store.flush(merge=False)
+        table = self._store.read_rows(layout.RUNS, experiment_id)
+        found = [] if table is None else table.filter(pc_equal(table.column("run_id"), run_id)).to_pylist()
+        info = fold_latest(found, "run_id").get(run_id)
+        if info is None or info.get("start_time") is None:
+            raise RunNotFound(run_id)
+        info.pop(layout.PARTITION_COLUMN, None)
+        return {**info, "experiment_id": experiment_id}
+
+    def run_tags(self, run_id: str) -> dict[str, str]:
+        """A run's current tags (deleted ones left out).
+
+        Raises:
+            RunNotFound: no such run.
+        """
+        experiment_id = self._experiment_of(run_id)
+        self._store.flush(merge=False)
+        table = self._store.read_rows(layout.TAGS, experiment_id)
+        if table is None:
+            return {}
+        tags: dict[str, str] = {}
+        for row in table.filter(pc_equal(table.column("run_id"), run_id)).sort_by("version").to_pylist():
+            if row["value"] is None:
+                tags.pop(row["key"], None)
+            else:
+                tags[row["key"]] = row["value"]
+        return tags
 
     def _experiment_of(self, run_id: str) -> str:
         experiment_id = self._store.experiment_of_run(run_id)
@@ -181,10 +221,13 @@ class LakeClient:
     def update_run(
         self, run_id: str, status: str | None = None, end_time: int | None = None, run_name: str | None = None
     ) -> None:
-        """Change a run's status, end time or name."""
+        """Change a run's status, end time or name (a new name updates ``mlflow.runName`` too)."""
         row = rows.run_update_row(run_id, status=status, end_time=end_time, run_name=run_name)
         if row is not None:
             self._write_run_row(run_id, row)
+        if row is not None and run_name is not None:
+            tag = rows.run_name_tag_row(run_id, row["run_name"])
+            self._store.add_rows(layout.TAGS, self._experiment_of(run_id), [tag])
 
     def set_terminated(self, run_id: str, status: str = "FINISHED", end_time: int | None = None) -> None:
         """End a run: record the status and end time, written after the run's buffered data."""
@@ -194,8 +237,11 @@ class LakeClient:
         self._write_run_row(run_id, row, after_data=True)
 
     def rename_run(self, run_id: str, new_name: str) -> None:
-        """Give a run a new display name (non-empty, at most 250 characters)."""
-        self._write_run_row(run_id, rows.rename_row(run_id, new_name))
+        """Give a run a new display name (non-empty, at most 250 characters); the
+        ``mlflow.runName`` tag follows."""
+        row = rows.rename_row(run_id, new_name)
+        self._write_run_row(run_id, row)
+        self._store.add_rows(layout.TAGS, self._experiment_of(run_id), [rows.run_name_tag_row(run_id, row["run_name"])])
 
     def delete_run(self, run_id: str, include_descendants: bool = False) -> list[str]:
         """Soft-delete a run: it leaves active searches and is kept until retention purges it.
@@ -247,8 +293,17 @@ class LakeClient:
 
     # -- tags, params, metrics -----------------------------------------------------------
     def set_tag(self, run_id: str, key: str, value: Any) -> None:
-        """Set a tag (a new version replaces the old value)."""
-        self._store.add_rows(layout.TAGS, self._experiment_of(run_id), [rows.tag_row(run_id, key, value)])
+        """Set a tag (a new version replaces the old value); ``mlflow.runName`` renames the run, as in MLflow."""
+        self.set_tags(run_id, {key: value})
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        """Set several tags at once (every one checked before any is written)."""
+        experiment_id = self._experiment_of(run_id)
+        tag_rows = rows.tag_rows(run_id, tags)
+        rename = rows.rename_for_tags(run_id, tags)
+        if rename is not None:
+            self._store.add_rows(layout.RUNS, experiment_id, [rename])
+        self._store.add_rows(layout.TAGS, experiment_id, tag_rows)
 
     def delete_tag(self, run_id: str, key: str) -> None:
         """Delete a tag (a tombstone row)."""
@@ -315,7 +370,7 @@ class LakeClient:
             if param_rows:
                 self._store.add_rows(layout.PARAMS, experiment_id, param_rows)
         if tags:
-            self._store.add_rows(layout.TAGS, experiment_id, rows.tag_rows(run_id, tags))
+            self.set_tags(run_id, tags)
         points = metric_points_table(run_id, metrics)
         if points is not None:
             self._store.add_metric_table(experiment_id, points)

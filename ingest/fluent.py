@@ -10,16 +10,21 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
-from runlake.core import layout, vocab
-from runlake.core.errors import InvalidArgument
+from runlake.core import layout, rows, vocab
+from runlake.core.errors import ExperimentNotFound, InvalidArgument
 from runlake.ingest.client import LakeClient
 from runlake.ingest.run import Run
 from runlake.ingest.store import get_store
 
 DEFAULT_LAKE = vocab.DEFAULT_LAKE
 
+MLFLOW_RUN_ID_ENV = vocab.MLFLOW_RUN_ID_ENV
+MLFLOW_EXPERIMENT_NAME_ENV = vocab.MLFLOW_EXPERIMENT_NAME_ENV
+MLFLOW_EXPERIMENT_ID_ENV = vocab.MLFLOW_EXPERIMENT_ID_ENV
+
 _lake: str | None = None
 _experiment_name: str | None = None
+_experiment_id: str | None = None
 _local = threading.local()
 _unended: dict[str, Run] = {}  # every run started here and not yet ended, for the exit handler
 _unended_lock = threading.Lock()
@@ -48,21 +53,77 @@ def _client() -> LakeClient:
     return LakeClient(get_lake())
 
 
-def set_experiment(name: str) -> str:
-    """Make ``name`` the experiment of new runs, creating it on first use; returns its id."""
-    global _experiment_name
-    experiment_id = _client().create_experiment(name)
-    _experiment_name = name
-    return experiment_id
+def set_experiment(experiment_name: str | None = None, experiment_id: str | None = None) -> str:
+    """Make an experiment the one new runs go to; returns its id.
+
+    Args:
+        experiment_name: the experiment's name; it is created on first use.
+        experiment_id: an existing experiment's id instead of a name (as in MLflow).
+
+    Raises:
+        InvalidArgument: neither or both are given, or the experiment is deleted.
+        ExperimentNotFound: no experiment has ``experiment_id``.
+    """
+    global _experiment_name, _experiment_id
+    if (experiment_name is None) == (experiment_id is None):
+        raise InvalidArgument("set_experiment needs exactly one of experiment_name and experiment_id")
+    client = _client()
+    if experiment_id is not None:
+        found = _existing_experiment(client, str(experiment_id))
+        _experiment_name, _experiment_id = None, found
+        return found
+    created = client.create_experiment(str(experiment_name))
+    _experiment_name, _experiment_id = str(experiment_name), None
+    return created
 
 
-def _resolve_experiment(client: LakeClient, experiment: str | None) -> str:
-    if experiment is None:
-        name = _experiment_name or os.environ.get("RUNLAKE_EXPERIMENT_NAME") or layout.DEFAULT_EXPERIMENT_NAME
-        return client.create_experiment(name)
-    if str(experiment) in client.store.experiments():
-        return str(experiment)
-    return client.create_experiment(str(experiment))
+def _existing_experiment(client: LakeClient, experiment_id: str, what: str = "Experiment") -> str:
+    """The id of an active experiment (as MLflow, runs cannot go to a deleted one)."""
+    experiment = client.get_experiment(experiment_id)  # ExperimentNotFound when unknown
+    if experiment.lifecycle_stage == layout.LIFECYCLE_DELETED:
+        raise InvalidArgument(f"{what} '{experiment_id}' is deleted; restore it or use another experiment")
+    return experiment.experiment_id
+
+
+def _experiment_from_env(client: LakeClient) -> str | None:
+    """The experiment the environment names: runlake's variable, then MLflow's two, as MLflow reads them."""
+    name = os.environ.get(vocab.EXPERIMENT_NAME_ENV) or os.environ.get(MLFLOW_EXPERIMENT_NAME_ENV)
+    wanted_id = os.environ.get(MLFLOW_EXPERIMENT_ID_ENV)
+    if name:
+        experiment_id = client.create_experiment(name)
+        if wanted_id and wanted_id != experiment_id:
+            raise InvalidArgument(
+                f"The provided {MLFLOW_EXPERIMENT_ID_ENV} environment variable value `{wanted_id}` does not "
+                f"match the experiment id `{experiment_id}` for experiment name `{name}`"
+            )
+        return experiment_id
+    if wanted_id:
+        try:
+            return _existing_experiment(client, wanted_id, f"The {MLFLOW_EXPERIMENT_ID_ENV} experiment")
+        except ExperimentNotFound as exc:
+            raise InvalidArgument(
+                f"The provided {MLFLOW_EXPERIMENT_ID_ENV} environment variable value `{wanted_id}` does not "
+                "exist in this lake. Provide a valid experiment_id."
+            ) from exc
+    return None
+
+
+def _resolve_experiment(client: LakeClient, experiment: str | None, experiment_id: str | None) -> str:
+    """The experiment of a new run, first found of: ``experiment_id``, ``experiment``,
+    ``set_experiment``, the environment, "Default"."""
+    if experiment_id is not None:
+        if experiment is not None:
+            raise InvalidArgument("start_run got both experiment and experiment_id: give one")
+        return _existing_experiment(client, str(experiment_id))
+    if experiment is not None:
+        if str(experiment) in client.store.experiments():
+            return str(experiment)
+        return client.create_experiment(str(experiment))
+    if _experiment_id is not None:
+        return _existing_experiment(client, _experiment_id)
+    if _experiment_name is not None:
+        return client.create_experiment(_experiment_name)
+    return _experiment_from_env(client) or client.create_experiment(layout.DEFAULT_EXPERIMENT_NAME)
 
 
 def active_run() -> Run | None:
@@ -78,25 +139,41 @@ def start_run(
     description: str | None = None,
     nested: bool = False,
     parent_run_id: str | None = None,
+    *,
+    run_id: str | None = None,
+    experiment_id: str | None = None,
 ) -> Run:
-    """Start a run and make it the active run of this thread.
+    """Start a run, or resume one, and make it the active run of this thread.
 
-    Records the source, git version, user, a snapshot of the launching script and the
-    environment needed to reproduce it.
+    A new run records the source, git version, user, a snapshot of the launching script and
+    the environment needed to reproduce it.
+
+    Which run, as in MLflow: ``run_id`` (else ``$MLFLOW_RUN_ID``, which is then removed from
+    the environment so nested runs do not resume it too) resumes that run: its status goes
+    back to RUNNING, what is logged next is added to it, ``run_name`` renames it and ``tags``
+    are set on it. Otherwise a new run starts in the first experiment found of:
+    ``experiment_id``, ``experiment``, ``set_experiment``, ``$RUNLAKE_EXPERIMENT_NAME``,
+    ``$MLFLOW_EXPERIMENT_NAME``, ``$MLFLOW_EXPERIMENT_ID``, "Default".
 
     Args:
         run_name: display name (a readable one is generated when None).
-        experiment: experiment name or id (else the one from ``set_experiment``, else "Default").
+        experiment: experiment name or id (created when it is a new name).
         tags: initial tags.
         description: markdown notes (the ``mlflow.note.content`` tag).
         nested: start a child of the active run.
         parent_run_id: an explicit parent run.
+        run_id: resume this existing run instead of starting a new one.
+        experiment_id: the id of an existing experiment for the new run.
 
     Returns:
         The run; use it as a context manager.
 
     Raises:
-        ValueError: a run is already active and neither ``nested`` nor ``parent_run_id`` is given.
+        InvalidArgument: a run is already active and neither ``nested`` nor ``parent_run_id``
+            is given; the run to resume is deleted, already active here, or in another
+            experiment than the one asked for; both experiment arguments are given.
+        RunNotFound: ``run_id`` names no run.
+        ExperimentNotFound: ``experiment_id`` names no experiment.
     """
     from runlake.ingest.context import capture_run_context, environment_json, requirements_txt, tags_for
 
@@ -106,16 +183,25 @@ def start_run(
             f"Run with UUID {current.run_id} is already active. To start a nested run, call "
             "start_run with nested=True; to start another top-level run, end the active one first"
         )
+    client = _client()
+    if run_id is None and os.environ.get(MLFLOW_RUN_ID_ENV):
+        run_id = os.environ.pop(MLFLOW_RUN_ID_ENV)
+    if run_id is not None:
+        return _resume(client, str(run_id), run_name, experiment, experiment_id, tags, description)
     if nested and parent_run_id is None and current is not None:
         parent_run_id = current.run_id
-    client = _client()
     _install_process_hooks()  # after the store's own (atexit runs last-in, first-out)
-    experiment_id = _resolve_experiment(client, experiment)
+    experiment_id = _resolve_experiment(client, experiment, experiment_id)
     ctx = capture_run_context()
     all_tags = {**tags_for(ctx), **(tags or {})}
     if description is not None:
         all_tags[vocab.NOTE_TAG] = description
-    run_id = client.create_run(
+    run_name = rows.run_name_from(run_name, all_tags)
+    if run_name is None:
+        from runlake.ingest.names import generate_run_name
+
+        run_name = generate_run_name()
+    new_id = client.create_run(
         experiment_id,
         run_name=run_name,
         tags=all_tags,
@@ -128,11 +214,68 @@ def start_run(
         },
         user_id=ctx.user,
     )
-    run = Run(client, run_id, experiment_id, run_name)
+    run = Run(client, new_id, experiment_id, run_name)
     _record_environment(run, ctx, environment_json, requirements_txt)
+    return _activate(run)
+
+
+def _resume(
+    client: LakeClient,
+    run_id: str,
+    run_name: str | None,
+    experiment: str | None,
+    experiment_id: str | None,
+    tags: Mapping[str, Any] | None,
+    description: str | None,
+) -> Run:
+    info = client.run_info(rows.check_run_id(run_id))  # RunNotFound when there is no such run
+    if info.get("lifecycle_stage") == layout.LIFECYCLE_DELETED:
+        raise InvalidArgument(f"Cannot start run with ID {run_id} because it is in the deleted state.")
+    # run_id wins: the run stays in its experiment, and an experiment asked for alongside it -
+    # by argument or by set_experiment - must be that one (MLflow raises for set_experiment's).
+    own = info["experiment_id"]
+    asked = [
+        (experiment_id, "experiment_id"),
+        (experiment, "experiment"),
+        (_experiment_id, "set_experiment"),
+        (_experiment_name, "set_experiment"),
+    ]
+    for wanted, source in asked:
+        if wanted is not None and not _is_experiment(client, str(wanted), own):
+            raise InvalidArgument(
+                f"Cannot start run with ID {run_id} because it belongs to experiment {own}, "
+                f"not to '{wanted}' ({source})"
+            )
+    with _unended_lock:
+        if run_id in _unended:
+            raise InvalidArgument(f"Run {run_id} is already active in this process; end it before resuming it")
+    all_tags = dict(tags or {})
+    if description is not None:
+        all_tags[vocab.NOTE_TAG] = description
+    new_name = rows.run_name_from(run_name, all_tags)  # checked before anything is written
+    rows.tag_rows(run_id, all_tags)
+    _install_process_hooks()
+    client.update_run(run_id, status="RUNNING", run_name=new_name)
+    if all_tags:
+        client.set_tags(run_id, all_tags)
+    stored = client.run_tags(run_id)
+    run = Run(client, run_id, own, new_name or info.get("run_name"))
+    run.resume_model_history(stored.get(vocab.MODEL_HISTORY_TAG))
+    return _activate(run)
+
+
+def _is_experiment(client: LakeClient, wanted: str, experiment_id: str) -> bool:
+    """Whether ``wanted`` (an experiment id or name) is the experiment ``experiment_id``."""
+    if wanted == experiment_id:
+        return True
+    named = client.get_experiment_by_name(wanted)
+    return named is not None and named.experiment_id == experiment_id
+
+
+def _activate(run: Run) -> Run:
     run._on_end.append(_forget)
     with _unended_lock:
-        _unended[run_id] = run
+        _unended[run.run_id] = run
     _stack().append(run)
     return run
 
@@ -219,8 +362,9 @@ def log_figure(figure: Any, artifact_file: str) -> None:
     _active_or_fail().log_figure(figure, artifact_file)
 
 
-def log_model(model: Any, name: str = "model") -> str:
-    return _active_or_fail().log_model(model, name)
+def log_model(model: Any, name: str = "model", *, artifact_path: str | None = None) -> str:
+    """Log a model in MLflow's format (see ``Run.log_model``); returns ``runs:/<run_id>/<name>``."""
+    return _active_or_fail().log_model(model, name, artifact_path=artifact_path)
 
 
 def flush() -> None:
@@ -229,7 +373,7 @@ def flush() -> None:
 
 
 def load_model(model_uri: str, lake: str | os.PathLike[str] | None = None) -> Any:
-    """Load a model logged with ``log_model``.
+    """Load a model logged with ``log_model``, or one MLflow saved (see ``models.load_model``).
 
     Args:
         model_uri: ``runs:/<run_id>/<name>`` or a local model directory.

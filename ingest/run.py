@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from runlake.core import layout, rows, validation, vocab
+from runlake.core.errors import InvalidArgument
 from runlake.ingest.client import LakeClient
 
 MODEL_HISTORY_TAG = vocab.MODEL_HISTORY_TAG
@@ -92,7 +93,13 @@ class Run:
         self.set_tags({key: value})
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        self._store.add_rows(layout.TAGS, self.experiment_id, rows.tag_rows(self.run_id, tags))
+        """Set tags; setting ``mlflow.runName`` renames the run, as in MLflow."""
+        tag_rows = rows.tag_rows(self.run_id, tags)
+        rename = rows.rename_for_tags(self.run_id, tags)
+        if rename is not None:
+            self._store.add_rows(layout.RUNS, self.experiment_id, [rename])
+            self.run_name = rename["run_name"]
+        self._store.add_rows(layout.TAGS, self.experiment_id, tag_rows)
 
     def delete_tag(self, key: str) -> None:
         self._store.add_rows(layout.TAGS, self.experiment_id, [rows.tag_delete_row(self.run_id, key)])
@@ -133,31 +140,50 @@ class Run:
 
         self.log_bytes(figure_to_bytes(figure, artifact_file), artifact_file)
 
-    def log_model(self, model: Any, name: str = "model") -> str:
-        """Save a model (scikit-learn or any picklable object) under ``<name>/``.
+    def log_model(self, model: Any, name: str = "model", *, artifact_path: str | None = None) -> str:
+        """Save a model (scikit-learn or any picklable object) in MLflow's format under ``<name>/``.
+
+        ``mlflow.pyfunc.load_model`` and ``mlflow.sklearn.load_model`` load it (see
+        ``runlake.ingest.models.save_model``), as does ``runlake.ingest.load_model``.
+
+        Args:
+            model: the model.
+            name: the model's directory in the run's artifacts.
+            artifact_path: MLflow 2's name for ``name``; give one or the other.
 
         Returns:
             The model URI, ``runs:/<run_id>/<name>``, which ``load_model`` accepts.
         """
         from runlake.core import artifacts
-        from runlake.ingest.models import save_model
+        from runlake.ingest.models import history_entry, save_model
 
+        if artifact_path is not None:
+            if name not in ("model", artifact_path):
+                raise InvalidArgument(f"log_model got name={name!r} and artifact_path={artifact_path!r}: give one")
+            name = artifact_path
         rel = artifacts.clean_artifact_path(name)
         if not rel:
-            raise ValueError("A model needs a name, e.g. 'model'")
+            raise InvalidArgument("A model needs a name, e.g. 'model'")
         with tempfile.TemporaryDirectory(prefix="runlake-model-") as tmp:
             local = os.path.join(tmp, "model")
-            meta = save_model(model, local)
+            meta = save_model(model, local, artifact_path=rel, run_id=self.run_id)
             artifacts.copy_tree(self._store.fs, self.artifact_dir, local, rel)
-        history = {
-            "artifact_path": rel,
-            "run_id": self.run_id,
-            "utc_time_created": meta.get("utc_time_created") if isinstance(meta, dict) else None,
-            "flavors": sorted(meta.get("flavors", {})) if isinstance(meta, dict) else [],
-        }
-        self._models.append(history)
-        self.set_tag(MODEL_HISTORY_TAG, json.dumps(self._models))
+        self._models.append(history_entry(meta))
+        # The tag holds as many of the newest entries as its value limit allows.
+        history = self._models
+        while len(text := json.dumps(history)) > validation.MAX_TAG_VALUE_LENGTH and len(history) > 1:
+            history = history[1:]
+        self.set_tag(MODEL_HISTORY_TAG, text)
         return f"runs:/{self.run_id}/{rel}"
+
+    def resume_model_history(self, tag_value: str | None) -> None:
+        """Continue a resumed run's model history from its stored tag, so models logged now
+        are added to those it logged before."""
+        try:
+            history = json.loads(tag_value) if tag_value else []
+        except ValueError:
+            history = []
+        self._models = [entry for entry in history if isinstance(entry, dict)] if isinstance(history, list) else []
 
     # -- ending --------------------------------------------------------------------------
     def end(self, status: str = "FINISHED") -> None:

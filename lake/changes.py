@@ -56,9 +56,15 @@ def create_experiment(db: Connection, name: str) -> str:
 
 
 def set_tag(db: Connection, run_id: str, key: str, value: Any) -> None:
-    """Add or replace a tag on a run."""
+    """Add or replace a tag on a run; setting ``mlflow.runName`` renames the run, as in MLflow."""
     row = rows.tag_row(run_id, key, value)
-    write(db, layout.TAGS, [row], catalog.experiments_of_runs(db, [run_id]))
+    rename = rows.rename_for_tags(run_id, {key: value})
+    experiments = catalog.experiments_of_runs(db, [run_id])
+    batch = Buffer()
+    if rename is not None:
+        batch.add_rows(layout.RUNS, experiments[run_id], [rename])
+    batch.add_rows(layout.TAGS, experiments[run_id], [row])
+    batch.flush(db.fs, db.root)
 
 
 def delete_tag(db: Connection, run_id: str, key: str) -> None:
@@ -68,9 +74,17 @@ def delete_tag(db: Connection, run_id: str, key: str) -> None:
 
 
 def rename_run(db: Connection, run_id: str, new_name: str) -> None:
-    """Give a run a new display name (non-empty, at most 250 characters)."""
+    """Give a run a new display name (non-empty, at most 250 characters).
+
+    The ``mlflow.runName`` tag is written in the same flush, so a search on the tag and
+    MLflow's tools see the new name.
+    """
     row = rows.rename_row(run_id, new_name)
-    write(db, layout.RUNS, [row], catalog.experiments_of_runs(db, [run_id]))
+    experiment_id = catalog.experiments_of_runs(db, [run_id])[run_id]
+    batch = Buffer()
+    batch.add_rows(layout.RUNS, experiment_id, [row])
+    batch.add_rows(layout.TAGS, experiment_id, [rows.run_name_tag_row(run_id, row["run_name"])])
+    batch.flush(db.fs, db.root)
 
 
 def set_description(db: Connection, run_id: str, text: str) -> None:

@@ -234,9 +234,14 @@ def _export_run(lake: Lake, sink: _Sink, record: Any) -> tuple[int, int]:
         "run_name": info.get("run_name"),
     }
     extra = {"parent_run_id": info.get("parent_run_id"), **{k: info.get(k) for k in SOURCE_FIELDS}}
+    tags = dict(record.tags)
+    if info.get("run_name"):
+        # mlflow-export-import names imported runs from this tag; runs logged before runlake
+        # wrote it have only the attribute.
+        tags[vocab.RUN_NAME_TAG] = info["run_name"]
     document = {
         "system": _system(),
-        "mlflow": {"info": mlflow_info, "params": record.params, "metrics": metrics, "tags": record.tags, "inputs": []},
+        "mlflow": {"info": mlflow_info, "params": record.params, "metrics": metrics, "tags": tags, "inputs": []},
         "runlake": extra,
     }
     sink.write(f"{run_id}/{RUN_FILE}", _json(document))
@@ -338,21 +343,17 @@ def write_run(
         stored = dict(db.rows(q("SELECT key, value FROM params WHERE run_id = ?", run_id)))
     else:
         artifact_uri = layout.artifact_uri_for(db.root, experiment_id, run_id)
-        batch.add_rows(
-            layout.RUNS,
-            experiment_id,
-            [
-                rows.new_run_row(
-                    run_id,
-                    artifact_uri=artifact_uri,
-                    run_name=run.run_name or run_id,
-                    start_time=run.start_time,
-                    user_id=run.user_id or rows.current_user(),
-                    parent_run_id=run.parent_run_id,
-                    source=run.source,
-                )
-            ],
+        run_row = rows.new_run_row(
+            run_id,
+            artifact_uri=artifact_uri,
+            run_name=run.run_name or run_id,
+            start_time=run.start_time,
+            user_id=run.user_id or rows.current_user(),
+            parent_run_id=run.parent_run_id,
+            source=run.source,
         )
+        batch.add_rows(layout.RUNS, experiment_id, [run_row])
+        tags[vocab.RUN_NAME_TAG] = run_row["run_name"]  # the name the run got is the tag's value
         if run.parent_run_id:
             tags.setdefault(vocab.PARENT_TAG, run.parent_run_id)
     batch.add_rows(layout.TAGS, experiment_id, rows.tag_rows(run_id, tags))

@@ -32,6 +32,10 @@ def rl(lake_dir: str, monkeypatch: pytest.MonkeyPatch):
 
     monkeypatch.setattr(fluent, "_lake", lake_dir)
     monkeypatch.setattr(fluent, "_experiment_name", None)
+    monkeypatch.setattr(fluent, "_experiment_id", None)
+    # MLflow's variables choose (and resume) runs as they do in MLflow; none leaks in from outside.
+    for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+        monkeypatch.delenv(name, raising=False)
     yield rl
     while rl.active_run() is not None:
         rl.end_run()

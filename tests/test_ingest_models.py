@@ -6,9 +6,11 @@ import importlib.metadata
 import importlib.util
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+import yaml
 
 from runlake.ingest.models import figure_to_bytes, load_model, save_model
 
@@ -24,7 +26,11 @@ class Thresholder:
 
 
 def _read_mlmodel(path: Path) -> dict:
-    return json.loads((path / "MLmodel").read_text())
+    return yaml.safe_load((path / "MLmodel").read_text())
+
+
+def _write_mlmodel(path: Path, meta: dict) -> None:
+    (path / "MLmodel").write_text(yaml.safe_dump(meta))
 
 
 def test_sklearn_model_round_trip(tmp_path: Path) -> None:
@@ -36,19 +42,40 @@ def test_sklearn_model_round_trip(tmp_path: Path) -> None:
     meta = save_model(model, str(target))
 
     sklearn_version = importlib.metadata.version("scikit-learn")
-    assert sorted(p.name for p in target.iterdir()) == ["MLmodel", "model.pkl", "requirements.txt"]
+    assert sorted(p.name for p in target.iterdir()) == [
+        "MLmodel",
+        "conda.yaml",
+        "model.pkl",
+        "python_env.yaml",
+        "requirements.txt",
+    ]
     assert _read_mlmodel(target) == meta
-    assert meta["flavors"]["sklearn"]["sklearn_version"] == sklearn_version
-    assert meta["flavors"]["sklearn"]["pickled_model"] == "model.pkl"
-    assert meta["model_class"] == "sklearn.linear_model._logistic.LogisticRegression"
-    assert meta["libraries"]["scikit-learn"] == sklearn_version
-    assert meta["libraries"]["numpy"] == importlib.metadata.version("numpy")
-    assert meta["pickle_protocol"] == 5
-    assert meta["python_version"].count(".") == 2
-    assert meta["utc_time_created"].endswith("+00:00")
+    assert meta["flavors"]["sklearn"] == {
+        "code": None,
+        "pickled_model": "model.pkl",
+        "serialization_format": "cloudpickle",
+        "sklearn_version": sklearn_version,
+    }
+    pyfunc = meta["flavors"]["python_function"]
+    assert pyfunc["loader_module"] == "mlflow.sklearn" and pyfunc["model_path"] == "model.pkl"
+    assert pyfunc["env"] == {"conda": "conda.yaml", "virtualenv": "python_env.yaml"}
+    assert pyfunc["python_version"].count(".") == 2
+    extra = meta["runlake"]
+    assert extra["model_class"] == "sklearn.linear_model._logistic.LogisticRegression"
+    assert extra["libraries"]["scikit-learn"] == sklearn_version
+    assert extra["libraries"]["numpy"] == importlib.metadata.version("numpy")
+    assert extra["pickle_protocol"] == 5 and extra["format_version"] == 2
+    assert len(meta["model_uuid"]) == 32
+    assert datetime.strptime(meta["utc_time_created"], "%Y-%m-%d %H:%M:%S.%f")
     requirements = (target / "requirements.txt").read_text().splitlines()
+    assert requirements[0] == f"mlflow=={importlib.metadata.version('mlflow')}"
     assert f"scikit-learn=={sklearn_version}" in requirements
-    assert requirements == [f"{name}=={version}" for name, version in meta["libraries"].items()]
+    assert f"cloudpickle=={importlib.metadata.version('cloudpickle')}" in requirements
+    conda = yaml.safe_load((target / "conda.yaml").read_text())
+    assert conda["dependencies"][-1] == {"pip": requirements} and conda["name"] == "mlflow-env"
+    python_env = yaml.safe_load((target / "python_env.yaml").read_text())
+    assert python_env["python"] == pyfunc["python_version"]
+    assert python_env["dependencies"] == ["-r requirements.txt"]
 
     loaded = load_model(target)
 
@@ -61,9 +88,10 @@ def test_plain_object_round_trip_pins_nothing(tmp_path: Path) -> None:
 
     meta = save_model(model, tmp_path / "model")
 
+    # Nothing to predict with: no python_function flavor, as MLflow leaves it out too.
     assert list(meta["flavors"]) == ["python_pickle"]
-    assert meta["model_class"] == "builtins.dict"
-    assert meta["libraries"] == {} and meta["unresolved_modules"] == []
+    assert meta["runlake"]["model_class"] == "builtins.dict"
+    assert meta["runlake"]["libraries"] == {} and meta["runlake"]["unresolved_modules"] == []
     assert (tmp_path / "model" / "requirements.txt").read_text() == ""
     assert load_model(tmp_path / "model") == model
 
@@ -71,8 +99,9 @@ def test_plain_object_round_trip_pins_nothing(tmp_path: Path) -> None:
 def test_own_classes_are_listed_as_unresolved_modules(tmp_path: Path) -> None:
     meta = save_model(Thresholder(cutoff=0.5), tmp_path / "model")
 
-    assert meta["model_class"].endswith("Thresholder")
-    assert Thresholder.__module__.split(".")[0] in meta["unresolved_modules"]
+    assert meta["runlake"]["model_class"].endswith("Thresholder")
+    assert Thresholder.__module__.split(".")[0] in meta["runlake"]["unresolved_modules"]
+    assert meta["flavors"]["python_function"]["loader_module"] == "runlake.ingest.models"
     assert load_model(tmp_path / "model").predict([0.2, 0.7]) == [False, True]
 
 
@@ -83,8 +112,8 @@ def test_lambda_is_stored_by_value_with_cloudpickle(tmp_path: Path) -> None:
     save_model(lambda x: x + offset, tmp_path / "model")
 
     meta = _read_mlmodel(tmp_path / "model")
-    assert meta["serializer"] == "cloudpickle"
-    assert meta["libraries"]["cloudpickle"] == importlib.metadata.version("cloudpickle")
+    assert meta["flavors"]["python_pickle"]["serialization_format"] == "cloudpickle"
+    assert meta["runlake"]["libraries"]["cloudpickle"] == importlib.metadata.version("cloudpickle")
     assert load_model(tmp_path / "model")(1) == 11
 
 
@@ -124,10 +153,15 @@ def test_save_through_a_pyarrow_filesystem(tmp_path: Path) -> None:
         ("missing", FileNotFoundError, "does not exist"),
         ("file", ValueError, "is a file"),
         ("no_mlmodel", FileNotFoundError, "has no MLmodel file"),
-        ("yaml_mlmodel", ValueError, "not JSON"),
+        ("bad_yaml", ValueError, "not a valid MLmodel YAML file"),
+        ("bad_json", ValueError, "neither YAML nor JSON"),
+        ("not_a_mapping", ValueError, "does not hold a mapping"),
         ("no_flavors", ValueError, "no 'flavors' section"),
         ("unknown_flavor", ValueError, r"no flavor runlake can load \(found: pytorch"),
+        ("other_loader", ValueError, "loaded by mlflow.pytorch: use mlflow.pyfunc.load_model"),
         ("escaping_file", ValueError, "invalid model file"),
+        ("absolute_file", ValueError, "invalid model file"),
+        ("unknown_format", ValueError, "unknown serialization format 'joblib'"),
         ("missing_pickle", FileNotFoundError, "model.pkl is missing"),
     ],
     ids=lambda value: value if isinstance(value, str) else None,
@@ -139,17 +173,27 @@ def test_load_errors_say_what_is_wrong(tmp_path: Path, setup: str, error: type[E
     elif setup != "missing":
         save_model([1], target)
         mlmodel = target / "MLmodel"
-        meta = json.loads(mlmodel.read_text())
+        meta = _read_mlmodel(target)
         if setup == "no_mlmodel":
             mlmodel.unlink()
-        elif setup == "yaml_mlmodel":
-            mlmodel.write_text("flavors:\n  sklearn:\n    pickled_model: model.pkl\n")
+        elif setup == "bad_yaml":
+            mlmodel.write_text("flavors:\n  sklearn: 'unterminated\n")
+        elif setup == "bad_json":
+            mlmodel.write_text('{"flavors": ')
+        elif setup == "not_a_mapping":
+            mlmodel.write_text("- a list\n")
         elif setup == "no_flavors":
-            mlmodel.write_text(json.dumps({"format_version": 1}))
+            _write_mlmodel(target, {"model_uuid": "x"})
         elif setup == "unknown_flavor":
-            mlmodel.write_text(json.dumps({**meta, "flavors": {"pytorch": {}}}))
+            _write_mlmodel(target, {**meta, "flavors": {"pytorch": {}}})
+        elif setup == "other_loader":
+            _write_mlmodel(target, {**meta, "flavors": {"python_function": {"loader_module": "mlflow.pytorch"}}})
         elif setup == "escaping_file":
-            mlmodel.write_text(json.dumps({**meta, "flavors": {"python_pickle": {"pickled_model": "../x.pkl"}}}))
+            _write_mlmodel(target, {**meta, "flavors": {"python_pickle": {"pickled_model": "../x.pkl"}}})
+        elif setup == "absolute_file":
+            _write_mlmodel(target, {**meta, "flavors": {"sklearn": {"pickled_model": str(tmp_path / "x.pkl")}}})
+        elif setup == "unknown_format":
+            _write_mlmodel(target, {**meta, "flavors": {"sklearn": {"serialization_format": "joblib"}}})
         elif setup == "missing_pickle":
             (target / "model.pkl").unlink()
 
@@ -162,10 +206,9 @@ def test_load_warns_when_library_versions_differ(tmp_path: Path) -> None:
     from sklearn.dummy import DummyClassifier
 
     save_model(DummyClassifier().fit([[0], [1]], [0, 1]), tmp_path / "model")
-    mlmodel = tmp_path / "model" / "MLmodel"
-    meta = json.loads(mlmodel.read_text())
-    meta["libraries"]["scikit-learn"] = "0.0.1"
-    mlmodel.write_text(json.dumps(meta))
+    meta = _read_mlmodel(tmp_path / "model")
+    meta["runlake"]["libraries"]["scikit-learn"] = "0.0.1"
+    _write_mlmodel(tmp_path / "model", meta)
 
     with pytest.warns(UserWarning, match=r"scikit-learn 0\.0\.1 \(installed: "):
         load_model(tmp_path / "model")

@@ -207,7 +207,11 @@ def test_lake_client_api_end_to_end(client, lake_dir):
     lake = Lake(lake_dir)
     p = lake.get_run(parent)
     assert p.info["lifecycle_stage"] == "deleted" and p.info["deleted_time"] is not None
-    assert p.info["user_id"] == "ann" and p.info["start_time"] == 1_000 and p.tags == {"a": "1"}
+    assert (
+        p.info["user_id"] == "ann"
+        and p.info["start_time"] == 1_000
+        and p.tags == {"a": "1", "mlflow.runName": "parent"}
+    )
     client.restore_run(parent)
     lake = Lake(lake_dir)
     assert lake.get_run(parent).info["lifecycle_stage"] == "active"

@@ -49,8 +49,8 @@ def test_purges_runs_deleted_longer_ago_than_the_window_from_every_table(aged):
     assert report.ok and not report.dry_run
     assert report.rows_removed[layout.METRICS] == 2 * 2 * 20
     assert (
-        report.rows_removed[layout.PARAMS] == 4 and report.rows_removed[layout.TAGS] == 6
-    )  # team, temp and its tombstone
+        report.rows_removed[layout.PARAMS] == 4 and report.rows_removed[layout.TAGS] == 8
+    )  # mlflow.runName, team, temp and its tombstone
     assert report.bytes_freed > 0
     for run_id in ids[:2]:
         assert _rows_of(lake_dir, run_id) == dict.fromkeys(_rows_of(lake_dir, run_id), 0)
