@@ -9,10 +9,12 @@ REST server stay MLflow's; only the storage is the lake's.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import threading
 import uuid
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -82,6 +84,21 @@ def _status(run_status: Any) -> str | None:
     return str(RunStatus.to_string(run_status)) if isinstance(run_status, int) else str(run_status)
 
 
+_open_stores: weakref.WeakSet[RunlakeStore] = weakref.WeakSet()
+
+
+def _before_fork() -> None:
+    # DuckDB is not fork-safe: a child forked while the parent holds a database can hang on its
+    # first query. The readers are closed before a fork (and reopened on the next read), so a
+    # training script's forked workers (DataLoader, multiprocessing pools) can log and read.
+    for store in list(_open_stores):
+        store.close_reader()
+    gc.collect()
+
+
+os.register_at_fork(before=_before_fork)
+
+
 @unsupported_as_mlflow
 class RunlakeStore(AbstractStore):
     """MLflow's ``AbstractStore`` over one lake.
@@ -109,8 +126,14 @@ class RunlakeStore(AbstractStore):
         self._lock = threading.Lock()
         # Runs known active or deleted in this process, so logging checks no lake state each call.
         self._stages: dict[str, str] = {}
+        _open_stores.add(self)
         if layout.DEFAULT_EXPERIMENT_ID not in self.client.store.experiments():
             self.client.create_experiment(layout.DEFAULT_EXPERIMENT_NAME, experiment_id=layout.DEFAULT_EXPERIMENT_ID)
+
+    def close_reader(self) -> None:
+        """Drop the DuckDB reader (reopened on the next read)."""
+        with self._lock:
+            self._lake = None
 
     @property
     def lake(self) -> Lake:
