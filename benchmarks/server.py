@@ -135,6 +135,31 @@ def _workloads(client: Any, experiment_id: str, search_experiment: str) -> dict[
     }
 
 
+def _run_clients(works: list[Callable[[], Any]], ops: int) -> tuple[list[float], int, float]:
+    """Each work in its own thread ``ops`` times at once: latencies (ms), errors, wall seconds."""
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+
+    def client_loop(work: Callable[[], Any]) -> None:
+        nonlocal errors
+        for _ in range(ops):
+            started = time.perf_counter()
+            try:
+                work()
+            except Exception:
+                with lock:
+                    errors += 1
+                continue
+            with lock:
+                latencies.append((time.perf_counter() - started) * 1000)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(len(works)) as pool:
+        list(pool.map(client_loop, works))
+    return latencies, errors, time.perf_counter() - started
+
+
 def _measure(uri: str, search_experiment: str, clients: int) -> dict[str, tuple[float, float, float, int]]:
     """workload -> (p50 ms, p95 ms, ops/s, errors) with ``clients`` concurrent clients."""
     from mlflow import MlflowClient
@@ -145,33 +170,14 @@ def _measure(uri: str, search_experiment: str, clients: int) -> dict[str, tuple[
     results: dict[str, tuple[float, float, float, int]] = {}
     for name in [*OPS_PER_CLIENT, *SEARCH_OPS]:
         ops = OPS_PER_CLIENT.get(name) or SEARCH_OPS[name]
-        latencies: list[float] = []
-        errors = [0]
-        lock = threading.Lock()
-
-        def client_loop(work: Callable[[], Any]) -> None:
-            for _ in range(ops):
-                started = time.perf_counter()
-                try:
-                    work()
-                except Exception:
-                    with lock:
-                        errors[0] += 1
-                    continue
-                with lock:
-                    latencies.append((time.perf_counter() - started) * 1000)
-
         per_client[0][name]()  # warm up: imports, plans, connections
-        started = time.perf_counter()
-        with ThreadPoolExecutor(clients) as pool:
-            list(pool.map(client_loop, [w[name] for w in per_client]))
-        wall = time.perf_counter() - started
+        latencies, errors, wall = _run_clients([w[name] for w in per_client], ops)
         if latencies:
             ordered = sorted(latencies)
             p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
-            results[name] = (statistics.median(ordered), p95, len(latencies) / wall, errors[0])
+            results[name] = (statistics.median(ordered), p95, len(latencies) / wall, errors)
         else:
-            results[name] = (float("nan"), float("nan"), 0.0, errors[0])
+            results[name] = (float("nan"), float("nan"), 0.0, errors)
     return results
 
 
