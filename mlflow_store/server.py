@@ -154,12 +154,20 @@ class Guard:
         return self._remap(environ, start_response)
 
     def _remap(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        """Pass the request to MLflow; a 500 carrying a caller's error code keeps it with a 4xx."""
+        """Pass the request to MLflow. A 500 carrying a caller's error code keeps the code with a
+        4xx status; an API path's HTML error page (Flask's 404/405) becomes MLflow's JSON shape."""
+        api = environ.get("PATH_INFO", "").startswith(_API_PREFIXES)
         captured: dict[str, Any] = {}
+
+        def rewritten(status: str, headers: list[tuple[str, str]]) -> bool:
+            if status.startswith("500"):
+                return True
+            content_type = dict((k.lower(), v) for k, v in headers).get("content-type", "")
+            return api and status.startswith("4") and "json" not in content_type
 
         def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             captured.update(status=status, headers=headers)
-            if not status.startswith("500"):
+            if not rewritten(status, headers):
                 return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
             return lambda data: None
 
@@ -167,12 +175,21 @@ class Guard:
             result = self.app(environ, capture)
         except Exception as exc:  # MLflow lets some errors escape as a bare 500 page
             return _json_response(start_response, "500 Internal Server Error", "INTERNAL_ERROR", str(exc))
-        if not captured.get("status", "").startswith("500"):
+        status = captured.get("status", "")
+        if not status or not rewritten(status, captured.get("headers", [])):
             return result
         body = b"".join(result)
         close = getattr(result, "close", None)
         if close is not None:
             close()
+        if not status.startswith("500"):
+            code = "ENDPOINT_NOT_FOUND" if status.startswith("404") else "BAD_REQUEST"
+            return _json_response(
+                start_response,
+                status,
+                code,
+                f"{status[4:]}: {environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO')}",
+            )
         try:
             payload = json.loads(body)
             code, message = str(payload.get("error_code", "INTERNAL_ERROR")), str(payload.get("message", ""))

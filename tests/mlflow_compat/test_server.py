@@ -125,6 +125,10 @@ def test_bad_queries_and_limits(server):
     big = b'{"x": "' + b"a" * (33 * 1024 * 1024) + b'"}'
     got, payload = _request(f"{srv.url}/api/2.0/mlflow/runs/create", "POST", big, {"Content-Type": "application/json"})
     assert (got, json.loads(payload)["error_code"]) == (413, "REQUEST_LIMIT_EXCEEDED")
+    got, payload = _request(f"{srv.url}/api/2.0/mlflow/no-such-endpoint")
+    assert (got, json.loads(payload)["error_code"]) == (404, "ENDPOINT_NOT_FOUND")
+    got, payload = _request(f"{srv.url}/api/2.0/mlflow/runs/create")  # GET where MLflow takes POST
+    assert (got, json.loads(payload)["error_code"]) == (405, "BAD_REQUEST")
     got, payload = _request(f"{srv.url}/ajax-api/2.0/mlflow/registered-models/search")
     assert 400 <= got < 500 and json.loads(payload)["error_code"] == "INVALID_PARAMETER_VALUE"
     assert _request(f"{srv.url}/health") == (200, b"OK")
