@@ -126,6 +126,7 @@ class RunlakeStore(AbstractStore):
         self._lock = threading.Lock()
         # Runs known active or deleted in this process, so logging checks no lake state each call.
         self._stages: dict[str, str] = {}
+        self.DEFAULT_EXPERIMENT_ID = layout.DEFAULT_EXPERIMENT_ID  # as MLflow's stores name it
         _open_stores.add(self)
         if layout.DEFAULT_EXPERIMENT_ID not in self.client.store.experiments():
             self.client.create_experiment(layout.DEFAULT_EXPERIMENT_NAME, experiment_id=layout.DEFAULT_EXPERIMENT_ID)
@@ -188,10 +189,14 @@ class RunlakeStore(AbstractStore):
         order_by: Sequence[str] | None = None,
         page_token: str | None = None,
     ) -> PagedList[Experiment]:
-        if not isinstance(max_results, int) or max_results < 1 or max_results > SEARCH_MAX_RESULTS_THRESHOLD:
+        if not isinstance(max_results, int) or max_results < 1:
             raise MlflowException(
-                f"Invalid value for max_results. It must be a positive integer at most "
-                f"{SEARCH_MAX_RESULTS_THRESHOLD}, but got {max_results}",
+                f"Invalid value for max_results. It must be a positive integer, but got {max_results}",
+                INVALID_PARAMETER_VALUE,
+            )
+        if max_results > SEARCH_MAX_RESULTS_THRESHOLD:
+            raise MlflowException(
+                f"Invalid value for max_results. It must be at most {SEARCH_MAX_RESULTS_THRESHOLD}, but got {max_results}",
                 INVALID_PARAMETER_VALUE,
             )
         stages = LifecycleStage.view_type_to_stages(view_type)
@@ -202,9 +207,7 @@ class RunlakeStore(AbstractStore):
             if (row.get("lifecycle_stage") or LifecycleStage.ACTIVE) in stages
         ]
         filtered = SearchExperimentsUtils.filter(experiments, filter_string)
-        ordered = SearchExperimentsUtils.sort(
-            filtered, list(order_by or []) or ["creation_time DESC", "experiment_id ASC"]
-        )
+        ordered = SearchExperimentsUtils.sort(filtered, list(order_by or []) or ["last_update_time DESC"])
         page, token = SearchExperimentsUtils.paginate(ordered, page_token, max_results)
         return PagedList(page, token)
 
