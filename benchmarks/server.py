@@ -164,6 +164,8 @@ def _measure(uri: str, search_experiment: str, clients: int) -> dict[str, tuple[
     """workload -> (p50 ms, p95 ms, ops/s, errors) with ``clients`` concurrent clients."""
     from mlflow import MlflowClient
 
+    print(f"  measuring {uri.split('://')[0]}: with {clients} client(s)", file=sys.stderr, flush=True)
+
     setup = MlflowClient(uri)
     experiment_id = setup.create_experiment(f"bench-{uuid.uuid4().hex[:6]}")
     per_client = [_workloads(MlflowClient(uri), experiment_id, search_experiment) for _ in range(clients)]
