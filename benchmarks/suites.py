@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
-from benchmarks import compaction, ingest, live, search, ui
+from benchmarks import compaction, ingest, live, search, server, ui
 
 Suite = Callable[[argparse.Namespace], str]
 
@@ -16,25 +16,30 @@ Suite = Callable[[argparse.Namespace], str]
 SUITES: dict[str, Suite] = {
     "ingest": lambda args: ingest.bench_ingest(repeat=min(args.repeat, 7)),
     "search": lambda args: search.bench_search(
-        runs=args.runs, lake=args.lake, repeat=args.repeat, mlflow=not args.no_mlflow
+        runs=args.runs or 100_000, lake=args.lake, repeat=args.repeat, mlflow=not args.no_mlflow
     ),
-    "ui": lambda args: ui.bench_ui(runs=args.runs, lake=args.lake, repeat=min(args.repeat, 10)),
+    "ui": lambda args: ui.bench_ui(runs=args.runs or 100_000, lake=args.lake, repeat=min(args.repeat, 10)),
     "compaction": lambda args: compaction.bench_compaction(repeat=min(args.repeat, 10)),
     # A live lake: team-day writers, then the peer-shaped import (--runs caps it at 10,000).
     "live": lambda args: live.bench_live(
         seconds=args.seconds,
-        runs=min(args.runs, 10_000),
+        runs=min(args.runs or 100_000, 10_000),
         repeat=min(args.repeat, 5),
         scale_runs=[int(n) for n in args.scale_runs.split(",") if int(n) > 0],
         scale_dir=args.scale_dir,
     ),
+    # The MLflow client against runlake server / mlflow server (SQLite) and runlake: / sqlite: in
+    # process. Quick by default (1,000 runs to search); --runs 10000 is the figure.
+    "server": lambda args: server.bench_server(runs=args.runs or 1_000),
 }
 
 
 def build_parser(prog: str = "python -m benchmarks") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="run benchmarks and print their tables")
     parser.add_argument("suite", nargs="?", default="ingest", choices=(*SUITES, "all"))
-    parser.add_argument("--runs", type=int, default=100_000, help="runs in the benchmark lake (search)")
+    parser.add_argument(
+        "--runs", type=int, default=None, help="runs in the benchmark lake (search, ui: 100,000; server: 1,000)"
+    )
     parser.add_argument("--lake", default=None, help="reuse this demo lake (search, ui); built when missing")
     parser.add_argument("--repeat", type=int, default=20, help="repetitions per query")
     parser.add_argument("--no-mlflow", action="store_true", help="search: leave out MLflow's side (it takes minutes)")

@@ -21,7 +21,9 @@ ALLOWED: dict[str, set[str]] = {
     "ingest": {"core"},
     "lake": {"core"},
     "demo": {"core", "ingest"},
-    "app": {"core", "lake", "demo", "assets"},
+    "app": {"core", "lake", "demo", "assets", "mlflow_store"},
+    # The MLflow tracking-store plugin writes as training code does and reads as the lake does.
+    "mlflow_store": {"core", "ingest", "lake"},
 }
 # Third-party packages the pyarrow-only layers may import at module level.
 LIGHT_LAYERS = {"core": {"pyarrow"}, "ingest": {"pyarrow"}}

@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from runlake.app.cli import bench, lifecycle, query, start
+from runlake.app.cli import bench, lifecycle, query, server, start
 from runlake.core.errors import InvalidArgument, NotFound, RunlakeError
 
 __all__ = ["build_parser", "main"]
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for commands in (start, query, bench, lifecycle):
+    for commands in (start, query, bench, lifecycle, server):
         commands.register(sub)
     return parser
 

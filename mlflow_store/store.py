@@ -1,0 +1,683 @@
+"""``RunlakeStore``: MLflow's tracking-store interface over a runlake lake.
+
+Writes go through runlake's buffered ``LakeClient`` (one process-wide store per lake, flushed by
+a background thread, reset in forked children); reads go through ``Lake`` (DuckDB over the
+lake's current state) and runlake's search, which flushes this process's buffer first, so a
+program sees its own writes at once. MLflow's client, fluent API, autolog, model flavors and
+REST server stay MLflow's; only the storage is the lake's.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import threading
+import uuid
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+from mlflow.entities import (
+    Dataset,
+    DatasetInput,
+    Experiment,
+    ExperimentTag,
+    InputTag,
+    LifecycleStage,
+    LoggedModel,
+    LoggedModelInput,
+    LoggedModelOutput,
+    LoggedModelStatus,
+    Metric,
+    Param,
+    Run,
+    RunData,
+    RunInfo,
+    RunInputs,
+    RunOutputs,
+    RunStatus,
+    RunTag,
+    ViewType,
+)
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import (
+    INVALID_PARAMETER_VALUE,
+    INVALID_STATE,
+    RESOURCE_ALREADY_EXISTS,
+    RESOURCE_DOES_NOT_EXIST,
+)
+from mlflow.store.entities.paged_list import PagedList
+from mlflow.store.tracking import SEARCH_MAX_RESULTS_DEFAULT, SEARCH_MAX_RESULTS_THRESHOLD
+from mlflow.store.tracking.abstract_store import AbstractStore
+from mlflow.utils.name_utils import _generate_random_name
+from mlflow.utils.search_utils import SearchExperimentsUtils, SearchLoggedModelsUtils
+
+from runlake.core import layout, vocab, writer
+from runlake.ingest import LakeClient
+from runlake.lake import Lake
+from runlake.lake.search.results import decode_token, encode_token
+from runlake.lake.sql import indexed_ids, join
+from runlake.mlflow_store import uri
+from runlake.mlflow_store.documents import EXPERIMENT_TAGS, LOGGED_MODELS, RUN_IO, Documents, fold_tags
+from runlake.mlflow_store.errors import mlflow_errors, not_supported, unsupported_as_mlflow
+
+_RUN_INFO_COLUMNS = "run_id, experiment_id, user_id, status, start_time, end_time, lifecycle_stage, run_name"
+# The run columns MLflow keeps as tags too; on create they fill runlake's run columns.
+_SOURCE_BY_TAG = {tag: column for column, tag in vocab.SOURCE_TAGS.items()}
+
+
+def _join_uri(base: str, *parts: str) -> str:
+    # "mlflow-artifacts:/" + "0/abc" must stay "mlflow-artifacts:/0/abc" (one slash after the scheme).
+    return "/".join([base.rstrip("/") if not base.endswith(":/") else base[:-1], *parts])
+
+
+def _view_type(run_view_type: Any) -> str:
+    if isinstance(run_view_type, int):
+        return str(ViewType.to_string(run_view_type)).upper()
+    return str(run_view_type or "ACTIVE_ONLY").upper()
+
+
+def _status(run_status: Any) -> str | None:
+    if run_status is None:
+        return None
+    return str(RunStatus.to_string(run_status)) if isinstance(run_status, int) else str(run_status)
+
+
+_open_stores: weakref.WeakSet[RunlakeStore] = weakref.WeakSet()
+
+
+def _before_fork() -> None:
+    # DuckDB is not fork-safe: a child forked while the parent holds a database can hang on its
+    # first query. The readers are closed before a fork (and reopened on the next read), so a
+    # training script's forked workers (DataLoader, multiprocessing pools) can log and read.
+    for store in list(_open_stores):
+        store.close_reader()
+    gc.collect()
+
+
+os.register_at_fork(before=_before_fork)
+
+
+@unsupported_as_mlflow
+class RunlakeStore(AbstractStore):
+    """MLflow's ``AbstractStore`` over one lake.
+
+    Args:
+        store_uri: ``runlake:///abs/path``, ``runlake:/abs/path`` or ``runlake:s3://bucket/prefix``.
+        artifact_uri: the artifact root MLflow shows for runs (``mlflow-artifacts:/`` when MLflow's
+            server proxies artifacts into the lake); by default the lake's own artifact tree.
+    """
+
+    def __init__(self, store_uri: str, artifact_uri: str | None = None) -> None:
+        super().__init__()
+        self.store_uri = store_uri
+        self.location = uri.lake_location(store_uri)
+        self.client = LakeClient(self.location)
+        self.root = self.client.root
+        self.fs = self.client.store.fs
+        self.paths = layout.LakePaths(self.root)
+        self.docs = Documents(self.fs, self.root)
+        scheme = self.location.split("://", 1)[0] if "://" in self.location else "file"
+        self.lake_artifacts = f"{scheme}://{self.paths.artifact_root()}"
+        self.artifact_root = artifact_uri or self.lake_artifacts
+        self._lake: Lake | None = None
+        self._lake_pid = 0
+        self._lock = threading.Lock()
+        # Runs known active or deleted in this process, so logging checks no lake state each call.
+        self._stages: dict[str, str] = {}
+        self.DEFAULT_EXPERIMENT_ID = layout.DEFAULT_EXPERIMENT_ID  # as MLflow's stores name it
+        _open_stores.add(self)
+        if layout.DEFAULT_EXPERIMENT_ID not in self.client.store.experiments():
+            self.client.create_experiment(layout.DEFAULT_EXPERIMENT_NAME, experiment_id=layout.DEFAULT_EXPERIMENT_ID)
+
+    def close_reader(self) -> None:
+        """Drop the DuckDB reader (reopened on the next read)."""
+        with self._lock:
+            self._lake = None
+
+    @property
+    def lake(self) -> Lake:
+        """This process's reader (a forked child opens its own DuckDB connection)."""
+        with self._lock:
+            if self._lake is None or self._lake_pid != os.getpid():
+                self._lake = Lake(self.location)
+                self._lake_pid = os.getpid()
+            return self._lake
+
+    # -- experiments ---------------------------------------------------------------------
+    def _experiment_location(self, experiment_id: str, stored: str | None) -> str:
+        defaults = {
+            _join_uri(self.lake_artifacts, experiment_id),
+            layout.artifact_uri_for(self.root, experiment_id, "").rstrip("/"),
+        }
+        if not stored or stored in defaults:
+            return _join_uri(self.artifact_root, experiment_id)
+        return stored
+
+    def _experiment(self, row: dict[str, Any], tags: dict[str, str] | None = None) -> Experiment:
+        experiment_id = str(row["experiment_id"])
+        if tags is None:
+            tags = fold_tags(self.docs.read(EXPERIMENT_TAGS, experiment_id))
+        return Experiment(
+            experiment_id=experiment_id,
+            name=row.get("name", ""),
+            artifact_location=self._experiment_location(experiment_id, row.get("artifact_location")),
+            lifecycle_stage=row.get("lifecycle_stage") or LifecycleStage.ACTIVE,
+            tags=[ExperimentTag(k, v) for k, v in tags.items()],
+            creation_time=row.get("creation_time"),
+            last_update_time=row.get("last_update_time"),
+        )
+
+    def _experiment_row(self, experiment_id: Any) -> dict[str, Any]:
+        row = self.client.store.experiments().get(str(experiment_id))
+        if row is None:
+            raise MlflowException(f"No Experiment with id={experiment_id} exists", RESOURCE_DOES_NOT_EXIST)
+        return row
+
+    def _write_experiment_change(self, experiment_id: str, **fields: Any) -> None:
+        row = {"experiment_id": experiment_id, "version": layout.next_version(), **fields}
+        row["last_update_time"] = layout.now_ms()
+        writer.write_part(self.fs, self.root, layout.EXPERIMENTS, writer.to_table(layout.EXPERIMENTS, [row]))
+
+    @mlflow_errors
+    def search_experiments(
+        self,
+        view_type: int = ViewType.ACTIVE_ONLY,
+        max_results: int = SEARCH_MAX_RESULTS_DEFAULT,
+        filter_string: str | None = None,
+        order_by: Sequence[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList[Experiment]:
+        if not isinstance(max_results, int) or max_results < 1:
+            raise MlflowException(
+                f"Invalid value for max_results. It must be a positive integer, but got {max_results}",
+                INVALID_PARAMETER_VALUE,
+            )
+        if max_results > SEARCH_MAX_RESULTS_THRESHOLD:
+            raise MlflowException(
+                f"Invalid value for max_results. It must be at most {SEARCH_MAX_RESULTS_THRESHOLD}, but got {max_results}",
+                INVALID_PARAMETER_VALUE,
+            )
+        stages = LifecycleStage.view_type_to_stages(view_type)
+        tagged = self.docs.keys(EXPERIMENT_TAGS)
+        experiments = [
+            self._experiment(row, None if row["experiment_id"] in tagged else {})
+            for row in self.client.store.experiments().values()
+            if (row.get("lifecycle_stage") or LifecycleStage.ACTIVE) in stages
+        ]
+        filtered = SearchExperimentsUtils.filter(experiments, filter_string)
+        ordered = SearchExperimentsUtils.sort(filtered, list(order_by or []) or ["last_update_time DESC"])
+        page, token = SearchExperimentsUtils.paginate(ordered, page_token, max_results)
+        return PagedList(page, token)
+
+    @mlflow_errors
+    def create_experiment(
+        self, name: str, artifact_location: str | None = None, tags: Sequence[ExperimentTag] | None = None
+    ) -> str:
+        if not isinstance(name, str) or not name.strip():
+            raise MlflowException(
+                "Invalid experiment name: an experiment name must be a non-empty string", INVALID_PARAMETER_VALUE
+            )
+        existing = self.client.store.experiments()
+        if any(row.get("name") == name for row in existing.values()):
+            raise MlflowException(f"Experiment(name={name}) already exists.", RESOURCE_ALREADY_EXISTS)
+        experiment_id = layout.experiment_id_for(name)
+        if experiment_id in existing:  # the name was renamed away; its derived id stays taken
+            experiment_id = str(uuid.uuid4().int % 10**17 + 2 * 10**17)
+        self.client.create_experiment(name, artifact_location=artifact_location or None, experiment_id=experiment_id)
+        for tag in tags or []:
+            self.docs.add(EXPERIMENT_TAGS, experiment_id, {"key": tag.key, "value": tag.value})
+        return experiment_id
+
+    @mlflow_errors
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        return self._experiment(self._experiment_row(experiment_id))
+
+    @mlflow_errors
+    def get_experiment_by_name(self, experiment_name: str) -> Experiment | None:
+        row = self.client.store.experiment_by_name(experiment_name)
+        return None if row is None else self._experiment(row)
+
+    @mlflow_errors
+    def delete_experiment(self, experiment_id: str) -> None:
+        experiment_id = str(experiment_id)
+        if experiment_id == layout.DEFAULT_EXPERIMENT_ID:
+            raise MlflowException("Cannot delete the default experiment '0'.", INVALID_PARAMETER_VALUE)
+        self._experiment_row(experiment_id)
+        self._write_experiment_change(experiment_id, lifecycle_stage=LifecycleStage.DELETED)
+
+    @mlflow_errors
+    def restore_experiment(self, experiment_id: str) -> None:
+        row = self._experiment_row(experiment_id)
+        if row.get("lifecycle_stage") != LifecycleStage.DELETED:
+            raise MlflowException(
+                f"Cannot restore an active experiment. experiment_id={experiment_id}", INVALID_PARAMETER_VALUE
+            )
+        self._write_experiment_change(str(experiment_id), lifecycle_stage=LifecycleStage.ACTIVE)
+
+    @mlflow_errors
+    def rename_experiment(self, experiment_id: str, new_name: str) -> None:
+        row = self._experiment_row(experiment_id)
+        if row.get("lifecycle_stage") != LifecycleStage.ACTIVE:
+            raise MlflowException("Cannot rename a non-active experiment.", INVALID_PARAMETER_VALUE)
+        if not isinstance(new_name, str) or not new_name.strip():
+            raise MlflowException("Invalid experiment name: it must be a non-empty string", INVALID_PARAMETER_VALUE)
+        if any(r.get("name") == new_name for r in self.client.store.experiments().values()):
+            raise MlflowException(f"Experiment(name={new_name}) already exists.", RESOURCE_ALREADY_EXISTS)
+        self._write_experiment_change(str(experiment_id), name=new_name)
+
+    @mlflow_errors
+    def set_experiment_tag(self, experiment_id: str, tag: ExperimentTag) -> None:
+        row = self._experiment_row(experiment_id)
+        if row.get("lifecycle_stage") != LifecycleStage.ACTIVE:
+            raise MlflowException(
+                f"The experiment {experiment_id} must be in the 'active' state.", INVALID_PARAMETER_VALUE
+            )
+        self.docs.add(EXPERIMENT_TAGS, str(experiment_id), {"key": tag.key, "value": str(tag.value)})
+
+    @mlflow_errors
+    def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
+        self._experiment_row(experiment_id)
+        if key not in fold_tags(self.docs.read(EXPERIMENT_TAGS, str(experiment_id))):
+            raise MlflowException(f"No tag with name: {key} in experiment {experiment_id}", RESOURCE_DOES_NOT_EXIST)
+        self.docs.add(EXPERIMENT_TAGS, str(experiment_id), {"key": key, "value": None})
+
+    # -- runs ----------------------------------------------------------------------------
+    def _run_artifact_uri(self, experiment_id: str, run_id: str) -> str:
+        return _join_uri(self.artifact_root, experiment_id, run_id)
+
+    @mlflow_errors
+    def create_run(
+        self,
+        experiment_id: str,
+        user_id: str | None,
+        start_time: int | None,
+        tags: Sequence[RunTag] | None,
+        run_name: str | None,
+    ) -> Run:
+        experiment = self._experiment_row(experiment_id)
+        if experiment.get("lifecycle_stage") != LifecycleStage.ACTIVE:
+            raise MlflowException(
+                f"Could not create run under non-active experiment with ID {experiment_id}.", INVALID_STATE
+            )
+        tag_map = {t.key: t.value for t in tags or []}
+        name_tag = tag_map.get(vocab.RUN_NAME_TAG)
+        if run_name and name_tag and run_name != name_tag:
+            raise MlflowException(
+                "Both 'run_name' argument and 'mlflow.runName' tag are specified, but with different "
+                f"values (run_name='{run_name}', mlflow.runName='{name_tag}').",
+                INVALID_PARAMETER_VALUE,
+            )
+        run_name = run_name or name_tag or _generate_random_name()
+        tag_map[vocab.RUN_NAME_TAG] = run_name
+        user_id = user_id or tag_map.get(vocab.USER_TAG) or ""
+        source = {column: tag_map[tag] for tag, column in _SOURCE_BY_TAG.items() if tag in tag_map}
+        start = layout.now_ms() if start_time is None else int(start_time)
+        run_id = self.client.create_run(
+            str(experiment_id),
+            run_name=run_name,
+            start_time=start,
+            user_id=user_id,
+            tags=tag_map,
+            parent_run_id=tag_map.get(vocab.PARENT_TAG) or None,
+            source=source,
+        )
+        self._stages[run_id] = LifecycleStage.ACTIVE
+        info = RunInfo(
+            run_id=run_id,
+            experiment_id=str(experiment_id),
+            user_id=user_id,
+            status=RunStatus.to_string(RunStatus.RUNNING),
+            start_time=start,
+            end_time=None,
+            lifecycle_stage=LifecycleStage.ACTIVE,
+            artifact_uri=self._run_artifact_uri(str(experiment_id), run_id),
+            run_name=run_name,
+        )
+        data = RunData(tags=[RunTag(k, str(v)) for k, v in tag_map.items()])
+        return Run(info, data, RunInputs(dataset_inputs=[], model_inputs=[]), RunOutputs(model_outputs=[]))
+
+    def _runs(self, run_ids: list[str]) -> list[Run]:
+        """Full ``Run`` entities of the given runs, in order (unknown ids are left out)."""
+        if not run_ids:
+            return []
+        db = self.lake.connection
+        with db.fresh():
+            ids = indexed_ids("run_id", run_ids)
+            infos = db.rows(join([f"SELECT {_RUN_INFO_COLUMNS} FROM runs WHERE", ids]))
+            params: dict[str, list[Param]] = {}
+            for run_id, key, value in db.rows(join(["SELECT run_id, key, value FROM params WHERE", ids])):
+                params.setdefault(run_id, []).append(Param(key, value))
+            tags: dict[str, list[RunTag]] = {}
+            for run_id, key, value in db.rows(join(["SELECT run_id, key, value FROM tags WHERE", ids])):
+                tags.setdefault(run_id, []).append(RunTag(key, value))
+            metrics: dict[str, list[Metric]] = {}
+            query = join(["SELECT run_id, key, value, timestamp, step FROM latest_metrics WHERE", ids])
+            for run_id, key, value, timestamp, step in db.rows(query):
+                metrics.setdefault(run_id, []).append(Metric(key, value, timestamp, step))
+        with_io = self.docs.keys(RUN_IO) & set(run_ids)
+        by_id: dict[str, Run] = {}
+        for run_id, experiment_id, user_id, status, start, end, stage, name in infos:
+            info = RunInfo(
+                run_id=run_id,
+                experiment_id=experiment_id,
+                user_id=user_id or "",
+                status=status,
+                start_time=start,
+                end_time=end,
+                lifecycle_stage=stage,
+                artifact_uri=self._run_artifact_uri(experiment_id, run_id),
+                run_name=name,
+            )
+            data = RunData(metrics=metrics.get(run_id, []), params=params.get(run_id, []), tags=tags.get(run_id, []))
+            inputs, outputs = self._run_io(run_id) if run_id in with_io else (RunInputs([], []), RunOutputs([]))
+            by_id[run_id] = Run(info, data, inputs, outputs)
+        return [by_id[r] for r in run_ids if r in by_id]
+
+    def _run_io(self, run_id: str) -> tuple[RunInputs, RunOutputs]:
+        datasets: dict[tuple[str, str], DatasetInput] = {}
+        models: dict[str, LoggedModelInput] = {}
+        outputs: dict[str, LoggedModelOutput] = {}
+        for doc in self.docs.read(RUN_IO, run_id):
+            for item in doc.get("datasets", []):
+                ds = item["dataset"]
+                key = (ds["name"], ds["digest"])
+                if key not in datasets:
+                    datasets[key] = DatasetInput(
+                        Dataset(
+                            name=ds["name"],
+                            digest=ds["digest"],
+                            source_type=ds["source_type"],
+                            source=ds["source"],
+                            schema=ds.get("schema"),
+                            profile=ds.get("profile"),
+                        ),
+                        [InputTag(t["key"], t["value"]) for t in item.get("tags", [])],
+                    )
+            for model_id in doc.get("model_inputs", []):
+                models.setdefault(model_id, LoggedModelInput(model_id))
+            for item in doc.get("outputs", []):
+                outputs.setdefault(item["model_id"], LoggedModelOutput(item["model_id"], item["step"]))
+        return (
+            RunInputs(dataset_inputs=list(datasets.values()), model_inputs=list(models.values())),
+            RunOutputs(model_outputs=list(outputs.values())),
+        )
+
+    @mlflow_errors
+    def get_run(self, run_id: str) -> Run:
+        runs = self._runs([run_id]) if isinstance(run_id, str) and layout.is_valid_id(run_id) else []
+        if not runs:
+            raise MlflowException(f"Run with id={run_id} not found", RESOURCE_DOES_NOT_EXIST)
+        self._stages[run_id] = runs[0].info.lifecycle_stage
+        return runs[0]
+
+    def _check_active(self, run_id: str) -> None:
+        """MLflow refuses changes to a deleted run; the stage is looked up once per run here."""
+        stage = self._stages.get(run_id)
+        if stage is None:
+            stage = self.get_run(run_id).info.lifecycle_stage
+        if stage != LifecycleStage.ACTIVE:
+            raise MlflowException(
+                f"The run {run_id} must be in the 'active' state. Current state is {stage}.", INVALID_PARAMETER_VALUE
+            )
+
+    @mlflow_errors
+    def update_run_info(self, run_id: str, run_status: Any, end_time: int | None, run_name: str | None) -> RunInfo:
+        self._check_active(run_id)
+        status = _status(run_status)
+        if status in layout.TERMINAL_STATUSES and end_time is not None:
+            self.client.set_terminated(run_id, status, end_time)
+        else:
+            self.client.update_run(run_id, status=status, end_time=end_time)
+        if run_name:
+            self.client.rename_run(run_id, run_name)
+            self.client.set_tag(run_id, vocab.RUN_NAME_TAG, run_name)
+        return self.get_run(run_id).info
+
+    @mlflow_errors
+    def delete_run(self, run_id: str) -> None:
+        self.client.delete_run(run_id)
+        self._stages[run_id] = LifecycleStage.DELETED
+
+    @mlflow_errors
+    def restore_run(self, run_id: str) -> None:
+        self.client.restore_run(run_id)
+        self._stages[run_id] = LifecycleStage.ACTIVE
+
+    # -- params, metrics, tags -----------------------------------------------------------
+    @mlflow_errors
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Sequence[Metric] | None,
+        params: Sequence[Param] | None,
+        tags: Sequence[RunTag] | None,
+    ) -> None:
+        self._check_active(run_id)
+        param_map: dict[str, Any] = {}
+        for param in params or []:
+            if param.key in param_map and param_map[param.key] != param.value:
+                raise MlflowException(
+                    f"Duplicate parameter keys have been submitted with different values: {param.key}",
+                    INVALID_PARAMETER_VALUE,
+                )
+            param_map[param.key] = param.value
+        tag_map = {t.key: t.value for t in tags or []}
+        points = [(m.key, m.value, m.timestamp, m.step) for m in metrics or []]
+        self.client.log_batch(run_id, metrics=points, params=param_map, tags=tag_map)
+        if tag_map.get(vocab.RUN_NAME_TAG):
+            self.client.rename_run(run_id, tag_map[vocab.RUN_NAME_TAG])
+
+    @mlflow_errors
+    def delete_tag(self, run_id: str, key: str) -> None:
+        self._check_active(run_id)
+        if key not in self.get_run(run_id).data.tags:
+            raise MlflowException(f"No tag with name: {key} in run with id {run_id}", RESOURCE_DOES_NOT_EXIST)
+        self.client.delete_tag(run_id, key)
+
+    @mlflow_errors
+    def get_metric_history(
+        self, run_id: str, metric_key: str, max_results: int | None = None, page_token: str | None = None
+    ) -> PagedList[Metric]:
+        frame = self.lake.metric_history(run_id, metric_key)
+        points = [
+            Metric(metric_key, float(v), int(t), int(s))
+            for s, t, v in zip(frame["step"].tolist(), frame["timestamp"].tolist(), frame["value"].tolist())
+        ]
+        if max_results is None:
+            return PagedList(points, None)
+        start = decode_token(page_token)
+        end = start + int(max_results)
+        return PagedList(points[start:end], encode_token(end) if end < len(points) else None)
+
+    # -- search --------------------------------------------------------------------------
+    @mlflow_errors
+    def _search_runs(
+        self,
+        experiment_ids: Sequence[str],
+        filter_string: str | None,
+        run_view_type: Any,
+        max_results: int,
+        order_by: Sequence[str] | None,
+        page_token: str | None,
+    ) -> tuple[list[Run], str | None]:
+        if not isinstance(max_results, int) or max_results < 1 or max_results > SEARCH_MAX_RESULTS_THRESHOLD:
+            raise MlflowException(
+                "Invalid value for request parameter max_results. It must be at most "
+                f"{SEARCH_MAX_RESULTS_THRESHOLD}, but got value {max_results}",
+                INVALID_PARAMETER_VALUE,
+            )
+        # MLflow searches the experiments that exist and ignores the others.
+        known = self.client.store.experiments()
+        scope = [str(e) for e in experiment_ids or [] if str(e) in known]
+        if not scope:
+            return [], None
+        db = self.lake.connection
+        with db.fresh():
+            page = self.lake.search_page(
+                experiment_ids=scope,
+                filter_string=filter_string or "",
+                run_view_type=_view_type(run_view_type),
+                order_by=list(order_by) if order_by else None,
+                page_size=max_results,
+                page_token=page_token or None,
+                columns=[],
+            )
+            return self._runs(page.run_ids), page.next_page_token
+
+    # -- inputs, outputs and logged models -------------------------------------------------
+    @mlflow_errors
+    def log_inputs(
+        self,
+        run_id: str,
+        datasets: Sequence[DatasetInput] | None = None,
+        models: Sequence[LoggedModelInput] | None = None,
+    ) -> None:
+        self._check_active(run_id)
+        if not datasets and not models:
+            return
+        self.docs.add(
+            RUN_IO,
+            run_id,
+            {
+                "datasets": [
+                    {
+                        "dataset": dict(d.dataset.to_dictionary()),
+                        "tags": [{"key": t.key, "value": t.value} for t in d.tags or []],
+                    }
+                    for d in datasets or []
+                ],
+                "model_inputs": [m.model_id for m in models or []],
+            },
+        )
+
+    @mlflow_errors
+    def log_outputs(self, run_id: str, models: Sequence[LoggedModelOutput]) -> None:
+        self._check_active(run_id)
+        if models:
+            self.docs.add(RUN_IO, run_id, {"outputs": [{"model_id": m.model_id, "step": m.step} for m in models]})
+
+    @mlflow_errors
+    def record_logged_model(self, run_id: str, mlflow_model: Any) -> None:
+        from mlflow.models import Model
+
+        if not isinstance(mlflow_model, Model):
+            raise TypeError(f"Argument 'mlflow_model' should be mlflow.models.Model, got '{type(mlflow_model)}'")
+        run = self.get_run(run_id)
+        self._check_active(run_id)
+        history = json.loads(run.data.tags.get(vocab.MODEL_HISTORY_TAG, "[]"))
+        history.append(mlflow_model.get_tags_dict())
+        self.client.set_tag(run_id, vocab.MODEL_HISTORY_TAG, json.dumps(history))
+
+    def _save_model(self, model: LoggedModel, stage: str = LifecycleStage.ACTIVE) -> None:
+        self.docs.add(LOGGED_MODELS, model.model_id, {"model": model.to_dictionary(), "lifecycle_stage": stage})
+
+    def _load_model(self, model_id: str, allow_deleted: bool = False) -> LoggedModel:
+        docs = self.docs.read(LOGGED_MODELS, model_id) if layout.is_valid_id(str(model_id)) else []
+        if not docs or (docs[-1].get("lifecycle_stage") == LifecycleStage.DELETED and not allow_deleted):
+            raise MlflowException(f"Logged model with ID '{model_id}' not found.", RESOURCE_DOES_NOT_EXIST)
+        return LoggedModel.from_dictionary(docs[-1]["model"])
+
+    @mlflow_errors
+    def create_logged_model(
+        self,
+        experiment_id: str = layout.DEFAULT_EXPERIMENT_ID,
+        name: str | None = None,
+        source_run_id: str | None = None,
+        tags: Sequence[Any] | None = None,
+        params: Sequence[Any] | None = None,
+        model_type: str | None = None,
+    ) -> LoggedModel:
+        experiment = self.get_experiment(experiment_id)
+        if experiment.lifecycle_stage != LifecycleStage.ACTIVE:
+            raise MlflowException(
+                f"Could not create model under non-active experiment with ID {experiment_id}.", INVALID_STATE
+            )
+        if name is not None and (not isinstance(name, str) or not name or "/" in name or ":" in name):
+            raise MlflowException(f"Invalid model name '{name}'", INVALID_PARAMETER_VALUE)
+        model_id = f"m-{uuid.uuid4().hex}"
+        now = layout.now_ms()
+        model = LoggedModel(
+            experiment_id=str(experiment_id),
+            model_id=model_id,
+            name=name or _generate_random_name(),
+            artifact_location=_join_uri(experiment.artifact_location, "models", model_id, "artifacts"),
+            creation_timestamp=now,
+            last_updated_timestamp=now,
+            model_type=model_type,
+            source_run_id=source_run_id,
+            status=LoggedModelStatus.PENDING,
+            tags=list(tags or []),
+            params=list(params or []),
+        )
+        self._save_model(model)
+        return model
+
+    @mlflow_errors
+    def get_logged_model(self, model_id: str, allow_deleted: bool = False) -> LoggedModel:
+        return self._load_model(model_id, allow_deleted)
+
+    @mlflow_errors
+    def finalize_logged_model(self, model_id: str, status: LoggedModelStatus) -> LoggedModel:
+        model = self._load_model(model_id)
+        model.status = status
+        model.last_updated_timestamp = layout.now_ms()
+        self._save_model(model)
+        return model
+
+    @mlflow_errors
+    def set_logged_model_tags(self, model_id: str, tags: Sequence[Any]) -> None:
+        model = self._load_model(model_id)
+        model.tags.update({t.key: t.value for t in tags})
+        model.last_updated_timestamp = layout.now_ms()
+        self._save_model(model)
+
+    @mlflow_errors
+    def delete_logged_model_tag(self, model_id: str, key: str) -> None:
+        model = self._load_model(model_id)
+        if key not in model.tags:
+            raise MlflowException(
+                f"No tag with key {key!r} found for model with ID {model_id!r}.", RESOURCE_DOES_NOT_EXIST
+            )
+        del model.tags[key]
+        self._save_model(model)
+
+    @mlflow_errors
+    def delete_logged_model(self, model_id: str) -> None:
+        model = self._load_model(model_id)
+        model.last_updated_timestamp = layout.now_ms()
+        self._save_model(model, LifecycleStage.DELETED)
+
+    @mlflow_errors
+    def search_logged_models(
+        self,
+        experiment_ids: Sequence[str],
+        filter_string: str | None = None,
+        datasets: list[dict[str, Any]] | None = None,
+        max_results: int | None = None,
+        order_by: list[dict[str, Any]] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList[LoggedModel]:
+        if datasets and not all(d.get("dataset_name") for d in datasets):
+            raise MlflowException("`dataset_name` in the `datasets` clause must be specified.", INVALID_PARAMETER_VALUE)
+        scope = {str(e) for e in experiment_ids}
+        models = []
+        for model_id in sorted(self.docs.keys(LOGGED_MODELS)):
+            docs = self.docs.read(LOGGED_MODELS, model_id)
+            if docs and docs[-1].get("lifecycle_stage") != LifecycleStage.DELETED:
+                model = LoggedModel.from_dictionary(docs[-1]["model"])
+                if model.experiment_id in scope:
+                    models.append(model)
+        filtered = SearchLoggedModelsUtils.filter_logged_models(models, filter_string, datasets)
+        ordered = SearchLoggedModelsUtils.sort(filtered, order_by)
+        page, token = SearchLoggedModelsUtils.paginate(ordered, page_token, max_results or 100)
+        return PagedList(page, token)
+
+    # -- what a lake does not hold ---------------------------------------------------------
+    def link_traces_to_run(self, trace_ids: list[str], run_id: str) -> None:
+        raise not_supported("Tracing (GenAI traces)")
+
+    def search_traces(self, *args: Any, **kwargs: Any) -> tuple[list[Any], str | None]:
+        # The MLflow UI asks every experiment page for traces: a lake has none to show.
+        return [], None

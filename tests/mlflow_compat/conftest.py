@@ -1,0 +1,33 @@
+"""Fixtures for the MLflow-client tests: MLflow pointed at a fresh lake through the plugin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+mlflow = pytest.importorskip("mlflow")
+
+
+def reset_mlflow() -> None:
+    """Leave no active run, experiment or autolog behind (MLflow keeps them process-global)."""
+    import mlflow.tracking.fluent as fluent
+
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    fluent._active_experiment_id = None
+    mlflow.autolog(disable=True)
+
+
+@pytest.fixture
+def lake_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """``(lake path, tracking URI)``: MLflow logs into a fresh lake, as a user's one variable does."""
+    root = str(tmp_path / "lake")
+    uri = f"runlake://{root}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    mlflow.set_tracking_uri(uri)
+    yield root, uri
+    reset_mlflow()
+    mlflow.set_tracking_uri(None)
