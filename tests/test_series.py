@@ -203,3 +203,16 @@ def test_bad_arguments_are_invalid(long_run, kwargs, message):
     with pytest.raises(InvalidArgument) as info:
         lake.metric_series([run_id], "loss", **kwargs)
     assert message in info.value.to_dict()["message"]
+
+
+def test_metric_history_sorts_files_written_out_of_order_and_counts_a_point_once(lake_dir):
+    client = LakeClient(lake_dir)
+    run_id = client.create_run(client.create_experiment("h"))
+    client.log_batch(run_id, metrics=[("loss", 3.0, T0 + 3, 3), ("loss", NAN, T0 + 2, 2)])
+    client.flush()
+    client.log_batch(run_id, metrics=[("loss", 1.0, T0 + 1, 1), ("loss", 3.0, T0 + 3, 3), ("loss", 2.0, T0 + 2, 2)])
+    client.flush()
+    history = Lake(lake_dir).metric_history(run_id, "loss")
+    assert history["step"].tolist() == [1, 2, 2, 3]
+    assert history["value"].tolist()[:2] == [1.0, 2.0] and math.isnan(history["value"].iloc[2])
+    assert history["value"].iloc[3] == 3.0
