@@ -11,6 +11,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from runlake.core import layout, writer
+from runlake.core import points as core_points
 from runlake.core.errors import RunNotFound
 from runlake.lake.connection import Connection, with_relisting
 from runlake.lake.sql import id_list, join, q
@@ -85,7 +86,7 @@ def distinct_sorted(points: pa.Table, columns: list[str]) -> pa.Table:
     neighbours, so one vectorised comparison with the previous row finds them (NaN equals NaN
     here, as in DuckDB's DISTINCT).
     """
-    ordered = points if _in_order(points, columns) else points.sort_by([(c, "ascending") for c in columns])
+    ordered = points if core_points.is_sorted(points, columns) else points.sort_by([(c, "ascending") for c in columns])
     n = ordered.num_rows
     if n < 2:
         return ordered
@@ -102,26 +103,3 @@ def distinct_sorted(points: pa.Table, columns: list[str]) -> pa.Table:
         return ordered
     keep = pa.chunked_array([pa.array([True]), *pc.invert(same).chunks])
     return ordered.filter(keep)
-
-
-def _in_order(points: pa.Table, columns: list[str]) -> bool:
-    """Whether the rows already follow ``columns`` ascending (NaN last), as one file's do.
-
-    A few vectorised comparisons of neighbours cost far less than sorting millions of rows.
-    """
-    n = points.num_rows
-    if n < 2:
-        return True
-    ordered: pa.ChunkedArray | None = None  # row i <= row i + 1 on the columns seen so far (from the last)
-    for name in reversed(columns):
-        column = points.column(name)
-        before, after = column.slice(0, n - 1), column.slice(1)
-        if pa.types.is_floating(column.type):
-            less = pc.or_(pc.less(before, after), pc.and_(pc.is_nan(after), pc.invert(pc.is_nan(before))))
-            equal = pc.or_(pc.equal(before, after), pc.and_(pc.is_nan(before), pc.is_nan(after)))
-        else:
-            less, equal = pc.less(before, after), pc.equal(before, after)
-        less, equal = pc.fill_null(less, False), pc.fill_null(equal, False)
-        ordered = pc.or_(less, equal) if ordered is None else pc.or_(less, pc.and_(equal, ordered))
-    assert ordered is not None
-    return bool(pc.all(ordered).as_py())
