@@ -151,3 +151,24 @@ def test_ch002_grouping_draws_one_mean_curve_per_group(dash_duo, chart_app, char
     assert all(t["points"] <= 2000 for t in _traces(dash_duo, container))
     assert not math.isnan(means()[0]["points"])
     assert severe_logs(dash_duo) == []
+
+
+def test_ch003_runs_page_charts_view_groups_the_search(dash_duo, chart_app):
+    dash_duo.start_server(chart_app)
+    dash_duo.driver.get(f"{dash_duo.server_url}/runs")
+    dash_duo.wait_for_element(f"#{ids.RUNS_GRID} .ag-row .run-link", timeout=15)
+    dash_duo.find_element(f"#{ids.RUNS_CHARTS_TOGGLE}").click()
+    dash_duo.wait_for_contains_text(f"#{ids.RUNS_CHARTS_NOTE}", "The first 7 matching runs", timeout=15)
+    container = f"#{ids.RUNS_CHARTS_GRAPH}"
+    until(lambda: len([t for t in (_traces(dash_duo, container) or []) if t["name"]]) == 7, timeout=15)
+    dash_duo.select_dcc_dropdown(f"#{ids.RUNS_CHARTS_GROUP}", value="params.optimizer")
+
+    def means():
+        return sorted(t["name"] for t in (_traces(dash_duo, container) or []) if t["meta"] == "group-mean")
+
+    until(lambda: len(means()) == 4, timeout=15)
+    assert means() == ["(none) (1 run)", "adam (2 runs)", "lion (2 runs)", "sgd (2 runs)"]
+    # ± std instead of min-max: still one band per group of several runs.
+    dash_duo.find_element(f"#{ids.RUNS_CHARTS_SPREAD} input[value='std']").click()
+    until(lambda: sum(1 for t in _traces(dash_duo, container) if t["fill"] == "tonexty") == 3, timeout=10)
+    assert severe_logs(dash_duo) == []
