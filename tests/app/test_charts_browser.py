@@ -172,3 +172,46 @@ def test_ch003_runs_page_charts_view_groups_the_search(dash_duo, chart_app):
     dash_duo.find_element(f"#{ids.RUNS_CHARTS_SPREAD} input[value='std']").click()
     until(lambda: sum(1 for t in _traces(dash_duo, container) if t["fill"] == "tonexty") == 3, timeout=10)
     assert severe_logs(dash_duo) == []
+
+
+def test_ch004_compare_details_never_run_into_the_next_column(dash_duo, chart_app, chart_lake):
+    lake, long_run, short = chart_lake
+    from runlake.ingest import LakeClient
+
+    client = LakeClient(str(lake.root))
+    long_run = client.create_run(
+        lake.get_run(long_run).info["experiment_id"],
+        run_name="sourced",
+        source={"source_name": "/very/long/path/to/a/training/script/" + "deep/" * 20 + "train.py"},
+    )
+    client.flush()
+    dash_duo.start_server(chart_app)
+    dash_duo.driver.get(f"{dash_duo.server_url}/compare?runs={long_run},{short[1]}")
+    dash_duo.wait_for_element(f"#{ids.CMP_DETAILS} .ag-row", timeout=15)
+
+    def layout():
+        return dash_duo.driver.execute_script(
+            """
+            const rows = [...document.querySelectorAll(`#${arguments[0]} .ag-center-cols-container .ag-row`)];
+            return rows.map(row => [...row.querySelectorAll('.ag-cell')].map(cell => {
+                const r = cell.getBoundingClientRect();
+                const value = cell.querySelector('.ag-cell-value') || cell;
+                return {left: r.left, right: r.right, text: cell.innerText,
+                        clipped: getComputedStyle(cell).overflow === 'hidden' || value.scrollWidth <= r.width + 1,
+                        ellipsis: getComputedStyle(cell).textOverflow === 'ellipsis',
+                        overflows: value.scrollWidth > value.clientWidth + 1};
+            }).sort((a, b) => a.left - b.left));
+            """,
+            ids.CMP_DETAILS,
+        )
+
+    until(lambda: any("train.py" in c["text"] for row in layout() for c in row), timeout=10)
+    for row in layout():
+        assert all(c["clipped"] for c in row)
+        for a, b in zip(row, row[1:]):
+            assert a["right"] <= b["left"] + 1  # cells side by side, never on top of each other
+    source = next(c for row in layout() for c in row if "train.py" in c["text"])
+    assert source["overflows"] and source["ellipsis"]  # the long path is cut with an ellipsis
+    run_id_cell = next(c for row in layout() for c in row if c["text"] == long_run)
+    assert not run_id_cell["overflows"]  # a run id fits its column (widths follow the content)
+    dash_duo.driver.save_screenshot("/tmp/charts_w/compare.png")

@@ -100,13 +100,16 @@ def _columns(frame: pd.DataFrame, numeric: bool = False) -> list[dict[str, Any]]
         }
     ]
     for record in frame.itertuples():
+        # Widths follow the content (the grid auto-sizes its columns), within bounds: a long
+        # value (a source path, a run id) ends in an ellipsis and shows whole in its tooltip.
         col = {
             "field": record.run_id,
             "headerName": record.run_name or record.run_id[:8],
             "headerTooltip": record.run_id,
-            "flex": 1,
-            "minWidth": 170,
+            "minWidth": 120,
+            "maxWidth": 420,
             "tooltipField": record.run_id,
+            "cellClass": "compare-cell",
         }
         if numeric:
             col["type"] = "rightAligned"
@@ -126,8 +129,9 @@ def _table(grid_id: str, frame: pd.DataFrame, rows: list[dict[str, Any]], numeri
             "domLayout": "autoHeight" if len(rows) <= 25 else "normal",
             "tooltipShowDelay": 300,
         },
-        className="ag-theme-quartz grid",
+        className="ag-theme-quartz grid compare-grid",
         style={"height": None if len(rows) <= 25 else "480px"},
+        columnSize="autoSize",
     )
 
 
