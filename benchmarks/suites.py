@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
-from benchmarks import compaction, ingest, live, search, ui
+from benchmarks import charts, compaction, ingest, live, search, ui
 
 Suite = Callable[[argparse.Namespace], str]
 
@@ -21,6 +21,8 @@ SUITES: dict[str, Suite] = {
     "ui": lambda args: ui.bench_ui(runs=args.runs, lake=args.lake, repeat=min(args.repeat, 10)),
     "compaction": lambda args: compaction.bench_compaction(repeat=min(args.repeat, 10)),
     # A live lake: team-day writers, then the peer-shaped import (--runs caps it at 10,000).
+    # Long histories: 1 M, 3 x 10 M and 100 x 100 k points; log_batch, metric_series, charts.
+    "charts": lambda args: charts.bench_charts(repeat=min(args.repeat, 5)),
     "live": lambda args: live.bench_live(seconds=args.seconds, runs=min(args.runs, 10_000), repeat=min(args.repeat, 5)),
 }
 
