@@ -10,8 +10,8 @@ enough points in the range gets its raw points instead, so zooming in ends at th
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from numbers import Real
 
 import pandas as pd
@@ -96,17 +96,36 @@ def metric_series(db: Connection, query: SeriesQuery) -> pd.DataFrame:
             # DuckDB's own Parquet reader: it prunes row groups by the run, key and step
             # statistics and decodes in parallel, several times faster than a pyarrow scan.
             source = q("read_parquet(?::VARCHAR[])", paths)
-            return db.cursor().execute(*_as_args(series_sql(query, source))).df()
+            return _bucketed(query, lambda sql: db.cursor().execute(*_as_args(sql(source))).df())
         condition = (
             ds.field(layout.PARTITION_COLUMN).isin(experiments)
             & ds.field("run_id").isin(list(query.run_ids))
             & (ds.field("key") == query.key)
         )
         points = dataset.to_table(columns=["run_id", "key", "step", "timestamp", "value"], filter=condition)
-        return db.over(_POINTS, points, series_sql(query, q(_POINTS)))
+        return _bucketed(query, lambda sql: db.over(_POINTS, points, sql(q(_POINTS))))
 
     frame = with_relisting(read)
     return _typed(frame, query.x)
+
+
+def _bucketed(query: SeriesQuery, run: Callable[[Callable[[Fragment], Fragment]], pd.DataFrame]) -> pd.DataFrame:
+    """The buckets, then - only for runs with at most ``buckets`` points of which some share a
+    bucket - their raw points, read in a second query pruned to those runs.
+
+    Two queries rather than one: in the common case (every run long, or every run already one
+    point per bucket) no second pass over the points happens at all.
+    """
+    buckets = run(lambda source: series_sql(query, source))
+    if buckets.empty:
+        return buckets
+    per_run = buckets.groupby("run_id")["count"].agg(["sum", "max"])
+    raw_runs = [str(r) for r in per_run.index[(per_run["sum"] <= query.buckets) & (per_run["max"] > 1)]]
+    if not raw_runs:
+        return buckets
+    raw = run(lambda source: raw_sql(replace(query, run_ids=tuple(raw_runs)), source))
+    kept = buckets[~buckets["run_id"].isin(raw_runs)]
+    return pd.concat([kept, raw], ignore_index=True).sort_values(["run_id", "x", "t", "s", "value"], kind="stable")
 
 
 def _as_args(fragment: Fragment) -> tuple[str, list[object]]:
@@ -123,42 +142,25 @@ def series_sql(query: SeriesQuery, source: Fragment) -> Fragment:
     greater than every number, as in the latest-value rule. ``min`` skips NaN by itself
     (DuckDB orders NaN last); ``max`` filters it, and a bucket of NaN only gets NaN for both.
     """
-    runs = indexed_ids("run_id", query.run_ids)
-    scan = join(["SELECT run_id, step, timestamp, value FROM", source, q("WHERE key = ? AND", query.key), runs])
-    if query.x == "relative":
-        # Seconds since the run's first point of this metric (over all its points, so the
-        # origin does not move when the range narrows).
-        points = join(
-            [
-                "SELECT p.run_id, (p.timestamp - o.t0)::DOUBLE / 1000.0::DOUBLE AS x, p.timestamp AS t,"
-                " p.step AS s, p.value AS v FROM (",
-                scan,
-                ") p JOIN (SELECT run_id, min(timestamp) AS t0 FROM (",
-                scan,
-                ") GROUP BY run_id) o USING (run_id)",
-            ]
-        )
-    else:
-        column = "step" if query.x == "step" else "timestamp"
-        points = join([f"SELECT run_id, {column} AS x, timestamp AS t, step AS s, value AS v FROM (", scan, ")"])
+    in_range = _in_range(query, source)
     low, high = query.x_min, query.x_max
-    in_range = join(
-        [
-            "SELECT * FROM (",
-            points,
-            q(") WHERE (?::DOUBLE IS NULL OR x >= ?::DOUBLE)", low, low),
-            q("AND (?::DOUBLE IS NULL OR x <= ?::DOUBLE)", high, high),
-        ]
-    )
     # The range's edges: the bounds asked for, else the points' own extremes (over all the
     # runs, so every run is cut at the same edges and curves align bucket by bucket).
-    bounds = join(
-        [
-            q("SELECT coalesce(?::DOUBLE, min(x)::DOUBLE) AS lo, coalesce(?::DOUBLE, max(x)::DOUBLE) AS hi", low, high),
-            "FROM (",
-            in_range,
-            ")",
-        ]
+    bounds = (
+        q("SELECT ?::DOUBLE AS lo, ?::DOUBLE AS hi", low, high)
+        if low is not None and high is not None  # a zoom: no pass over the points for the edges
+        else join(
+            [
+                q(
+                    "SELECT coalesce(?::DOUBLE, min(x)::DOUBLE) AS lo, coalesce(?::DOUBLE, max(x)::DOUBLE) AS hi",
+                    low,
+                    high,
+                ),
+                "FROM (",
+                in_range,
+                ")",
+            ]
+        )
     )
     n = float(query.buckets)
     bucket = "CASE WHEN b.hi > b.lo THEN least(floor((p.x::DOUBLE - b.lo) * ?::DOUBLE / (b.hi - b.lo)), ?::DOUBLE) ELSE 0 END"
@@ -179,20 +181,56 @@ def series_sql(query: SeriesQuery, source: Fragment) -> Fragment:
     )
     # Runs with at most `buckets` points but some bucket holding two get their raw points (each
     # once: set semantics); runs whose every bucket holds one point already are their raw points.
-    statement = join(
+    return join(
         [
-            "WITH agg AS (",
-            aggregated,
-            "), per_run AS (SELECT run_id, sum(c) AS n, max(c) AS widest FROM agg GROUP BY run_id),",
-            Fragment("raw_runs AS (SELECT run_id FROM per_run WHERE n <= ? AND widest > 1)", (query.buckets,)),
             "SELECT run_id, l.x AS x, l.t AS t, l.s AS s, l.v AS value, lo_v AS min,"
-            " coalesce(hi_v, 'NaN'::DOUBLE) AS max, c AS count FROM agg WHERE run_id NOT IN (SELECT run_id FROM raw_runs)"
-            " UNION ALL SELECT DISTINCT run_id, x, t, s, v AS value, v AS min, v AS max, 1 AS count FROM (",
-            in_range,
-            ") WHERE run_id IN (SELECT run_id FROM raw_runs) ORDER BY run_id, x, t, s, value",
+            " coalesce(hi_v, 'NaN'::DOUBLE) AS max, c AS count FROM (",
+            aggregated,
+            ") ORDER BY run_id, x, t, s, value",
         ]
     )
-    return statement
+
+
+def raw_sql(query: SeriesQuery, source: Fragment) -> Fragment:
+    """The raw points of ``query``'s runs in its range, each once (set semantics)."""
+    return join(
+        [
+            "SELECT DISTINCT run_id, x, t, s, v AS value, v AS min, v AS max, 1::BIGINT AS count FROM (",
+            _in_range(query, source),
+            ") ORDER BY run_id, x, t, s, value",
+        ]
+    )
+
+
+def _in_range(query: SeriesQuery, source: Fragment) -> Fragment:
+    """The points of the query's runs and key in its range, as (run_id, x, t, s, v)."""
+    runs = indexed_ids("run_id", query.run_ids)
+    scan = join(["SELECT run_id, step, timestamp, value FROM", source, q("WHERE key = ? AND", query.key), runs])
+    if query.x == "relative":
+        # Seconds since the run's first point of this metric (over all its points, so the
+        # origin does not move when the range narrows).
+        points = join(
+            [
+                "SELECT p.run_id, (p.timestamp - o.t0)::DOUBLE / 1000.0::DOUBLE AS x, p.timestamp AS t,"
+                " p.step AS s, p.value AS v FROM (",
+                scan,
+                ") p JOIN (SELECT run_id, min(timestamp) AS t0 FROM (",
+                scan,
+                ") GROUP BY run_id) o USING (run_id)",
+            ]
+        )
+    else:
+        column = "step" if query.x == "step" else "timestamp"
+        points = join([f"SELECT run_id, {column} AS x, timestamp AS t, step AS s, value AS v FROM (", scan, ")"])
+    low, high = query.x_min, query.x_max
+    return join(
+        [
+            "SELECT * FROM (",
+            points,
+            q(") WHERE (?::DOUBLE IS NULL OR x >= ?::DOUBLE)", low, low),
+            q("AND (?::DOUBLE IS NULL OR x <= ?::DOUBLE)", high, high),
+        ]
+    )
 
 
 def _typed(frame: pd.DataFrame, x: str) -> pd.DataFrame:
