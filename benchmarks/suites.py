@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
-from benchmarks import compaction, ingest, live, search, server, ui
+from benchmarks import charts, compaction, ingest, live, search, server, ui
 
 Suite = Callable[[argparse.Namespace], str]
 
@@ -28,6 +28,8 @@ SUITES: dict[str, Suite] = {
         scale_runs=[int(n) for n in args.scale_runs.split(",") if int(n) > 0],
         scale_dir=args.scale_dir,
     ),
+    # Long histories: 1 M, 3 x 10 M and 100 x 100 k points; log_batch, metric_series, charts.
+    "charts": lambda args: charts.bench_charts(repeat=min(args.repeat, 5)),
     # The MLflow client against runlake server / mlflow server (SQLite) and runlake: / sqlite: in
     # process. Quick by default (1,000 runs to search); --runs 10000 is the figure.
     "server": lambda args: server.bench_server(runs=args.runs or 1_000),

@@ -80,7 +80,7 @@ def _measure(root: str, repeat: int) -> str:
         ),
         (
             "run page: metric charts (5 histories)",
-            lambda: run_callbacks.metric_charts(services, run_id, "step", 0.6, False),
+            lambda: run_callbacks.metric_charts(services, run_id, run_callbacks.ChartOptions("step", 0.6)),
             None,
             True,
         ),

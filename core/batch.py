@@ -202,7 +202,9 @@ def _write_all(
                 if cols is None or not len(cols):
                     continue
                 # One sort serves both: the file's order and the summary's "last point per key".
-                points = cols.to_table().sort_by(points_mod.POINT_ORDER)
+                points = cols.to_table()
+                if not points_mod.is_sorted(points, [name for name, _order in points_mod.POINT_ORDER]):
+                    points = points.sort_by(points_mod.POINT_ORDER)
                 write(layout.METRICS, points, experiment_id, sort=False)
                 write(layout.METRIC_SUMMARIES, points_mod.summarize(points, presorted=True), experiment_id)
                 continue

@@ -153,6 +153,10 @@ class Connection:
             raise InvalidArgument(f"SQL error: {exc}", query=query) from None
 
     # -- metric points -------------------------------------------------------------------
+    def metrics_dataset(self) -> ds.Dataset:
+        """The metric part files as a lazily scanned dataset (its ``files`` are the listing)."""
+        return self._snapshot.metrics_dataset()
+
     def scan_metrics(self, columns: list[str], condition: ds.Expression) -> pa.Table:
         """Metric points matching ``condition``, read from the Parquet files with pushdown."""
         return with_relisting(lambda: self._snapshot.metrics_dataset().to_table(columns=columns, filter=condition))

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from runlake.core import layout
-from runlake.lake import catalog, changes, frames, history, nesting, records
+from runlake.lake import catalog, changes, frames, history, nesting, records, series
 from runlake.lake.connection import Connection, fresh
 from runlake.lake.records import RunRecord
 from runlake.lake.search import results
@@ -127,6 +127,47 @@ class Lake:
             RunNotFound: no run has this id.
         """
         return history.metric_history(self.connection, run_id, key)
+
+    @fresh
+    def metric_series(
+        self,
+        run_ids: Sequence[str] | str,
+        key: str,
+        *,
+        x: str = "step",
+        buckets: int = 1000,
+        x_min: float | None = None,
+        x_max: float | None = None,
+    ) -> pd.DataFrame:
+        """One metric of some runs, cut into x buckets: what a chart of a given width needs.
+
+        The range ``x_min <= x <= x_max`` (open-ended where None) is cut into ``buckets``
+        equal-width buckets, the same edges for every run (the points' own extremes where a
+        bound is None). Per run and non-empty bucket, one row: ``value`` is the bucket's last
+        point (by x, then timestamp), ``x`` that point's x, ``min``/``max`` the extremes (NaN
+        ignored unless every value is NaN; infinities kept) and ``count`` the points stored in
+        it. A run with at most ``buckets`` points in the range gets its raw points instead,
+        each once (count 1), so zooming in far enough shows the real data. Computed in DuckDB
+        over the runs' Parquet files; no raw point reaches Python.
+
+        Args:
+            run_ids: the runs (one id or several); ids of no run give no rows.
+            key: the metric.
+            x: ``"step"``, ``"timestamp"`` (epoch ms) or ``"relative"`` (seconds since the
+                run's first point of this metric).
+            buckets: at most this many rows per run (1 to 100,000).
+            x_min: the range's low end, in the units of ``x``.
+            x_max: the range's high end, in the units of ``x``.
+
+        Returns:
+            A DataFrame with columns run_id, x, value, min, max, count, sorted by run_id then x.
+
+        Raises:
+            InvalidArgument: an unknown ``x``, ``buckets`` out of range, a bound that is not
+                a finite number, or ``x_min > x_max``.
+        """
+        query = series.check(run_ids, key, x, buckets, x_min, x_max)
+        return series.metric_series(self.connection, query)
 
     @fresh
     def metric_histories(

@@ -8,10 +8,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 
-from runlake.core import layout
+from runlake.core import layout, writer
+from runlake.core import points as core_points
 from runlake.core.errors import RunNotFound
-from runlake.lake.connection import Connection
+from runlake.lake.connection import Connection, with_relisting
 from runlake.lake.sql import id_list, join, q
 
 POINT_COLUMNS = ["run_id", "key", "step", "timestamp", "value"]
@@ -27,11 +29,30 @@ def metric_history(db: Connection, run_id: str, key: str) -> pd.DataFrame:
     rows = db.rows(q("SELECT experiment_id FROM runs WHERE run_id = ?", run_id))
     if not rows:
         raise RunNotFound(run_id)
-    condition = (
-        (ds.field(layout.PARTITION_COLUMN) == rows[0][0]) & (ds.field("run_id") == run_id) & (ds.field("key") == key)
-    )
+    experiment_id = rows[0][0]
     # One series: only its numbers are read back and sorted (no string columns to decode).
-    return distinct_sorted(db.scan_metrics(SERIES_COLUMNS, condition), SERIES_COLUMNS).to_pandas()
+    points = with_relisting(lambda: _scan_series(db, experiment_id, run_id, key))
+    # Arrow all the way: no per-point Python, and the numeric columns become the DataFrame's
+    # without a consolidating copy.
+    return distinct_sorted(points, SERIES_COLUMNS).to_pandas(split_blocks=True, self_destruct=True)
+
+
+def _scan_series(db: Connection, experiment_id: str, run_id: str, key: str) -> pa.Table:
+    if isinstance(db.fs, pafs.LocalFileSystem):
+        # DuckDB's Parquet reader prunes row groups by the run and key statistics and decodes
+        # in parallel: several times faster than a pyarrow dataset scan of the same files.
+        paths = [p for p in db.metrics_dataset().files if writer.partition_of(p) == experiment_id]
+        if not paths:
+            return pa.schema([(c, layout.SCHEMAS[layout.METRICS].field(c).type) for c in SERIES_COLUMNS]).empty_table()
+        relation = db.cursor().sql(
+            "SELECT step, timestamp, value FROM read_parquet($paths) WHERE run_id = $run AND key = $key",
+            params={"paths": paths, "run": run_id, "key": key},
+        )
+        return relation.to_arrow_table()
+    condition = (
+        (ds.field(layout.PARTITION_COLUMN) == experiment_id) & (ds.field("run_id") == run_id) & (ds.field("key") == key)
+    )
+    return db.metrics_dataset().to_table(columns=SERIES_COLUMNS, filter=condition)
 
 
 def metric_histories(
@@ -65,13 +86,13 @@ def distinct_sorted(points: pa.Table, columns: list[str]) -> pa.Table:
     neighbours, so one vectorised comparison with the previous row finds them (NaN equals NaN
     here, as in DuckDB's DISTINCT).
     """
-    ordered = points.sort_by([(c, "ascending") for c in columns])
+    ordered = points if core_points.is_sorted(points, columns) else points.sort_by([(c, "ascending") for c in columns])
     n = ordered.num_rows
     if n < 2:
         return ordered
     same = None
     for name in columns:
-        column = ordered.column(name).combine_chunks()
+        column = ordered.column(name)
         before, after = column.slice(0, n - 1), column.slice(1)
         equal = pc.fill_null(pc.equal(before, after), False)
         if name == "value":
@@ -80,5 +101,5 @@ def distinct_sorted(points: pa.Table, columns: list[str]) -> pa.Table:
     assert same is not None
     if not pc.any(same).as_py():
         return ordered
-    keep = pa.concat_arrays([pa.array([True]), pc.invert(same)])
+    keep = pa.chunked_array([pa.array([True]), *pc.invert(same).chunks])
     return ordered.filter(keep)

@@ -133,6 +133,22 @@ class Services:
             lambda: self.lake.metric_histories(list(run_ids), list(keys) if keys is not None else None),
         )
 
+    def series(
+        self,
+        run_ids: Sequence[str],
+        key: str,
+        x: str = "step",
+        buckets: int = 1000,
+        x_min: float | None = None,
+        x_max: float | None = None,
+    ) -> pd.DataFrame:
+        """``Lake.metric_series``, cached per query and lake state."""
+        return self.cached(
+            "series",
+            [list(run_ids), key, x, buckets, x_min, x_max],
+            lambda: self.lake.metric_series(list(run_ids), key, x=x, buckets=buckets, x_min=x_min, x_max=x_max),
+        )
+
     def children(self, run_id: str) -> list[str]:
         return self.search_run_ids(filter_string=f"parent_run_id = {quote(run_id)}", run_view_type="ALL")
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import dash_ag_grid as dag
 import pandas as pd
-from dash import Input, Output, State, dcc, html
+from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from runlake.app.web import charts, ids
 from runlake.app.web.components import control, empty_state, message, page_header, section
@@ -100,13 +100,16 @@ def _columns(frame: pd.DataFrame, numeric: bool = False) -> list[dict[str, Any]]
         }
     ]
     for record in frame.itertuples():
+        # Widths follow the content (the grid auto-sizes its columns), within bounds: a long
+        # value (a source path, a run id) ends in an ellipsis and shows whole in its tooltip.
         col = {
             "field": record.run_id,
             "headerName": record.run_name or record.run_id[:8],
             "headerTooltip": record.run_id,
-            "flex": 1,
-            "minWidth": 170,
+            "minWidth": 120,
+            "maxWidth": 420,
             "tooltipField": record.run_id,
+            "cellClass": "compare-cell",
         }
         if numeric:
             col["type"] = "rightAligned"
@@ -126,8 +129,9 @@ def _table(grid_id: str, frame: pd.DataFrame, rows: list[dict[str, Any]], numeri
             "domLayout": "autoHeight" if len(rows) <= 25 else "normal",
             "tooltipShowDelay": 300,
         },
-        className="ag-theme-quartz grid",
+        className="ag-theme-quartz grid compare-grid",
         style={"height": None if len(rows) <= 25 else "480px"},
+        columnSize="autoSize",
     )
 
 
@@ -308,6 +312,36 @@ def layout(services: Services, runs: Any = None, **_query: Any) -> html.Div:
                                 dcc.Checklist(id=ids.CMP_LOG_Y, options=[{"label": " Log", "value": "log"}], value=[]),
                                 "Log y-axis",
                             ),
+                            control(
+                                "Band",
+                                dcc.Checklist(
+                                    id=ids.CMP_BAND,
+                                    options=[{"label": " Min–max", "value": "band"}],
+                                    # Bands of many overlaid runs hide each other: on for a few runs only.
+                                    value=["band"] if len(frame) <= 3 else [],
+                                ),
+                                "Shade each bucket's min and max around a run's line",
+                            ),
+                            control(
+                                "Group by",
+                                dcc.Dropdown(
+                                    id=ids.CMP_GROUP,
+                                    options=group_options(frame),
+                                    value=None,
+                                    placeholder="No grouping",
+                                ),
+                                "One mean curve per value of a param or tag",
+                            ),
+                            control(
+                                "Group band",
+                                dcc.RadioItems(
+                                    id=ids.CMP_SPREAD,
+                                    options=[{"label": f" {v}", "value": k} for k, v in charts.SPREADS.items()],
+                                    value="minmax",
+                                    inline=True,
+                                ),
+                                "Around each group's mean: its runs' min-max, or ± one standard deviation",
+                            ),
                         ],
                         className="plot-controls",
                     ),
@@ -376,23 +410,115 @@ def register_callbacks(app: Dash, services: Services) -> None:
         Input(ids.CMP_X_AXIS, "value"),
         Input(ids.CMP_SMOOTHING, "value"),
         Input(ids.CMP_LOG_Y, "value"),
+        Input(ids.CMP_BAND, "value"),
+        Input(ids.CMP_GROUP, "value"),
+        Input(ids.CMP_SPREAD, "value"),
+        Input(f"{ids.CMP_PLOT}-curves", "relayoutData"),
         State(ids.CMP_RUNS, "data"),
     )
-    def curves(key: str | None, x_axis: str, smoothing: float, log_y: list[str] | None, run_ids: list[str]) -> Any:
-        return curves_figure(services, run_ids, key, x_axis or "step", float(smoothing or 0), bool(log_y))
+    def curves(
+        key: str | None,
+        x_axis: str,
+        smoothing: float,
+        log_y: list[str] | None,
+        band: list[str] | None,
+        group: str | None,
+        spread: str | None,
+        relayout: dict[str, Any] | None,
+        run_ids: list[str],
+    ) -> Any:
+        x_axis = x_axis if x_axis in charts.LAKE_X else "step"
+        window = None
+        if ctx.triggered_id == f"{ids.CMP_PLOT}-curves":
+            # A zoom or pan re-queries the visible range; a y-only zoom or a resize does not.
+            window = charts.zoom_range(relayout, x_axis)
+            if window is None:
+                return no_update
+            window = None if window == (None, None) else window
+        return curves_figure(
+            services,
+            run_ids,
+            key,
+            x_axis,
+            float(smoothing or 0),
+            bool(log_y),
+            band=bool(band),
+            group=group,
+            spread=spread or "minmax",
+            window=window,
+        )
+
+
+def group_options(frame: pd.DataFrame) -> list[dict[str, str]]:
+    """The params and tags runs can be grouped by (user tags before ``mlflow.*`` ones)."""
+    columns = sorted(c for c in frame.columns if c.startswith("params."))
+    tags = sorted(c for c in frame.columns if c.startswith("tags."))
+    columns += [c for c in tags if not c.startswith("tags.mlflow.")] + [c for c in tags if c.startswith("tags.mlflow.")]
+    return [{"label": c, "value": c} for c in columns]
+
+
+def run_groups(frame: pd.DataFrame, column: str) -> dict[str, str]:
+    """Run id -> its value of ``column`` as the group label ("(none)" where it is not set)."""
+    values = frame[column] if column in frame.columns else pd.Series([None] * len(frame))
+    return {r: ("(none)" if pd.isna(v) else str(v)) for r, v in zip(frame["run_id"], values)}
+
+
+def curve_buckets(runs: int) -> int:
+    """Buckets per run: ``charts.BUCKETS`` for a few runs, fewer for many, so 100 runs stay a
+    figure a browser draws at once (the zoom re-buckets at full density)."""
+    return max(200, min(charts.BUCKETS, 50_000 // max(runs, 1)))
 
 
 def curves_figure(
-    services: Services, run_ids: list[str], key: str | None, x_axis: str, smoothing: float, log_y: bool
+    services: Services,
+    run_ids: list[str],
+    key: str | None,
+    x_axis: str,
+    smoothing: float,
+    log_y: bool,
+    *,
+    band: bool = True,
+    group: str | None = None,
+    spread: str = "minmax",
+    window: tuple[float | None, float | None] | None = None,
 ) -> Any:
+    """The compare page's metric curves: one line per run (with its min-max band), or with
+    ``group`` one mean curve per value of that param or tag."""
     if not key:
         return charts.empty_figure("Pick a metric")
     frame = compare_frame(services, run_ids)
-    points = services.histories(list(frame["run_id"]), [key])
-    names = {r: (n or r[:8]) for r, n in zip(frame["run_id"], frame["run_name"])}
-    starts = {r: (s.value // 1_000_000 if pd.notna(s) else None) for r, s in zip(frame["run_id"], frame["start_time"])}
-    fig = charts.history_figure(
-        points, key, x_axis=x_axis, smoothing=smoothing, log_y=log_y, names=names, starts=starts, height=460
-    )
-    fig["layout"]["showlegend"] = 1 < len(names) <= 30
+    ids_shown = list(frame["run_id"])
+    low, high = window if window is not None else (None, None)
+    series = services.series(ids_shown, key, charts.LAKE_X[x_axis], curve_buckets(len(ids_shown)), low, high)
+    if group:
+        label = group.split(".", 1)[1] if "." in group else group
+        fig = charts.grouped_figure(
+            series,
+            key,
+            run_groups(frame, group),
+            x_axis=x_axis,
+            spread=spread if spread in charts.SPREADS else "minmax",
+            smoothing=smoothing,
+            log_y=log_y,
+            group_title=label,
+        )
+    else:
+        names = {r: (n or r[:8]) for r, n in zip(frame["run_id"], frame["run_name"])}
+        fig = charts.series_figure(
+            series,
+            key,
+            x_axis=x_axis,
+            smoothing=smoothing,
+            log_y=log_y,
+            band=band,
+            names=names,
+            height=460,
+            x_range=window,
+        )
+        fig["layout"]["showlegend"] = 1 < len(names) <= 30
+    if window is not None:
+        fig["layout"]["xaxis"]["range"] = (
+            [charts.iso(window[0]), charts.iso(window[1])] if x_axis == "wall" else list(window)
+        )
+        fig["layout"]["xaxis"]["autorange"] = False
     return fig

@@ -256,6 +256,13 @@ def _metrics(record: RunRecord, running: bool) -> Any:
                         dcc.Checklist(id=ids.RUN_LOG_Y, options=[{"label": " Log", "value": "log"}], value=[]),
                         "Logarithmic y-axis",
                     ),
+                    control(
+                        "Band",
+                        dcc.Checklist(
+                            id=ids.RUN_BAND, options=[{"label": " Min–max", "value": "band"}], value=["band"]
+                        ),
+                        "Shade each bucket's min and max around the line of its last values",
+                    ),
                     # Only a running run refreshes; for the others the switch would do nothing.
                     html.Div(
                         control(
@@ -273,6 +280,7 @@ def _metrics(record: RunRecord, running: bool) -> Any:
                 ],
                 className="chart-controls",
             ),
+            dcc.Store(id=ids.RUN_SERIES_STATE, data={}),
             dcc.Loading(html.Div(id=ids.RUN_CHARTS, className="charts"), type="dot", delay_show=400),
         ]
     )

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
+from dash import ALL, MATCH, Input, Output, Patch, State, ctx, dcc, html, no_update
 
 from runlake.app.web import artifacts as arts
 from runlake.app.web import charts, ids
@@ -148,23 +149,57 @@ def register(app: Dash, services: Services) -> None:
 
     @app.callback(
         Output(ids.RUN_CHARTS, "children"),
+        Output(ids.RUN_SERIES_STATE, "data"),
         Input(ids.RUN_X_AXIS, "value"),
         Input(ids.RUN_SMOOTHING, "value"),
         Input(ids.RUN_LOG_Y, "value"),
+        Input(ids.RUN_BAND, "value"),
         State(ids.RUN_ID, "data"),
     )
-    def draw(x_axis: str, smoothing: float, log_y: list[str], run_id: str) -> Any:
-        return metric_charts(services, run_id, x_axis or "step", float(smoothing or 0), bool(log_y))
+    def draw(x_axis: str, smoothing: float, log_y: list[str], band: list[str] | None, run_id: str) -> Any:
+        return metric_charts(services, run_id, ChartOptions.of(x_axis, smoothing, log_y, band))
+
+    @app.callback(
+        Output({"type": ids.RUN_CHART, "key": MATCH}, "figure", allow_duplicate=True),
+        Input({"type": ids.RUN_CHART, "key": MATCH}, "relayoutData"),
+        State(ids.RUN_X_AXIS, "value"),
+        State(ids.RUN_SMOOTHING, "value"),
+        State(ids.RUN_LOG_Y, "value"),
+        State(ids.RUN_BAND, "value"),
+        State(ids.RUN_ID, "data"),
+        prevent_initial_call=True,
+    )
+    def zoom(
+        relayout: dict[str, Any] | None,
+        x_axis: str,
+        smoothing: float,
+        log_y: list[str],
+        band: list[str] | None,
+        run_id: str,
+    ) -> Any:
+        # A zoom or pan asks the lake again for the visible range only: the buckets narrow
+        # with it, down to the raw points; a reset (double click) brings back the whole series.
+        options = ChartOptions.of(x_axis, smoothing, log_y, band)
+        window = charts.zoom_range(relayout, options.x_axis)
+        record = services.get_run(run_id)
+        if window is None or record is None or not isinstance(ctx.triggered_id, dict):
+            return no_update
+        key = ctx.triggered_id["key"]
+        figure, _state = chart_figure(services, record, key, options, None if window == (None, None) else window)
+        return figure
 
     @app.callback(
         Output({"type": ids.RUN_CHART, "key": ALL}, "figure"),
         Output(ids.RUN_CHARTS, "children", allow_duplicate=True),
+        Output(ids.RUN_SERIES_STATE, "data", allow_duplicate=True),
         Input(ids.RUN_TICK, "n_intervals"),
         State(ids.RUN_X_AXIS, "value"),
         State(ids.RUN_SMOOTHING, "value"),
         State(ids.RUN_LOG_Y, "value"),
+        State(ids.RUN_BAND, "value"),
         State({"type": ids.RUN_CHART, "key": ALL}, "id"),
         State({"type": ids.RUN_CHART, "key": ALL}, "relayoutData"),
+        State(ids.RUN_SERIES_STATE, "data"),
         State(ids.RUN_ID, "data"),
         prevent_initial_call=True,
     )
@@ -173,20 +208,22 @@ def register(app: Dash, services: Services) -> None:
         x_axis: str,
         smoothing: float,
         log_y: list[str],
+        band: list[str] | None,
         shown: list[dict[str, str]],
         views: list[dict[str, Any] | None],
+        drawn: dict[str, Any] | None,
         run_id: str,
     ) -> Any:
-        # Live refresh sets each graph's figure in place, carrying over the range the user
-        # zoomed or panned to (uirevision alone loses it once the graph re-syncs its layout).
-        # Only a new metric key redraws the set of charts.
-        x_axis, smoothing_value, log = x_axis or "step", float(smoothing or 0), bool(log_y)
+        # Only a new metric key redraws the set of charts. Otherwise each chart whose metric
+        # got new points is brought up to date in place, keeping the user's zoom.
+        options = ChartOptions.of(x_axis, smoothing, log_y, band)
         keys = [item["key"] for item in shown]
         record = services.get_run(run_id)
         if record is None or chart_keys(record) != keys:
-            return [no_update] * len(keys), metric_charts(services, run_id, x_axis, smoothing_value, log)
-        figures = metric_figures(services, record, keys, x_axis, smoothing_value, log)
-        return [charts.keep_view(figure, view) for figure, view in zip(figures, views)], no_update
+            children, state = metric_charts(services, run_id, options)
+            return [no_update] * len(keys), children, state
+        updates, state = live_updates(services, record, keys, views, drawn or {}, options)
+        return updates, no_update, state
 
     @app.callback(
         Output(ids.RUN_TICK, "disabled"),
@@ -233,36 +270,132 @@ def chart_keys(record: RunRecord) -> list[str]:
     return sorted(record.metrics)[:MAX_CHARTS]
 
 
-def metric_figures(
-    services: Services, record: RunRecord, keys: list[str], x_axis: str, smoothing: float, log_y: bool
-) -> list[Any]:
-    points = services.histories([record.run_id], keys)
-    start = record.info.get("start_time")
-    return [
-        charts.history_figure(
-            points,
+@dataclass(frozen=True)
+class ChartOptions:
+    """The run page's chart controls."""
+
+    x_axis: str = "step"
+    smoothing: float = 0.0
+    log_y: bool = False
+    band: bool = True
+
+    @classmethod
+    def of(cls, x_axis: str | None, smoothing: Any, log_y: Any, band: Any) -> ChartOptions:
+        return cls(x_axis if x_axis in charts.LAKE_X else "step", float(smoothing or 0), bool(log_y), bool(band))
+
+
+def _marker(record: RunRecord, key: str) -> list[Any]:
+    """What changes when a metric gets new points: its latest point."""
+    stats = record.metric_stats.get(key, {})
+    return [stats.get("step"), stats.get("timestamp"), repr(stats.get("latest"))]
+
+
+def chart_figure(
+    services: Services,
+    record: RunRecord,
+    key: str,
+    options: ChartOptions,
+    window: tuple[float | None, float | None] | None = None,
+    shown: tuple[float | None, float | None] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One metric's chart (at most ``charts.BUCKETS`` points per trace) and what it drew.
+
+    ``window`` is the x range to read (metric_series units; None: the whole series) and
+    ``shown`` the range the axis shows (default: ``window``).
+    """
+    low, high = window if window is not None else (None, None)
+    rows = services.series([record.run_id], key, charts.LAKE_X[options.x_axis], charts.BUCKETS, low, high)
+    figure = charts.series_figure(
+        rows,
+        key,
+        x_axis=options.x_axis,
+        smoothing=options.smoothing,
+        log_y=options.log_y,
+        band=options.band,
+        names={record.run_id: key},
+        x_range=shown if shown is not None else window,
+    )
+    drawn = {"last": float(rows["x"].max()) if len(rows) else None, "n": len(rows), "marker": _marker(record, key)}
+    return figure, drawn
+
+
+# The smallest step past a drawn x in each mode: steps and epoch ms are integers, relative
+# seconds come from integer milliseconds.
+_NEXT = {"step": 1.0, "wall": 1.0, "relative": 0.0005}
+
+
+def live_updates(
+    services: Services,
+    record: RunRecord,
+    keys: list[str],
+    views: list[dict[str, Any] | None],
+    drawn: dict[str, Any],
+    options: ChartOptions,
+) -> tuple[list[Any], dict[str, Any]]:
+    """Per chart: nothing (no new points), the new points appended (a ``Patch``), or a redraw.
+
+    Only what is new is fetched: a metric whose latest point did not move is not read at all;
+    an unzoomed, unsmoothed chart asks the lake for the points past the last x it drew and
+    appends them; the chart is re-bucketed when the appended points would take it past twice
+    the bucket count; a smoothed chart is redrawn (its EMA runs over every point), a zoomed
+    one from its left edge on.
+    """
+    state = dict(drawn)
+    updates: list[Any] = []
+    for key, view in zip(keys, views):
+        before = drawn.get(key)
+        marker = _marker(record, key)
+        if before is not None and before.get("marker") == marker:
+            updates.append(no_update)
+            continue
+        window = charts.zoom_range(view, options.x_axis)
+        zoomed = window is not None and window != (None, None)
+        if zoomed and window is not None:
+            # Zoomed: the view stays, the data runs from its left edge to the newest point, so
+            # the new points are there when the user pans right.
+            figure, state[key] = chart_figure(services, record, key, options, (window[0], None), window)
+            updates.append(figure)
+            continue
+        if before is None or before.get("last") is None or options.smoothing > 0:
+            figure, state[key] = chart_figure(services, record, key, options)
+            updates.append(figure)
+            continue
+        new = services.series(
+            [record.run_id],
             key,
-            x_axis=x_axis,
-            smoothing=smoothing,
-            log_y=log_y,
-            starts={record.run_id: start},
-            names={record.run_id: key},
+            charts.LAKE_X[options.x_axis],
+            charts.BUCKETS,
+            before["last"] + _NEXT[options.x_axis],
+            None,
         )
-        for key in keys
-    ]
+        if before["n"] + len(new) > 2 * charts.BUCKETS:
+            figure, state[key] = chart_figure(services, record, key, options)
+            updates.append(figure)
+            continue
+        patch = Patch()
+        x = new["x"].tolist()
+        columns = [("max", 0), ("min", 1), ("value", 2)] if options.band else [("value", 0)]
+        for column, index in columns:
+            patch["data"][index]["x"].extend(x)
+            patch["data"][index]["y"].extend(charts.finite(new[column]))
+        updates.append(patch)
+        last = float(new["x"].max()) if len(new) else before["last"]
+        state[key] = {"last": last, "n": before["n"] + len(new), "marker": marker}
+    return updates, state
 
 
-def metric_charts(services: Services, run_id: str, x_axis: str, smoothing: float, log_y: bool) -> Any:
-    """One chart per metric of a run (what the run page's chart callback returns)."""
+def metric_charts(services: Services, run_id: str, options: ChartOptions) -> tuple[Any, dict[str, Any]]:
+    """One chart per metric of a run, and what each drew (the chart callback's outputs)."""
     record = services.get_run(run_id)
     if record is None or not record.metrics:
-        return None
-    keys = chart_keys(record)
-    figures = metric_figures(services, record, keys, x_axis, smoothing, log_y)
-    return [
-        html.Div(
-            dcc.Graph(figure=figure, config={"displaylogo": False}, id={"type": ids.RUN_CHART, "key": key}),
-            className="chart-card",
+        return None, {}
+    cards, state = [], {}
+    for key in chart_keys(record):
+        figure, state[key] = chart_figure(services, record, key, options)
+        cards.append(
+            html.Div(
+                dcc.Graph(figure=figure, config={"displaylogo": False}, id={"type": ids.RUN_CHART, "key": key}),
+                className="chart-card",
+            )
         )
-        for key, figure in zip(keys, figures)
-    ]
+    return cards, state

@@ -22,7 +22,7 @@ from runlake.app.web.grid import (
     page_request,
     rows,
 )
-from runlake.app.web.pages import runs_actions
+from runlake.app.web.pages import runs_actions, runs_charts
 
 if TYPE_CHECKING:
     from dash import Dash
@@ -182,6 +182,7 @@ def layout(services: Services, **query_args: Any) -> html.Div:
                 className="filter-row",
             ),
             runs_actions.action_bar(),
+            runs_charts.panel(),
             # The empty state lies over the grid's body (the grid itself stays mounted: it asks
             # for rows again when the view changes).
             html.Div(
@@ -381,6 +382,7 @@ def register_callbacks(app: Dash, services: Services) -> None:
         return False, f"updating every {services.settings.refresh_seconds:g} s"
 
     runs_actions.register_callbacks(app, services)
+    runs_charts.register_callbacks(app, services)
 
 
 def _values(options: list[Any] | None) -> list[str]:

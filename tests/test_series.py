@@ -1,0 +1,218 @@
+"""``Lake.metric_series``: DuckDB's buckets equal a small pure-Python reference on random series."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections import defaultdict
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from runlake.core.errors import InvalidArgument
+from runlake.ingest import LakeClient
+from runlake.lake import Lake
+
+NAN, INF = float("nan"), float("inf")
+T0 = 1_700_000_000_000
+
+Point = tuple[int, int, float]  # step, timestamp, value
+
+
+def _value_key(v: float) -> tuple[int, float]:
+    """Order of values as DuckDB and the latest rule have it: NaN after every number."""
+    return (1, 0.0) if math.isnan(v) else (0, v)
+
+
+def reference(
+    series: dict[str, list[Point]], mode: str, buckets: int, x_min: float | None, x_max: float | None
+) -> list[tuple]:
+    """What metric_series must return, computed point by point in Python."""
+    kept: dict[str, list[tuple]] = {}
+    for run_id, points in series.items():
+        if not points:
+            continue
+        t0 = min(t for _s, t, _v in points)
+        rows = []
+        for s, t, v in points:
+            x = s if mode == "step" else t if mode == "timestamp" else float(t - t0) / 1000.0
+            if (x_min is None or x >= x_min) and (x_max is None or x <= x_max):
+                rows.append((x, t, s, v))
+        if rows:
+            kept[run_id] = rows
+    if not kept:
+        return []
+    xs = [r[0] for rows in kept.values() for r in rows]
+    lo = float(x_min) if x_min is not None else float(min(xs))
+    hi = float(x_max) if x_max is not None else float(max(xs))
+    out = []
+    for run_id, rows in kept.items():
+        cut: dict[int, list[tuple]] = defaultdict(list)
+        for row in rows:
+            b = min(math.floor((float(row[0]) - lo) * float(buckets) / (hi - lo)), buckets - 1) if hi > lo else 0
+            cut[b].append(row)
+        if len(rows) <= buckets and max(len(v) for v in cut.values()) > 1:
+            unique = {(x, t, s, _value_key(v)): (x, v) for x, t, s, v in rows}
+            out += [(run_id, x, v, v, v, 1) for x, v in unique.values()]
+            continue
+        for members in cut.values():
+            x, _t, _s, v = max(members, key=lambda r: (r[0], r[1], r[2], _value_key(r[3])))
+            numbers = [r[3] for r in members if not math.isnan(r[3])]
+            low = min(numbers) if numbers else NAN
+            high = max(numbers) if numbers else NAN
+            out.append((run_id, x, v, low, high, len(members)))
+    return out
+
+
+def _canonical(rows: list[tuple]) -> list[tuple]:
+    def key(row: tuple) -> tuple:
+        return (row[0], row[1], _value_key(row[2]), _value_key(row[3]), _value_key(row[4]), row[5])
+
+    return sorted(key(r) for r in rows)
+
+
+def _frame_rows(frame) -> list[tuple]:
+    return [(r.run_id, r.x, r.value, r.min, r.max, int(r.count)) for r in frame.itertuples()]
+
+
+def _write(root: str, series: list[list[Point]], flushes: int) -> tuple[dict[str, list[Point]], Lake]:
+    """Each series as a run's "loss" (split over ``flushes`` files), plus noise the query must skip."""
+    client = LakeClient(root)
+    experiment = client.create_experiment("e")
+    other = client.create_experiment("other")
+    by_run: dict[str, list[Point]] = {}
+    for i, points in enumerate(series):
+        run_id = client.create_run(experiment, run_name=f"r{i}")
+        by_run[run_id] = points
+        client.log_batch(run_id, metrics=[("acc", 0.5, T0, 0)])
+        for part in range(flushes):
+            chunk = points[part::flushes]
+            if chunk:
+                client.log_batch(run_id, metrics=[("loss", v, t, s) for s, t, v in chunk])
+            client.flush()
+    stranger = client.create_run(other, run_name="elsewhere")
+    client.log_batch(stranger, metrics=[("loss", 9.0, T0, 3)])
+    client.flush()
+    return by_run, Lake(root)
+
+
+values = st.one_of(st.sampled_from([NAN, INF, -INF, 0.0, 1.0, -1.0]), st.floats(-1e6, 1e6, allow_nan=False))
+points = st.lists(
+    st.tuples(st.integers(0, 60), st.integers(0, 90_000).map(lambda t: T0 + t), values), min_size=0, max_size=40
+)
+bounds = st.one_of(st.none(), st.integers(-5, 95_000))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    series=st.lists(points, min_size=1, max_size=3),
+    mode=st.sampled_from(["step", "timestamp", "relative"]),
+    buckets=st.integers(1, 12),
+    low=bounds,
+    high=bounds,
+    flushes=st.integers(1, 2),
+)
+def test_buckets_match_the_reference(series, mode, buckets, low, high, flushes):
+    x_min = None if low is None else (low % 70 if mode == "step" else T0 + low if mode == "timestamp" else low / 1000)
+    x_max = (
+        None if high is None else (high % 70 if mode == "step" else T0 + high if mode == "timestamp" else high / 1000)
+    )
+    if x_min is not None and x_max is not None and x_min > x_max:
+        x_min, x_max = x_max, x_min
+    with tempfile.TemporaryDirectory() as root:
+        by_run, lake = _write(root, series, flushes)
+        frame = lake.metric_series(list(by_run), "loss", x=mode, buckets=buckets, x_min=x_min, x_max=x_max)
+        expected = reference(by_run, mode, buckets, x_min, x_max)
+        assert _canonical(_frame_rows(frame)) == _canonical(expected)
+        assert list(frame.columns) == ["run_id", "x", "value", "min", "max", "count"]
+        for run_id, rows in frame.groupby("run_id"):
+            assert len(rows) <= max(buckets, sum(1 for _ in by_run[run_id]))
+
+
+@pytest.fixture
+def long_run(lake_dir):
+    client = LakeClient(lake_dir)
+    experiment = client.create_experiment("long")
+    run_id = client.create_run(experiment, run_name="long")
+    client.log_batch(run_id, metrics=[("loss", float(s % 100), T0 + 10 * s, s) for s in range(20_000)])
+    client.flush()
+    return Lake(lake_dir), run_id
+
+
+def test_a_long_series_keeps_its_extremes_and_every_point_counted(long_run):
+    lake, run_id = long_run
+    frame = lake.metric_series(run_id, "loss", buckets=100)
+    assert len(frame) == 100
+    assert frame["count"].sum() == 20_000
+    assert (frame["min"] == 0.0).all() and (frame["max"] == 99.0).all()
+    # The last point of each bucket draws the line: bucket i ends at step 200 i + 199.
+    assert frame["x"].tolist() == [200 * i + 199 for i in range(100)]
+    assert frame["value"].tolist() == [99.0] * 100
+
+
+def test_a_narrow_range_gives_the_raw_points(long_run):
+    lake, run_id = long_run
+    frame = lake.metric_series([run_id], "loss", x_min=1_000, x_max=1_499, buckets=1000)
+    assert frame["x"].tolist() == list(range(1_000, 1_500))
+    assert (frame["count"] == 1).all()
+    assert frame["value"].tolist() == [float(s % 100) for s in range(1_000, 1_500)]
+
+
+def test_relative_and_timestamp_modes(long_run):
+    lake, run_id = long_run
+    rel = lake.metric_series([run_id], "loss", x="relative", x_min=10.0, x_max=10.05)
+    assert rel["x"].tolist() == pytest.approx([10.0, 10.01, 10.02, 10.03, 10.04, 10.05])
+    ts = lake.metric_series([run_id], "loss", x="timestamp", buckets=10)
+    assert ts["x"].iloc[-1] == T0 + 10 * 19_999 and ts["count"].sum() == 20_000
+
+
+def test_points_logged_after_a_read_are_seen_by_the_next(lake_dir):
+    client = LakeClient(lake_dir)
+    run_id = client.create_run(client.create_experiment("live"))
+    client.log_batch(run_id, metrics=[("loss", 1.0, T0, 0)])
+    lake = Lake(lake_dir)
+    assert lake.metric_series([run_id], "loss")["x"].tolist() == [0]
+    client.log_batch(run_id, metrics=[("loss", 2.0, T0 + 1, 1)])  # buffered, not flushed
+    assert lake.metric_series([run_id], "loss")["x"].tolist() == [0, 1]
+    client.flush()
+
+
+def test_unknown_runs_and_keys_give_no_rows(long_run):
+    lake, run_id = long_run
+    assert lake.metric_series(["nope"], "loss").empty
+    assert lake.metric_series([run_id], "missing").empty
+    assert lake.metric_series([], "loss").empty
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"x": "wall"}, "x must be one of step, timestamp, relative"),
+        ({"buckets": 0}, "buckets must be an integer"),
+        ({"buckets": 2.5}, "buckets must be an integer"),
+        ({"buckets": True}, "buckets must be an integer"),
+        ({"x_min": 5, "x_max": 1}, "x_min (5) is greater than x_max (1)"),
+        ({"x_min": float("nan")}, "x_min must be a finite number"),
+        ({"x_max": "10"}, "x_max must be a finite number"),
+    ],
+    ids=lambda v: str(v),
+)
+def test_bad_arguments_are_invalid(long_run, kwargs, message):
+    lake, run_id = long_run
+    with pytest.raises(InvalidArgument) as info:
+        lake.metric_series([run_id], "loss", **kwargs)
+    assert message in info.value.to_dict()["message"]
+
+
+def test_metric_history_sorts_files_written_out_of_order_and_counts_a_point_once(lake_dir):
+    client = LakeClient(lake_dir)
+    run_id = client.create_run(client.create_experiment("h"))
+    client.log_batch(run_id, metrics=[("loss", 3.0, T0 + 3, 3), ("loss", NAN, T0 + 2, 2)])
+    client.flush()
+    client.log_batch(run_id, metrics=[("loss", 1.0, T0 + 1, 1), ("loss", 3.0, T0 + 3, 3), ("loss", 2.0, T0 + 2, 2)])
+    client.flush()
+    history = Lake(lake_dir).metric_history(run_id, "loss")
+    assert history["step"].tolist() == [1, 2, 2, 3]
+    assert history["value"].tolist()[:2] == [1.0, 2.0] and math.isnan(history["value"].iloc[2])
+    assert history["value"].iloc[3] == 3.0
