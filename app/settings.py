@@ -23,6 +23,8 @@ class Settings:
     port: int = 8050
     debug: bool = False
     refresh_seconds: float = 5.0
+    read_only: bool = False
+    allow_hosts: tuple[str, ...] = ()
 
     HELP = {
         "lake": "lake root: --lake, else $RUNLAKE_LAKE, else ./runlake-data",
@@ -30,6 +32,10 @@ class Settings:
         "port": "dashboard port: --port, else $RUNLAKE_PORT, else 8050",
         "debug": "Dash debug mode (dev tools, reloader off): --debug",
         "refresh_seconds": "live-refresh interval while runs are RUNNING: --refresh-seconds, else $RUNLAKE_REFRESH_SECONDS, else 5",
+        "read_only": "serve the dashboard read-only (every change control hidden and refused on the server): "
+        "--read-only, else $RUNLAKE_READ_ONLY=1",
+        "allow_hosts": "extra Host header names a loopback-bound dashboard answers (a reverse proxy's name): "
+        "--allow-host NAME (repeatable), else $RUNLAKE_ALLOW_HOSTS (comma-separated)",
     }
 
     @classmethod
@@ -49,11 +55,21 @@ class Settings:
             port=int(pick("port", "RUNLAKE_PORT", 8050)),  # type: ignore[arg-type]
             debug=bool(values.get("debug") or False),
             refresh_seconds=float(pick("refresh_seconds", "RUNLAKE_REFRESH_SECONDS", 5.0)),  # type: ignore[arg-type]
+            read_only=bool(values.get("read_only") or _truthy(env.get("RUNLAKE_READ_ONLY"))),
+            allow_hosts=tuple(
+                h.strip().lower()
+                for h in (values.get("allow_host") or str(env.get("RUNLAKE_ALLOW_HOSTS") or "").split(","))
+                if h and h.strip()
+            ),
         )
 
     @classmethod
     def names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
+
+
+def _truthy(value: str | None) -> bool:
+    return str(value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def add_lake_argument(parser: argparse.ArgumentParser) -> None:
@@ -68,4 +84,15 @@ def add_ui_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", default=None, help=Settings.HELP["debug"])
     parser.add_argument(
         "--refresh-seconds", dest="refresh_seconds", type=float, default=None, help=Settings.HELP["refresh_seconds"]
+    )
+    parser.add_argument(
+        "--read-only", dest="read_only", action="store_true", default=None, help=Settings.HELP["read_only"]
+    )
+    parser.add_argument(
+        "--allow-host",
+        dest="allow_host",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help=Settings.HELP["allow_hosts"],
     )

@@ -136,6 +136,11 @@ class Buffer:
         with self.lock:
             self._rows[(key, experiment_id)].extend(rows)
 
+    def pending_rows(self) -> int:
+        """Rows other than metric points waiting (runs, params, tags, experiments)."""
+        with self.lock:
+            return sum(len(items) for items in self._rows.values())
+
     def pending(self) -> bool:
         """Whether anything waits to be written."""
         with self.lock:

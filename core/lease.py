@@ -60,6 +60,23 @@ def _lease_alive(fs: pafs.FileSystem, info: pafs.FileInfo, now: float) -> bool:
     return now - mtime < LEASE_TTL_S
 
 
+def stale_leases(fs: pafs.FileSystem, root: str) -> list[pafs.FileInfo]:
+    """Lease files whose owner is gone (died, or silent past ``LEASE_TTL_S``); ``runlake doctor`` lists them.
+
+    Harmless as they are (the next job to take the lease removes them), but a person looking
+    at a lake that "won't compact" wants to see them.
+    """
+    directory = layout.LakePaths(root).maintenance_dir()
+    now = time.time()
+    return [
+        info
+        for info in fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True))
+        if info.type == pafs.FileType.File
+        and info.base_name.startswith(LEASE_PREFIX)
+        and not _lease_alive(fs, info, now)
+    ]
+
+
 def _try_acquire(fs: pafs.FileSystem, root: str, job: str) -> str | None:
     directory = layout.LakePaths(root).maintenance_dir()
     fs.create_dir(directory, recursive=True)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from runlake.core import layout, points, writer
+from runlake.core import damage, layout, points, writer
 from runlake.core.lease import delete_quietly
 
 OWN_FILE_LIMIT = 4
@@ -47,6 +47,14 @@ ABANDONED_AFTER_S = 600.0
 # A writer merges only own files younger than this, so it never rewrites a file that cron
 # compaction (default grace: 10 minutes) or the tiers may be taking at the same moment.
 OWN_MAX_AGE_S = ABANDONED_AFTER_S / 2
+
+
+class DamagedInputs(Exception):
+    """Some inputs of a merge cannot be read (``runlake.core.damage``); nothing was written."""
+
+    def __init__(self, files: list[damage.DamagedFile]) -> None:
+        super().__init__("; ".join(f.describe() for f in files))
+        self.files = files
 
 
 @dataclass(frozen=True)
@@ -103,11 +111,22 @@ def merge_files(
 
     Raises:
         FileNotFoundError: an input vanished (another job merged it); nothing was written.
+        DamagedInputs: inputs that cannot be read; nothing was written.
     """
     import pyarrow.parquet as pq
 
     schema = layout.SCHEMAS[table]
-    parts = [writer.to_table(table, pq.read_table(path, filesystem=fs, schema=schema)) for path in paths]
+    parts = []
+    bad = []
+    for path in paths:
+        try:
+            parts.append(writer.to_table(table, pq.read_table(path, filesystem=fs, schema=schema)))
+        except Exception as exc:
+            if isinstance(exc, FileNotFoundError) or not damage.is_read_failure(exc):
+                raise
+            bad.append(damage.damaged_file(path, table, exc))
+    if bad:
+        raise DamagedInputs(bad)
     data = combine(table, pa.concat_tables(parts))
     output = writer.write_part(
         fs, root, table, data, experiment_id, sort=False, file_id=layout.new_file_id() + layout.MERGED_SUFFIX
@@ -171,6 +190,15 @@ def merge_tiers(
                     merge_files(fs, root, table, experiment_id, [p.path for p in group])
                 except FileNotFoundError:
                     continue  # a concurrent cron compaction took these; plan again
+                except DamagedInputs as exc:
+                    # The caller holds the lease, as compaction does: damaged files go to
+                    # quarantine (moved, never deleted) and the readable ones merge next round.
+                    for found in exc.files:
+                        if found.damaged:
+                            damage.quarantine(fs, root, found.path, found.reason)
+                    if not any(found.damaged for found in exc.files):
+                        return merged  # unreadable for access reasons: leave the partition be
+                    continue
                 merged += len(group)
     return merged
 

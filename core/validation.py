@@ -117,16 +117,27 @@ def metric_value(key: str, value: Any) -> float:
         raise InvalidArgument(f"Got invalid value {value!r} for metric '{key}': {exc}") from None
 
 
+# Steps and timestamps are stored as signed 64-bit integers. A larger value accepted at
+# log time would fail at the flush instead - and keep failing, holding the buffer hostage.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _int64(value: int, message: str) -> int:
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise InvalidArgument(f"{message}: out of the 64-bit integer range (at most 2^63 - 1)")
+    return value
+
+
 def metric_step(key: str, step: Any) -> int:
     """A metric step as an int (None means step 0, as in MLflow)."""
     if step is None:
         return 0
     if type(step) is int:
-        return step
+        return _int64(step, f"Invalid step {_short(step)} for metric '{key}'")
     if isinstance(step, bool) or isinstance(step, float):
         raise InvalidArgument(f"Invalid step {step!r} for metric '{key}': steps must be integers")
     try:
-        return operator.index(step)
+        return _int64(operator.index(step), f"Invalid step {_short(step)} for metric '{key}'")
     except TypeError:
         raise InvalidArgument(f"Invalid step {step!r} for metric '{key}': steps must be integers") from None
 
@@ -134,10 +145,15 @@ def metric_step(key: str, step: Any) -> int:
 def timestamp_ms(what: str, value: Any) -> int:
     """An epoch-milliseconds timestamp as an int."""
     if type(value) is int:
-        return value
+        return _int64(value, f"Invalid {what} {_short(value)}")
     if isinstance(value, float) and math.isfinite(value):
-        return int(value)
+        return _int64(int(value), f"Invalid {what} {_short(value)}")
     try:
-        return operator.index(value)
+        return _int64(operator.index(value), f"Invalid {what} {_short(value)}")
     except TypeError:
         raise InvalidArgument(f"Invalid {what} {value!r}: expected epoch milliseconds as an integer") from None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"

@@ -125,7 +125,7 @@ class LakeClient:
             start_time: epoch ms (now when None).
             user_id: the user (the OS user when None).
             tags: initial tags.
-            parent_run_id: the parent of a nested run.
+            parent_run_id: the parent of a nested run (a run id: [A-Za-z0-9_-], 1-256 characters).
             run_id: keep this id (importers preserve ids); must be new and match [A-Za-z0-9_-].
             source: optional ``source_type``, ``source_name``, ``source_version``, ``entry_point``.
             status: the initial status (RUNNING, or SCHEDULED for queued runs).
@@ -135,6 +135,10 @@ class LakeClient:
             ValueError: an invalid or already used run id, status or tag.
         """
         experiment_id = str(experiment_id)
+        if parent_run_id is not None:
+            # The parent id travels into SQL parameters, search literals and component ids,
+            # exactly as a run id does: the same rule, checked here before anything is written.
+            rows.check_run_id(parent_run_id, "parent run id")
         if experiment_id not in self._store.experiments():
             if experiment_id == layout.DEFAULT_EXPERIMENT_ID:
                 self.create_experiment(layout.DEFAULT_EXPERIMENT_NAME, experiment_id=experiment_id)

@@ -177,6 +177,8 @@ def start_run(
     """
     from runlake.ingest.context import capture_run_context, environment_json, requirements_txt, tags_for
 
+    if parent_run_id is not None:
+        rows.check_run_id(parent_run_id, "parent run id")
     current = active_run()
     if current is not None and not nested and parent_run_id is None:
         raise InvalidArgument(
@@ -448,7 +450,8 @@ class _ForkHook:
         from runlake.ingest import store
 
         util.Finalize(None, _end_unended_at_exit, exitpriority=20)  # end runs first,
-        util.Finalize(None, store.close_all, exitpriority=10)  # then flush every store
+        util.Finalize(None, store.close_all, exitpriority=10)  # then flush every store,
+        util.Finalize(None, store.exit_if_data_lost, exitpriority=5)  # then say what was lost
 
 
 _FORK_HOOK = _ForkHook()

@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from runlake.core import layout, writer
+from runlake.core import damage, layout, writer
 from runlake.core import merge as merge_mod
 from runlake.core.batch import Buffer, register_pending
 from runlake.core.lease import try_lease
@@ -37,7 +37,23 @@ class Store:
         self._partition_mtimes: dict[str, Any] = {}  # runs partition dir -> mtime when last indexed
         self._experiment_parts: dict[str, list[dict[str, Any]]] = {}  # experiments file -> its rows
         self._catalog_lock = threading.RLock()
+        self._warned: set[str] = set()  # damaged files this store warned of (once each)
         self._reset_process_state()
+
+    def _read_or_skip(self, path: str, table: str, **kwargs: Any) -> pa.Table | None:
+        """A part file's rows, or None (and one warning) when it cannot be read: a damaged file
+        must not stop training jobs from starting runs (``runlake.core.damage``)."""
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_table(path, filesystem=self.fs, **kwargs)
+        except Exception as exc:
+            if isinstance(exc, FileNotFoundError) or not damage.is_read_failure(exc):
+                raise
+            if path not in self._warned:
+                self._warned.add(path)
+                damage.warn(damage.damaged_file(path, table, exc), stacklevel=3)
+            return None
 
     def _reset_process_state(self) -> None:
         """Fresh buffer, locks and flusher: at creation, and in a forked child.
@@ -152,6 +168,10 @@ class Store:
                 except FileNotFoundError:
                     # Compaction merged some of them meanwhile: those are no longer ours.
                     done = {p for p in paths if self.fs.get_file_info(p).type == pafs.FileType.NotFound}
+                except merge_mod.DamagedInputs as exc:
+                    # A file of ours that no longer reads: left for compaction or doctor to
+                    # quarantine (this merge holds no lease); the rest merge next time.
+                    done = {found.path for found in exc.files}
                 with self._own_lock:
                     self._own[(table, experiment_id)] = [
                         p for p in self._own.get((table, experiment_id), []) if p not in done
@@ -169,19 +189,33 @@ class Store:
         with self._own_lock:
             return {key: len(paths) for key, paths in self._own.items() if paths}
 
-    def close(self) -> None:
+    def close(self) -> str | None:
+        """Write what is buffered and merge; returns what was lost (None when nothing was).
+
+        A failed write here is final - the process is ending - so it is said on stderr with
+        the number of points and rows that could not be written and why.
+        """
         self._stop.set()
         self._wake.set()
         try:
             self.flush(merge=False)
-            self.merge(release_all=True)
         except Exception as exc:
-            print(f"runlake: could not flush buffered data to {self.root}: {exc}", file=sys.stderr)
+            points, rows = self.buffer.pending_points(), self.buffer.pending_rows()
+            lost = (
+                f"runlake: could not write buffered data to {self.root} at exit: {points:,} metric points "
+                f"and {rows:,} other rows (run, param, tag changes) were lost ({type(exc).__name__}: {exc})"
+            )
+            print(lost, file=sys.stderr, flush=True)
+            return lost
+        try:
+            self.merge(release_all=True)
+        except Exception as exc:  # the data is written; only the tidying failed
+            print(f"runlake: could not merge part files in {self.root} at exit: {exc}", file=sys.stderr)
+        return None
 
     # -- catalog reads (small tables, read with pyarrow) ---------------------------------
     def read_rows(self, table: str, experiment_id: str | None = None) -> pa.Table | None:
         """All rows of a table (one partition when given); None when it has none."""
-        import pyarrow.parquet as pq
 
         def read() -> pa.Table | None:
             if experiment_id is not None:
@@ -190,7 +224,9 @@ class Store:
                 infos = writer.list_parts(self.fs, self.root, table)
             parts = []
             for info in infos:
-                part = pq.read_table(info.path, filesystem=self.fs)
+                part = self._read_or_skip(info.path, table)
+                if part is None:
+                    continue
                 if experiment_id is None and table != layout.EXPERIMENTS:
                     part = part.append_column(
                         layout.PARTITION_COLUMN, pa.array([writer.partition_of(info.path)] * part.num_rows, pa.string())
@@ -206,13 +242,13 @@ class Store:
         Every ``create_run`` and ``start_run`` asks this; part files are immutable, so each is
         read once and kept, and a call lists the directory and reads only files it has not seen.
         """
-        import pyarrow.parquet as pq
 
         def read() -> list[Any]:
             infos = writer.list_parts(self.fs, self.root, layout.EXPERIMENTS)
             for info in infos:
                 if info.path not in self._experiment_parts:
-                    self._experiment_parts[info.path] = pq.read_table(info.path, filesystem=self.fs).to_pylist()
+                    part = self._read_or_skip(info.path, layout.EXPERIMENTS)
+                    self._experiment_parts[info.path] = part.to_pylist() if part is not None else []
             return infos
 
         # One reader of the cache at a time: two threads (a run starting, a client creating
@@ -257,13 +293,12 @@ class Store:
         return self._run_experiments.get(run_id)
 
     def _index_partition(self, directory: str, experiment_id: str) -> None:
-        import pyarrow.parquet as pq
-
         def read() -> None:
             for info in writer.list_dir_parts(self.fs, directory):
                 if info.path in self._indexed_files:
                     continue
-                ids = pq.read_table(info.path, columns=["run_id"], filesystem=self.fs).column("run_id")
+                part = self._read_or_skip(info.path, layout.RUNS, columns=["run_id"])
+                ids = part.column("run_id") if part is not None else pa.array([], pa.string())
                 for known in ids.to_pylist():
                     self._run_experiments.setdefault(known, experiment_id)
                 self._indexed_files.add(info.path)
@@ -303,10 +338,43 @@ def flush_all() -> None:
         store.flush()
 
 
+# What the exit flush could not write (one line per store); the process's exit status says so.
+_lost_at_exit: list[str] = []
+# Exit status of a process whose buffered data could not be written at exit.
+DATA_LOSS_EXIT_STATUS = 1
+
+
 def close_all() -> None:
-    """Flush every store of this process (at exit)."""
+    """Flush every store of this process (at exit); remember what could not be written."""
     for store in list(_stores.values()):
-        store.close()
+        lost = store.close()
+        if lost is not None:
+            _lost_at_exit.append(lost)
+
+
+def exit_if_data_lost() -> None:
+    """The last runlake exit hook: data that could not be written makes the exit status non-zero.
+
+    An atexit hook cannot change the status Python is exiting with, and a script that never
+    calls ``end_run`` otherwise ends with 0 while its points are gone (a full disk). So the
+    process ends here with ``DATA_LOSS_EXIT_STATUS``, after flushing its output streams and
+    logging; exit hooks registered before runlake's first store do not run then.
+    """
+    if not _lost_at_exit:
+        return
+    print(
+        f"runlake: exiting with status {DATA_LOSS_EXIT_STATUS}: buffered data could not be written "
+        "(see above); whatever was flushed earlier is in the lake",
+        file=sys.stderr,
+    )
+    if "logging" in sys.modules:
+        sys.modules["logging"].shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # a closed or broken stream: nothing more to say there
+            pass
+    os._exit(DATA_LOSS_EXIT_STATUS)
 
 
 def _after_fork_in_child() -> None:
@@ -326,5 +394,7 @@ def _install_process_hooks() -> None:
     global _hooks_installed
     if not _hooks_installed:
         _hooks_installed = True
+        # Last in, first out: close_all runs, then the check of what it could not write.
+        atexit.register(exit_if_data_lost)
         atexit.register(close_all)
         os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -126,6 +126,8 @@ def _check_max_runs(max_runs: Any) -> int:
 def _check_millis(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidArgument(f"{name} must be an integer number of epoch milliseconds, got {value!r}", argument=name)
+    if not -(2**63) <= value <= 2**63 - 1:
+        raise InvalidArgument(f"{name} is out of the 64-bit integer range, got {value}", argument=name)
     return value
 
 

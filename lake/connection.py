@@ -23,6 +23,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from runlake.core import batch, layout, writer
+from runlake.core.damage import DamagedFile
 from runlake.core.errors import InvalidArgument
 from runlake.lake import snapshot, state_cache, views
 from runlake.lake.sql import Fragment
@@ -40,21 +41,46 @@ SQL_ERRORS = (
 )
 
 
+# How much of DuckDB a user's SQL may use (``Lake(..., sql_access=...)``).
+SQL_ACCESS = ("full", "views")
+
+
 class Connection:
     """The current state of one lake in one in-memory DuckDB database.
 
     Args:
         fs: the lake's filesystem.
         root: the lake root in ``fs`` syntax.
+        sql_access: ``"full"`` (user SQL is DuckDB with every power: it can read and write any
+            file the process can, attach databases, install extensions) or ``"views"`` (user
+            SQL is one SELECT over the views; DuckDB's file system, extensions and settings
+            are locked off).
     """
 
-    def __init__(self, fs: pafs.FileSystem, root: str, cache: bool | str | os.PathLike[str] = False) -> None:
+    def __init__(
+        self,
+        fs: pafs.FileSystem,
+        root: str,
+        sql_access: str = "full",
+        cache: bool | str | os.PathLike[str] = False,
+    ) -> None:
+        if sql_access not in SQL_ACCESS:
+            raise InvalidArgument(
+                f"sql_access must be one of {', '.join(map(repr, SQL_ACCESS))}, not {sql_access!r}",
+                sql_access=sql_access,
+            )
         self.fs = fs
         self.root = root
         self.paths = layout.LakePaths(root)
+        self.sql_access = sql_access
         self._con, cache_key = state_cache.connect(fs, root, cache)
         self.cached = cache_key is not None
         weakref.finalize(self, state_cache.release, self._con, cache_key)
+        if sql_access == "views":
+            # The lake's own state is read with pyarrow and registered as Arrow objects, so
+            # DuckDB needs no file access of its own; locked, so no SQL can switch it back on.
+            self._con.execute("SET enable_external_access = false")
+            self._con.execute("SET lock_configuration = true")
         self._snapshot = snapshot.Snapshot(self._con, fs, root, persistent=self.cached)
         self._local = threading.local()
         self.refresh()
@@ -138,6 +164,8 @@ class Connection:
         """
         self.refresh()
         cursor = self.cursor()
+        if self.sql_access == "views":
+            self._check_select_only(cursor, query)
 
         def run() -> pd.DataFrame:
             # The full metric history is never materialised: a lazily scanned dataset lets
@@ -151,6 +179,25 @@ class Connection:
             return with_relisting(run)
         except SQL_ERRORS as exc:
             raise InvalidArgument(f"SQL error: {exc}", query=query) from None
+        except duckdb.PermissionException as exc:
+            raise InvalidArgument(
+                f"Not allowed: this lake was opened with sql_access='views' ({exc})", query=query
+            ) from None
+
+    @staticmethod
+    def _check_select_only(cursor: duckdb.DuckDBPyConnection, query: str) -> None:
+        """With ``sql_access="views"``: one read-only statement, so other people's SQL cannot
+        change or drop the state other callers of this lake read."""
+        try:
+            statements = cursor.extract_statements(query)
+        except SQL_ERRORS as exc:
+            raise InvalidArgument(f"SQL error: {exc}", query=query) from None
+        allowed = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+        if len(statements) != 1 or statements[0].type not in allowed:
+            raise InvalidArgument(
+                "Not allowed: this lake was opened with sql_access='views', which runs one SELECT at a time",
+                query=query,
+            )
 
     # -- metric points -------------------------------------------------------------------
     def metrics_dataset(self) -> ds.Dataset:
@@ -159,7 +206,12 @@ class Connection:
 
     def scan_metrics(self, columns: list[str], condition: ds.Expression) -> pa.Table:
         """Metric points matching ``condition``, read from the Parquet files with pushdown."""
-        return with_relisting(lambda: self._snapshot.metrics_dataset().to_table(columns=columns, filter=condition))
+        return with_relisting(lambda: self._snapshot.scan_metrics(columns, condition))
+
+    # -- damaged files -------------------------------------------------------------------
+    def damaged_files(self) -> list[DamagedFile]:
+        """Part files skipped because they could not be read (see ``runlake.core.damage``)."""
+        return self._snapshot.damaged_files()
 
 
 def with_relisting(read: Callable[[], T]) -> T:

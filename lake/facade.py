@@ -15,13 +15,14 @@ from typing import Any
 import pandas as pd
 
 from runlake.core import layout
+from runlake.core.damage import DamagedFile
 from runlake.lake import catalog, changes, frames, history, nesting, records, series
 from runlake.lake.connection import Connection, fresh
 from runlake.lake.records import RunRecord
 from runlake.lake.search import results
 from runlake.lake.search.results import DEFAULT_MAX_RESULTS, Page, Search
 
-__all__ = ["Lake", "Page", "RunRecord"]
+__all__ = ["DamagedFile", "Lake", "Page", "RunRecord"]
 
 
 class Lake:
@@ -29,19 +30,32 @@ class Lake:
 
     Args:
         path: the lake root, a local path or a URI pyarrow understands.
+        sql_access: what ``sql`` may do. ``"full"`` (the default) is DuckDB with all its
+            power, for the lake's owner in their own shell or notebook. ``"views"`` is for code
+            that passes other people's SQL through: one SELECT at a time over the views, with
+            DuckDB's file access, ``COPY``, ``ATTACH`` and extensions switched off.
         cache: keep the folded state in a local DuckDB file between opens (True: under
             ``$RUNLAKE_CACHE_DIR`` or ``~/.cache/runlake``; or a directory). A later open applies
             only the files that changed since, and the state's resident memory stays bounded.
             See ``runlake.lake.state_cache``. Default: in memory.
 
+    A part file that cannot be read is skipped with one ``DamagedFileWarning`` naming it and
+    listed by ``damaged_files()``; every other run, experiment and point stays available.
+
     One DuckDB connection per ``Lake`` holds the current state, refreshed from the file listing
     at the start of each public call; each thread queries through its own cursor.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, cache: bool | str | os.PathLike[str] = False) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        sql_access: str = "full",
+        cache: bool | str | os.PathLike[str] = False,
+    ) -> None:
         self.fs, self.root = layout.resolve_lake(path)
         self.paths = layout.LakePaths(self.root)
-        self.connection = Connection(self.fs, self.root, cache)
+        self.connection = Connection(self.fs, self.root, sql_access, cache)
 
     def __repr__(self) -> str:
         return f"Lake({self.root!r})"
@@ -56,11 +70,21 @@ class Lake:
         """Changes whenever the lake's files change (after ``refresh``); a cache key."""
         return self.connection.fingerprint()
 
+    def damaged_files(self) -> list[DamagedFile]:
+        """Part files skipped because they could not be read (as of the last refresh).
+
+        ``runlake doctor --repair``, compaction and retention move them to ``<root>/_quarantine/``.
+        """
+        return self.connection.damaged_files()
+
     def sql(self, query: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
         """Run SQL over the documented views (runs, params, tags, metrics, latest_metrics, experiments).
 
-        This is DuckDB with its full power, meant for the lake's owner: it can read any file
-        the process can.
+        Warning: with ``sql_access="full"`` (the default) this is DuckDB with its full power,
+        meant for the lake's owner: the query can read any file the process can
+        (``read_csv('/etc/...')``), write files (``COPY ... TO``), ``ATTACH`` databases and
+        ``INSTALL`` extensions. Never pass other people's SQL to it; open the lake with
+        ``Lake(path, sql_access="views")`` for that.
 
         Args:
             query: a DuckDB SELECT over the views.

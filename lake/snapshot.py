@@ -16,7 +16,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from runlake.core import layout, writer
+from runlake.core import damage, layout, writer
+from runlake.core.damage import DamagedFile
 from runlake.lake import views
 
 # Key-major physical order: a filter on one key (metrics.loss, params.lr) then skips the row
@@ -58,9 +59,17 @@ def read_file(fs: pafs.FileSystem, table: str, path: str) -> pa.Table:
 
 
 def read_changes(
-    fs: pafs.FileSystem, root: str, table: str, known: Listing | None, listing: Listing
+    fs: pafs.FileSystem,
+    root: str,
+    table: str,
+    known: Listing | None,
+    listing: Listing,
+    damaged: dict[str, DamagedFile] | None = None,
 ) -> tuple[pa.Table | None, set[str], Listing]:
     """The rows of files in ``listing`` but not in ``known``, and the known files now gone.
+
+    A file that cannot be read (damaged bytes, no permission) is skipped: it is recorded in
+    ``damaged`` and stays in the listing, so it is not read again until it changes or goes.
 
     A file can vanish between the listing and the read (a writer or compaction merged it; the
     merged file was written first). Then the table is listed again and only files not read yet
@@ -82,13 +91,24 @@ def read_changes(
                 parts[path] = read_file(fs, table, path)
             except FileNotFoundError:
                 vanished = True
+            except Exception as exc:
+                if not damage.is_read_failure(exc):
+                    raise
+                if damaged is not None:
+                    damaged[path] = damage.damaged_file(path, table, exc)
         if not vanished:
             break
         if attempt == writer.RELIST_TRIES - 1:
             # Writers merging faster than this reader lists: take the files read so far as the
             # state (each vanished file's replacement is listed by the next refresh, which reads
             # it then) rather than fail the caller. The state may lag by one refresh.
-            listing = Listing(tuple(f for f in listing.files if f[0] in parts or f in known_files))
+            listing = Listing(
+                tuple(
+                    f
+                    for f in listing.files
+                    if f[0] in parts or f in known_files or (damaged is not None and f[0] in damaged)
+                )
+            )
             break
         writer.relist_pause(attempt)
         listing = list_table(fs, root, table)
@@ -117,6 +137,26 @@ class Snapshot:
         self.generation = 0
         self._metrics_cache: tuple[Listing, ds.Dataset] | None = None
         self._fragments: dict[str, ds.ParquetFileFragment] = {}  # metric file -> its read footer
+        # Files no reader could read, and which of them this lake warned of (once each).
+        self._damaged: dict[str, DamagedFile] = {}
+        self._warned: set[str] = set()
+        self._damage_lock = threading.Lock()
+
+    def damaged_files(self) -> list[DamagedFile]:
+        """The part files skipped because they could not be read and are still in the lake."""
+        with self._damage_lock:
+            listed = {p for listing in self._listings.values() for p in listing.paths}
+            if self._metrics_cache is not None:
+                listed |= set(self._metrics_cache[0].paths)
+            return [found for path, found in sorted(self._damaged.items()) if path in listed]
+
+    def _record_damage(self, found: dict[str, DamagedFile]) -> None:
+        with self._damage_lock:
+            for path, item in found.items():
+                self._damaged[path] = item
+                if path not in self._warned:
+                    self._warned.add(path)
+                    damage.warn(item, stacklevel=4)
 
     def fingerprint(self) -> tuple[int, ...]:
         """A value that changes whenever any table's listing changes (for caches)."""
@@ -137,7 +177,13 @@ class Snapshot:
 
     def _load(self, table: str, old: Listing | None, new: Listing) -> Listing:
         view, key = next((name, key) for name, (_sql, raw, key) in views.CURRENT_STATE.items() if raw == table)
-        rows, gone, listing = read_changes(self._fs, self._root, table, old, new)
+        found: dict[str, DamagedFile] = {}
+        rows, gone, listing = read_changes(self._fs, self._root, table, old, new, found)
+        self._record_damage(found)
+        with self._damage_lock:
+            # A damaged file that left the listing (quarantined, replaced) is no longer news.
+            for path in gone:
+                self._damaged.pop(path, None)
         if old is None:
             self._rebuild(table, view, rows, listing)
         else:
@@ -145,9 +191,15 @@ class Snapshot:
         return listing
 
     def _store_listing(self, table: str, listing: Listing) -> None:
-        """In a persistent state, the files the tables now hold, inside the caller's transaction."""
+        """In a persistent state, the files the tables now hold, inside the caller's transaction.
+
+        Damaged files are left out, so the next process to open the state tries them again
+        (and warns of them, or reads them once repaired).
+        """
         if not self._persistent:
             return
+        with self._damage_lock:
+            listing = Listing(tuple(f for f in listing.files if f[0] not in self._damaged))
         self._con.execute(f"DELETE FROM {LISTINGS_TABLE} WHERE table_name = ?", [table])
         stored = pa.table(
             {
@@ -222,18 +274,57 @@ class Snapshot:
             return cached[1]
         # Only files not seen before are opened: a live lake adds a file per flush, and
         # reading every footer again each time would cost in proportion to the lake, not the change.
-        new = [path for path in listing.paths if path not in self._fragments]
+        with self._damage_lock:
+            listed = set(listing.paths)
+            for path in [p for p, d in self._damaged.items() if d.table == layout.METRICS and p not in listed]:
+                del self._damaged[path]  # quarantined or replaced: read it again if it comes back
+        new = [path for path in listing.paths if path not in self._fragments and path not in self._damaged]
+        found: dict[str, DamagedFile] = {}
         if new:
             for fragment in partitioned_dataset(self._fs, self._root, layout.METRICS, new).get_fragments():
-                fragment.ensure_complete_metadata()
+                try:
+                    fragment.ensure_complete_metadata()
+                except Exception as exc:
+                    if not damage.is_read_failure(exc) or isinstance(exc, FileNotFoundError):
+                        raise
+                    found[fragment.path] = damage.damaged_file(fragment.path, layout.METRICS, exc)
+                    continue
                 self._fragments[fragment.path] = fragment
-        self._fragments = {path: self._fragments[path] for path in listing.paths}
+        self._record_damage(found)
+        self._fragments = {path: self._fragments[path] for path in listing.paths if path in self._fragments}
         template = partitioned_dataset(self._fs, self._root, layout.METRICS, [])
         dataset = ds.FileSystemDataset(
             list(self._fragments.values()), template.schema, template.format, filesystem=self._fs
         )
         self._metrics_cache = (listing, dataset)
         return dataset
+
+    def scan_metrics(self, columns: list[str], condition: ds.Expression) -> pa.Table:
+        """Metric points matching ``condition``; a file whose pages turn out damaged is skipped.
+
+        A footer that reads does not prove the pages do: when the scan fails on bad bytes,
+        each file is scanned alone to find the culprit, which is then left out for good.
+        """
+        dataset = self.metrics_dataset()
+        try:
+            return dataset.to_table(columns=columns, filter=condition)
+        except Exception as exc:
+            if not damage.is_read_failure(exc) or isinstance(exc, FileNotFoundError):
+                raise
+            found: dict[str, DamagedFile] = {}
+            for fragment in list(self._fragments.values()):
+                try:
+                    fragment.to_table(schema=dataset.schema, columns=columns, filter=condition)
+                except Exception as inner:
+                    if damage.is_read_failure(inner) and not isinstance(inner, FileNotFoundError):
+                        found[fragment.path] = damage.damaged_file(fragment.path, layout.METRICS, inner)
+            if not found:
+                raise
+            self._record_damage(found)
+            for path in found:
+                self._fragments.pop(path, None)
+            self._metrics_cache = None
+            return self.metrics_dataset().to_table(columns=columns, filter=condition)
 
 
 # A persistent state (see ``lake/state_cache.py``) records which files its tables hold, so a

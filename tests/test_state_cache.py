@@ -192,3 +192,22 @@ def test_the_environment_chooses_the_cache(
 ) -> None:
     monkeypatch.setenv(state_cache.CACHE_ENV, value)
     assert state_cache.from_env(default) == expected
+
+
+def test_a_damaged_file_is_reported_again_by_the_next_cached_open(tmp_path: Path) -> None:
+    from runlake.core.damage import DamagedFileWarning
+
+    root, cache = str(tmp_path / "lake"), tmp_path / "cache"
+    client = LakeClient(root)
+    experiment = client.create_experiment("damaged-part")
+    _log(client, experiment, 0, 2)
+    _log(client, experiment, 2, 2)
+    victim = sorted((tmp_path / "lake" / "params").rglob("*.parquet"))[-1]
+    victim.write_bytes(victim.read_bytes()[:20])
+    for _ in range(2):
+        with pytest.warns(DamagedFileWarning):
+            lake = Lake(root, cache=cache)
+        assert lake.connection.cached
+        assert [d.path for d in lake.damaged_files()] == [str(victim)]
+        assert len(lake.search_runs()) == 4
+        del lake

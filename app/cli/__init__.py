@@ -8,11 +8,15 @@ unknown experiment or run). The commands live in small modules (``start``, ``que
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import Any
 
-from runlake.app.cli import bench, lifecycle, query, server, start
+from runlake.app.cli import bench, health, lifecycle, query, server, start
+from runlake.core.damage import DamagedFileWarning
 from runlake.core.errors import InvalidArgument, NotFound, RunlakeError
 
 __all__ = ["build_parser", "main"]
@@ -24,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for commands in (start, query, bench, lifecycle, server):
+    for commands in (start, query, bench, lifecycle, health, server):
         commands.register(sub)
     return parser
 
@@ -33,7 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with _damage_on_stderr():
+            return int(args.func(args) or 0)
     except (InvalidArgument, NotFound) as exc:
         _report(exc, args)
         return 2
@@ -49,6 +54,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+@contextlib.contextmanager
+def _damage_on_stderr() -> Iterator[None]:
+    """A damaged part file the command skipped: one line on stderr naming it, exit status unchanged.
+
+    The command's result (stdout) stays clean for pipes; every other warning shows as usual.
+    """
+    said: set[str] = set()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", DamagedFileWarning)
+        show = warnings.showwarning
+
+        def show_damage(message: Any, category: type[Warning], *rest: Any, **kwargs: Any) -> None:
+            if not issubclass(category, DamagedFileWarning):
+                show(message, category, *rest, **kwargs)
+            elif str(message) not in said:
+                said.add(str(message))
+                print(f"runlake: warning: {message}", file=sys.stderr, flush=True)
+
+        warnings.showwarning = show_damage
+        yield
 
 
 def _report(exc: RunlakeError, args: argparse.Namespace) -> None:

@@ -76,7 +76,13 @@ def cmd_experiments(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``sql``, ``search`` and ``experiments`` to ``runlake``'s subparsers."""
-    p = subparsers.add_parser("sql", help="query the lake's views with DuckDB (one-shot or interactive)")
+    p = subparsers.add_parser(
+        "sql",
+        help="query the lake's views with DuckDB (one-shot or interactive)",
+        description="Query the lake's views with DuckDB. This is full DuckDB, for your own shell: a query can "
+        "read and write any file you can (read_csv, COPY TO, ATTACH, INSTALL). Code that passes other "
+        'people\'s SQL through should use Lake(path, sql_access="views") instead.',
+    )
     add_lake_argument(p)
     p.add_argument("query", nargs="?", help="a SQL query; omit for an interactive shell")
     p.add_argument("--format", choices=FORMATS, default="table")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import pandas as pd
@@ -86,3 +87,114 @@ def human_size(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{size} B"
+
+
+# -- user text on screen ---------------------------------------------------------------------
+# Characters that reorder or hide text: bidi embeddings, overrides and isolates, the marks, and
+# the zero-width joiners. "normal\u202egnp.exe" would read "normalexe.png"; each is shown as a
+# visible code instead, so what is on screen is what is stored.
+_BIDI_AND_INVISIBLE = frozenset(
+    [0x061C, 0x200B, 0x200C, 0x200D, 0x200E, 0x200F, 0x2060, 0xFEFF]
+    + list(range(0x202A, 0x202F))
+    + list(range(0x2066, 0x206A))
+)
+# Past this many characters a value is cut in tables and headers; the whole value is on hover.
+DISPLAY_LIMIT = 120
+# Figure labels (axis ticks, dimension names, hover names) are cut shorter: a plot has no room.
+PLOT_LIMIT = 60
+
+
+def neutralise(text: str) -> str:
+    """``text`` with bidi controls, invisible characters and control characters made visible."""
+    if text.isprintable() and not any(ord(c) in _BIDI_AND_INVISIBLE for c in text):
+        return text
+    out = []
+    for char in text:
+        code = ord(char)
+        if code in _BIDI_AND_INVISIBLE:
+            out.append(f"<U+{code:04X}>")
+        elif code < 0x20 and char not in "\n\t":
+            out.append(chr(0x2400 + code))  # the Control Pictures block: NUL shows as ␀
+        elif code == 0x7F:
+            out.append("\u2421")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def display_text(value: Any, limit: int | None = None) -> str:
+    """A user value as text to show: neutralised, and cut to ``limit`` characters with "…"."""
+    text = neutralise("" if value is None else str(value))
+    if limit is not None and len(text) > limit:
+        return text[: max(1, limit - 1)] + "…"
+    return text
+
+
+def long_text(value: Any, limit: int = DISPLAY_LIMIT, className: str = "long-text") -> Any:
+    """A component for a user value: neutralised, cut at ``limit`` with the whole value on hover."""
+    from dash import html
+
+    full = display_text(value)
+    if len(full) <= limit:
+        return full
+    return html.Span(display_text(full, limit), title=full, className=className)
+
+
+# Tags plotly would render as markup. Links (<a href>) and styles (<span style>) let a run name
+# cover a chart or become a live link, so no user text may carry markup into a figure; the few
+# attribute-less tags the dashboard's own templates use (hover line breaks, the <extra> box)
+# are kept.
+_ALLOWED_TAGS = re.compile(r"</?(?:br|b|i|em|sup|sub|extra)\s*/?>", re.IGNORECASE)
+
+
+def plot_text(value: Any, limit: int | None = PLOT_LIMIT) -> str:
+    """User text for a plotly figure (trace name, hover text, tick label): no markup at all."""
+    text = display_text(value, limit)
+    return text.replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _template_text(text: str) -> str:
+    """Text that may hold a figure's own simple tags: every other tag is escaped."""
+    text = neutralise(text)
+    out, last = [], 0
+    for match in _ALLOWED_TAGS.finditer(text):
+        out.append(text[last : match.start()].replace("<", "&lt;").replace(">", "&gt;"))
+        out.append(match.group(0))
+        last = match.end()
+    out.append(text[last:].replace("<", "&lt;").replace(">", "&gt;"))
+    return "".join(out)
+
+
+# Keys of a figure whose strings are labels: cut to PLOT_LIMIT (a category of 6,000 characters
+# would flood the plot). Other strings (hover text) are cut at DISPLAY_LIMIT.
+_LABEL_KEYS = frozenset({"ticktext", "label", "name", "legendgroup"})
+
+
+def escape_figure(figure: Any) -> dict[str, Any]:
+    """A plotly figure (``go.Figure`` or its dict) with no markup from data in any string.
+
+    Every string in the data and layout is neutralised and its tags escaped, except the few
+    attribute-less tags of ``_ALLOWED_TAGS``; labels are cut to ``PLOT_LIMIT`` characters.
+    Used for the compare page's parallel coordinates, scatter and contour plots, and for
+    ``.plotly.json`` artifacts (whose every string is user data).
+    """
+    data = figure.to_plotly_json() if hasattr(figure, "to_plotly_json") else figure
+    if not isinstance(data, dict):
+        return {"data": [], "layout": {}}
+
+    def walk(node: Any, key: str | None) -> Any:
+        if isinstance(node, str):
+            limit = PLOT_LIMIT if key in _LABEL_KEYS else DISPLAY_LIMIT * 4
+            text = node if len(node) <= limit else node[: limit - 1] + "…"
+            return _template_text(text)
+        if isinstance(node, dict):
+            return {k: walk(v, k) for k, v in node.items()}
+        if isinstance(node, (list, tuple)):
+            return [walk(v, key) for v in node]
+        return node
+
+    return {
+        "data": walk(data.get("data") or [], None),
+        "layout": walk(data.get("layout") or {}, None),
+        **({"frames": walk(data["frames"], None)} if isinstance(data.get("frames"), list) else {}),
+    }

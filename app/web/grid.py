@@ -17,7 +17,8 @@ from urllib.parse import urlencode
 
 import pandas as pd
 
-from runlake.app.web.formatting import format_duration, format_time, short_source
+from runlake.app.web.formatting import format_duration, format_time, neutralise, short_source
+from runlake.core.errors import InvalidArgument
 
 STATES = {"active": "ACTIVE_ONLY", "deleted": "DELETED_ONLY", "all": "ALL"}
 TIME_WINDOWS_MS = {"hour": 3_600_000, "day": 86_400_000, "week": 7 * 86_400_000, "month": 30 * 86_400_000}
@@ -211,14 +212,52 @@ class PageRequest:
     sort: tuple[tuple[str, str], ...] = field(default=DEFAULT_SORT)
 
 
-def page_request(request: dict[str, Any] | None) -> PageRequest:
-    """Translate AG Grid's ``getRowsRequest`` (startRow, endRow, sortModel)."""
-    request = request or {}
-    start = max(0, int(request.get("startRow") or 0))
-    end = int(request.get("endRow") or start + BLOCK_SIZE)
+# A grid row position past this is no table anyone scrolls (and would overflow int64 later).
+MAX_ROW = 2**53
+
+
+def page_request(request: Any) -> PageRequest:
+    """Translate AG Grid's ``getRowsRequest`` (startRow, endRow, sortModel), checking every type.
+
+    The request comes from the browser, so from anyone: a wrong type is a bad request, never a
+    crash.
+
+    Raises:
+        InvalidArgument: not an object, a row that is not a whole number in range, or a sort
+            model that is not a list of ``{colId, sort}`` objects.
+    """
+    if request is None:
+        request = {}
+    if not isinstance(request, dict):
+        raise InvalidArgument("getRowsRequest must be an object", request=_short(request))
+    start = _row_number(request, "startRow", 0)
+    end = _row_number(request, "endRow", start + BLOCK_SIZE)
     size = min(max(1, end - start), 1000)
-    sort = RunsQuery().with_sort(request.get("sortModel")).sort
+    model = request.get("sortModel")
+    if model is not None and (
+        not isinstance(model, list)
+        or not all(isinstance(s, dict) and isinstance(s.get("colId", ""), str) for s in model)
+        or not all(s.get("sort") in (None, "asc", "desc") for s in model)
+    ):
+        raise InvalidArgument("sortModel must be a list of {colId, sort: 'asc' | 'desc'}", sortModel=_short(model))
+    sort = RunsQuery().with_sort(model).sort
     return PageRequest(start, size, sort)
+
+
+def _row_number(request: dict[str, Any], name: str, default: int) -> int:
+    value = request.get(name)
+    if value is None:
+        return default
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ROW:
+        raise InvalidArgument(f"{name} must be a whole number from 0 to {MAX_ROW}", **{name: _short(value)})
+    return value
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:79] + "…"
 
 
 def page_kwargs(
@@ -238,7 +277,10 @@ def rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     for record in frame.to_dict("records"):
         row: dict[str, Any] = {}
         for key, value in record.items():
-            row[key] = _json_value(value)
+            value = _json_value(value)
+            # Names, params and tags show as stored, with bidi controls made visible; ids stay
+            # exact (links and selections use them).
+            row[key] = neutralise(value) if isinstance(value, str) and key not in _EXACT_COLUMNS else value
         start, end = record.get("start_time"), record.get("end_time")
         row["start_text"] = format_time(start)
         row["duration"] = format_duration(start, end, row.get("status"))
@@ -246,6 +288,9 @@ def rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
         row["version"] = (row.get("source_version") or "")[:7]
         out.append(row)
     return out
+
+
+_EXACT_COLUMNS = frozenset({"run_id", "experiment_id", "parent_run_id", "artifact_uri"})
 
 
 def _json_value(value: Any) -> Any:
@@ -311,5 +356,7 @@ def column_defs(columns: list[str], sort: tuple[tuple[str, str], ...] = DEFAULT_
             extra["valueFormatter"] = {"function": "formatNumber(params.value)"}
             extra["tooltipValueGetter"] = {"function": "params.value == null ? null : String(params.value)"}
             extra["type"] = "rightAligned"
+        else:
+            extra["tooltipField"] = name  # a long param or tag value, whole, on hover
         defs.append(col(name, key, width=130, **extra))
     return defs

@@ -124,3 +124,31 @@ CMP_LOG_Y = "cmp-log-y"
 CMP_BAND = "cmp-band"
 CMP_GROUP = "cmp-group"  # group curves by this param or tag
 CMP_SPREAD = "cmp-spread"  # the grouped curves' band: min-max, std or none
+
+# -- shell ---------------------------------------------------------------------------------
+DAMAGE_BANNER = "damage-banner"  # "N damaged files skipped: ..." above every page
+
+
+# -- user text inside pattern-matching ids -----------------------------------------------------
+# A tag key or an artifact path inside a component id travels to the browser and back as part
+# of a JSON prop id; non-ASCII, quotes, dots and braces did not always come back the same. Ids
+# carry an ASCII token instead (base64url of the UTF-8 text), decoded on the server.
+def encode_key(text: str) -> str:
+    """An ASCII token for ``text`` to put in a pattern-matching id."""
+    import base64
+
+    return "k" + base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def decode_key(token: object) -> str | None:
+    """The text of an ``encode_key`` token, or None for anything else (a forged id)."""
+    import base64
+    import binascii
+
+    if not isinstance(token, str) or not token.startswith("k"):
+        return None
+    body = token[1:]
+    try:
+        return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None

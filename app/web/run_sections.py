@@ -14,7 +14,7 @@ from dash import dcc, html
 from runlake.app.web import artifacts as arts
 from runlake.app.web import ids
 from runlake.app.web.components import code_block, data_table, empty_state, key_value_table
-from runlake.app.web.formatting import human_size
+from runlake.app.web.formatting import display_text, escape_figure, human_size
 from runlake.core import vocab
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def _tree_nodes(node: dict[str, Any], prefix: str) -> list[Any]:
             out.append(
                 html.Details(
                     [
-                        html.Summary([name[:-1], html.Span("/", className="folder-slash")]),
+                        html.Summary([display_text(name[:-1], 80), html.Span("/", className="folder-slash")]),
                         html.Div(_tree_nodes(child, prefix + name)),
                     ]
                 )
@@ -62,10 +62,10 @@ def _tree_nodes(node: dict[str, Any], prefix: str) -> list[Any]:
         else:
             out.append(
                 html.Button(
-                    [name, html.Span(human_size(child.size), className="artifact-size")],
-                    id={"type": ids.RUN_ARTIFACT_FILE, "path": prefix + name},
+                    [display_text(name, 80), html.Span(human_size(child.size), className="artifact-size")],
+                    id={"type": ids.RUN_ARTIFACT_FILE, "path": ids.encode_key(prefix + name)},
                     className="artifact-file",
-                    title=prefix + name,
+                    title=display_text(prefix + name),
                 )
             )
     return out
@@ -78,7 +78,7 @@ def artifact_preview(run_id: str, store: arts.RunArtifacts, rel: str) -> Any:
         what = arts.kind(rel)
         head = html.Div(
             [
-                html.Span(rel),
+                html.Span(display_text(rel, 120), title=display_text(rel)),
                 html.Span(human_size(size), className="muted"),
                 html.A("Download", href=arts.url(run_id, rel, download=True), className="button small"),
             ],
@@ -95,7 +95,9 @@ def artifact_preview(run_id: str, store: arts.RunArtifacts, rel: str) -> Any:
         )
         text = data.decode("utf-8", errors="replace")
         if what == "plotly" and not truncated:
-            return html.Div([head, dcc.Graph(figure=json.loads(text), config={"displaylogo": False})])
+            # Every string of an uploaded figure is user data: no markup of it is rendered.
+            figure = escape_figure(json.loads(text))
+            return html.Div([head, dcc.Graph(figure=figure, config={"displaylogo": False})])
         if what == "json" and not truncated:
             return html.Div([head, code_block(json.dumps(json.loads(text), indent=2), "json")])
         if what == "csv":

@@ -11,12 +11,17 @@ from typing import TYPE_CHECKING, Any
 
 import dash
 import flask
+import werkzeug.exceptions
 from dash import dcc, html
+from werkzeug.exceptions import HTTPException
 
 from runlake.app.settings import Settings, add_ui_arguments
-from runlake.app.web import artifacts, ids
+from runlake.app.web import artifacts, hosts, ids
+from runlake.app.web.components import empty_state, page_header
+from runlake.app.web.formatting import display_text
 from runlake.app.web.pages import compare, experiments, run, runs
 from runlake.app.web.services import Services
+from runlake.core.errors import InvalidArgument, NotFound
 
 if TYPE_CHECKING:
     from runlake.lake import Lake
@@ -49,14 +54,17 @@ def create_app(settings: Settings, lake: Lake) -> dash.Dash:
         title="runlake",
         update_title=None,
         suppress_callback_exceptions=True,
+        on_error=_callback_error,
     )
     services.init_app(app.server)
+    hosts.install_check(app.server, settings)
+    app.server.register_error_handler(Exception, _server_error)
     for page in PAGES:
         # Layouts get the services as callbacks do. Dash keeps one page registry per process,
         # so the layout looks up the services of the app serving the request: several apps
         # (several lakes) in one process each render their own lake.
         dash.register_page(page.__name__, **page.REGISTER, layout=functools.partial(_render, page.layout))
-    app.layout = _shell(lake)
+    app.layout = _shell(lake, settings)
     for page in PAGES:
         page.register_callbacks(app, services)
     artifacts.register_routes(app.server, services)
@@ -65,12 +73,110 @@ def create_app(settings: Settings, lake: Lake) -> dash.Dash:
     return app
 
 
+# Errors a callback raises on input of the wrong shape or type (a string where a number goes, a
+# list where an object goes): the request was bad, not the server.
+_BAD_INPUT = (TypeError, ValueError, KeyError, AttributeError, IndexError)
+
+
+def _callback_error(error: Exception) -> Any:
+    """Every callback's error handler: a bad request answers 4xx, never 500.
+
+    Typed parsing (``grid.page_request``) raises ``InvalidArgument``; other wrong-typed input
+    surfaces as a TypeError/ValueError/KeyError in the callback's code. Both become 400 with
+    the reason (logged too, in case it is a bug rather than a bad body); an unknown run or
+    experiment is 404. Anything else (an I/O error) stays a 500.
+    """
+    if isinstance(error, HTTPException):
+        raise error
+    if isinstance(error, NotFound):
+        raise werkzeug.exceptions.NotFound(error.message)
+    if isinstance(error, (InvalidArgument, *_BAD_INPUT)) and not isinstance(error, OSError):
+        flask.current_app.logger.info("callback refused a bad request: %r", error)
+        raise werkzeug.exceptions.BadRequest(f"Bad callback request: {type(error).__name__}: {error}")
+    raise error
+
+
+def _server_error(error: Exception) -> Any:
+    """Errors outside a callback's own code: a callback body Dash cannot even dispatch
+    (missing keys, wrong types, not JSON) is a 400; everything else keeps Flask's 500."""
+    if isinstance(error, HTTPException):
+        return error
+    if flask.request.path.endswith("_dash-update-component") and isinstance(error, _BAD_INPUT):
+        flask.current_app.logger.info("malformed callback body: %r", error)
+        return werkzeug.exceptions.BadRequest(f"Malformed callback request: {type(error).__name__}: {error}")
+    flask.current_app.logger.exception("request %s failed", flask.request.path)
+    return werkzeug.exceptions.InternalServerError()
+
+
 def _render(layout: Callable[..., Any], **kwargs: Any) -> Any:
-    """A page's layout for the app serving this request, given that app's services."""
-    return layout(flask.current_app.config["RUNLAKE_SERVICES"], **kwargs)
+    """A page's layout for the app serving this request, given that app's services.
+
+    Every page survives odd data: an unknown id in the URL is a "not found" page, an invalid
+    URL value a message, and any other failure an error note on the page (logged with its
+    traceback) instead of a blank screen. Damaged part files the lake skipped are announced
+    above the page.
+    """
+    services: Services = flask.current_app.config["RUNLAKE_SERVICES"]
+    try:
+        page = layout(services, **kwargs)
+    except NotFound as exc:
+        page = _problem_page("Not found", exc.message)
+    except InvalidArgument as exc:
+        page = _problem_page("Invalid link", exc.message)
+    except Exception as exc:  # the page must render; the log keeps the traceback
+        flask.current_app.logger.exception("page %s failed", layout.__module__)
+        page = _problem_page("This page could not be shown", f"{type(exc).__name__}: {exc}")
+    banner = damage_banner(services)
+    return [banner, page] if banner is not None else page
 
 
-def _shell(lake: Lake) -> html.Div:
+def _problem_page(title: str, text: str) -> html.Div:
+    return html.Div(
+        [
+            page_header(title),
+            empty_state(
+                display_text(text, 400),
+                [dcc.Link("Browse runs", href="/runs"), " or ", dcc.Link("go to experiments", href="/"), "."],
+            ),
+        ],
+        className="page page-problem",
+    )
+
+
+def damage_banner(services: Services) -> html.Div | None:
+    """ "1 damaged file skipped: …" when the lake skipped part files it could not read."""
+    found = services.lake.damaged_files()
+    if not found:
+        return None
+    names = ", ".join(display_text(f.path) for f in found[:3]) + (
+        f" and {len(found) - 3} more" if len(found) > 3 else ""
+    )
+    return html.Div(
+        [
+            html.Strong(f"{len(found)} damaged file{'s' if len(found) != 1 else ''} skipped: "),
+            html.Span(names),
+            html.Span(
+                " Everything else is shown. Run `runlake doctor --repair` to move them to the lake's _quarantine/ folder.",
+                className="muted",
+            ),
+        ],
+        id=ids.DAMAGE_BANNER,
+        className="damage-banner",
+        role="alert",
+        title="\n".join(f"{display_text(f.path)}: {display_text(f.reason)}" for f in found),
+    )
+
+
+def _shell(lake: Lake, settings: Settings) -> html.Div:
+    read_only = (
+        html.Span(
+            "read-only",
+            className="pill pill-read-only",
+            title="Started with --read-only: browsing only, every change is refused",
+        )
+        if settings.read_only
+        else None
+    )
     return html.Div(
         [
             html.Header(
@@ -83,14 +189,16 @@ def _shell(lake: Lake) -> html.Div:
                         ],
                         className="nav-links",
                     ),
-                    html.Span(str(lake.root), className="nav-lake", title="The lake this dashboard reads"),
+                    read_only,
+                    html.Span(display_text(lake.root), className="nav-lake", title="The lake this dashboard reads"),
                 ],
                 className="topbar",
                 id=ids.NAV,
             ),
             html.Main(dash.page_container, className="content"),
         ],
-        className="app",
+        # CSS hides every change control of a read-only dashboard; the server refuses them too.
+        className="app read-only" if settings.read_only else "app",
     )
 
 
@@ -108,7 +216,8 @@ def serve(settings: Settings) -> None:
     # The dashboard is a long-lived process: it merges full size tiers in the background
     # whenever no writer or cron job holds the maintenance lease.
     upkeep.start(lake)
-    print(f"runlake dashboard for {settings.lake} at http://{settings.host}:{settings.port}/", flush=True)
+    mode = " (read-only)" if settings.read_only else ""
+    print(f"runlake dashboard for {settings.lake}{mode} at http://{settings.host}:{settings.port}/", flush=True)
     app.run(host=settings.host, port=settings.port, debug=settings.debug, use_reloader=False)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -11,7 +12,7 @@ from flask_caching import Cache
 
 from runlake.app.settings import Settings
 from runlake.core import vocab
-from runlake.core.errors import RunNotFound
+from runlake.core.errors import RunlakeError, RunNotFound
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -25,6 +26,14 @@ MODEL_HISTORY_TAG = vocab.MODEL_HISTORY_TAG
 MAX_COMPARE = 500
 # "All matching runs" actions (delete, restore, CSV) act on at most this many.
 MAX_SELECTION = 100_000
+
+
+class LakeReadOnly(RunlakeError):
+    """A change the dashboard refused or could not write: the lake (or the dashboard) is read-only."""
+
+
+READ_ONLY_MESSAGE = "The lake is read-only: nothing was changed."
+READ_ONLY_UI_MESSAGE = "This dashboard was started read-only (runlake ui --read-only): nothing was changed."
 
 
 class Services:
@@ -59,6 +68,32 @@ class Services:
         value = compute()
         self.cache.set(cache_key, value)
         return value
+
+    # -- changes -------------------------------------------------------------------------
+    @property
+    def read_only(self) -> bool:
+        return bool(self.settings.read_only)
+
+    def change(self, action: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run one of the lake's change methods for a callback; every refusal is a ``RunlakeError``.
+
+        Raises:
+            LakeReadOnly: the dashboard runs ``--read-only`` (refused on the server, whatever
+                the browser sends), or the lake's files may not be written (a read-only mount,
+                permissions); the callback shows the message where the action was taken.
+            RunlakeError: what the change itself raises (unknown run, invalid tag...), or a
+                write that failed for another reason (disk full), with its cause.
+        """
+        if self.read_only:
+            raise LakeReadOnly(READ_ONLY_UI_MESSAGE)
+        try:
+            return action(*args, **kwargs)
+        except PermissionError as exc:
+            raise LakeReadOnly(READ_ONLY_MESSAGE, cause=str(exc)) from exc
+        except OSError as exc:
+            if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise LakeReadOnly(READ_ONLY_MESSAGE, cause=str(exc)) from exc
+            raise RunlakeError(f"Could not write to the lake: {exc}", cause=str(exc)) from exc
 
     # -- lookups -------------------------------------------------------------------------
     def experiments(self) -> pd.DataFrame:

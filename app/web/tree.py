@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from runlake.app.web.services import Services, quote
+from runlake.core import layout
 
 # Ids a user can have expanded at once (the URL holds them): the oldest drop out first.
 MAX_EXPANDED = 100
@@ -142,7 +143,9 @@ def nesting(services: Services, search_kwargs: dict[str, Any]) -> Nesting:
 
 def _nesting(services: Services, base: dict[str, Any]) -> Nesting:
     text = base.get("filter_string") or ""
-    candidates = sorted(p for p in services.run_parents() if p)
+    # Only ids a run can have: a parent id written by an old client unchecked (quotes, spaces)
+    # names no run, and would not survive being written into a filter.
+    candidates = sorted(p for p in services.run_parents() if p and layout.is_valid_id(p))
     if not candidates:
         return Nesting(text)
     # Which runs that have children match the view.
@@ -235,6 +238,8 @@ def _subtree(
 
 def children(services: Services, search_kwargs: dict[str, Any], parent: str) -> list[str]:
     """A parent's children that match the view, in the view's order."""
+    if not layout.is_valid_id(parent):
+        return []  # an expanded id from a hand-edited URL: no run has it
     text = search_kwargs.get("filter_string") or ""
     kwargs = {k: v for k, v in search_kwargs.items() if k not in ("offset", "page_size", "columns", "page_token")}
     return services.search_run_ids(**{**kwargs, "filter_string": combine(text, f"parent_run_id = {quote(parent)}")})

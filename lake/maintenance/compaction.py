@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from runlake.core import layout, writer
+from runlake.core import damage, layout, writer
 from runlake.core.lease import delete_quietly, maintenance_lease
 from runlake.lake import views
 from runlake.lake.maintenance.common import (
@@ -80,6 +80,10 @@ class CompactionReport:
     tmp_files_removed: int = 0
     tmp_bytes_removed: int = 0
     seconds: float = 0.0
+    # Damaged part files moved to <root>/_quarantine/ (path, new path, reason) and files that
+    # could not be read for other reasons (permissions), left in place and not merged.
+    quarantined: list[dict[str, str]] = field(default_factory=list)
+    unreadable: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,7 +102,74 @@ class CompactionReport:
             f"{self.tmp_files_removed:,} abandoned temporary files ({human_bytes(self.tmp_bytes_removed)}) "
             f"in {self.seconds:.1f} s"
         )
+        lines += quarantine_lines(self.quarantined, self.unreadable)
         return "\n".join(lines)
+
+
+def quarantine_lines(quarantined: list[dict[str, str]], unreadable: list[dict[str, str]]) -> list[str]:
+    """Report lines for damaged files moved to quarantine and unreadable files left alone."""
+    lines = []
+    if quarantined:
+        lines.append(
+            f"quarantined {len(quarantined):,} damaged file(s) (moved, not deleted; their readable rows stay):"
+        )
+        lines += [f"  {q['path']} -> {q['quarantined_to']}: {q['reason']}" for q in quarantined]
+    if unreadable:
+        lines.append(f"skipped {len(unreadable):,} unreadable file(s), left in place:")
+        lines += [f"  {u['path']}: {u['reason']}" for u in unreadable]
+    return lines
+
+
+def set_aside(
+    fs: pafs.FileSystem,
+    root: str,
+    files: list[damage.DamagedFile],
+    quarantined: list[dict[str, str]],
+    unreadable: list[dict[str, str]],
+) -> None:
+    """Quarantine the damaged files among ``files`` and note the unreadable ones (a report's lists)."""
+    for found in files:
+        if not found.damaged:
+            unreadable.append({"path": found.path, "reason": found.reason})
+            continue
+        target = damage.quarantine(fs, root, found.path, found.reason)
+        if target is not None:
+            damage.warn(found)
+            quarantined.append({"path": found.path, "quarantined_to": target, "reason": found.reason})
+
+
+def read_readable(
+    fs: pafs.FileSystem, table: str, files: list[PartFile]
+) -> tuple[pa.Table, list[PartFile], list[damage.DamagedFile]]:
+    """The rows of every readable file of ``files``, which files those are, and the ones that failed.
+
+    Raises:
+        FileNotFoundError: a file vanished (a writer merged it meanwhile).
+    """
+
+    def read(group: list[PartFile]) -> pa.Table:
+        # Read with the table's schema, so files written before a column existed still merge.
+        return ds.dataset(
+            [f.path for f in group], schema=layout.SCHEMAS[table], filesystem=fs, format="parquet"
+        ).to_table()
+
+    try:
+        return read(files), files, []
+    except Exception as exc:
+        if isinstance(exc, FileNotFoundError) or not damage.is_read_failure(exc):
+            raise
+    # One file spoils the whole read: find it by reading each alone, keep every other one.
+    parts, good, bad = [], [], []
+    for part in files:
+        try:
+            parts.append(read([part]))
+            good.append(part)
+        except Exception as exc:
+            if isinstance(exc, FileNotFoundError) or not damage.is_read_failure(exc):
+                raise
+            bad.append(damage.damaged_file(part.path, table, exc))
+    empty = layout.SCHEMAS[table].empty_table()
+    return (pa.concat_tables(parts) if parts else empty), good, bad
 
 
 def resolve(location: Any) -> tuple[pafs.FileSystem, str]:
@@ -239,11 +310,14 @@ class _Job:
         self.on_written = on_written
         self.con = duckdb.connect(":memory:")
 
-    def _read(self, table: str, files: list[PartFile]) -> pa.Table:
-        # Read with the table's schema, so files written before a column existed still merge.
-        return ds.dataset(
-            [f.path for f in files], schema=layout.SCHEMAS[table], filesystem=self.fs, format="parquet"
-        ).to_table()
+    def _read(self, table: str, files: list[PartFile]) -> tuple[pa.Table, list[PartFile]]:
+        """The rows of the readable files and which files those are (only they may be removed).
+
+        Damaged files go to quarantine; files unreadable for other reasons stay where they are.
+        """
+        rows, readable, bad = read_readable(self.fs, table, files)
+        set_aside(self.fs, self.root, bad, self.report.quarantined, self.report.unreadable)
+        return rows, readable
 
     def _sql(self, sql: str, **tables: pa.Table) -> pa.Table:
         for name, table in tables.items():
@@ -286,12 +360,12 @@ class _Job:
                 f"{column} {'ASC' if d == 'ascending' else 'DESC'}" for column, d in layout.SORT_KEYS[table]
             )
             try:
-                rows = self._read(table, group)
+                rows, readable = self._read(table, group)
             except FileNotFoundError:
                 continue  # a writer merged some of these meanwhile; nothing written yet: skip them
             merged = self._sql(f"SELECT DISTINCT * FROM _rows ORDER BY {order}", _rows=rows)
             self._write(table, merged, experiment_id)
-            self._remove(group)
+            self._remove(readable)
 
     def metrics(self, experiment_id: str, metric_files: list[PartFile], summary_files: list[PartFile]) -> None:
         """Merge one partition's metric points and fold its summaries to one row per (run, key)."""
@@ -299,7 +373,7 @@ class _Job:
         rebuilt: list[pa.Table] = []
         for group in plan_groups(metric_files, self.cutoff, self.target_bytes, raw_alone=True):
             try:
-                points = self._read(layout.METRICS, group)
+                points, group = self._read(layout.METRICS, group)
             except FileNotFoundError:
                 continue  # a writer merged some of these meanwhile; nothing written yet: skip them
             # Set semantics, exactly as the metrics view (DISTINCT in DuckDB, where NaN equals NaN).
@@ -318,7 +392,13 @@ class _Job:
             merged_inputs += group
         old_summaries = [f for f in summary_files if f.mtime <= self.cutoff]
         if rebuilt or len(old_summaries) > 1:
-            parts = [self._read(layout.METRIC_SUMMARIES, old_summaries)] if old_summaries else []
+            parts = []
+            if old_summaries:
+                try:
+                    summaries, old_summaries = self._read(layout.METRIC_SUMMARIES, old_summaries)
+                    parts.append(summaries)
+                except FileNotFoundError:
+                    old_summaries = []  # merged meanwhile: the rebuilt summaries fold with them later
             rows = pa.concat_tables([*parts, *[writer.to_table(layout.METRIC_SUMMARIES, r) for r in rebuilt]])
             # Written before any metrics input is removed: a crash in between leaves the raw
             # files, which the next pass merges and summarises again.

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from runlake.core import layout, writer
+from runlake.core import damage, layout, writer
 from runlake.core.lease import delete_quietly, maintenance_lease
 from runlake.lake.connection import Connection
 from runlake.lake.maintenance.common import (
@@ -34,7 +34,7 @@ from runlake.lake.maintenance.common import (
     human_bytes,
     list_files,
 )
-from runlake.lake.maintenance.compaction import resolve
+from runlake.lake.maintenance.compaction import quarantine_lines, resolve, set_aside
 from runlake.lake.sql import q
 
 DEFAULT_OLDER_THAN_S = 30 * 86_400
@@ -54,6 +54,10 @@ class RetentionReport:
     artifact_failures: dict[str, str] = field(default_factory=dict)
     kept_restored: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # Damaged files moved to <root>/_quarantine/ (a dry run only lists them, as unreadable)
+    # and files unreadable for other reasons, left in place.
+    quarantined: list[dict[str, str]] = field(default_factory=list)
+    unreadable: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -77,6 +81,7 @@ class RetentionReport:
             f"  FAILED {run_id}: artifacts not removed ({msg}); the run was kept"
             for run_id, msg in self.artifact_failures.items()
         ]
+        lines += quarantine_lines(self.quarantined, self.unreadable)
         return "\n".join(lines)
 
 
@@ -144,8 +149,16 @@ def _dry_run(fs: pafs.FileSystem, root: str, report: RetentionReport) -> None:
         try:
             counts = {t: 0 for t in _RUN_TABLES}
             freed = 0
+            report.unreadable = []
             for table, _experiment_id, part in _files_of(fs, root, targets):
-                ids = _read(fs, table, [part], columns=["run_id"]).column("run_id")
+                try:
+                    ids = _read(fs, table, [part], columns=["run_id"]).column("run_id")
+                except Exception as exc:
+                    if isinstance(exc, FileNotFoundError) or not damage.is_read_failure(exc):
+                        raise
+                    found = damage.damaged_file(part.path, table, exc)
+                    report.unreadable.append({"path": found.path, "reason": found.describe()})
+                    continue
                 hit = pc.sum(pc.is_in(ids, value_set=pa.array(sorted(targets)))).as_py() or 0
                 counts[table] += hit
                 freed += int(part.size * hit / max(len(ids), 1))  # an estimate: the remainder is rewritten
@@ -194,8 +207,12 @@ class _Rewrite:
     output_bytes: int
 
 
-def _rewrite(fs: pafs.FileSystem, root: str, targets: dict[str, str]) -> list[_Rewrite]:
-    """Write every file holding rows of ``targets`` again without them; returns what was written."""
+def _rewrite(fs: pafs.FileSystem, root: str, targets: dict[str, str], report: RetentionReport) -> list[_Rewrite]:
+    """Write every file holding rows of ``targets`` again without them; returns what was written.
+
+    A damaged file is moved to quarantine (this runs under the lease) and its rows, which no
+    reader can see, are not purged: the report names it for a person to look at.
+    """
     value_set = pa.array(sorted(targets))
     done: list[_Rewrite] = []
     for table, experiment_id, part in _files_of(fs, root, targets):
@@ -206,6 +223,12 @@ def _rewrite(fs: pafs.FileSystem, root: str, targets: dict[str, str]) -> list[_R
             rows = _read(fs, table, [part])
         except FileNotFoundError:
             continue  # a writer merged it meanwhile: the sweep after the purge reads the merged file
+        except Exception as exc:
+            if not damage.is_read_failure(exc):
+                raise
+            if not any(u["path"] == part.path for u in report.unreadable):
+                set_aside(fs, root, [damage.damaged_file(part.path, table, exc)], report.quarantined, report.unreadable)
+            continue
         keep = rows.filter(pc.invert(pc.is_in(rows.column("run_id"), value_set=value_set)))
         # The rewrite keeps the input's status: a raw metrics file stays raw, so compaction
         # still summarises its points once (its summary file may be missing after a crash).
@@ -237,7 +260,7 @@ def _purge(
     for _attempt in range(_MAX_ATTEMPTS):
         if not targets:
             return
-        rewrites = _rewrite(fs, root, targets)
+        rewrites = _rewrite(fs, root, targets, report)
         if on_rewritten is not None:
             on_rewritten(sorted(targets))
         # The last look at the state before anything is removed: keep runs restored meanwhile.
@@ -279,7 +302,7 @@ def _purge(
     # Writers merge their own recent files without the lease: one may have merged a file that
     # held rows of these runs into a file this pass did not list. Sweep until none is left.
     for _sweep in range(_MAX_ATTEMPTS):
-        leftovers = _rewrite(fs, root, targets)
+        leftovers = _rewrite(fs, root, targets, report)
         if not leftovers:
             break
         for item in leftovers:

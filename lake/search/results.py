@@ -18,6 +18,8 @@ from runlake.lake.search.compiler import compile_filter, compile_order_by
 from runlake.lake.sql import Fragment, all_of, as_fragment, join, q
 
 DEFAULT_MAX_RESULTS = 100_000
+# The largest count or position a query takes: DuckDB's LIMIT and OFFSET are signed 64-bit.
+MAX_INT64 = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,10 @@ class Search:
             raise InvalidArgument(f"order_by takes a list of strings, e.g. ['metrics.loss DESC'], got {order_by!r}")
         for name in ("created_after", "created_before"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise InvalidArgument(f"{name} must be epoch milliseconds (an integer), got {value!r}")
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or not -(2**63) <= value <= MAX_INT64
+            ):
+                raise InvalidArgument(f"{name} must be epoch milliseconds (a 64-bit integer), got {_short(value)}")
         if self.has_model is not None and not isinstance(self.has_model, bool):
             raise InvalidArgument(f"has_model must be True, False or None, got {self.has_model!r}")
 
@@ -82,6 +86,11 @@ def search_ids(db: Connection, search: Search, limit: int, offset: int, *, count
     The total rides along as a window count when ``count``: one pass finds the page and
     counts the matches. Without it, the total is only what was seen.
     """
+    # Every entry point checks its numbers; this is the last line before they become SQL
+    # parameters (DuckDB's LIMIT and OFFSET are 64-bit: a larger Python int is a raw error).
+    limit = positive_int("max_results", limit)
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_INT64:
+        raise InvalidArgument(f"offset must be an integer from 0 to {MAX_INT64}, got {offset!r}")
     plan = compile_order_by(list(search.order_by) if search.order_by else None)
     where = _where(db, search)
     total_sql = ", count(*) OVER () AS total" if count else ""
@@ -108,16 +117,23 @@ def search_ids(db: Connection, search: Search, limit: int, offset: int, *, count
 def positive_int(name: str, value: Any) -> int:
     """``value`` when it is a positive integer (raises ``InvalidArgument`` otherwise)."""
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise InvalidArgument(f"{name} must be a positive integer, got {value!r}")
+        raise InvalidArgument(f"{name} must be a positive integer, got {_short(value)}")
+    if value > MAX_INT64:
+        raise InvalidArgument(f"{name} must be at most {MAX_INT64} (2^63 - 1), got {_short(value)}")
     return value
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:59] + "…"
 
 
 def page_offset(page_token: str | None, offset: int | None) -> int:
     """Where a page starts: an explicit row ``offset``, else the one a page token carries."""
     if offset is None:
         return decode_token(page_token)
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        raise InvalidArgument(f"offset must be a non-negative integer, got {offset!r}")
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_INT64:
+        raise InvalidArgument(f"offset must be an integer from 0 to {MAX_INT64} (2^63 - 1), got {_short(offset)}")
     return offset
 
 
@@ -132,7 +148,7 @@ def decode_token(token: str | None) -> int:
         return 0
     try:
         offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
-        if isinstance(offset, int) and offset >= 0:
+        if isinstance(offset, int) and not isinstance(offset, bool) and 0 <= offset <= MAX_INT64:
             return offset
     except (ValueError, KeyError, TypeError, AttributeError):
         pass

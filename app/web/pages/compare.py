@@ -15,7 +15,7 @@ from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from runlake.app.web import charts, ids
 from runlake.app.web.components import control, empty_state, message, page_header, section
-from runlake.app.web.formatting import format_duration, format_number, format_time
+from runlake.app.web.formatting import display_text, escape_figure, format_duration, format_number, format_time
 from runlake.app.web.services import MAX_COMPARE
 
 if TYPE_CHECKING:
@@ -58,10 +58,12 @@ def table_rows(frame: pd.DataFrame, prefix: str) -> list[dict[str, Any]]:
     rows = []
     for column in sorted(c for c in frame.columns if c.startswith(prefix + ".")):
         values = [None if pd.isna(v) else v for v in frame[column].tolist()]
-        row: dict[str, Any] = {"key": column.split(".", 1)[1]}
+        row: dict[str, Any] = {"key": display_text(column.split(".", 1)[1])}
         for run_id, value in zip(frame["run_id"], values):
             # Metrics read like every other table (significant digits); params are the logged text.
-            row[run_id] = format_number(value) if prefix == "metrics" and value is not None else value
+            row[run_id] = (
+                format_number(value) if prefix == "metrics" and value is not None else display_text(value, 2000)
+            )
         row["same"] = all(v == values[0] for v in values)
         rows.append(row)
     return rows
@@ -69,13 +71,13 @@ def table_rows(frame: pd.DataFrame, prefix: str) -> list[dict[str, Any]]:
 
 def detail_rows(frame: pd.DataFrame, names: dict[str, str]) -> list[dict[str, Any]]:
     fields = [
-        ("Run name", lambda r: r.run_name or ""),
+        ("Run name", lambda r: display_text(r.run_name)),
         ("Experiment", lambda r: names.get(str(r.experiment_id), str(r.experiment_id))),
         ("Status", lambda r: (r.status or "").title()),
         ("Start time", lambda r: format_time(r.start_time)),
         ("Duration", lambda r: format_duration(r.start_time, r.end_time, r.status)),
-        ("User", lambda r: r.user_id),
-        ("Source", lambda r: r.source_name),
+        ("User", lambda r: display_text(r.user_id)),
+        ("Source", lambda r: display_text(r.source_name)),
         ("Version", lambda r: (r.source_version or "")[:10]),
         ("Run ID", lambda r: r.run_id),
     ]
@@ -104,7 +106,7 @@ def _columns(frame: pd.DataFrame, numeric: bool = False) -> list[dict[str, Any]]
         # value (a source path, a run id) ends in an ellipsis and shows whole in its tooltip.
         col = {
             "field": record.run_id,
-            "headerName": record.run_name or record.run_id[:8],
+            "headerName": display_text(record.run_name or record.run_id[:8], 60),
             "headerTooltip": record.run_id,
             "minWidth": 120,
             "maxWidth": 420,
@@ -170,7 +172,10 @@ def layout(services: Services, runs: Any = None, **_query: Any) -> html.Div:
             dcc.Store(id=ids.CMP_RUNS, data=list(frame["run_id"])),
             page_header(
                 f"Comparing {len(frame)} run{'s' if len(frame) != 1 else ''}",
-                subtitle=["Experiments: ", *[html.Span(e, className="chip") for e in experiments]],
+                subtitle=[
+                    "Experiments: ",
+                    *[html.Span(display_text(e, 60), className="chip", title=e) for e in experiments],
+                ],
             ),
             missing_notice(requested, list(frame["run_id"])),
             dcc.Checklist(
@@ -380,7 +385,8 @@ def register_callbacks(app: Dash, services: Services) -> None:
         State(ids.CMP_RUNS, "data"),
     )
     def parallel(dims: list[str] | None, color: str | None, run_ids: list[str]) -> Any:
-        return charts.parallel_figure(frame_of(run_ids), dims or [], color)
+        # Every string of these figures may come from user data: no markup of it is rendered.
+        return escape_figure(charts.parallel_figure(frame_of(run_ids), dims or [], color))
 
     @app.callback(
         Output(f"{ids.CMP_PLOT}-scatter", "figure"),
@@ -390,8 +396,8 @@ def register_callbacks(app: Dash, services: Services) -> None:
     )
     def scatter(x: str | None, y: str | None, run_ids: list[str]) -> Any:
         frame = frame_of(run_ids)
-        return charts.scatter_figure(
-            frame, x, y, names=[r or i[:8] for r, i in zip(frame["run_name"], frame["run_id"])]
+        return escape_figure(
+            charts.scatter_figure(frame, x, y, names=[r or i[:8] for r, i in zip(frame["run_name"], frame["run_id"])])
         )
 
     @app.callback(
@@ -402,7 +408,7 @@ def register_callbacks(app: Dash, services: Services) -> None:
         State(ids.CMP_RUNS, "data"),
     )
     def contour(x: str | None, y: str | None, z: str | None, run_ids: list[str]) -> Any:
-        return charts.contour_figure(frame_of(run_ids), x, y, z)
+        return escape_figure(charts.contour_figure(frame_of(run_ids), x, y, z))
 
     @app.callback(
         Output(f"{ids.CMP_PLOT}-curves", "figure"),

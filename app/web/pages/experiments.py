@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import dash_ag_grid as dag
+import pandas as pd
 from dash import Input, Output, State, dcc, html, no_update
 
 from runlake.app.web import ids
 from runlake.app.web.components import empty_state, page_header
-from runlake.app.web.formatting import format_time
+from runlake.app.web.formatting import display_text, format_time
 
 if TYPE_CHECKING:
     from dash import Dash
@@ -67,13 +68,15 @@ def _body(services: Services) -> Any:
         )
     records = []
     for row in frame.itertuples():
+        # An experiment with no active run has no last run time: a missing value (pd.NA in a
+        # nullable column) that no comparison may touch.
         records.append(
             {
                 "experiment_id": str(row.experiment_id),
-                "name": str(row.name),
-                "run_count": int(row.run_count),
-                "last_run_text": format_time(row.last_run_time) if row.last_run_time == row.last_run_time else "—",
-                "created_text": format_time(row.creation_time),
+                "name": display_text(row.name if not _missing(row.name) else row.experiment_id),
+                "run_count": 0 if _missing(row.run_count) else int(row.run_count),
+                "last_run_text": "—" if _missing(row.last_run_time) else format_time(row.last_run_time),
+                "created_text": "" if _missing(row.creation_time) else format_time(row.creation_time),
             }
         )
     return dag.AgGrid(
@@ -90,6 +93,10 @@ def _body(services: Services) -> Any:
         className="ag-theme-quartz grid",
         style={"height": None},
     )
+
+
+def _missing(value: Any) -> bool:
+    return value is None or bool(pd.isna(value))
 
 
 def register_callbacks(app: Dash, services: Services) -> None:

@@ -13,7 +13,7 @@ from dash import dcc, html
 from runlake.app.web import artifacts as arts
 from runlake.app.web import ids
 from runlake.app.web.components import control, data_table, empty_state, page_header, section, status_pill
-from runlake.app.web.formatting import format_duration, format_number, format_time
+from runlake.app.web.formatting import format_duration, format_number, format_time, long_text
 from runlake.app.web.pages import run_callbacks
 from runlake.app.web.pages.run_parts import HIDDEN, NOTE_TAG, notes_view, tags_body
 from runlake.app.web.run_sections import (
@@ -66,11 +66,11 @@ def layout(services: Services, run_id: str | None = None, artifact: str | None =
             dcc.Store(id=ids.RUN_ID, data=record.run_id),
             dcc.Interval(id=ids.RUN_TICK, interval=int(services.settings.refresh_seconds * 1000), disabled=not running),
             page_header(
-                html.Span(info.get("run_name") or record.run_id, id=ids.RUN_NAME),
+                html.Span(long_text(info.get("run_name") or record.run_id), id=ids.RUN_NAME),
                 html.Span(status_pill(info.get("status")), id=ids.RUN_STATUS),
                 html.Button("Rename", id=ids.RUN_RENAME, className="button small", title="Rename this run"),
                 subtitle=dcc.Link(
-                    services.experiment_names().get(str(info["experiment_id"]), str(info["experiment_id"])),
+                    long_text(services.experiment_names().get(str(info["experiment_id"]), str(info["experiment_id"]))),
                     href=f"/runs?experiments={info['experiment_id']}",
                 ),
             ),
@@ -157,10 +157,10 @@ def _meta(services: Services, record: RunRecord, source_path: str | None) -> htm
         ("Started", format_time(start) or "—"),
         ("Ended", format_time(end) or ("running" if info.get("status") == "RUNNING" else "—")),
         ("Duration", format_duration(start, end, info.get("status")) or "—"),
-        ("User", info.get("user_id") or "—"),
+        ("User", long_text(info.get("user_id") or "—", 80)),
         ("Source", [html.Span(f"{info.get('source_type') or ''} ", className="muted"), source_view]),
         ("Version", version),
-        ("Parent run", dcc.Link(names.get(parent, parent), href=f"/runs/{parent}") if parent else "—"),
+        ("Parent run", dcc.Link(long_text(names.get(parent, parent), 80), href=f"/runs/{parent}") if parent else "—"),
         ("Child runs", _child_links(children, names) if children else "—"),
     ]
     return html.Div(
@@ -177,7 +177,7 @@ def _meta(services: Services, record: RunRecord, source_path: str | None) -> htm
 def _child_links(children: list[str], names: dict[str, str]) -> list[Any]:
     links: list[Any] = []
     for child in children[:20]:
-        links += [dcc.Link(names.get(child, child[:8]), href=f"/runs/{child}"), " "]
+        links += [dcc.Link(long_text(names.get(child, child[:8]), 80), href=f"/runs/{child}"), " "]
     if len(children) > 20:
         links.append(html.Span(f"and {len(children) - 20} more", className="muted"))
     return links
@@ -207,14 +207,14 @@ def _notes(text: str) -> list[Any]:
 def _params(params: dict[str, str]) -> Any:
     if not params:
         return html.Span("No parameters logged.", className="muted")
-    return data_table(["Parameter", "Value"], sorted(params.items()))
+    return data_table(["Parameter", "Value"], [(long_text(k, 80), long_text(v)) for k, v in sorted(params.items())])
 
 
 def _metrics(record: RunRecord, running: bool) -> Any:
     if not record.metrics and not running:
         return html.Span("No metrics logged.", className="muted")
     rows = [
-        (key, _num(s["latest"]), _num(s["min"]), _num(s["max"]), format_number(s.get("step")))
+        (long_text(key, 80), _num(s["latest"]), _num(s["min"]), _num(s["max"]), format_number(s.get("step")))
         for key, s in sorted(record.metric_stats.items())
     ]
     return html.Div(

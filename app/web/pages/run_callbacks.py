@@ -59,7 +59,7 @@ def register(app: Dash, services: Services) -> None:
         if not name:
             return no_update, no_update, message("A run name cannot be empty.", "warning")
         try:
-            lake.rename_run(run_id, name)
+            services.change(lake.rename_run, run_id, name)
         except RunlakeError as exc:
             return no_update, no_update, _error(exc)
         return HIDDEN, name, message(f"Renamed to {name}.", "success")
@@ -82,7 +82,7 @@ def register(app: Dash, services: Services) -> None:
         if ctx.triggered_id == ids.RUN_NOTES_CANCEL:
             return HIDDEN, no_update, None, None
         try:
-            lake.set_description(run_id, text or "")
+            services.change(lake.set_description, run_id, text or "")
         except RunlakeError as exc:
             return no_update, no_update, no_update, _error(exc)
         return HIDDEN, notes_view(text or ""), None, message("Notes saved.", "success")
@@ -105,14 +105,16 @@ def register(app: Dash, services: Services) -> None:
             return no_update, no_update
         try:
             if isinstance(ctx.triggered_id, dict):
-                key = ctx.triggered_id["key"]
-                lake.delete_tag(run_id, key)
+                key = ids.decode_key(ctx.triggered_id.get("key"))
+                if key is None:
+                    return no_update, message("Unknown tag.", "warning")
+                services.change(lake.delete_tag, run_id, key)
                 note = f"Deleted tag {key}."
             else:
                 key = (key or "").strip()
                 if not key:
                     return no_update, message("A tag needs a key.", "warning")
-                lake.set_tag(run_id, key, value or "")
+                services.change(lake.set_tag, run_id, key, value or "")
                 note = f"Set tag {key}."
         except RunlakeError as exc:
             return no_update, _error(exc)
@@ -130,9 +132,11 @@ def register(app: Dash, services: Services) -> None:
     def edit_tag(_clicks: Any, run_id: str) -> tuple[Any, Any]:
         if not _clicked() or not isinstance(ctx.triggered_id, dict):
             return no_update, no_update
-        key = ctx.triggered_id["key"]
+        key = ids.decode_key(ctx.triggered_id.get("key"))
         record = services.get_run(run_id)
-        return key, record.tags.get(key, "") if record else ""
+        if key is None or record is None:
+            return no_update, no_update
+        return key, record.tags.get(key, "")
 
     @app.callback(
         Output(ids.RUN_DELETED, "children"),
@@ -144,7 +148,10 @@ def register(app: Dash, services: Services) -> None:
     def restore(clicks: Any, run_id: str) -> tuple[Any, Any]:
         if not clicks:
             return no_update, no_update
-        done = lake.restore_run(run_id, include_descendants=True)
+        try:
+            done = services.change(lake.restore_run, run_id, include_descendants=True)
+        except RunlakeError as exc:
+            return no_update, _error(exc)
         return None, message(f"Restored {len(done)} run{'s' if len(done) != 1 else ''}.", "success")
 
     @app.callback(
@@ -247,8 +254,9 @@ def register(app: Dash, services: Services) -> None:
     def preview(_clicks: Any, run_id: str) -> Any:
         if not _clicked() or not isinstance(ctx.triggered_id, dict):
             return no_update
+        rel = ids.decode_key(ctx.triggered_id.get("path"))
         store = arts.for_run(services, run_id)
-        return artifact_preview(run_id, store, ctx.triggered_id["path"]) if store else no_update
+        return artifact_preview(run_id, store, rel) if store and rel is not None else no_update
 
     @app.callback(
         Output(ids.RUN_REPRO_DOWNLOAD, "data"),

@@ -8,6 +8,7 @@ from dash import dcc, html
 
 from runlake.app.web import ids
 from runlake.app.web.components import data_table
+from runlake.app.web.formatting import long_text
 from runlake.core import vocab
 
 NOTE_TAG = vocab.NOTE_TAG
@@ -26,13 +27,17 @@ def tags_body(user_tags: dict[str, str], all_tags: dict[str, str]) -> list[Any]:
     rows = [
         html.Tr(
             [
-                html.Td(html.Code(k)),
-                html.Td(v),
+                html.Td(html.Code(long_text(k, 80))),
+                html.Td(long_text(v)),
                 html.Td(
                     [
-                        html.Button("Edit", id={"type": ids.RUN_TAG_EDIT, "key": k}, className="button small"),
                         html.Button(
-                            "Delete", id={"type": ids.RUN_TAG_DELETE, "key": k}, className="button small danger"
+                            "Edit", id={"type": ids.RUN_TAG_EDIT, "key": ids.encode_key(k)}, className="button small"
+                        ),
+                        html.Button(
+                            "Delete",
+                            id={"type": ids.RUN_TAG_DELETE, "key": ids.encode_key(k)},
+                            className="button small danger",
                         ),
                     ]
                 ),
@@ -64,7 +69,12 @@ def tags_body(user_tags: dict[str, str], all_tags: dict[str, str]) -> list[Any]:
             ],
             className="inline-form",
         ),
-        html.Details([html.Summary(f"{len(system)} system tags"), data_table(["Key", "Value"], sorted(system.items()))])
+        html.Details(
+            [
+                html.Summary(f"{len(system)} system tags"),
+                data_table(["Key", "Value"], [(long_text(k, 80), long_text(v)) for k, v in sorted(system.items())]),
+            ]
+        )
         if system
         else None,
     ]

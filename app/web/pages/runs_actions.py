@@ -15,6 +15,7 @@ from runlake.app.web.components import message
 from runlake.app.web.export import runs_csv
 from runlake.app.web.grid import RunsQuery
 from runlake.app.web.services import MAX_COMPARE
+from runlake.core.errors import RunlakeError
 
 if TYPE_CHECKING:
     from dash import Dash
@@ -239,12 +240,15 @@ def register_callbacks(app: Dash, services: Services) -> None:
         run_ids = selected_ids(services, rows, all_matching, data)
         if not run_ids:
             return message("Nothing selected.", "warning"), no_update, no_update, no_update
-        if ctx.triggered_id == ids.CONFIRM_OK:
-            done = services.lake.delete_run_ids(run_ids, include_descendants=bool(descendants))
-            text = f"Deleted {len(done)} run{'s' if len(done) != 1 else ''}. Restore them under State: Deleted within 30 days."
-        else:
-            done = services.lake.restore_run_ids(run_ids, include_descendants=True)
-            text = f"Restored {len(done)} run{'s' if len(done) != 1 else ''}."
+        try:
+            if ctx.triggered_id == ids.CONFIRM_OK:
+                done = services.change(services.lake.delete_run_ids, run_ids, include_descendants=bool(descendants))
+                text = f"Deleted {len(done)} run{'s' if len(done) != 1 else ''}. Restore them under State: Deleted within 30 days."
+            else:
+                done = services.change(services.lake.restore_run_ids, run_ids, include_descendants=True)
+                text = f"Restored {len(done)} run{'s' if len(done) != 1 else ''}."
+        except RunlakeError as exc:
+            return message(exc.message, "error"), no_update, no_update, no_update
         return message(text, "success"), (changed or 0) + 1, False, True
 
     @app.callback(

@@ -1,0 +1,138 @@
+"""``runlake doctor``: finds damaged part files, stale temporaries and leases; ``--repair`` quarantines them.
+
+Every finished part file is read (whole, or only its footer with ``full=False``); a file that
+does not read is damaged (``runlake.core.damage``). Temporaries of writers that died mid-write
+and lease files of jobs that died are stale. Repair moves all of them to ``<root>/_quarantine/``
+under the maintenance lease - nothing is deleted - so the lake reads clean again and a person
+can still look at what was moved.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pyarrow.fs as pafs
+
+from runlake.core import damage, layout, writer
+from runlake.core.lease import maintenance_lease, stale_leases
+from runlake.lake.maintenance.common import human_bytes, list_tmp_files
+from runlake.lake.maintenance.compaction import DEFAULT_TMP_MAX_AGE_S, resolve
+
+
+@dataclass
+class DoctorReport:
+    """What ``diagnose`` found and, with ``repair``, what it moved."""
+
+    files_checked: int = 0
+    damaged: list[dict[str, Any]] = field(default_factory=list)
+    unreadable: list[dict[str, Any]] = field(default_factory=list)
+    stale_temporaries: list[dict[str, Any]] = field(default_factory=list)
+    stale_leases: list[dict[str, Any]] = field(default_factory=list)
+    repaired: bool = False
+    quarantined: list[dict[str, str]] = field(default_factory=list)
+    in_quarantine: int = 0
+    seconds: float = 0.0
+
+    @property
+    def problems(self) -> int:
+        return len(self.damaged) + len(self.unreadable) + len(self.stale_temporaries) + len(self.stale_leases)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is wrong now: no problem found, or every one repaired."""
+        if self.repaired:
+            return not self.unreadable  # every other problem was moved (or went away meanwhile)
+        return self.problems == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok, "problems": self.problems}
+
+    def to_text(self) -> str:
+        lines = [f"checked {self.files_checked:,} part files in {self.seconds:.1f} s"]
+        for item in self.damaged:
+            lines.append(f"DAMAGED     {item['path']}: {item['reason']}")
+        for item in self.unreadable:
+            lines.append(f"UNREADABLE  {item['path']}: {item['reason']} (not moved: fix access, then run again)")
+        for item in self.stale_temporaries:
+            lines.append(f"STALE TEMP  {item['path']} ({human_bytes(item['size'])}, {item['age_s'] / 3600:.1f} h old)")
+        for item in self.stale_leases:
+            lines.append(f"STALE LEASE {item['path']}")
+        if self.repaired:
+            lines.append(f"quarantined {len(self.quarantined):,} file(s) (moved, not deleted):")
+            lines += [f"  {q['path']} -> {q['quarantined_to']}" for q in self.quarantined]
+        elif self.problems:
+            lines.append("run `runlake doctor --repair` to move them to the lake's _quarantine/ folder")
+        if not self.problems:
+            lines.append("no problems found")
+        if self.in_quarantine:
+            lines.append(f"{self.in_quarantine:,} file(s) in quarantine; delete them once you have looked at them")
+        return "\n".join(lines)
+
+
+def diagnose(
+    location: Any,
+    *,
+    repair: bool = False,
+    full: bool = True,
+    tmp_max_age_s: float = DEFAULT_TMP_MAX_AGE_S,
+    wait_s: float = 60.0,
+) -> DoctorReport:
+    """Check every part file of a lake; with ``repair``, quarantine what is damaged or stale.
+
+    Args:
+        location: the lake (a path, a URI, or a ``Lake``).
+        repair: move damaged files, stale temporaries and stale leases to ``<root>/_quarantine/``.
+        full: read each file whole (finds a corrupt page behind a good footer); False reads
+            footers only (fast on a large lake).
+        tmp_max_age_s: temporaries older than this belong to a writer that died.
+        wait_s: with ``repair``, how long to wait for another maintenance job.
+
+    Raises:
+        MaintenanceBusy: with ``repair``, another maintenance job held the lake for ``wait_s``.
+    """
+    fs, root = resolve(location)
+    started = time.perf_counter()
+    report = DoctorReport()
+    for table in layout.ALL_TABLES:
+        for info in writer.list_parts(fs, root, table):
+            report.files_checked += 1
+            found = damage.check_file(fs, info.path, table, full=full)
+            if found is not None:
+                target = report.damaged if found.damaged else report.unreadable
+                target.append(found.to_dict())
+    cutoff = time.time() - tmp_max_age_s
+    for info in list_tmp_files(fs, root):
+        mtime = info.mtime.timestamp() if info.mtime is not None else 0.0
+        if mtime <= cutoff:
+            report.stale_temporaries.append(
+                {"path": info.path, "size": info.size or 0, "age_s": round(time.time() - mtime)}
+            )
+    report.stale_leases = [{"path": info.path} for info in stale_leases(fs, root)]
+    if repair and report.problems:
+        _repair(fs, root, report, wait_s)
+    report.in_quarantine = len(damage.list_quarantine(fs, root))
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _repair(fs: pafs.FileSystem, root: str, report: DoctorReport, wait_s: float) -> None:
+    report.repaired = True
+
+    def move(path: str, reason: str) -> None:
+        target = damage.quarantine(fs, root, path, reason)
+        if target is not None:
+            report.quarantined.append({"path": path, "quarantined_to": target, "reason": reason})
+
+    # Dead leases first: taking the lease would otherwise delete them (they are not data,
+    # but repair promises to move, never delete).
+    for item in report.stale_leases:
+        move(item["path"], "stale maintenance lease: its job died")
+    with maintenance_lease(fs, root, "doctor", wait_s=wait_s):
+        for item in report.damaged:
+            # Checked again under the lease: a file may have been merged away meanwhile.
+            if fs.get_file_info(item["path"]).type != pafs.FileType.NotFound:
+                move(item["path"], item["reason"])
+        for item in report.stale_temporaries:
+            move(item["path"], "temporary file of a writer that died mid-write")

@@ -1,0 +1,269 @@
+"""Damaged part files on disk: readers skip them with one warning, maintenance quarantines them.
+
+Each test writes a real lake through ``LakeClient``, damages real files (truncated, 0 bytes,
+garbage, a corrupt page behind an intact footer) and reads the lake back with real DuckDB.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import warnings
+from pathlib import Path
+
+import pytest
+
+from runlake.core import damage, layout, writer
+from runlake.core.damage import DamagedFileWarning
+from runlake.ingest.client import LakeClient
+from runlake.lake import Lake
+from runlake.lake.maintenance import compact, purge
+from tests.conftest import RUNLAKE
+
+
+def _lake(lake_dir: str, experiments: int = 2, runs: int = 3) -> tuple[LakeClient, dict[str, list[str]]]:
+    """A lake whose every table has several files per partition (one flush per run)."""
+    client = LakeClient(lake_dir)
+    made: dict[str, list[str]] = {}
+    for e in range(experiments):
+        exp = client.create_experiment(f"exp{e}")
+        made[exp] = []
+        for r in range(runs):
+            run = client.create_run(exp, run_name=f"run{e}-{r}")
+            client.log_batch(
+                run,
+                metrics=[("loss", 1.0 / (s + 1), 1000 + s, s) for s in range(20)],
+                params={"lr": str(r)},
+                tags={"team": "a"},
+            )
+            client.set_terminated(run)
+            client.flush()
+            made[exp].append(run)
+    return client, made
+
+
+def _files(lake_dir: str, table: str, experiment_id: str | None = None) -> list[str]:
+    fs, root = layout.resolve_lake(lake_dir)
+    infos = writer.list_parts(fs, root, table)
+    return [i.path for i in infos if experiment_id is None or writer.partition_of(i.path) == experiment_id]
+
+
+def _truncate(path: str) -> None:
+    data = Path(path).read_bytes()
+    Path(path).write_bytes(data[: len(data) // 2])
+
+
+def _corrupt_page(path: str) -> None:
+    """Spoil the first data page but keep the footer: the file opens, its pages do not decode."""
+    data = bytearray(Path(path).read_bytes())
+    data[4:40] = b"\xff" * 36
+    Path(path).write_bytes(bytes(data))
+
+
+def _runs_of(lake: Lake) -> set[str]:
+    return set(lake.search_run_ids(run_view_type="ALL"))
+
+
+def _damaged_warnings(record: list[warnings.WarningMessage]) -> list[str]:
+    return [str(w.message) for w in record if issubclass(w.category, DamagedFileWarning)]
+
+
+def test_rl_d01_truncated_runs_file_is_skipped_with_one_warning(lake_dir):
+    _client, made = _lake(lake_dir)
+    exp = next(iter(made))
+    victim = _files(lake_dir, layout.RUNS, exp)[0]
+    _truncate(victim)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        lake = Lake(lake_dir)  # no raw ArrowInvalid
+        runs = _runs_of(lake)
+        lake.refresh()
+        lake.list_experiments()
+    messages = _damaged_warnings(record)
+    assert len(messages) == 1 and victim in messages[0] and "runs" in messages[0]
+    # Every run of the other experiment, and the runs of this one whose rows are elsewhere, remain.
+    other = [e for e in made if e != exp][0]
+    assert set(made[other]) <= runs
+    assert len(runs) >= 4  # the file held at most two of the six runs
+    (found,) = lake.damaged_files()
+    assert found.path == victim and found.table == layout.RUNS and found.damaged
+    assert "magic bytes" in found.reason or "Parquet" in found.reason
+
+
+@pytest.mark.parametrize(
+    "table, spoil",
+    [
+        (layout.METRIC_SUMMARIES, lambda p: Path(p).write_bytes(b"")),
+        (layout.EXPERIMENTS, lambda p: Path(p).write_bytes(b"this is not parquet " * 50)),
+        (layout.PARAMS, _truncate),
+        (layout.TAGS, _truncate),
+    ],
+    ids=["zero-byte-summaries", "garbage-experiments", "truncated-params", "truncated-tags"],
+)
+def test_rl_d02_any_damaged_table_file_keeps_the_lake_open(lake_dir, table, spoil):
+    _client, made = _lake(lake_dir)
+    victim = _files(lake_dir, table)[0]
+    spoil(victim)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        lake = Lake(lake_dir)
+        assert len(_runs_of(lake)) == 6
+        lake.search_runs(filter_string="metrics.loss < 10")
+    assert [victim in m for m in _damaged_warnings(record)] == [True]
+    assert [d.path for d in lake.damaged_files()] == [victim]
+    run = made[next(iter(made))][-1]
+    assert lake.get_run(run).info["run_id"] == run
+
+
+def test_rl_d03_truncated_metrics_file_history_keeps_the_rest(lake_dir):
+    _client, made = _lake(lake_dir, experiments=1, runs=3)
+    exp, runs = next(iter(made.items()))
+    metric_files = _files(lake_dir, layout.METRICS, exp)
+    assert len(metric_files) >= 2
+    _truncate(metric_files[0])
+    lake = Lake(lake_dir)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        histories = {run: len(lake.metric_history(run, "loss")) for run in runs}
+        everything = lake.metric_histories(runs)
+    assert [metric_files[0] in m for m in _damaged_warnings(record)] == [True]
+    assert sorted(histories.values()) == [0, 20, 20]  # one run's points were in the damaged file
+    assert len(everything) == 40
+    assert [d.path for d in lake.damaged_files()] == [metric_files[0]]
+
+
+def test_rl_d04_corrupt_page_behind_a_good_footer_is_found_and_skipped(lake_dir):
+    _client, made = _lake(lake_dir, experiments=1, runs=3)
+    exp, runs = next(iter(made.items()))
+    victim = _files(lake_dir, layout.METRICS, exp)[1]
+    _corrupt_page(victim)
+    lake = Lake(lake_dir)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        points = lake.metric_histories(runs)
+    assert len(points) == 40
+    assert [victim in m for m in _damaged_warnings(record)] == [True]
+
+
+def test_rl_d05_compaction_quarantines_and_keeps_every_readable_row(lake_dir):
+    _client, made = _lake(lake_dir)
+    exp = next(iter(made))
+    victims = {
+        layout.RUNS: _files(lake_dir, layout.RUNS, exp)[0],
+        layout.METRICS: _files(lake_dir, layout.METRICS, exp)[1],
+        layout.METRIC_SUMMARIES: _files(lake_dir, layout.METRIC_SUMMARIES, exp)[2],
+    }
+    for path in victims.values():
+        _truncate(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DamagedFileWarning)
+        before = Lake(lake_dir)
+        runs_before = _runs_of(before)
+        points_before = len(before.sql("SELECT * FROM metrics WHERE run_id IN (SELECT run_id FROM runs)"))
+        report = compact(lake_dir, grace_s=0)
+    moved = {q["path"]: q for q in report.quarantined}
+    assert set(moved) == set(victims.values())
+    for path, item in moved.items():
+        assert not os.path.exists(path)
+        target = item["quarantined_to"]
+        assert target.startswith(os.path.join(lake_dir, "_quarantine") + "/")
+        assert os.path.getsize(target) > 0  # moved, not emptied
+        note = json.loads(Path(target + damage.REASON_SUFFIX).read_text())
+        assert note["original_path"] == path and note["reason"]
+    assert "quarantined 3 damaged file(s)" in report.to_text()
+    after = Lake(lake_dir)
+    assert after.damaged_files() == []
+    assert _runs_of(after) == runs_before
+    assert len(after.sql("SELECT * FROM metrics WHERE run_id IN (SELECT run_id FROM runs)")) == points_before
+    for table in (layout.RUNS, layout.METRICS):
+        assert len(_files(lake_dir, table, exp)) == 1  # the readable files merged
+    # The quarantine is outside every table: a reader never lists it.
+    assert len(damage.list_quarantine(*layout.resolve_lake(lake_dir))) == 3
+
+
+def test_rl_d06_retention_quarantines_a_damaged_file_and_purges_the_rest(lake_dir):
+    client, made = _lake(lake_dir, experiments=1, runs=3)
+    exp, runs = next(iter(made.items()))
+    client.delete_run(runs[0])
+    client.flush()
+    victim = _files(lake_dir, layout.PARAMS, exp)[1]
+    _truncate(victim)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DamagedFileWarning)
+        dry = purge(lake_dir, older_than_s=0, dry_run=True)
+        assert [u["path"] for u in dry.unreadable] == [victim] and os.path.exists(victim)
+        report = purge(lake_dir, older_than_s=0)
+    assert report.runs == [runs[0]]
+    assert [q["path"] for q in report.quarantined] == [victim]
+    assert not os.path.exists(victim)
+    lake = Lake(lake_dir)
+    assert _runs_of(lake) == set(runs[1:])
+    assert lake.damaged_files() == []
+
+
+def test_rl_d07_writer_starts_runs_beside_a_damaged_experiments_file(lake_dir):
+    client, _made = _lake(lake_dir, experiments=1, runs=1)
+    garbage = os.path.join(lake_dir, "experiments", "part-zzzz-garbage.parquet")
+    Path(garbage).write_bytes(b"\x00" * 100)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        fresh = LakeClient(lake_dir)
+        exp = fresh.create_experiment("after-damage")
+        run = fresh.create_run(exp)
+        fresh.set_terminated(run)
+        fresh.flush()
+    assert any(garbage in m for m in _damaged_warnings(record))
+    assert Lake(lake_dir).get_run(run).info["status"] == "FINISHED"
+
+
+def _cli(*args: str, lake_dir: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [RUNLAKE, *args, "--lake", lake_dir], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_rl_d08_cli_warns_on_stderr_and_keeps_exit_status(lake_dir):
+    _client, made = _lake(lake_dir)
+    victim = _files(lake_dir, layout.RUNS, next(iter(made)))[0]
+    _truncate(victim)
+    done = _cli("search", "--format", "json", lake_dir=lake_dir)
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)) >= 4
+    lines = [line for line in done.stderr.splitlines() if victim in line]
+    assert len(lines) == 1 and "damaged" in lines[0]
+    assert "Traceback" not in done.stderr
+    done = _cli("experiments", lake_dir=lake_dir)
+    assert done.returncode == 0 and "exp0" in done.stdout and victim in done.stderr
+
+
+def test_rl_d09_doctor_lists_and_repairs(lake_dir):
+    _client, made = _lake(lake_dir)
+    exp = next(iter(made))
+    victim = _files(lake_dir, layout.METRICS, exp)[0]
+    _truncate(victim)
+    fs, root = layout.resolve_lake(lake_dir)
+    stale_tmp = f"{root}/metrics/experiment_id={exp}/{layout.TMP_PREFIX}part-dead{layout.TMP_SUFFIX}"
+    Path(stale_tmp).write_bytes(b"half a file")
+    os.utime(stale_tmp, (1, 1))
+    lease_dir = layout.LakePaths(root).maintenance_dir()
+    os.makedirs(lease_dir, exist_ok=True)
+    stale_lease = f"{lease_dir}/lease-dead.json"
+    Path(stale_lease).write_text(json.dumps({"host": os.uname().nodename, "pid": 2**22 + 12345, "job": "compact"}))
+
+    done = _cli("doctor", "--format", "json", lake_dir=lake_dir)
+    assert done.returncode == 1, done.stderr  # problems found: a cron job hears of it
+    found = json.loads(done.stdout)
+    assert [d["path"] for d in found["damaged"]] == [victim]
+    assert [t["path"] for t in found["stale_temporaries"]] == [stale_tmp]
+    assert [s["path"] for s in found["stale_leases"]] == [stale_lease]
+    assert os.path.exists(victim)  # listing changes nothing
+
+    done = _cli("doctor", "--repair", lake_dir=lake_dir)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "quarantined" in done.stdout and victim in done.stdout
+    for path in (victim, stale_tmp, stale_lease):
+        assert not os.path.exists(path)
+        assert os.path.exists(damage.quarantine_path(root, path))
+    done = _cli("doctor", lake_dir=lake_dir)
+    assert done.returncode == 0 and "no problems found" in done.stdout
