@@ -360,6 +360,11 @@ def _sys_path_stamps() -> tuple[tuple[str, int], ...]:
     return tuple(stamps)
 
 
+def site_packages_stamps() -> tuple[tuple[str, int], ...]:
+    """(site directory, mtime) pairs: a cache key that changes when a package is installed."""
+    return _sys_path_stamps()
+
+
 @functools.lru_cache(maxsize=1)
 def _installed_packages(pid: int, path_stamps: tuple[tuple[str, int], ...]) -> tuple[tuple[str, str], ...]:
     """Installed distributions; the arguments are only the cache key."""

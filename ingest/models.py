@@ -16,6 +16,7 @@ runlake's earlier format.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import io
 import json
@@ -26,6 +27,7 @@ import posixpath
 import sys
 import uuid
 import warnings
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -505,9 +507,10 @@ def _pickled_modules(data: bytes) -> set[str]:
 
 
 def _libraries_for(modules: set[str]) -> tuple[dict[str, str], list[str]]:
-    import importlib.metadata
+    from runlake.ingest.context import site_packages_stamps
 
-    owners = importlib.metadata.packages_distributions()
+    stamps = site_packages_stamps()
+    owners = _module_owners(stamps)
     libraries: dict[str, str] = {}
     unresolved: list[str] = []
     for module in sorted(modules):
@@ -524,7 +527,24 @@ def _libraries_for(modules: set[str]) -> tuple[dict[str, str], list[str]]:
     return dict(sorted(libraries.items(), key=lambda item: item[0].lower())), unresolved
 
 
+# Listing which distribution owns which module reads every installed package's file list
+# (about a second in a large environment): done once per installed set, not per model.
+@functools.lru_cache(maxsize=1)
+def _module_owners(stamps: tuple[tuple[str, int], ...]) -> Mapping[str, list[str]]:
+    """Top-level module -> distributions; ``stamps`` is only the cache key."""
+    import importlib.metadata
+
+    return importlib.metadata.packages_distributions()
+
+
 def _version(distribution: str) -> str | None:
+    from runlake.ingest.context import site_packages_stamps
+
+    return _installed_version(distribution, site_packages_stamps())
+
+
+@functools.lru_cache(maxsize=256)
+def _installed_version(distribution: str, stamps: tuple[tuple[str, int], ...]) -> str | None:
     import importlib.metadata
 
     try:
