@@ -218,15 +218,17 @@ def with_relisting(read: Callable[[], T]) -> T:
     """``writer.with_relisting`` for scans through DuckDB too, which reports a vanished file as
     an I/O or invalid-input error naming it rather than as a ``FileNotFoundError``."""
 
-    def vanished(exc: BaseException) -> bool:
-        if isinstance(exc, FileNotFoundError):
-            return True
-        text = str(exc)
-        return isinstance(exc, (duckdb.IOException, duckdb.InvalidInputException)) and (
-            "No such file" in text or "not found" in text.lower()
-        )
-
     return writer.with_relisting(read, vanished)
+
+
+def vanished(exc: BaseException) -> bool:
+    """Whether a read failed because a listed file is gone (a merge replaced it)."""
+    if isinstance(exc, FileNotFoundError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, (duckdb.IOException, duckdb.InvalidInputException)) and (
+        "no such file" in text or "not found" in text or "no files found" in text
+    )
 
 
 class _HasConnection(Protocol):

@@ -19,6 +19,18 @@ RUNLAKE = str(Path(sys.executable).with_name("runlake"))
 os.environ.setdefault("RUNLAKE_CACHE_DIR", tempfile.mkdtemp(prefix="runlake-test-cache-"))
 
 
+@pytest.fixture(autouse=True)
+def _mlflow_environment_kept() -> object:
+    """MLflow's fluent API exports MLFLOW_EXPERIMENT_ID (and friends) into os.environ; a test
+    that calls it must not hand them to the subprocesses of the tests after it."""
+    before = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
+    yield
+    for name in [k for k in os.environ if k.startswith("MLFLOW_")]:
+        if name not in before:
+            del os.environ[name]
+    os.environ.update(before)
+
+
 @pytest.fixture
 def lake_dir(tmp_path: Path) -> str:
     return str(tmp_path / "lake")
