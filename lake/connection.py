@@ -152,8 +152,9 @@ def with_relisting(read: Callable[[], T]) -> T:
         if isinstance(exc, FileNotFoundError):
             return True
         text = str(exc)
+        # DuckDB's Parquet reader, given a file list, says "No files found that match the pattern".
         return isinstance(exc, (duckdb.IOException, duckdb.InvalidInputException)) and (
-            "No such file" in text or "not found" in text.lower()
+            "No such file" in text or "not found" in text.lower() or "no files found" in text.lower()
         )
 
     return writer.with_relisting(read, vanished)
