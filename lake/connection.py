@@ -82,6 +82,8 @@ class Connection:
             self._con.execute("SET enable_external_access = false")
             self._con.execute("SET lock_configuration = true")
         self._snapshot = snapshot.Snapshot(self._con, fs, root, persistent=self.cached)
+        self._files_con: duckdb.DuckDBPyConnection | None = None
+        self._files_lock = threading.Lock()
         self._local = threading.local()
         self.refresh()
 
@@ -110,6 +112,19 @@ class Connection:
             yield
         finally:
             self._local.depth = depth
+
+    def file_cursor(self) -> duckdb.DuckDBPyConnection:
+        """This thread's cursor of a second, empty in-memory DuckDB that reads the lake's Parquet
+        files itself (DuckDB's reader prunes and decodes in parallel). It holds no state and is
+        never handed user SQL, so ``sql_access="views"`` can lock the state's connection off the
+        file system while metric scans keep the fast reader."""
+        cursor = getattr(self._local, "file_cursor", None)
+        if cursor is None:
+            with self._files_lock:
+                if self._files_con is None:
+                    self._files_con = duckdb.connect(":memory:")
+                cursor = self._local.file_cursor = self._files_con.cursor()
+        return cursor
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """This thread's cursor (DuckDB connections are not shared across threads)."""

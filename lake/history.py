@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -13,7 +14,7 @@ import pyarrow.fs as pafs
 from runlake.core import layout, writer
 from runlake.core import points as core_points
 from runlake.core.errors import RunNotFound
-from runlake.lake.connection import Connection, with_relisting
+from runlake.lake.connection import Connection, vanished, with_relisting
 from runlake.lake.sql import id_list, join, q
 
 POINT_COLUMNS = ["run_id", "key", "step", "timestamp", "value"]
@@ -38,21 +39,27 @@ def metric_history(db: Connection, run_id: str, key: str) -> pd.DataFrame:
 
 
 def _scan_series(db: Connection, experiment_id: str, run_id: str, key: str) -> pa.Table:
+    condition = (
+        (ds.field(layout.PARTITION_COLUMN) == experiment_id) & (ds.field("run_id") == run_id) & (ds.field("key") == key)
+    )
     if isinstance(db.fs, pafs.LocalFileSystem):
         # DuckDB's Parquet reader prunes row groups by the run and key statistics and decodes
         # in parallel: several times faster than a pyarrow dataset scan of the same files.
         paths = [p for p in db.metrics_dataset().files if writer.partition_of(p) == experiment_id]
         if not paths:
             return pa.schema([(c, layout.SCHEMAS[layout.METRICS].field(c).type) for c in SERIES_COLUMNS]).empty_table()
-        relation = db.cursor().sql(
-            "SELECT step, timestamp, value FROM read_parquet($paths) WHERE run_id = $run AND key = $key",
-            params={"paths": paths, "run": run_id, "key": key},
-        )
-        return relation.to_arrow_table()
-    condition = (
-        (ds.field(layout.PARTITION_COLUMN) == experiment_id) & (ds.field("run_id") == run_id) & (ds.field("key") == key)
-    )
-    return db.metrics_dataset().to_table(columns=SERIES_COLUMNS, filter=condition)
+        try:
+            relation = db.file_cursor().sql(
+                "SELECT step, timestamp, value FROM read_parquet($paths) WHERE run_id = $run AND key = $key",
+                params={"paths": paths, "run": run_id, "key": key},
+            )
+            return relation.to_arrow_table()
+        except duckdb.Error as exc:
+            if vanished(exc):
+                raise  # with_relisting lists again
+            # Damaged bytes in one of the files: the scan below finds which, warns of it once
+            # and leaves it out (later calls no longer list it).
+    return db.scan_metrics(SERIES_COLUMNS, condition)
 
 
 def metric_histories(

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from numbers import Real
 
+import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -21,7 +22,7 @@ import pyarrow.fs as pafs
 
 from runlake.core import layout, writer
 from runlake.core.errors import InvalidArgument
-from runlake.lake.connection import Connection, with_relisting
+from runlake.lake.connection import Connection, vanished, with_relisting
 from runlake.lake.sql import Fragment, indexed_ids, join, q
 
 X_MODES = ("step", "timestamp", "relative")
@@ -96,13 +97,19 @@ def metric_series(db: Connection, query: SeriesQuery) -> pd.DataFrame:
             # DuckDB's own Parquet reader: it prunes row groups by the run, key and step
             # statistics and decodes in parallel, several times faster than a pyarrow scan.
             source = q("read_parquet(?::VARCHAR[])", paths)
-            return _bucketed(query, lambda sql: db.cursor().execute(*_as_args(sql(source))).df())
+            try:
+                return _bucketed(query, lambda sql: db.file_cursor().execute(*_as_args(sql(source))).df())
+            except duckdb.Error as exc:
+                if vanished(exc):
+                    raise  # with_relisting lists again
+                # Damaged bytes in one of the files: the pyarrow scan below finds which, warns
+                # of it once and leaves it out (later calls no longer list it).
         condition = (
             ds.field(layout.PARTITION_COLUMN).isin(experiments)
             & ds.field("run_id").isin(list(query.run_ids))
             & (ds.field("key") == query.key)
         )
-        points = dataset.to_table(columns=["run_id", "key", "step", "timestamp", "value"], filter=condition)
+        points = db.scan_metrics(["run_id", "key", "step", "timestamp", "value"], condition)
         return _bucketed(query, lambda sql: db.over(_POINTS, points, sql(q(_POINTS))))
 
     frame = with_relisting(read)
