@@ -315,3 +315,16 @@ def test_rl_d10_runlake_ui_starts_on_a_damaged_lake_and_checks_hosts(lake_dir):
         output = proc.communicate(timeout=10)[0]
     assert "(read-only)" in output
     assert garbage in output  # the one warning naming the file, in the server's log
+
+
+def test_rl_d11_sql_over_metrics_skips_a_file_whose_pages_are_corrupt(lake_dir):
+    _client, made = _lake(lake_dir, experiments=1, runs=3)
+    exp, _runs = next(iter(made.items()))
+    victim = _files(lake_dir, layout.METRICS, exp)[1]
+    _corrupt_page(victim)
+    lake = Lake(lake_dir)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        points = lake.sql("SELECT count(*) AS n FROM metrics")["n"][0]
+    assert points == 40
+    assert [victim in m for m in _damaged_warnings(record)] == [True]
