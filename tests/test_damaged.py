@@ -328,3 +328,17 @@ def test_rl_d11_sql_over_metrics_skips_a_file_whose_pages_are_corrupt(lake_dir):
         points = lake.sql("SELECT count(*) AS n FROM metrics")["n"][0]
     assert points == 40
     assert [victim in m for m in _damaged_warnings(record)] == [True]
+
+
+def test_rl_d12_compaction_quarantines_a_damaged_file_it_would_not_merge(lake_dir):
+    _client, made = _lake(lake_dir, experiments=1, runs=3)
+    compact(lake_dir, grace_s=0)  # one compacted file per table: nothing left to merge
+    exp = next(iter(made))
+    (victim,) = _files(lake_dir, layout.METRICS, exp)
+    _truncate(victim)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DamagedFileWarning)
+        report = compact(lake_dir, grace_s=0)
+    assert [q["path"] for q in report.quarantined] == [victim]
+    assert not os.path.exists(victim)
+    assert Lake(lake_dir).damaged_files() == []
