@@ -139,7 +139,7 @@ def test_rl_o05_markup_in_user_data_is_never_markup_in_figures(dash_duo, odd):
     dash_duo.start_server(_app(root))
     _open(dash_duo, "/compare?runs=" + ",".join(made[n] for n in (LINK, BIG, RTL, LONG_NAME, "plain")))
     for plot in ("parallel", "scatter"):
-        dash_duo.wait_for_element(f"#{ids.CMP_PLOT}-{plot} .js-plotly-plot .main-svg", timeout=15)
+        dash_duo.wait_for_element(f"#{ids.CMP_PLOT}-{plot} .js-plotly-plot .main-svg", timeout=40)
     until(
         lambda: (
             "click" in dash_duo.find_element(f"#{ids.CMP_PLOT}-scatter").text
