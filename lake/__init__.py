@@ -6,6 +6,7 @@ views stay quick to import.
 
 from typing import TYPE_CHECKING, Any
 
+from runlake.core.damage import DamagedFile, DamagedFileWarning
 from runlake.core.errors import (
     ExperimentNotFound,
     InvalidArgument,
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from runlake.lake.facade import Lake, Page, RunRecord
 
 __all__ = [
+    "DamagedFile",
+    "DamagedFileWarning",
     "ExperimentNotFound",
     "InvalidArgument",
     "Lake",

@@ -191,7 +191,16 @@ class Connection:
             return cursor.execute(query, params).df()
 
         try:
-            return with_relisting(run)
+            try:
+                return with_relisting(run)
+            except (duckdb.InvalidInputException, duckdb.IOException, OSError) as exc:
+                # A metric file whose pages do not decode fails the whole query; find it, leave
+                # it out (one warning), and answer from the rest. Anything else is the query's.
+                if "parquet" not in str(exc).lower() and "thrift" not in str(exc).lower():
+                    raise
+                if not self._snapshot.probe_metrics():
+                    raise
+                return with_relisting(run)
         except SQL_ERRORS as exc:
             raise InvalidArgument(f"SQL error: {exc}", query=query) from None
         except duckdb.PermissionException as exc:

@@ -15,7 +15,7 @@ from runlake.core import layout, writer
 from runlake.core import points as core_points
 from runlake.core.errors import RunNotFound
 from runlake.lake.connection import Connection, vanished, with_relisting
-from runlake.lake.sql import id_list, join, q
+from runlake.lake.sql import check_id, check_ids, id_list, join, q
 
 POINT_COLUMNS = ["run_id", "key", "step", "timestamp", "value"]
 SERIES_COLUMNS = ["step", "timestamp", "value"]
@@ -27,7 +27,8 @@ def metric_history(db: Connection, run_id: str, key: str) -> pd.DataFrame:
     Raises:
         RunNotFound: no run has this id.
     """
-    rows = db.rows(q("SELECT experiment_id FROM runs WHERE run_id = ?", run_id))
+    rows = db.rows(q("SELECT experiment_id FROM runs WHERE run_id = ?", check_id(run_id)))
+    check_id(key, "key")
     if not rows:
         raise RunNotFound(run_id)
     experiment_id = rows[0][0]
@@ -72,6 +73,9 @@ def metric_histories(
 
     Reads only the partitions and row groups the runs and keys live in.
     """
+    run_ids = check_ids(run_ids, "run_ids")
+    if keys is not None:
+        keys = check_ids(keys, "keys")
     if not run_ids:
         return pd.DataFrame(columns=POINT_COLUMNS)
     if experiment_ids is None:

@@ -8,7 +8,7 @@ from typing import Any
 from runlake.core.errors import RunNotFound
 from runlake.lake.catalog import record
 from runlake.lake.connection import Connection
-from runlake.lake.sql import q
+from runlake.lake.sql import check_id, q
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ def get_run(db: Connection, run_id: str) -> RunRecord:
     Raises:
         RunNotFound: no run has this id.
     """
+    check_id(run_id)
     info = db.frame(q("SELECT * FROM runs WHERE run_id = ?", run_id))
     if info.empty:
         raise RunNotFound(run_id)

@@ -311,20 +311,31 @@ class Snapshot:
         except Exception as exc:
             if not damage.is_read_failure(exc) or isinstance(exc, FileNotFoundError):
                 raise
-            found: dict[str, DamagedFile] = {}
-            for fragment in list(self._fragments.values()):
-                try:
-                    fragment.to_table(schema=dataset.schema, columns=columns, filter=condition)
-                except Exception as inner:
-                    if damage.is_read_failure(inner) and not isinstance(inner, FileNotFoundError):
-                        found[fragment.path] = damage.damaged_file(fragment.path, layout.METRICS, inner)
-            if not found:
+            if not self.probe_metrics(columns, condition):
                 raise
-            self._record_damage(found)
-            for path in found:
-                self._fragments.pop(path, None)
-            self._metrics_cache = None
             return self.metrics_dataset().to_table(columns=columns, filter=condition)
+
+    def probe_metrics(self, columns: list[str] | None = None, condition: ds.Expression | None = None) -> bool:
+        """Scan each metric file alone; leave out the ones whose pages do not decode.
+
+        Only called after a scan failed (it reads every file the scan would have read).
+        Returns whether any damaged file was found.
+        """
+        dataset = self.metrics_dataset()
+        found: dict[str, DamagedFile] = {}
+        for fragment in list(self._fragments.values()):
+            try:
+                fragment.to_table(schema=dataset.schema, columns=columns, filter=condition)
+            except Exception as inner:
+                if damage.is_read_failure(inner) and not isinstance(inner, FileNotFoundError):
+                    found[fragment.path] = damage.damaged_file(fragment.path, layout.METRICS, inner)
+        if not found:
+            return False
+        self._record_damage(found)
+        for path in found:
+            self._fragments.pop(path, None)
+        self._metrics_cache = None
+        return True
 
 
 # A persistent state (see ``lake/state_cache.py``) records which files its tables hold, so a

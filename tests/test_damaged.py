@@ -267,3 +267,78 @@ def test_rl_d09_doctor_lists_and_repairs(lake_dir):
         assert os.path.exists(damage.quarantine_path(root, path))
     done = _cli("doctor", lake_dir=lake_dir)
     assert done.returncode == 0 and "no problems found" in done.stdout
+
+
+def test_rl_d10_runlake_ui_starts_on_a_damaged_lake_and_checks_hosts(lake_dir):
+    """The real `runlake ui` (a subprocess): starts beside a garbage experiments file, serves the
+    pages with the damage banner, refuses a foreign Host, and runs read-only on request."""
+    import socket
+    import time
+    import urllib.error
+    import urllib.request
+
+    _lake(lake_dir, experiments=1, runs=1)
+    garbage = os.path.join(lake_dir, "experiments", "part-zzzz-garbage.parquet")
+    Path(garbage).write_bytes(b"garbage" * 20)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [RUNLAKE, "ui", "--lake", lake_dir, "--port", str(port), "--read-only", "--allow-host", "proxy.example"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+    def get(host: str) -> int:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/", headers={"Host": host})
+        try:
+            with urllib.request.urlopen(request, timeout=2) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+
+    try:
+        deadline = time.monotonic() + 60
+        status = 0
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                status = get(f"127.0.0.1:{port}")
+                break
+            except OSError:
+                time.sleep(0.2)  # polling a subprocess that is starting
+        assert proc.poll() is None and status == 200
+        assert get("evil.example.com") == 403
+        assert get("proxy.example") == 200
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=10)[0]
+    assert "(read-only)" in output
+    assert garbage in output  # the one warning naming the file, in the server's log
+
+
+def test_rl_d11_sql_over_metrics_skips_a_file_whose_pages_are_corrupt(lake_dir):
+    _client, made = _lake(lake_dir, experiments=1, runs=3)
+    exp, _runs = next(iter(made.items()))
+    victim = _files(lake_dir, layout.METRICS, exp)[1]
+    _corrupt_page(victim)
+    lake = Lake(lake_dir)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        points = lake.sql("SELECT count(*) AS n FROM metrics")["n"][0]
+    assert points == 40
+    assert [victim in m for m in _damaged_warnings(record)] == [True]
+
+
+def test_rl_d12_compaction_quarantines_a_damaged_file_it_would_not_merge(lake_dir):
+    _client, made = _lake(lake_dir, experiments=1, runs=3)
+    compact(lake_dir, grace_s=0)  # one compacted file per table: nothing left to merge
+    exp = next(iter(made))
+    (victim,) = _files(lake_dir, layout.METRICS, exp)
+    _truncate(victim)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DamagedFileWarning)
+        report = compact(lake_dir, grace_s=0)
+    assert [q["path"] for q in report.quarantined] == [victim]
+    assert not os.path.exists(victim)
+    assert Lake(lake_dir).damaged_files() == []

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import numbers
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -12,7 +14,9 @@ import pandas as pd
 def format_time(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT:
         return ""
-    stamp = pd.Timestamp(value, unit="ms", tz="UTC") if isinstance(value, (int, float)) else pd.Timestamp(value)
+    # Epoch milliseconds, numpy integers included (a nullable Int64 column yields np.int64).
+    is_number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    stamp = pd.Timestamp(value, unit="ms", tz="UTC") if is_number else pd.Timestamp(value)
     if pd.isna(stamp):
         return ""
     return stamp.strftime("%Y-%m-%d %H:%M:%S")
@@ -153,21 +157,37 @@ def plot_text(value: Any, limit: int | None = PLOT_LIMIT) -> str:
     return text.replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _template_text(text: str) -> str:
+def _entities(text: str) -> str:
+    return text.replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _lookalikes(text: str) -> str:
+    # Parallel coordinates draw labels as plain text (no tags, no entities): angle quotes
+    # keep them readable where "&lt;" would show as it is.
+    return text.replace("<", "\u2039").replace(">", "\u203a")
+
+
+def _template_text(text: str, escape: Callable[[str], str] = _entities) -> str:
     """Text that may hold a figure's own simple tags: every other tag is escaped."""
     text = neutralise(text)
     out, last = [], 0
     for match in _ALLOWED_TAGS.finditer(text):
-        out.append(text[last : match.start()].replace("<", "&lt;").replace(">", "&gt;"))
+        out.append(escape(text[last : match.start()]))
         out.append(match.group(0))
         last = match.end()
-    out.append(text[last:].replace("<", "&lt;").replace(">", "&gt;"))
+    out.append(escape(text[last:]))
     return "".join(out)
+
+
+# Trace types whose strings plotly draws as plain text, not through its tag-and-entity parser.
+_PLAIN_TEXT_TRACES = frozenset({"parcoords"})
 
 
 # Keys of a figure whose strings are labels: cut to PLOT_LIMIT (a category of 6,000 characters
 # would flood the plot). Other strings (hover text) are cut at DISPLAY_LIMIT.
 _LABEL_KEYS = frozenset({"ticktext", "label", "name", "legendgroup"})
+_TEXT_KEYS = frozenset({"text", "hovertext", "title"})
+_TEXT_LIMIT = DISPLAY_LIMIT * 4
 
 
 def escape_figure(figure: Any) -> dict[str, Any]:
@@ -182,19 +202,29 @@ def escape_figure(figure: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
         return {"data": [], "layout": {}}
 
-    def walk(node: Any, key: str | None) -> Any:
+    def walk(node: Any, key: str | None, escape: Callable[[str], str] = _entities) -> Any:
         if isinstance(node, str):
-            limit = PLOT_LIMIT if key in _LABEL_KEYS else DISPLAY_LIMIT * 4
-            text = node if len(node) <= limit else node[: limit - 1] + "…"
-            return _template_text(text)
+            limit = PLOT_LIMIT if key in _LABEL_KEYS else _TEXT_LIMIT if key in _TEXT_KEYS else None
+            text = node if limit is None or len(node) <= limit else node[: limit - 1] + "…"
+            return _template_text(text, escape)
         if isinstance(node, dict):
-            return {k: walk(v, k) for k, v in node.items()}
+            if "bdata" in node:
+                return node  # a typed array (plotly's base64 numbers): data, not text
+            return {k: walk(v, k, escape) for k, v in node.items()}
         if isinstance(node, (list, tuple)):
-            return [walk(v, key) for v in node]
+            return [walk(v, key, escape) for v in node]
         return node
 
+    traces = data.get("data") or []
     return {
-        "data": walk(data.get("data") or [], None),
+        "data": [
+            walk(
+                trace,
+                None,
+                _lookalikes if isinstance(trace, dict) and trace.get("type") in _PLAIN_TEXT_TRACES else _entities,
+            )
+            for trace in (traces if isinstance(traces, list) else [])
+        ],
         "layout": walk(data.get("layout") or {}, None),
         **({"frames": walk(data["frames"], None)} if isinstance(data.get("frames"), list) else {}),
     }

@@ -149,6 +149,7 @@ def decode_key(token: object) -> str | None:
         return None
     body = token[1:]
     try:
-        return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode("utf-8")
-    except (binascii.Error, ValueError):
+        padded = (body + "=" * (-len(body) % 4)).encode("ascii")
+        return base64.b64decode(padded, altchars=b"-_", validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):  # not base64url, not UTF-8, not ASCII
         return None

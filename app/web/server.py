@@ -75,7 +75,8 @@ def create_app(settings: Settings, lake: Lake) -> dash.Dash:
 
 # Errors a callback raises on input of the wrong shape or type (a string where a number goes, a
 # list where an object goes): the request was bad, not the server.
-_BAD_INPUT = (TypeError, ValueError, KeyError, AttributeError, IndexError)
+# Dash's own page router refuses a pathname outside the app the same way.
+_BAD_INPUT = (TypeError, ValueError, KeyError, AttributeError, IndexError, dash.exceptions.UnsupportedRelativePath)
 
 
 def _callback_error(error: Exception) -> Any:

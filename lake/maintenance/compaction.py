@@ -233,6 +233,7 @@ def compact(
     with maintenance_lease(fs, root, "compact", wait_s=wait_s):
         report.before = _counts(fs, root)
         _remove_tmp_files(fs, root, tmp_max_age_s, report)
+        _set_aside_damaged(fs, root, report)
         cutoff = time.time() - grace_s
         job = _Job(fs, root, cutoff, target_bytes, report, on_written)
         metric_files = list_files(fs, root, layout.METRICS)
@@ -261,6 +262,21 @@ def _remove_tmp_files(fs: pafs.FileSystem, root: str, max_age_s: float, report: 
         if info.mtime is not None and info.mtime.timestamp() <= cutoff and delete_quietly(fs, info.path):
             report.tmp_files_removed += 1
             report.tmp_bytes_removed += info.size or 0
+
+
+def _set_aside_damaged(fs: pafs.FileSystem, root: str, report: CompactionReport) -> None:
+    """Quarantine every part file whose footer does not read, merged this pass or not.
+
+    A footer read per file is cheap next to the merges (and file counts stay bounded); a
+    corrupt page behind a good footer is found when its file is merged.
+    """
+    found = []
+    for table in layout.ALL_TABLES:
+        for info in writer.list_parts(fs, root, table):
+            bad = damage.check_file(fs, info.path, table, full=False)
+            if bad is not None:
+                found.append(bad)
+    set_aside(fs, root, found, report.quarantined, report.unreadable)
 
 
 def plan_groups(files: list[PartFile], cutoff: float, target_bytes: int, *, raw_alone: bool) -> list[list[PartFile]]:

@@ -90,7 +90,7 @@ def search_ids(db: Connection, search: Search, limit: int, offset: int, *, count
     # parameters (DuckDB's LIMIT and OFFSET are 64-bit: a larger Python int is a raw error).
     limit = positive_int("max_results", limit)
     if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_INT64:
-        raise InvalidArgument(f"offset must be an integer from 0 to {MAX_INT64}, got {offset!r}")
+        raise InvalidArgument(f"offset must be a non-negative integer, at most {MAX_INT64}, got {_short(offset)}")
     plan = compile_order_by(list(search.order_by) if search.order_by else None)
     where = _where(db, search)
     total_sql = ", count(*) OVER () AS total" if count else ""
@@ -133,7 +133,9 @@ def page_offset(page_token: str | None, offset: int | None) -> int:
     if offset is None:
         return decode_token(page_token)
     if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_INT64:
-        raise InvalidArgument(f"offset must be an integer from 0 to {MAX_INT64} (2^63 - 1), got {_short(offset)}")
+        raise InvalidArgument(
+            f"offset must be a non-negative integer, at most {MAX_INT64} (2^63 - 1), got {_short(offset)}"
+        )
     return offset
 
 

@@ -155,7 +155,7 @@ def test_rl006_add_edit_and_delete_a_tag(dash_duo, app, lake):
     dash_duo.wait_for_contains_text(f"#{ids.RUN_TAGS}", "dana")
     assert lake.get_run(run_id).tags["reviewed by"] == "dana"
     edit = dash_duo.driver.find_element(
-        By.XPATH, "//button[contains(@id, 'reviewed by') and contains(@id, 'run-tag-edit')]"
+        By.XPATH, f"//button[contains(@id, '{ids.encode_key('reviewed by')}') and contains(@id, 'run-tag-edit')]"
     )
     edit.click()
     until(lambda: dash_duo.find_element(f"#{ids.RUN_TAG_VALUE}").get_attribute("value") == "dana", timeout=5)
@@ -166,7 +166,7 @@ def test_rl006_add_edit_and_delete_a_tag(dash_duo, app, lake):
     dash_duo.wait_for_contains_text(f"#{ids.RUN_TAGS}", "emeka")
     assert lake.get_run(run_id).tags["reviewed by"] == "emeka"
     delete = dash_duo.driver.find_element(
-        By.XPATH, "//button[contains(@id, 'reviewed by') and contains(@id, 'run-tag-delete')]"
+        By.XPATH, f"//button[contains(@id, '{ids.encode_key('reviewed by')}') and contains(@id, 'run-tag-delete')]"
     )
     delete.click()
     dash_duo.wait_for_contains_text(f"#{ids.RUN_MESSAGE}", "Deleted tag reviewed by")
@@ -284,10 +284,14 @@ def test_rl013_artifact_preview_and_a_deleted_run_offers_restore(dash_duo, app, 
     deleted = lake.search_run_ids(run_view_type="DELETED_ONLY")[0]
     dash_duo.start_server(app)
     _open(dash_duo, f"/runs/{run_id}")
-    dash_duo.driver.find_element(By.XPATH, "//button[contains(@id, 'feature_importance.csv')]").click()
+    dash_duo.driver.find_element(
+        By.XPATH, "//button[contains(@class, 'artifact-file') and contains(@title, 'feature_importance.csv')]"
+    ).click()
     dash_duo.wait_for_contains_text(f"#{ids.RUN_ARTIFACT_PREVIEW} table", "f0", timeout=10)
     dash_duo.driver.find_element(By.XPATH, "//summary[contains(., 'plots')]").click()
-    dash_duo.driver.find_element(By.XPATH, "//button[contains(@id, 'importance.plotly.json')]").click()
+    dash_duo.driver.find_element(
+        By.XPATH, "//button[contains(@class, 'artifact-file') and contains(@title, 'importance.plotly.json')]"
+    ).click()
     dash_duo.wait_for_element(f"#{ids.RUN_ARTIFACT_PREVIEW} .js-plotly-plot", timeout=10)
     _open(dash_duo, f"/runs/{deleted}")
     dash_duo.wait_for_contains_text(f"#{ids.RUN_DELETED}", "This run is deleted")

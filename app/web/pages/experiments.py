@@ -31,8 +31,10 @@ COLUMNS = [
         "headerCheckboxSelection": True,
     },
     {"field": "run_count", "headerName": "Runs", "type": "rightAligned", "width": 110},
-    {"field": "last_run_text", "headerName": "Last run (UTC)", "width": 190},
-    {"field": "created_text", "headerName": "Created (UTC)", "width": 190},
+    # Text, not inferred: AG Grid infers a date type from the first row's value and then shows
+    # nothing for a row whose text is not a date (an experiment with no run yet shows "—").
+    {"field": "last_run_text", "headerName": "Last run (UTC)", "width": 190, "cellDataType": "text"},
+    {"field": "created_text", "headerName": "Created (UTC)", "width": 190, "cellDataType": "text"},
     {"field": "experiment_id", "headerName": "ID", "flex": 1, "minWidth": 180},
 ]
 

@@ -10,6 +10,7 @@ from dash import ALL, MATCH, Input, Output, Patch, State, ctx, dcc, html, no_upd
 from runlake.app.web import artifacts as arts
 from runlake.app.web import charts, ids
 from runlake.app.web.components import message, status_pill
+from runlake.app.web.formatting import display_text, long_text
 from runlake.app.web.pages.run_parts import HIDDEN, notes_view, tags_body
 from runlake.app.web.run_sections import DIFF_FILE, artifact_preview, load_environment, reproduce_script
 from runlake.core.errors import RunlakeError
@@ -62,7 +63,7 @@ def register(app: Dash, services: Services) -> None:
             services.change(lake.rename_run, run_id, name)
         except RunlakeError as exc:
             return no_update, no_update, _error(exc)
-        return HIDDEN, name, message(f"Renamed to {name}.", "success")
+        return HIDDEN, long_text(name), message(f"Renamed to {display_text(name, 120)}.", "success")
 
     @app.callback(
         Output(ids.RUN_NOTES_BOX, "style"),
@@ -109,13 +110,13 @@ def register(app: Dash, services: Services) -> None:
                 if key is None:
                     return no_update, message("Unknown tag.", "warning")
                 services.change(lake.delete_tag, run_id, key)
-                note = f"Deleted tag {key}."
+                note = f"Deleted tag {display_text(key, 80)}."
             else:
                 key = (key or "").strip()
                 if not key:
                     return no_update, message("A tag needs a key.", "warning")
                 services.change(lake.set_tag, run_id, key, value or "")
-                note = f"Set tag {key}."
+                note = f"Set tag {display_text(key, 80)}."
         except RunlakeError as exc:
             return no_update, _error(exc)
         record = services.get_run(run_id)
