@@ -73,9 +73,9 @@ class Connection:
         self.root = root
         self.paths = layout.LakePaths(root)
         self.sql_access = sql_access
-        self._con, cache_key = state_cache.connect(fs, root, cache)
-        self.cached = cache_key is not None
-        weakref.finalize(self, state_cache.release, self._con, cache_key)
+        self._con, self._cache_key = state_cache.connect(fs, root, cache)
+        self.cached = self._cache_key is not None
+        self._finalizer = weakref.finalize(self, state_cache.release, self._con, self._cache_key)
         if sql_access == "views":
             # The lake's own state is read with pyarrow and registered as Arrow objects, so
             # DuckDB needs no file access of its own; locked, so no SQL can switch it back on.
@@ -85,7 +85,29 @@ class Connection:
         self._files_con: duckdb.DuckDBPyConnection | None = None
         self._files_lock = threading.Lock()
         self._local = threading.local()
-        self.refresh()
+        try:
+            self.refresh()
+        except (duckdb.IOException, duckdb.TransactionException) as exc:
+            if not self.cached:
+                raise
+            # The cache file opened but cannot be written (read-only directory, full disk):
+            # a cache, never the truth, so read the lake in memory as without one.
+            state_cache.log.info("runlake: state cache not writable (%s); reading the lake in memory", exc)
+            self._in_memory()
+            self.refresh()
+
+    def _in_memory(self) -> None:
+        """Leave the cached state for a fresh in-memory one."""
+        self._finalizer.detach()
+        state_cache.release(self._con, self._cache_key)
+        self._con, self.cached, self._cache_key = duckdb.connect(":memory:"), False, None
+        self._finalizer = weakref.finalize(self, state_cache.release, self._con, None)
+        if self.sql_access == "views":
+            self._con.execute("SET enable_external_access = false")
+            self._con.execute("SET lock_configuration = true")
+        self._snapshot = snapshot.Snapshot(self._con, self.fs, self.root)
+        self._local = threading.local()
+        self._files_con = None
 
     # -- state ---------------------------------------------------------------------------
     def refresh(self) -> bool:
@@ -182,13 +204,30 @@ class Connection:
         if self.sql_access == "views":
             self._check_select_only(cursor, query)
 
+        if self.cached:
+            # A cached state outlives this process: whatever the query changes in it (DELETE
+            # FROM runs, by mistake) would show in every later open. It runs in a transaction
+            # that is always rolled back.
+            try:
+                statements = cursor.extract_statements(query)
+            except SQL_ERRORS as exc:
+                raise InvalidArgument(f"SQL error: {exc}", query=query) from None
+            if any(s.type == duckdb.StatementType.TRANSACTION for s in statements):
+                raise InvalidArgument("Not allowed: transaction statements over a cached lake state", query=query)
+
         def run() -> pd.DataFrame:
             # The full metric history is never materialised: a lazily scanned dataset lets
             # DuckDB push run and key filters down to Parquet row groups. Registered on each
             # try, so a retry after a vanished file sees a fresh listing.
             cursor.register("raw_metrics", self._snapshot.metrics_dataset())
             cursor.execute(f"CREATE OR REPLACE TEMP VIEW metrics AS {views.METRICS_SQL}")
-            return cursor.execute(query, params).df()
+            if not self.cached:
+                return cursor.execute(query, params).df()
+            cursor.execute("BEGIN")
+            try:
+                return cursor.execute(query, params).df()
+            finally:
+                cursor.execute("ROLLBACK")
 
         try:
             try:

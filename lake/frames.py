@@ -145,22 +145,26 @@ def _pivot_in_duckdb(
         if keys is not None:
             tables["_frame_keys"] = pa.table({"key": pa.array(keys, pa.string())})
             key_condition = " AND key IN (SELECT key FROM _frame_keys)"
-        # The pivoted columns are named after the keys, behind a "." so that no key can meet
-        # the run_id column's name. Keys are data here, never SQL text.
-        source = (
-            f"SELECT run_id, '.' || key AS key, value FROM {table} "
-            f"WHERE run_id IN (SELECT run_id FROM _frame_ids){key_condition}"
+        where = f"WHERE run_id IN (SELECT run_id FROM _frame_ids){key_condition}"
+        # The pivoted columns are named by each key's position, never by the key: DuckDB's
+        # column names are case-insensitive, so keys differing only in case ("Loss", "loss")
+        # would come back renamed ("loss_1"). Keys are data here, never SQL text.
+        found = sorted(db.arrow(q(f"SELECT DISTINCT key FROM {table} {where}"), tables).column("key").to_pylist())
+        tables["_frame_key_numbers"] = pa.table(
+            {"key": pa.array(found, pa.string()), "number": pa.array(range(len(found)), pa.int64())}
         )
-        found = db.arrow(q(f"SELECT count(*) AS n FROM ({source})"), tables).column("n")[0].as_py()
+        source = (
+            f"SELECT run_id, 'k' || n.number AS key, value FROM {table} JOIN _frame_key_numbers n USING (key) {where}"
+        )
         pivoted = (
             _aligned(db.arrow(q(f"PIVOT ({source}) ON key USING first(value) GROUP BY run_id"), tables), run_ids)
             if found
             else pa.table({"run_id": pa.array([], pa.string())})
         )
-        names = {name[1:] for name in pivoted.column_names if name != "run_id"}
-        for key in sorted(names | set(keys or [])):
-            if "." + key in pivoted.column_names:
-                values = pivoted.column("." + key).cast(_value_type(prefix))
+        column_of = {key: f"k{number}" for number, key in enumerate(found)}
+        for key in sorted(set(found) | set(keys or [])):
+            if key in column_of:
+                values = pivoted.column(column_of[key]).cast(_value_type(prefix))
                 wide.append((f"{prefix}.{key}", values.combine_chunks()))
             else:
                 wide.append((f"{prefix}.{key}", pa.nulls(len(run_ids), _value_type(prefix))))

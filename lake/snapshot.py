@@ -113,7 +113,10 @@ def read_changes(
         writer.relist_pause(attempt)
         listing = list_table(fs, root, table)
     present = {path for path, _size in listing.files}
-    gone = {path for path, _size in known_files if path not in present}
+    # A known file is gone when its (path, size) is: a path listed again with another size
+    # holds other rows (a lake recreated under the same names), so its old rows go too.
+    listed = set(listing.files)
+    gone = {path for path, size in known_files if (path, size) not in listed}
     # Rows read from a file that vanished before the final listing are dropped: the listing
     # holds them again in the merged file (rule 3), and keeping them would keep rows a later
     # rewrite removes (a purged run) under a file name no listing will ever show as gone.
@@ -236,7 +239,7 @@ class Snapshot:
             self._store_listing(table, listing)
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            _rollback(con)
             raise
         finally:
             con.unregister("_new_rows")
@@ -257,7 +260,7 @@ class Snapshot:
             self._store_listing(table, listing)
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            _rollback(con)
             raise
         finally:
             con.unregister("_all_rows")
@@ -357,6 +360,14 @@ def _stored_listings(con: duckdb.DuckDBPyConnection) -> dict[str, Listing]:
         if raw in listings and f"raw_{raw}" in tables and view in tables:
             usable[raw] = Listing(tuple(listings[raw]))
     return usable
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back the caller's transaction, if a failed COMMIT left one, keeping the caller's error."""
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.TransactionException:
+        pass  # the failed statement (a COMMIT that could not write) already ended it
 
 
 def _empty(table: str) -> pa.Table:

@@ -13,6 +13,11 @@ and a file that cannot be opened (held by another process, damaged, from another
 aside for an in-memory state, as without a cache. One process holds a cache file at a time
 (DuckDB's file lock); a second ``Lake`` on the same lake, in this process or another, reads in
 memory.
+
+DuckDB is not fork-safe: a process that forks while it holds a ``Lake`` (cached or not) must
+not use that ``Lake`` in the child (a new DuckDB connection in such a child can hang). The
+MLflow plugin closes its reader before a fork for this reason; do the same, or open the
+``Lake`` after the fork.
 """
 
 from __future__ import annotations
@@ -90,6 +95,9 @@ def connect(
     if cache is False:
         return duckdb.connect(":memory:"), None
     directory = default_dir() if cache is True else Path(cache)
+    # One key per file, however the directory is spelled (relative, symlinked, ~): DuckDB
+    # shares one database between connections to the same file in a process.
+    directory = Path(os.path.realpath(directory.expanduser()))
     path = cache_file(fs, root, directory)
     key = str(path)
     with _in_use_lock:

@@ -67,3 +67,27 @@ def test_every_pivot_and_lookup_gives_the_same_frame(lake: Lake, monkeypatch: py
     assert str(first["start_time"].dtype) == "datetime64[us, UTC]"
     if columns is None or "metrics.loss" in (columns or []):
         assert first["metrics.loss"].dtype == "float64"
+
+
+def test_keys_differing_only_in_case_keep_their_own_columns(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = str(tmp_path / "lake")
+    client = LakeClient(root)
+    experiment = client.create_experiment("case")
+    run_ids = []
+    for i in range(3):
+        run_id = client.create_run(experiment, run_name=f"run-{i}", tags={"Mode": "A", "mode": "a"})
+        client.log_batch(
+            run_id, metrics=[("Loss", 1.0 + i, 0, 0), ("loss", 2.0 + i, 0, 0)], params={"LR": "X", "lr": "x"}
+        )
+        run_ids.append(run_id)
+    client.flush()
+    lake = Lake(root)
+    for pivot_limit in (10**6, 0):
+        monkeypatch.setattr(frames, "PYTHON_PIVOT_LIMIT", pivot_limit)
+        for columns in (None, ["metrics.loss", "metrics.Loss", "params.lr"]):
+            with lake.connection.fresh():
+                frame = frames.build_frame(lake.connection, run_ids, columns)
+            assert list(frame["metrics.Loss"]) == [1.0, 2.0, 3.0]
+            assert list(frame["metrics.loss"]) == [2.0, 3.0, 4.0]
+            assert list(frame["params.lr"]) == ["x"] * 3
+            assert not [c for c in frame.columns if c.endswith("_1")]

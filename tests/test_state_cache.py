@@ -211,3 +211,69 @@ def test_a_damaged_file_is_reported_again_by_the_next_cached_open(tmp_path: Path
         assert [d.path for d in lake.damaged_files()] == [str(victim)]
         assert len(lake.search_runs()) == 4
         del lake
+
+
+def test_a_path_listed_again_with_another_size_drops_its_old_rows(tmp_path: Path) -> None:
+    # The lake is deleted and written again under the same file names (another content).
+    import pyarrow.parquet as pq
+
+    root, cache = str(tmp_path / "lake"), tmp_path / "cache"
+    client = LakeClient(root)
+    _log(client, client.create_experiment("first"), 0, 1)
+    del Lake(root, cache=cache).connection
+    (params_file,) = (tmp_path / "lake" / "params").rglob("*.parquet")
+    other = LakeClient(str(tmp_path / "other"))
+    _log(other, other.create_experiment("second"), 100, 3)
+    (other_file,) = (tmp_path / "other" / "params").rglob("*.parquet")
+    before = pq.read_table(params_file)
+    pq.write_table(pq.read_table(other_file), params_file)
+    assert params_file.stat().st_size != before.nbytes
+    query = "SELECT run_id, key, value FROM params ORDER BY ALL"
+    cached = Lake(root, cache=cache)
+    assert cached.connection.cached
+    assert cached.sql(query).to_dict("list") == Lake(root).sql(query).to_dict("list")
+
+
+def test_two_spellings_of_the_cache_directory_are_one_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = str(tmp_path / "lake")
+    client = LakeClient(root)
+    _log(client, client.create_experiment("spelled"), 0, 2)
+    monkeypatch.chdir(tmp_path)
+    first = Lake(root, cache="cache")
+    second = Lake(root, cache=tmp_path / "cache")
+    assert first.connection.cached and not second.connection.cached
+
+
+def test_a_cache_that_cannot_be_written_reads_in_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root, cache = str(tmp_path / "lake"), tmp_path / "cache"
+    client = LakeClient(root)
+    experiment = client.create_experiment("unwritable")
+    _log(client, experiment, 0, 2)
+    lake = Lake(root, cache=cache)
+    path = state_cache.cache_file(lake.fs, lake.root, cache)
+    del lake
+    _log(client, experiment, 2, 1)
+    real_open = state_cache._open
+
+    def open_then_lose_the_log(where: Path) -> Any:
+        con = real_open(where)
+        Path(str(where) + ".wal").mkdir()  # as a read-only directory or a full disk: no log can be written
+        return con
+
+    monkeypatch.setattr(state_cache, "_open", open_then_lose_the_log)
+    again = Lake(root, cache=cache)
+    assert not again.connection.cached
+    assert len(again.search_runs()) == 3
+    assert path.exists()
+
+
+def test_user_sql_does_not_change_a_cached_state(tmp_path: Path) -> None:
+    root, cache = str(tmp_path / "lake"), tmp_path / "cache"
+    client = LakeClient(root)
+    _log(client, client.create_experiment("sql"), 0, 3)
+    lake = Lake(root, cache=cache)
+    assert lake.connection.cached
+    assert lake.sql("DELETE FROM runs; SELECT count(*) AS n FROM runs")["n"][0] == 0
+    assert len(lake.search_runs()) == 3
+    del lake
+    assert len(Lake(root, cache=cache).search_runs()) == 3
