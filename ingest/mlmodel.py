@@ -99,7 +99,7 @@ def scalar(value: Any) -> str:
         return "[]"
     if not isinstance(value, str):
         raise TypeError(f"Cannot write a {type(value).__name__} in a model file")
-    if _PLAIN_SAFE.match(value) and _resolve_plain(value) == value:
+    if _PLAIN_SAFE.fullmatch(value) and _resolve_plain(value) == value:
         return value
     return _double_quoted(value)
 

@@ -85,7 +85,13 @@ def build_frame(db: Connection, run_ids: list[str], columns: Sequence[str] | Non
         base = base.set_column(index, column, as_time)
     for name, values in wide:
         base = base.append_column(name, values)
-    return base.to_pandas()
+    frame = base.to_pandas()
+    # A text attribute no run on the page has (source_version, parent_run_id...) is None in
+    # every cell, as mlflow.search_runs gives it, rather than a column of NaN.
+    for column in FRAME_COLUMNS:
+        if column not in _TIME_COLUMNS and base.column(column).null_count == base.num_rows:
+            frame[column] = pd.Series([None] * base.num_rows, dtype=object, index=frame.index)
+    return frame
 
 
 def _aligned(table: pa.Table, run_ids: list[str]) -> pa.Table:

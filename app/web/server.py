@@ -102,7 +102,10 @@ def _server_error(error: Exception) -> Any:
     (missing keys, wrong types, not JSON) is a 400; everything else keeps Flask's 500."""
     if isinstance(error, HTTPException):
         return error
-    if flask.request.path.endswith("_dash-update-component") and isinstance(error, _BAD_INPUT):
+    # A body whose outputs do not have the shape the callback declares (a list for a MATCH
+    # output) makes Dash refuse the callback's return value: the body was wrong, not the server.
+    malformed = (*_BAD_INPUT, dash.exceptions.InvalidCallbackReturnValue)
+    if flask.request.path.endswith("_dash-update-component") and isinstance(error, malformed):
         flask.current_app.logger.info("malformed callback body: %r", error)
         return werkzeug.exceptions.BadRequest(f"Malformed callback request: {type(error).__name__}: {error}")
     flask.current_app.logger.exception("request %s failed", flask.request.path)

@@ -69,16 +69,21 @@ def table_rows(frame: pd.DataFrame, prefix: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _text(value: Any) -> str:
+    """A frame cell as text: missing (None or NaN) is empty."""
+    return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+
+
 def detail_rows(frame: pd.DataFrame, names: dict[str, str]) -> list[dict[str, Any]]:
     fields = [
         ("Run name", lambda r: display_text(r.run_name)),
         ("Experiment", lambda r: names.get(str(r.experiment_id), str(r.experiment_id))),
-        ("Status", lambda r: (r.status or "").title()),
+        ("Status", lambda r: _text(r.status).title()),
         ("Start time", lambda r: format_time(r.start_time)),
         ("Duration", lambda r: format_duration(r.start_time, r.end_time, r.status)),
         ("User", lambda r: display_text(r.user_id)),
         ("Source", lambda r: display_text(r.source_name)),
-        ("Version", lambda r: (r.source_version or "")[:10]),
+        ("Version", lambda r: _text(r.source_version)[:10]),
         ("Run ID", lambda r: r.run_id),
     ]
     rows = []
