@@ -5,7 +5,7 @@ on a free port), and in process the ``runlake:`` plugin and MLflow's ``sqlite:``
 workload goes through ``mlflow.MlflowClient``: create run, log-batch of 10 and of 500 metrics, a
 log-param batch (10 params), ``search_runs`` first page (100 runs) and all pages over a search
 experiment of ``runs`` runs, and ``get_metric_history`` (500 points); with 1 client and with 16
-concurrent clients (threads of this process, each with its own client). Per row: p50, p95 and
+concurrent clients (threads of this process, each with its own client, sharing the same number of operations). Per row: p50, p95 and
 throughput (operations per second over the wall time of all clients).
 
 The search experiment is filled through each backend's in-process store (``log_batch`` per run:
@@ -38,7 +38,7 @@ OPS_PER_CLIENT = {
     "log-param batch": 20,
     "get_metric_history": 10,
 }
-SEARCH_OPS = {"search_runs first page": 10, "search_runs all": 3}
+SEARCH_OPS = {"search_runs first page": 16, "search_runs all": 3}
 
 
 def _free_port() -> int:
@@ -171,7 +171,8 @@ def _measure(uri: str, search_experiment: str, clients: int) -> dict[str, tuple[
     per_client = [_workloads(MlflowClient(uri), experiment_id, search_experiment) for _ in range(clients)]
     results: dict[str, tuple[float, float, float, int]] = {}
     for name in [*OPS_PER_CLIENT, *SEARCH_OPS]:
-        ops = OPS_PER_CLIENT.get(name) or SEARCH_OPS[name]
+        # The same number of operations in all, shared by the clients (at least one each).
+        ops = max(1, (OPS_PER_CLIENT.get(name) or SEARCH_OPS[name]) // clients)
         per_client[0][name]()  # warm up: imports, plans, connections
         latencies, errors, wall = _run_clients([w[name] for w in per_client], ops)
         if latencies:

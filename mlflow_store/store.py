@@ -56,7 +56,7 @@ from mlflow.utils.search_utils import SearchExperimentsUtils, SearchLoggedModels
 from runlake.core import layout, vocab, writer
 from runlake.ingest import LakeClient
 from runlake.lake import Lake
-from runlake.lake.search.results import decode_token, encode_token
+from runlake.lake.search.results import Search, decode_token, encode_token, search_ids
 from runlake.lake.sql import indexed_ids, join
 from runlake.mlflow_store import uri
 from runlake.mlflow_store.documents import EXPERIMENT_TAGS, LOGGED_MODELS, RUN_IO, Documents, fold_tags
@@ -513,18 +513,19 @@ class RunlakeStore(AbstractStore):
         scope = [str(e) for e in experiment_ids or [] if str(e) in known]
         if not scope:
             return [], None
+        search = Search(
+            experiment_ids=scope,
+            filter_string=filter_string or "",
+            run_view_type=_view_type(run_view_type),
+            order_by=list(order_by) if order_by else None,
+        )
+        start = decode_token(page_token or None)
         db = self.lake.connection
         with db.fresh():
-            page = self.lake.search_page(
-                experiment_ids=scope,
-                filter_string=filter_string or "",
-                run_view_type=_view_type(run_view_type),
-                order_by=list(order_by) if order_by else None,
-                page_size=max_results,
-                page_token=page_token or None,
-                columns=[],
-            )
-            return self._runs(page.run_ids), page.next_page_token
+            # One more than the page tells whether another page follows; no count, no frame.
+            run_ids, _ = search_ids(db, search, max_results + 1, start, count=False)
+            token = encode_token(start + max_results) if len(run_ids) > max_results else None
+            return self._runs(run_ids[:max_results]), token
 
     # -- inputs, outputs and logged models -------------------------------------------------
     @mlflow_errors

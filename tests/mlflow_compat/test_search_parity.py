@@ -21,10 +21,9 @@ EXPERIMENTS = ["1", "2", "3"]
 @pytest.fixture(scope="module")
 def plugin(lake):  # noqa: F811
     uri = f"runlake://{lake.root}"
-    previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
     yield uri
-    mlflow.set_tracking_uri(previous)
+    mlflow.set_tracking_uri(None)
 
 
 def _through_mlflow(text: str = "", view: str = "ALL", order_by: list[str] | None = None, **kw) -> list[str]:
