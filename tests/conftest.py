@@ -17,6 +17,9 @@ REPO = Path(__file__).resolve().parents[1]
 RUNLAKE = str(Path(sys.executable).with_name("runlake"))
 # Dashboards started by tests keep their state caches in a folder of this run, not in ~/.cache.
 os.environ.setdefault("RUNLAKE_CACHE_DIR", tempfile.mkdtemp(prefix="runlake-test-cache-"))
+# MLflow calls that name no tracking URI (loading a model by path, mlflow.models.predict) write
+# to ./mlruns by default: give them a folder of this run instead of the checkout.
+os.environ.setdefault("MLFLOW_TRACKING_URI", "file://" + tempfile.mkdtemp(prefix="runlake-test-mlruns-"))
 
 
 @pytest.fixture(autouse=True)
