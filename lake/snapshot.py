@@ -182,11 +182,13 @@ class Snapshot:
         view, key = next((name, key) for name, (_sql, raw, key) in views.CURRENT_STATE.items() if raw == table)
         found: dict[str, DamagedFile] = {}
         rows, gone, listing = read_changes(self._fs, self._root, table, old, new, found)
-        self._record_damage(found)
         with self._damage_lock:
-            # A damaged file that left the listing (quarantined, replaced) is no longer news.
+            # A damaged file that left the listing (quarantined, replaced) is no longer news; a
+            # path listed again with another size is "gone" and new at once, so its fresh
+            # damage, if any, is recorded after.
             for path in gone:
                 self._damaged.pop(path, None)
+        self._record_damage(found)
         if old is None:
             self._rebuild(table, view, rows, listing)
         else:
