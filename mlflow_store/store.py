@@ -13,6 +13,7 @@ import gc
 import json
 import os
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import Sequence
@@ -62,6 +63,9 @@ from runlake.mlflow_store import uri
 from runlake.mlflow_store.documents import EXPERIMENT_TAGS, LOGGED_MODELS, RUN_IO, Documents, fold_tags
 from runlake.mlflow_store.errors import mlflow_errors, not_supported, unsupported_as_mlflow
 
+# A create_experiment this soon after the same store found the name missing, racing another
+# process that created it meanwhile, answers that experiment's id (see ``create_experiment``).
+TWIN_CREATE_WINDOW_S = 60.0
 _RUN_INFO_COLUMNS = "run_id, experiment_id, user_id, status, start_time, end_time, lifecycle_stage, run_name"
 # The run columns MLflow keeps as tags too; on create they fill runlake's run columns.
 _SOURCE_BY_TAG = {tag: column for column, tag in vocab.SOURCE_TAGS.items()}
@@ -126,6 +130,8 @@ class RunlakeStore(AbstractStore):
         self._lock = threading.Lock()
         # Runs known active or deleted in this process, so logging checks no lake state each call.
         self._stages: dict[str, str] = {}
+        # Names this store last found missing, with when (see ``create_experiment``).
+        self._missing_names: dict[str, float] = {}
         self.DEFAULT_EXPERIMENT_ID = layout.DEFAULT_EXPERIMENT_ID  # as MLflow's stores name it
         _open_stores.add(self)
         if layout.DEFAULT_EXPERIMENT_ID not in self.client.store.experiments():
@@ -220,7 +226,19 @@ class RunlakeStore(AbstractStore):
                 "Invalid experiment name: an experiment name must be a non-empty string", INVALID_PARAMETER_VALUE
             )
         existing = self.client.store.experiments()
-        if any(row.get("name") == name for row in existing.values()):
+        twin = next((row for row in existing.values() if row.get("name") == name), None)
+        if twin is not None:
+            # Check-then-create (``mlflow.set_experiment`` does it) races when several processes
+            # start at once: each finds no experiment, one creates it first, and MLflow's
+            # set_experiment, on RESOURCE_ALREADY_EXISTS, returns without making it active, so
+            # that process logs into the Default experiment. When this store found the name
+            # missing moments ago, the experiment is a twin created meanwhile: answer its id, as
+            # two processes creating the same name write the same derived id anyway. (In
+            # `runlake server` one store serves every client, so the record is per name, not
+            # per caller.) A create of a name nobody just checked still raises, as in MLflow.
+            missed = self._missing_names.get(name)
+            if missed is not None and time.monotonic() - missed <= TWIN_CREATE_WINDOW_S:
+                return str(twin["experiment_id"])
             raise MlflowException(f"Experiment(name={name}) already exists.", RESOURCE_ALREADY_EXISTS)
         experiment_id = layout.experiment_id_for(name)
         if experiment_id in existing:  # the name was renamed away; its derived id stays taken
@@ -237,7 +255,12 @@ class RunlakeStore(AbstractStore):
     @mlflow_errors
     def get_experiment_by_name(self, experiment_name: str) -> Experiment | None:
         row = self.client.store.experiment_by_name(experiment_name)
-        return None if row is None else self._experiment(row)
+        if row is None:
+            if len(self._missing_names) > 1000:
+                self._missing_names.clear()
+            self._missing_names[experiment_name] = time.monotonic()
+            return None
+        return self._experiment(row)
 
     @mlflow_errors
     def delete_experiment(self, experiment_id: str) -> None:

@@ -266,3 +266,24 @@ def test_what_a_lake_does_not_hold_is_mlflows_not_supported_error(lake_uri):
     assert store.search_traces(experiment_ids=["0"]) == ([], None)
     with pytest.raises(MlflowException):  # the model registry: MLflow's own "unsupported scheme" error
         mlflow.MlflowClient().create_registered_model("m")
+
+
+def test_set_experiment_racing_another_process_makes_the_experiment_active(lake_uri):
+    """Two processes setting a new experiment at once both log into it, not into Default.
+
+    The race is replayed in one process: the name is missing when this process checks, another
+    process creates it, then this process creates it (MLflow's set_experiment does exactly this).
+    """
+    from runlake.ingest import LakeClient
+
+    root, _ = lake_uri
+    store = mlflow.tracking.MlflowClient()._tracking_client.store
+    assert store.get_experiment_by_name("raced") is None
+    other = LakeClient(root).create_experiment("raced")  # the other process wins the race
+    assert store.create_experiment("raced") == other
+    assert store.create_experiment("raced") == other  # a third racer (server threads share a store)
+    # A create of a name nobody checked first still finds it taken, as in MLflow's stores.
+    LakeClient(root).create_experiment("taken")
+    with pytest.raises(MlflowException) as info:
+        store.create_experiment("taken")
+    assert info.value.error_code == "RESOURCE_ALREADY_EXISTS"
