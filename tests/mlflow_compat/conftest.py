@@ -31,3 +31,13 @@ def lake_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     yield root, uri
     reset_mlflow()
     mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """``(lake path, server)``: a real ``runlake server`` process over a fresh lake, per module."""
+    from tests.mlflow_compat.server_process import running_server
+
+    lake = str(tmp_path_factory.mktemp("server") / "lake")
+    with running_server(lake) as srv:
+        yield lake, srv

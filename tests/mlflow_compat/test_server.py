@@ -38,13 +38,6 @@ def _eventually(check, timeout: float = 30.0):
             time.sleep(0.2)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    lake = str(tmp_path_factory.mktemp("server") / "lake")
-    with running_server(lake) as srv:
-        yield lake, srv
-
-
 @pytest.fixture
 def remote(server, monkeypatch):
     lake, srv = server
