@@ -117,13 +117,18 @@ def metric_series(db: Connection, query: SeriesQuery) -> pd.DataFrame:
 
 
 def _bucketed(query: SeriesQuery, run: Callable[[Callable[[Fragment], Fragment]], pd.DataFrame]) -> pd.DataFrame:
-    """The buckets, then - only for runs with at most ``buckets`` points of which some share a
-    bucket - their raw points, read in a second query pruned to those runs.
+    """The range's edges, the buckets, then - only for runs with at most ``buckets`` points of
+    which some share a bucket - their raw points, read in a last query pruned to those runs.
 
-    Two queries rather than one: in the common case (every run long, or every run already one
-    point per bucket) no second pass over the points happens at all.
+    Separate queries rather than one: the edges decide how the buckets' last points are found
+    (``series_sql``), and in the common case (every run long, or every run already one point
+    per bucket) no pass for raw points happens at all.
     """
-    buckets = run(lambda source: series_sql(query, source))
+    edges = run(lambda source: bounds_sql(query, source))
+    if edges.empty or pd.isna(edges["plo"].iloc[0]):
+        return _empty(query.x)
+    bounds = Bounds(*(float(edges[c].iloc[0]) for c in ("lo", "hi")), *(int(edges[c].iloc[0]) for c in _ORDER_EDGES))
+    buckets = run(lambda source: series_sql(query, source, bounds))
     if buckets.empty:
         return buckets
     per_run = buckets.groupby("run_id")["count"].agg(["sum", "max"])
@@ -139,59 +144,123 @@ def _as_args(fragment: Fragment) -> tuple[str, list[object]]:
     return fragment.sql, list(fragment.params)
 
 
-def series_sql(query: SeriesQuery, source: Fragment) -> Fragment:
+_ORDER_EDGES = ("plo", "phi", "qlo", "qhi")
+# Bits of a signed BIGINT a packed (primary, secondary) order key may use.
+_KEY_BITS = 62
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The range's edges (``lo``, ``hi`` in x) and the extremes of the two integer columns that
+    order points within a run: the primary (``p``: step, or timestamp for the time modes) and
+    the secondary (``q``: timestamp, or step)."""
+
+    lo: float
+    hi: float
+    plo: int
+    phi: int
+    qlo: int
+    qhi: int
+
+    def packing(self) -> int | None:
+        """Bits for q in one BIGINT key ``(p - plo) << bits | (q - qlo)``, or None when p and q
+        together need more than ``_KEY_BITS`` (then the last point is found by a struct max)."""
+        q_bits = max(self.qhi - self.qlo, 0).bit_length()
+        p_bits = max(self.phi - self.plo, 0).bit_length()
+        return q_bits if p_bits + q_bits <= _KEY_BITS else None
+
+
+def _order_columns(x: str) -> tuple[str, str]:
+    """The (primary, secondary) integer columns ordering a run's points for the x mode: within
+    a run, x grows with the primary (relative x is the timestamp moved to the run's origin)."""
+    return ("s", "t") if x == "step" else ("t", "s")
+
+
+def bounds_sql(query: SeriesQuery, source: Fragment) -> Fragment:
+    """One row: the range's edges - the bounds asked for, else the points' own extremes, over
+    all the runs so every run is cut at the same edges and curves align bucket by bucket - and
+    the extremes of the order columns (``Bounds``)."""
+    primary, secondary = _order_columns(query.x)
+    return join(
+        [
+            q(
+                "SELECT coalesce(?::DOUBLE, min(x)::DOUBLE) AS lo, coalesce(?::DOUBLE, max(x)::DOUBLE) AS hi,"
+                f" min({primary}) AS plo, max({primary}) AS phi, min({secondary}) AS qlo, max({secondary}) AS qhi",
+                query.x_min,
+                query.x_max,
+            ),
+            "FROM (",
+            _in_range(query, source),
+            ")",
+        ]
+    )
+
+
+def series_sql(query: SeriesQuery, source: Fragment, bounds: Bounds) -> Fragment:
     """The bucketing statement over ``source`` (a table expression with the metrics columns).
 
     The points are read by each part that needs them rather than held in a CTE: a scan of
     pruned Parquet costs less than materialising millions of rows.
 
-    Per bucket, the last point is the greatest (x, timestamp, step, value): NaN compares
-    greater than every number, as in the latest-value rule. ``min`` skips NaN by itself
-    (DuckDB orders NaN last); ``max`` filters it, and a bucket of NaN only gets NaN for both.
+    Per bucket, the last point is the greatest (x, timestamp, step): within a run that is the
+    greatest (primary, secondary) of ``_order_columns``, packed into one BIGINT so DuckDB's
+    ``arg_max`` finds it at the cost of an integer max (a struct max costs several times more).
+    Points equal in x, timestamp and step but not in value (the same step logged twice in one
+    millisecond) tie on that key, and the line is drawn through one of them: the band's
+    ``min``/``max`` still hold them all. (Ordering them by value too would need the struct max,
+    which costs several times more on every query for a case that draws the same picture.)
+    ``min`` skips NaN by itself (DuckDB orders NaN last); ``max`` filters it, and a bucket of
+    NaN only gets NaN for both.
     """
-    in_range = _in_range(query, source)
-    low, high = query.x_min, query.x_max
-    # The range's edges: the bounds asked for, else the points' own extremes (over all the
-    # runs, so every run is cut at the same edges and curves align bucket by bucket).
-    bounds = (
-        q("SELECT ?::DOUBLE AS lo, ?::DOUBLE AS hi", low, high)
-        if low is not None and high is not None  # a zoom: no pass over the points for the edges
-        else join(
+    n = float(query.buckets)
+    bucket = q(
+        "CASE WHEN ?::DOUBLE > ?::DOUBLE THEN least(floor((p.x::DOUBLE - ?::DOUBLE) * ?::DOUBLE"
+        " / (?::DOUBLE - ?::DOUBLE)), ?::DOUBLE) ELSE 0 END",
+        bounds.hi,
+        bounds.lo,
+        bounds.lo,
+        n,
+        bounds.hi,
+        bounds.lo,
+        n - 1,
+    )
+    primary, secondary = _order_columns(query.x)
+    bits = bounds.packing()
+    if bits is None:
+        last = Fragment("max(struct_pack(x := p.x, t := p.t, s := p.s, v := p.v)) AS l", ())
+    else:
+        key = q(f"((p.{primary} - ?::BIGINT) << ?::BIGINT) | (p.{secondary} - ?::BIGINT)", bounds.plo, bits, bounds.qlo)
+        last = join(
             [
-                q(
-                    "SELECT coalesce(?::DOUBLE, min(x)::DOUBLE) AS lo, coalesce(?::DOUBLE, max(x)::DOUBLE) AS hi",
-                    low,
-                    high,
-                ),
-                "FROM (",
-                in_range,
-                ")",
+                "arg_max(p.v, ",
+                key,
+                ") AS lv, max(",
+                key,
+                ") AS lk, max(p.x) AS lx",
             ]
         )
-    )
-    n = float(query.buckets)
-    bucket = "CASE WHEN b.hi > b.lo THEN least(floor((p.x::DOUBLE - b.lo) * ?::DOUBLE / (b.hi - b.lo)), ?::DOUBLE) ELSE 0 END"
     aggregated = join(
         [
-            Fragment(
-                "SELECT p.run_id, "
-                + bucket
-                + " AS bucket, max(struct_pack(x := p.x, t := p.t, s := p.s, v := p.v)) AS l,"
-                " min(p.v) AS lo_v, max(p.v) FILTER (WHERE NOT isnan(p.v)) AS hi_v, count(*) AS c FROM (",
-                (n, n - 1),
-            ),
-            in_range,
-            ") p, (",
-            bounds,
-            ") b GROUP BY ALL",
+            "SELECT p.run_id,",
+            bucket,
+            "AS bucket,",
+            last,
+            ", min(p.v) AS lo_v, max(p.v) FILTER (WHERE NOT isnan(p.v)) AS hi_v, count(*) AS c FROM (",
+            _in_range(query, source),
+            ") p GROUP BY ALL",
         ]
     )
-    # Runs with at most `buckets` points but some bucket holding two get their raw points (each
-    # once: set semantics); runs whose every bucket holds one point already are their raw points.
+    if bits is None:
+        head = "SELECT run_id, l.x AS x, l.t AS t, l.s AS s, l.v AS value"
+    else:
+        p_col = q("((lk >> ?::BIGINT) + ?::BIGINT)", bits, bounds.plo)
+        q_col = q("((lk & ((1::BIGINT << ?::BIGINT) - 1)) + ?::BIGINT)", bits, bounds.qlo)
+        t_col, s_col = (q_col, p_col) if primary == "s" else (p_col, q_col)
+        head = join(["SELECT run_id, lx AS x,", t_col, "AS t,", s_col, "AS s, lv AS value"])
     return join(
         [
-            "SELECT run_id, l.x AS x, l.t AS t, l.s AS s, l.v AS value, lo_v AS min,"
-            " coalesce(hi_v, 'NaN'::DOUBLE) AS max, c AS count FROM (",
+            head,
+            ", lo_v AS min, coalesce(hi_v, 'NaN'::DOUBLE) AS max, c AS count FROM (",
             aggregated,
             ") ORDER BY run_id, x, t, s, value",
         ]

@@ -57,19 +57,29 @@ def reference(
             out += [(run_id, x, v, v, v, 1) for x, v in unique.values()]
             continue
         for members in cut.values():
-            x, _t, _s, v = max(members, key=lambda r: (r[0], r[1], r[2], _value_key(r[3])))
+            x, t, s, _v = max(members, key=lambda r: r[:3])
+            # Points tied with the last on (x, timestamp, step): the line goes through any one.
+            tied = frozenset(_value_key(r[3]) for r in members if r[:3] == (x, t, s))
             numbers = [r[3] for r in members if not math.isnan(r[3])]
             low = min(numbers) if numbers else NAN
             high = max(numbers) if numbers else NAN
-            out.append((run_id, x, v, low, high, len(members)))
+            out.append((run_id, x, tied, low, high, len(members)))
     return out
 
 
 def _canonical(rows: list[tuple]) -> list[tuple]:
     def key(row: tuple) -> tuple:
-        return (row[0], row[1], _value_key(row[2]), _value_key(row[3]), _value_key(row[4]), row[5])
+        return (row[0], row[1], _value_key(row[3]), _value_key(row[4]), row[5])
 
     return sorted(key(r) for r in rows)
+
+
+def _matches(got: list[tuple], expected: list[tuple]) -> bool:
+    """Same buckets (run, x, extremes, count), each drawn through an allowed value."""
+    if _canonical(got) != _canonical(expected):
+        return False
+    allowed = {(r[0], r[1]): r[2] if isinstance(r[2], frozenset) else {_value_key(r[2])} for r in expected}
+    return all(_value_key(r[2]) in allowed[(r[0], r[1])] for r in got)
 
 
 def _frame_rows(frame) -> list[tuple]:
@@ -124,7 +134,9 @@ def test_buckets_match_the_reference(series, mode, buckets, low, high, flushes):
         by_run, lake = _write(root, series, flushes)
         frame = lake.metric_series(list(by_run), "loss", x=mode, buckets=buckets, x_min=x_min, x_max=x_max)
         expected = reference(by_run, mode, buckets, x_min, x_max)
-        assert _canonical(_frame_rows(frame)) == _canonical(expected)
+        got = _frame_rows(frame)
+        assert _canonical(got) == _canonical(expected)
+        assert _matches(got, expected)
         assert list(frame.columns) == ["run_id", "x", "value", "min", "max", "count"]
         for run_id, rows in frame.groupby("run_id"):
             assert len(rows) <= max(buckets, sum(1 for _ in by_run[run_id]))
@@ -165,6 +177,35 @@ def test_relative_and_timestamp_modes(long_run):
     assert rel["x"].tolist() == pytest.approx([10.0, 10.01, 10.02, 10.03, 10.04, 10.05])
     ts = lake.metric_series([run_id], "loss", x="timestamp", buckets=10)
     assert ts["x"].iloc[-1] == T0 + 10 * 19_999 and ts["count"].sum() == 20_000
+
+
+def test_a_step_logged_twice_in_one_millisecond_draws_one_of_its_values(lake_dir):
+    client = LakeClient(lake_dir)
+    run_id = client.create_run(client.create_experiment("ties"))
+    points = [("loss", float(s), T0 + s, s) for s in range(10)]
+    points += [("loss", 100.0, T0 + 9, 9), ("loss", -5.0, T0 + 4, 4)]  # ties with steps 9 and 4
+    client.log_batch(run_id, metrics=points)
+    client.flush()
+    frame = Lake(lake_dir).metric_series([run_id], "loss", buckets=2)
+    assert frame["x"].tolist() == [4, 9] and frame["count"].tolist() == [6, 6]
+    assert frame["value"].iloc[0] in (4.0, -5.0) and frame["value"].iloc[1] in (9.0, 100.0)
+    assert frame["min"].tolist() == [-5.0, 5.0] and frame["max"].tolist() == [4.0, 100.0]
+
+
+@pytest.mark.parametrize("mode", ["step", "timestamp", "relative"])
+def test_steps_and_times_too_wide_to_pack_still_bucket_exactly(lake_dir, mode):
+    """Steps near 2^50 and timestamps spread over years do not fit one packed order key."""
+    client = LakeClient(lake_dir)
+    run_id = client.create_run(client.create_experiment("wide"))
+    series = [(2**50 + s * 2**40, T0 + s * 2**35, float(s % 7)) for s in range(300)]
+    series += [(2**50, T0 + 1, 42.0)]  # a later point at the first step
+    client.log_batch(run_id, metrics=[("loss", v, t, s) for s, t, v in series])
+    client.flush()
+    frame = Lake(lake_dir).metric_series([run_id], "loss", x=mode, buckets=7)
+    expected = reference({run_id: series}, mode, 7, None, None)
+    got = _frame_rows(frame)
+    assert _canonical(got) == _canonical(expected) and _matches(got, expected)
+    assert frame["count"].sum() == 301
 
 
 def test_points_logged_after_a_read_are_seen_by_the_next(lake_dir):
