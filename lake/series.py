@@ -127,7 +127,8 @@ def _bucketed(query: SeriesQuery, run: Callable[[Callable[[Fragment], Fragment]]
     edges = run(lambda source: bounds_sql(query, source))
     if edges.empty or pd.isna(edges["plo"].iloc[0]):
         return _empty(query.x)
-    bounds = Bounds(*(float(edges[c].iloc[0]) for c in ("lo", "hi")), *(int(edges[c].iloc[0]) for c in _ORDER_EDGES))
+    row = edges.iloc[0]
+    bounds = Bounds(float(row["lo"]), float(row["hi"]), *(int(row[c]) for c in _ORDER_EDGES))
     buckets = run(lambda source: series_sql(query, source, bounds))
     if buckets.empty:
         return buckets
@@ -251,7 +252,7 @@ def series_sql(query: SeriesQuery, source: Fragment, bounds: Bounds) -> Fragment
         ]
     )
     if bits is None:
-        head = "SELECT run_id, l.x AS x, l.t AS t, l.s AS s, l.v AS value"
+        head = Fragment("SELECT run_id, l.x AS x, l.t AS t, l.s AS s, l.v AS value", ())
     else:
         p_col = q("((lk >> ?::BIGINT) + ?::BIGINT)", bits, bounds.plo)
         q_col = q("((lk & ((1::BIGINT << ?::BIGINT) - 1)) + ?::BIGINT)", bits, bounds.qlo)
