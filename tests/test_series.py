@@ -78,8 +78,19 @@ def _matches(got: list[tuple], expected: list[tuple]) -> bool:
     """Same buckets (run, x, extremes, count), each drawn through an allowed value."""
     if _canonical(got) != _canonical(expected):
         return False
-    allowed = {(r[0], r[1]): r[2] if isinstance(r[2], frozenset) else {_value_key(r[2])} for r in expected}
-    return all(_value_key(r[2]) in allowed[(r[0], r[1])] for r in got)
+    left = list(expected)
+    for row in got:
+        for i, want in enumerate(left):
+            values = want[2] if isinstance(want[2], frozenset) else {_value_key(want[2])}
+            same = (row[0], row[1], _value_key(row[3]), _value_key(row[4]), row[5]) == (
+                want[0], want[1], _value_key(want[3]), _value_key(want[4]), want[5]
+            )  # fmt: skip
+            if same and _value_key(row[2]) in values:
+                del left[i]
+                break
+        else:
+            return False
+    return True
 
 
 def _frame_rows(frame) -> list[tuple]:
