@@ -9,6 +9,7 @@ are read with pyarrow through the lake's filesystem, so no path is ever written 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import duckdb
@@ -139,7 +140,11 @@ class Snapshot:
         self._listings: dict[str, Listing] = _stored_listings(con) if persistent else {}
         self.generation = 0
         self._metrics_cache: tuple[Listing, ds.Dataset] | None = None
-        self._fragments: dict[str, ds.ParquetFileFragment] = {}  # metric file -> its read footer
+        # A metric file's read footer, and the metric files found damaged, by (path, size) as the
+        # listings are: a path listed again with another size holds other bytes (rewritten in
+        # place, overwritten on an object store), so its footer is read again.
+        self._fragments: dict[tuple[str, int], ds.ParquetFileFragment] = {}
+        self._damaged_metrics: set[tuple[str, int]] = set()
         # Files no reader could read, and which of them this lake warned of (once each).
         self._damaged: dict[str, DamagedFile] = {}
         self._warned: set[str] = set()
@@ -153,8 +158,9 @@ class Snapshot:
                 listed |= set(self._metrics_cache[0].paths)
             return [found for path, found in sorted(self._damaged.items()) if path in listed]
 
-    def _record_damage(self, found: dict[str, DamagedFile]) -> None:
+    def _record_damage(self, found: dict[str, DamagedFile], metric_files: Iterable[tuple[str, int]] = ()) -> None:
         with self._damage_lock:
+            self._damaged_metrics.update(metric_files)
             for path, item in found.items():
                 self._damaged[path] = item
                 if path not in self._warned:
@@ -279,24 +285,31 @@ class Snapshot:
             return cached[1]
         # Only files not seen before are opened: a live lake adds a file per flush, and
         # reading every footer again each time would cost in proportion to the lake, not the change.
+        listed = set(listing.files)
         with self._damage_lock:
-            listed = set(listing.paths)
-            for path in [p for p, d in self._damaged.items() if d.table == layout.METRICS and p not in listed]:
-                del self._damaged[path]  # quarantined or replaced: read it again if it comes back
-        new = [path for path in listing.paths if path not in self._fragments and path not in self._damaged]
+            for path, size in self._damaged_metrics - listed:
+                # Quarantined, replaced or rewritten in place: read it again if it is listed.
+                self._damaged_metrics.discard((path, size))
+                self._damaged.pop(path, None)
+        new = [f for f in listing.files if f not in self._fragments and f not in self._damaged_metrics]
         found: dict[str, DamagedFile] = {}
+        bad: list[tuple[str, int]] = []
         if new:
-            for fragment in partitioned_dataset(self._fs, self._root, layout.METRICS, new).get_fragments():
+            sizes = dict(new)
+            paths = [path for path, _size in new]
+            for fragment in partitioned_dataset(self._fs, self._root, layout.METRICS, paths).get_fragments():
+                file = (fragment.path, sizes[fragment.path])
                 try:
                     fragment.ensure_complete_metadata()
                 except Exception as exc:
                     if not damage.is_read_failure(exc) or isinstance(exc, FileNotFoundError):
                         raise
                     found[fragment.path] = damage.damaged_file(fragment.path, layout.METRICS, exc)
+                    bad.append(file)
                     continue
-                self._fragments[fragment.path] = fragment
-        self._record_damage(found)
-        self._fragments = {path: self._fragments[path] for path in listing.paths if path in self._fragments}
+                self._fragments[file] = fragment
+        self._record_damage(found, bad)
+        self._fragments = {f: self._fragments[f] for f in listing.files if f in self._fragments}
         template = partitioned_dataset(self._fs, self._root, layout.METRICS, [])
         dataset = ds.FileSystemDataset(
             list(self._fragments.values()), template.schema, template.format, filesystem=self._fs
@@ -328,17 +341,19 @@ class Snapshot:
         """
         dataset = self.metrics_dataset()
         found: dict[str, DamagedFile] = {}
-        for fragment in list(self._fragments.values()):
+        bad: list[tuple[str, int]] = []
+        for file, fragment in list(self._fragments.items()):
             try:
                 fragment.to_table(schema=dataset.schema, columns=columns, filter=condition)
             except Exception as inner:
                 if damage.is_read_failure(inner) and not isinstance(inner, FileNotFoundError):
                     found[fragment.path] = damage.damaged_file(fragment.path, layout.METRICS, inner)
+                    bad.append(file)
         if not found:
             return False
-        self._record_damage(found)
-        for path in found:
-            self._fragments.pop(path, None)
+        self._record_damage(found, bad)
+        for file in bad:
+            self._fragments.pop(file, None)
         self._metrics_cache = None
         return True
 
