@@ -453,16 +453,7 @@ def scatter_figure(frame: pd.DataFrame, x: str | None, y: str | None, names: Seq
             hovertemplate="%{text}<br>" + _label(x) + "=%{x}<br>" + _label(y) + "=%{y}<extra></extra>",
         )
     )
-    fig.update_layout(
-        xaxis_title=_label(x),
-        yaxis_title=_label(y),
-        height=460,
-        template="plotly_white",
-        margin={"l": 60, "r": 20, "t": 30, "b": 50},
-    )
-    _category_ticks(fig, "xaxis", x_cats)
-    _category_ticks(fig, "yaxis", y_cats)
-    return fig
+    return _xy_layout(fig, x, y, x_cats, y_cats)
 
 
 def contour_figure(frame: pd.DataFrame, x: str | None, y: str | None, z: str | None) -> go.Figure:
@@ -498,6 +489,11 @@ def contour_figure(frame: pd.DataFrame, x: str | None, y: str | None, z: str | N
             ),
         ]
     )
+    return _xy_layout(fig, x, y, x_cats, y_cats)
+
+
+def _xy_layout(fig: go.Figure, x: str, y: str, x_cats: list[str] | None, y_cats: list[str] | None) -> go.Figure:
+    """The scatter and contour plots' frame: axis titles, size, and category names as ticks."""
     fig.update_layout(
         xaxis_title=_label(x),
         yaxis_title=_label(y),
