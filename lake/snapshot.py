@@ -8,8 +8,9 @@ are read with pyarrow through the lake's filesystem, so no path is ever written 
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import duckdb
@@ -231,10 +232,8 @@ class Snapshot:
         Work in proportion to what changed: the rest of the state stands.
         """
         con = self._con
-        con.register("_new_rows", rows if rows is not None else _empty(table))
-        con.register("_gone", pa.table({"path": pa.array(sorted(gone), pa.string())}))
-        try:
-            con.execute("BEGIN")
+        gone_paths = pa.table({"path": pa.array(sorted(gone), pa.string())})
+        with _transaction(con, _new_rows=rows if rows is not None else _empty(table), _gone=gone_paths):
             con.execute(
                 f"CREATE OR REPLACE TEMP TABLE _touched AS SELECT DISTINCT {key} FROM _new_rows UNION "
                 f"SELECT DISTINCT {key} FROM raw_{table} WHERE {SOURCE_COLUMN} IN (SELECT path FROM _gone)"
@@ -245,19 +244,10 @@ class Snapshot:
             touched = f"(SELECT * FROM raw_{table} WHERE {key} IN (SELECT {key} FROM _touched))"
             con.execute(f"INSERT INTO {view} {views.fold_sql(view, touched)}")
             self._store_listing(table, listing)
-            con.execute("COMMIT")
-        except BaseException:
-            _rollback(con)
-            raise
-        finally:
-            con.unregister("_new_rows")
-            con.unregister("_gone")
 
     def _rebuild(self, table: str, view: str, rows: pa.Table | None, listing: Listing) -> None:
         con = self._con
-        con.register("_all_rows", rows if rows is not None else _empty(table))
-        try:
-            con.execute("BEGIN")
+        with _transaction(con, _all_rows=rows if rows is not None else _empty(table)):
             con.execute(f"CREATE OR REPLACE TABLE raw_{table} AS SELECT * FROM _all_rows")
             order = f" ORDER BY {_PHYSICAL_ORDER[view]}" if view in _PHYSICAL_ORDER else ""
             con.execute(f"CREATE OR REPLACE TABLE {view} AS SELECT * FROM ({views.fold_sql(view)}){order}")
@@ -266,12 +256,6 @@ class Snapshot:
                 # index probes instead of full scans of a million rows.
                 con.execute(f"CREATE INDEX {view}_run_id ON {view}(run_id)")
             self._store_listing(table, listing)
-            con.execute("COMMIT")
-        except BaseException:
-            _rollback(con)
-            raise
-        finally:
-            con.unregister("_all_rows")
 
     def metrics_dataset(self) -> ds.Dataset:
         """The metric points as a lazily scanned dataset (filters push down to row groups).
@@ -377,6 +361,24 @@ def _stored_listings(con: duckdb.DuckDBPyConnection) -> dict[str, Listing]:
         if raw in listings and f"raw_{raw}" in tables and view in tables:
             usable[raw] = Listing(tuple(listings[raw]))
     return usable
+
+
+@contextlib.contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection, **rows: pa.Table) -> Iterator[None]:
+    """One transaction (committed at the end, rolled back on any error) that sees ``rows``
+    as tables by their names; the names are dropped after."""
+    for name, table in rows.items():
+        con.register(name, table)
+    try:
+        con.execute("BEGIN")
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        _rollback(con)
+        raise
+    finally:
+        for name in rows:
+            con.unregister(name)
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:
