@@ -415,13 +415,9 @@ def register_callbacks(app: Dash, services: Services) -> None:
         run_ids: list[str],
     ) -> Any:
         x_axis = x_axis if x_axis in charts.LAKE_X else "step"
-        window = None
-        if ctx.triggered_id == f"{ids.CMP_PLOT}-curves":
-            # A zoom or pan re-queries the visible range; a y-only zoom or a resize does not.
-            window = charts.zoom_range(relayout, x_axis)
-            if window is None:
-                return no_update
-            window = None if window == (None, None) else window
+        redraw, window = charts.redraw_window(relayout, x_axis, ctx.triggered_id == f"{ids.CMP_PLOT}-curves")
+        if not redraw:
+            return no_update
         return curves_figure(
             services,
             run_ids,

@@ -129,12 +129,9 @@ def register_callbacks(app: Dash, services: Services) -> None:
         relayout: dict[str, Any] | None,
     ) -> Any:
         x_axis = x_axis if x_axis in charts.LAKE_X else "step"
-        window = None
-        if ctx.triggered_id == ids.RUNS_CHARTS_GRAPH:
-            window = charts.zoom_range(relayout, x_axis)
-            if window is None:
-                return no_update
-            window = None if window == (None, None) else window
+        redraw, window = charts.redraw_window(relayout, x_axis, ctx.triggered_id == ids.RUNS_CHARTS_GRAPH)
+        if not redraw:
+            return no_update
         if not run_ids:
             return charts.empty_figure("No runs to chart")
         return compare.curves_figure(
