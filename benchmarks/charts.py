@@ -12,10 +12,9 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Callable
 from typing import Any
 
-from benchmarks.common import Row, median_ms, table, verdict
+from benchmarks.common import Row, Workload, callback_rows, table, verdict
 
 T0 = 1_700_000_000_000
 
@@ -92,7 +91,7 @@ def _measure(root: str, repeat: int, big: int, small: str, long_run: str, hundre
             verdict(rate >= 5),
         )
     ]
-    workloads: list[tuple[str, Callable[[], Any], float | None, bool]] = [
+    workloads: list[Workload] = [
         ("metric_series: 1 M points, 1,000 buckets", lambda: lake.metric_series(small, "loss"), None, False),
         (f"metric_series: {label} points, 1,000 buckets", lambda: lake.metric_series(long_run, "loss"), 150.0, False),
         (
@@ -131,16 +130,6 @@ def _measure(root: str, repeat: int, big: int, small: str, long_run: str, hundre
             True,
         ),
     ]
-    with app.server.app_context():  # the result cache lives on the app's Flask server
-        for name, work, goal, cold in workloads:
-            median = median_ms(work, repeat, warmup=True, before=services.cache.clear if cold else None)
-            rows.append(
-                (
-                    name,
-                    f"{median:.0f} ms",
-                    f"<= {goal:.0f} ms" if goal is not None else "-",
-                    verdict(median <= goal) if goal is not None else "-",
-                )
-            )
+    rows += callback_rows(app, workloads, repeat)
     title = f"runlake bench charts  (median of {repeat}; chart callbacks with the result cache cleared; {os.cpu_count()} cores)"
     return table(title, rows)

@@ -1,14 +1,18 @@
-"""What every benchmark shares: timing a workload (its median) and the table it prints."""
+"""What every benchmark shares: timing a workload (its median) and the table it prints, and the
+loop timing the dashboard's callbacks (``ui``, ``charts``)."""
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 Row = tuple[str, ...]
 HEADER: Row = ("workload", "median", "goal", "verdict")
+# A dashboard workload: its name, the call, its goal in ms (None: measured only), and whether it
+# runs cold (the result cache cleared before each repetition).
+Workload = tuple[str, Callable[[], Any], float | None, bool]
 
 
 def median_ms(
@@ -46,3 +50,28 @@ def table(title: str, rows: list[Row], header: Row = HEADER) -> str:
 
 def verdict(ok: bool) -> str:
     return "meets goal" if ok else "MISSES goal"
+
+
+def callback_rows(app: Any, workloads: Sequence[Workload], repeat: int) -> list[Row]:
+    """Time dashboard workloads inside ``app``'s Flask context (where the result cache lives).
+
+    Each is called once untimed, then ``repeat`` times; a cold one has the app's result cache
+    cleared before every call (what a user pays after any write to the lake).
+
+    Returns:
+        One table row per workload: its name, median, goal and verdict.
+    """
+    clear = app.server.config["RUNLAKE_SERVICES"].cache.clear
+    rows: list[Row] = []
+    with app.server.app_context():
+        for name, work, goal, cold in workloads:
+            median = median_ms(work, repeat, warmup=True, before=clear if cold else None)
+            rows.append(
+                (
+                    name,
+                    f"{median:.0f} ms",
+                    f"<= {goal:.0f} ms" if goal is not None else "-",
+                    verdict(median <= goal) if goal is not None else "-",
+                )
+            )
+    return rows

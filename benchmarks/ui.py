@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks.common import Row, median_ms, table, verdict
+from benchmarks.common import Workload, callback_rows, table
 
 RUNS_PAGE_GOAL_MS = 300.0
 FILTER = "metrics.val_loss < 0.5 AND params.optimizer = 'adam'"
@@ -56,7 +56,7 @@ def _measure(root: str, repeat: int) -> str:
     def runs_page(query: RunsQuery, request: dict[str, Any]) -> Callable[[], Any]:
         return lambda: rows_response(services, query, request)
 
-    workloads: list[tuple[str, Callable[[], Any], float | None, bool]] = [
+    workloads: list[Workload] = [
         (
             f"runs page: first 100 rows, filter `{FILTER}`",
             runs_page(RunsQuery(filter=FILTER), first_page),
@@ -97,17 +97,6 @@ def _measure(root: str, repeat: int) -> str:
             True,
         ),
     ]
-    rows: list[Row] = []
-    with app.server.app_context():  # the result cache lives on the app's Flask server
-        for name, work, goal, cold in workloads:
-            median = median_ms(work, repeat, warmup=True, before=services.cache.clear if cold else None)
-            rows.append(
-                (
-                    name,
-                    f"{median:.0f} ms",
-                    f"<= {goal:.0f} ms" if goal is not None else "-",
-                    verdict(median <= goal) if goal is not None else "-",
-                )
-            )
+    rows = callback_rows(app, workloads, repeat)
     title = f"runlake bench ui  ({total:,} runs; median of {repeat}, result cache cleared before each unless warm; {os.cpu_count()} cores)"
     return table(title, rows)

@@ -8,7 +8,9 @@ are read with pyarrow through the lake's filesystem, so no path is ever written 
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import duckdb
@@ -139,7 +141,11 @@ class Snapshot:
         self._listings: dict[str, Listing] = _stored_listings(con) if persistent else {}
         self.generation = 0
         self._metrics_cache: tuple[Listing, ds.Dataset] | None = None
-        self._fragments: dict[str, ds.ParquetFileFragment] = {}  # metric file -> its read footer
+        # A metric file's read footer, and the metric files found damaged, by (path, size) as the
+        # listings are: a path listed again with another size holds other bytes (rewritten in
+        # place, overwritten on an object store), so its footer is read again.
+        self._fragments: dict[tuple[str, int], ds.ParquetFileFragment] = {}
+        self._damaged_metrics: set[tuple[str, int]] = set()
         # Files no reader could read, and which of them this lake warned of (once each).
         self._damaged: dict[str, DamagedFile] = {}
         self._warned: set[str] = set()
@@ -153,8 +159,9 @@ class Snapshot:
                 listed |= set(self._metrics_cache[0].paths)
             return [found for path, found in sorted(self._damaged.items()) if path in listed]
 
-    def _record_damage(self, found: dict[str, DamagedFile]) -> None:
+    def _record_damage(self, found: dict[str, DamagedFile], metric_files: Iterable[tuple[str, int]] = ()) -> None:
         with self._damage_lock:
+            self._damaged_metrics.update(metric_files)
             for path, item in found.items():
                 self._damaged[path] = item
                 if path not in self._warned:
@@ -225,10 +232,8 @@ class Snapshot:
         Work in proportion to what changed: the rest of the state stands.
         """
         con = self._con
-        con.register("_new_rows", rows if rows is not None else _empty(table))
-        con.register("_gone", pa.table({"path": pa.array(sorted(gone), pa.string())}))
-        try:
-            con.execute("BEGIN")
+        gone_paths = pa.table({"path": pa.array(sorted(gone), pa.string())})
+        with _transaction(con, _new_rows=rows if rows is not None else _empty(table), _gone=gone_paths):
             con.execute(
                 f"CREATE OR REPLACE TEMP TABLE _touched AS SELECT DISTINCT {key} FROM _new_rows UNION "
                 f"SELECT DISTINCT {key} FROM raw_{table} WHERE {SOURCE_COLUMN} IN (SELECT path FROM _gone)"
@@ -239,19 +244,10 @@ class Snapshot:
             touched = f"(SELECT * FROM raw_{table} WHERE {key} IN (SELECT {key} FROM _touched))"
             con.execute(f"INSERT INTO {view} {views.fold_sql(view, touched)}")
             self._store_listing(table, listing)
-            con.execute("COMMIT")
-        except BaseException:
-            _rollback(con)
-            raise
-        finally:
-            con.unregister("_new_rows")
-            con.unregister("_gone")
 
     def _rebuild(self, table: str, view: str, rows: pa.Table | None, listing: Listing) -> None:
         con = self._con
-        con.register("_all_rows", rows if rows is not None else _empty(table))
-        try:
-            con.execute("BEGIN")
+        with _transaction(con, _all_rows=rows if rows is not None else _empty(table)):
             con.execute(f"CREATE OR REPLACE TABLE raw_{table} AS SELECT * FROM _all_rows")
             order = f" ORDER BY {_PHYSICAL_ORDER[view]}" if view in _PHYSICAL_ORDER else ""
             con.execute(f"CREATE OR REPLACE TABLE {view} AS SELECT * FROM ({views.fold_sql(view)}){order}")
@@ -260,12 +256,6 @@ class Snapshot:
                 # index probes instead of full scans of a million rows.
                 con.execute(f"CREATE INDEX {view}_run_id ON {view}(run_id)")
             self._store_listing(table, listing)
-            con.execute("COMMIT")
-        except BaseException:
-            _rollback(con)
-            raise
-        finally:
-            con.unregister("_all_rows")
 
     def metrics_dataset(self) -> ds.Dataset:
         """The metric points as a lazily scanned dataset (filters push down to row groups).
@@ -279,24 +269,31 @@ class Snapshot:
             return cached[1]
         # Only files not seen before are opened: a live lake adds a file per flush, and
         # reading every footer again each time would cost in proportion to the lake, not the change.
+        listed = set(listing.files)
         with self._damage_lock:
-            listed = set(listing.paths)
-            for path in [p for p, d in self._damaged.items() if d.table == layout.METRICS and p not in listed]:
-                del self._damaged[path]  # quarantined or replaced: read it again if it comes back
-        new = [path for path in listing.paths if path not in self._fragments and path not in self._damaged]
+            for path, size in self._damaged_metrics - listed:
+                # Quarantined, replaced or rewritten in place: read it again if it is listed.
+                self._damaged_metrics.discard((path, size))
+                self._damaged.pop(path, None)
+        new = [f for f in listing.files if f not in self._fragments and f not in self._damaged_metrics]
         found: dict[str, DamagedFile] = {}
+        bad: list[tuple[str, int]] = []
         if new:
-            for fragment in partitioned_dataset(self._fs, self._root, layout.METRICS, new).get_fragments():
+            sizes = dict(new)
+            paths = [path for path, _size in new]
+            for fragment in partitioned_dataset(self._fs, self._root, layout.METRICS, paths).get_fragments():
+                file = (fragment.path, sizes[fragment.path])
                 try:
                     fragment.ensure_complete_metadata()
                 except Exception as exc:
                     if not damage.is_read_failure(exc) or isinstance(exc, FileNotFoundError):
                         raise
                     found[fragment.path] = damage.damaged_file(fragment.path, layout.METRICS, exc)
+                    bad.append(file)
                     continue
-                self._fragments[fragment.path] = fragment
-        self._record_damage(found)
-        self._fragments = {path: self._fragments[path] for path in listing.paths if path in self._fragments}
+                self._fragments[file] = fragment
+        self._record_damage(found, bad)
+        self._fragments = {f: self._fragments[f] for f in listing.files if f in self._fragments}
         template = partitioned_dataset(self._fs, self._root, layout.METRICS, [])
         dataset = ds.FileSystemDataset(
             list(self._fragments.values()), template.schema, template.format, filesystem=self._fs
@@ -328,17 +325,19 @@ class Snapshot:
         """
         dataset = self.metrics_dataset()
         found: dict[str, DamagedFile] = {}
-        for fragment in list(self._fragments.values()):
+        bad: list[tuple[str, int]] = []
+        for file, fragment in list(self._fragments.items()):
             try:
                 fragment.to_table(schema=dataset.schema, columns=columns, filter=condition)
             except Exception as inner:
                 if damage.is_read_failure(inner) and not isinstance(inner, FileNotFoundError):
                     found[fragment.path] = damage.damaged_file(fragment.path, layout.METRICS, inner)
+                    bad.append(file)
         if not found:
             return False
-        self._record_damage(found)
-        for path in found:
-            self._fragments.pop(path, None)
+        self._record_damage(found, bad)
+        for file in bad:
+            self._fragments.pop(file, None)
         self._metrics_cache = None
         return True
 
@@ -362,6 +361,24 @@ def _stored_listings(con: duckdb.DuckDBPyConnection) -> dict[str, Listing]:
         if raw in listings and f"raw_{raw}" in tables and view in tables:
             usable[raw] = Listing(tuple(listings[raw]))
     return usable
+
+
+@contextlib.contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection, **rows: pa.Table) -> Iterator[None]:
+    """One transaction (committed at the end, rolled back on any error) that sees ``rows``
+    as tables by their names; the names are dropped after."""
+    for name, table in rows.items():
+        con.register(name, table)
+    try:
+        con.execute("BEGIN")
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        _rollback(con)
+        raise
+    finally:
+        for name in rows:
+            con.unregister(name)
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:

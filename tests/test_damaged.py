@@ -342,3 +342,22 @@ def test_rl_d12_compaction_quarantines_a_damaged_file_it_would_not_merge(lake_di
     assert [q["path"] for q in report.quarantined] == [victim]
     assert not os.path.exists(victim)
     assert Lake(lake_dir).damaged_files() == []
+
+
+def test_rl_d13_a_damaged_metrics_file_repaired_in_place_is_read_again(lake_dir):
+    _client, made = _lake(lake_dir, experiments=1, runs=3)
+    exp, runs = next(iter(made.items()))
+    victim = _files(lake_dir, layout.METRICS, exp)[0]
+    good = Path(victim).read_bytes()
+    _truncate(victim)
+    lake = Lake(lake_dir)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        assert len(lake.metric_histories(runs)) == 40
+    assert [victim in m for m in _damaged_warnings(record)] == [True]
+    assert [d.path for d in lake.damaged_files()] == [victim]
+    Path(victim).write_bytes(good)  # restored from a backup under the same name
+    lake.refresh()
+    assert len(lake.metric_histories(runs)) == 60
+    assert [len(lake.metric_history(run, "loss")) for run in runs] == [20, 20, 20]
+    assert lake.damaged_files() == []

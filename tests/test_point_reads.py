@@ -58,3 +58,36 @@ def test_a_metric_file_with_damaged_pages_is_skipped(tmp_path: Path) -> None:
         assert 0 < len(history) < 2 * POINTS
         assert len(series) == len(history)
     assert [d.path for d in lake.damaged_files()] == [str(victim)]
+
+
+def test_a_metric_file_rewritten_in_place_is_read_anew(tmp_path: Path) -> None:
+    """Same path, other bytes and size (an object store's overwrite, a repair): the footer read
+    before is not reused. (On a local lake ``metric_history`` hands DuckDB the dataset's file list;
+    a stale footer made the pyarrow scans leave the file out as damaged, and with it that list.)"""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    root, run_id = _lake(tmp_path)
+    lake = Lake(root)
+    assert len(lake.metric_history(run_id, "loss")) == 2 * POINTS
+    assert len(lake.metric_histories([run_id])) == 2 * POINTS
+    victim = sorted(Path(root, "metrics").rglob("*.parquet"))[0]  # the first flush: steps 0 .. POINTS-1
+    size = victim.stat().st_size
+    old = pq.ParquetFile(victim).read()
+    kept = POINTS // 2
+    new = old.filter(pc.less(old["step"], kept))
+    new = new.set_column(new.schema.get_field_index("value"), "value", pa.array([7.0] * kept, pa.float64()))
+    pq.write_table(new, victim)
+    assert victim.stat().st_size != size
+    lake.refresh()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DamagedFileWarning)
+        points = lake.metric_histories([run_id])
+        series = lake.metric_series([run_id], "loss", buckets=50_000)
+        history = lake.metric_history(run_id, "loss")
+    assert len(points) == POINTS + kept and int((points["value"] == 7.0).sum()) == kept
+    assert int(series["count"].sum()) == POINTS + kept
+    assert history["step"].tolist() == [*range(kept), *range(POINTS, 2 * POINTS)]
+    assert (history["value"][:kept] == 7.0).all() and (history["value"][kept:] != 7.0).all()
+    assert lake.damaged_files() == []

@@ -292,6 +292,23 @@ def zoom_range(relayout: Mapping[str, Any] | None, x_axis: str) -> tuple[float |
     return (min(bounds), max(bounds))
 
 
+def redraw_window(
+    relayout: Mapping[str, Any] | None, x_axis: str, zoomed: bool
+) -> tuple[bool, tuple[float | None, float | None] | None]:
+    """For a curves callback: whether to draw again, and the x window to ask the lake for.
+
+    ``zoomed`` says the graph's own ``relayoutData`` fired the callback: then a zoom or pan
+    re-queries the visible range, a reset the whole series, and a y-only zoom or a resize
+    draws nothing. Any other trigger draws the whole series.
+    """
+    if not zoomed:
+        return True, None
+    window = zoom_range(relayout, x_axis)
+    if window is None:
+        return False, None
+    return True, (None if window == (None, None) else window)
+
+
 def _to_x(value: Any, x_axis: str) -> float:
     if x_axis == "wall" and isinstance(value, str):
         # Plotly's date strings carry no zone; the axis draws UTC epoch ms.
@@ -453,16 +470,7 @@ def scatter_figure(frame: pd.DataFrame, x: str | None, y: str | None, names: Seq
             hovertemplate="%{text}<br>" + _label(x) + "=%{x}<br>" + _label(y) + "=%{y}<extra></extra>",
         )
     )
-    fig.update_layout(
-        xaxis_title=_label(x),
-        yaxis_title=_label(y),
-        height=460,
-        template="plotly_white",
-        margin={"l": 60, "r": 20, "t": 30, "b": 50},
-    )
-    _category_ticks(fig, "xaxis", x_cats)
-    _category_ticks(fig, "yaxis", y_cats)
-    return fig
+    return _xy_layout(fig, x, y, x_cats, y_cats)
 
 
 def contour_figure(frame: pd.DataFrame, x: str | None, y: str | None, z: str | None) -> go.Figure:
@@ -498,6 +506,11 @@ def contour_figure(frame: pd.DataFrame, x: str | None, y: str | None, z: str | N
             ),
         ]
     )
+    return _xy_layout(fig, x, y, x_cats, y_cats)
+
+
+def _xy_layout(fig: go.Figure, x: str, y: str, x_cats: list[str] | None, y_cats: list[str] | None) -> go.Figure:
+    """The scatter and contour plots' frame: axis titles, size, and category names as ticks."""
     fig.update_layout(
         xaxis_title=_label(x),
         yaxis_title=_label(y),

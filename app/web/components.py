@@ -1,4 +1,5 @@
-"""Small building blocks every page uses: headers, sections, status pills, empty states, tables."""
+"""Small building blocks every page uses: headers, sections, status pills, empty states, tables,
+and the chart controls several pages share."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from dash import dcc, html
+
+from runlake.app.web.charts import SPREADS, X_AXES
 
 STATUS_CLASSES = {
     "RUNNING": "running",
@@ -97,6 +100,50 @@ def data_table(
 def control(label: str, component: Any, tooltip: str) -> html.Label:
     """A labelled control with a tooltip saying what it does."""
     return html.Label([html.Span(label, className="control-label"), component], className="control", title=tooltip)
+
+
+X_AXIS_LABELS = {"step": "Step", "wall": "Wall time", "relative": "Relative time"}
+
+
+def x_axis_control(id: str, value: str = "step", tooltip: str = "What the x-axis shows") -> html.Label:
+    """The metric charts' x-axis switch (the same on the run, compare and runs pages)."""
+    return control(
+        "X axis",
+        dcc.RadioItems(
+            id=id,
+            options=[{"label": f" {X_AXIS_LABELS[x]}", "value": x} for x in X_AXES],
+            value=value,
+            inline=True,
+        ),
+        tooltip,
+    )
+
+
+def group_controls(group_id: str, spread_id: str, options: list[dict[str, str]]) -> list[html.Label]:
+    """Group curves by a param or tag, and the band around each group's mean.
+
+    Args:
+        group_id: the id of the "Group by" dropdown.
+        spread_id: the id of the "Group band" switch.
+        options: the params and tags to offer (``compare.group_options``).
+    """
+    return [
+        control(
+            "Group by",
+            dcc.Dropdown(id=group_id, options=options, value=None, placeholder="No grouping"),
+            "One mean curve per value of a param or tag",
+        ),
+        control(
+            "Group band",
+            dcc.RadioItems(
+                id=spread_id,
+                options=[{"label": f" {v}", "value": k} for k, v in SPREADS.items()],
+                value="minmax",
+                inline=True,
+            ),
+            "Around each group's mean: its runs' min-max, or ± one standard deviation",
+        ),
+    ]
 
 
 def code_block(text: str, language: str = "") -> dcc.Markdown:

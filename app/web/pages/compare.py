@@ -14,7 +14,15 @@ import pandas as pd
 from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from runlake.app.web import charts, ids
-from runlake.app.web.components import control, empty_state, message, page_header, section
+from runlake.app.web.components import (
+    control,
+    empty_state,
+    group_controls,
+    message,
+    page_header,
+    section,
+    x_axis_control,
+)
 from runlake.app.web.formatting import display_text, escape_figure, format_duration, format_number, format_time
 from runlake.app.web.services import MAX_COMPARE
 
@@ -291,20 +299,7 @@ def layout(services: Services, runs: Any = None, **_query: Any) -> html.Div:
                                 ),
                                 "Metric to overlay",
                             ),
-                            control(
-                                "X axis",
-                                dcc.RadioItems(
-                                    id=ids.CMP_X_AXIS,
-                                    options=[
-                                        {"label": " Step", "value": "step"},
-                                        {"label": " Wall time", "value": "wall"},
-                                        {"label": " Relative time", "value": "relative"},
-                                    ],
-                                    value="step",
-                                    inline=True,
-                                ),
-                                "What the x-axis shows",
-                            ),
+                            x_axis_control(ids.CMP_X_AXIS),
                             control(
                                 "Smoothing",
                                 dcc.Slider(
@@ -332,26 +327,7 @@ def layout(services: Services, runs: Any = None, **_query: Any) -> html.Div:
                                 ),
                                 "Shade each bucket's min and max around a run's line",
                             ),
-                            control(
-                                "Group by",
-                                dcc.Dropdown(
-                                    id=ids.CMP_GROUP,
-                                    options=group_options(frame),
-                                    value=None,
-                                    placeholder="No grouping",
-                                ),
-                                "One mean curve per value of a param or tag",
-                            ),
-                            control(
-                                "Group band",
-                                dcc.RadioItems(
-                                    id=ids.CMP_SPREAD,
-                                    options=[{"label": f" {v}", "value": k} for k, v in charts.SPREADS.items()],
-                                    value="minmax",
-                                    inline=True,
-                                ),
-                                "Around each group's mean: its runs' min-max, or ± one standard deviation",
-                            ),
+                            *group_controls(ids.CMP_GROUP, ids.CMP_SPREAD, group_options(frame)),
                         ],
                         className="plot-controls",
                     ),
@@ -439,13 +415,9 @@ def register_callbacks(app: Dash, services: Services) -> None:
         run_ids: list[str],
     ) -> Any:
         x_axis = x_axis if x_axis in charts.LAKE_X else "step"
-        window = None
-        if ctx.triggered_id == f"{ids.CMP_PLOT}-curves":
-            # A zoom or pan re-queries the visible range; a y-only zoom or a resize does not.
-            window = charts.zoom_range(relayout, x_axis)
-            if window is None:
-                return no_update
-            window = None if window == (None, None) else window
+        redraw, window = charts.redraw_window(relayout, x_axis, ctx.triggered_id == f"{ids.CMP_PLOT}-curves")
+        if not redraw:
+            return no_update
         return curves_figure(
             services,
             run_ids,

@@ -12,7 +12,15 @@ from dash import dcc, html
 
 from runlake.app.web import artifacts as arts
 from runlake.app.web import ids
-from runlake.app.web.components import control, data_table, empty_state, page_header, section, status_pill
+from runlake.app.web.components import (
+    control,
+    data_table,
+    empty_state,
+    page_header,
+    section,
+    status_pill,
+    x_axis_control,
+)
 from runlake.app.web.formatting import format_duration, format_number, format_time, long_text
 from runlake.app.web.pages import run_callbacks
 from runlake.app.web.pages.run_parts import HIDDEN, NOTE_TAG, notes_view, tags_body
@@ -224,20 +232,7 @@ def _metrics(record: RunRecord, running: bool) -> Any:
             else html.Div("No metrics yet: charts appear here as the run logs them.", className="muted"),
             html.Div(
                 [
-                    control(
-                        "X axis",
-                        dcc.RadioItems(
-                            id=ids.RUN_X_AXIS,
-                            options=[
-                                {"label": " Step", "value": "step"},
-                                {"label": " Wall time", "value": "wall"},
-                                {"label": " Relative time", "value": "relative"},
-                            ],
-                            value="step",
-                            inline=True,
-                        ),
-                        "What the charts' x-axis shows",
-                    ),
+                    x_axis_control(ids.RUN_X_AXIS, tooltip="What the charts' x-axis shows"),
                     control(
                         "Smoothing",
                         dcc.Slider(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from runlake.app.web import charts, ids
-from runlake.app.web.components import control
+from runlake.app.web.components import control, group_controls, x_axis_control
 from runlake.app.web.grid import RunsQuery
 from runlake.app.web.pages import compare
 from runlake.app.web.pages.runs_actions import selected_ids
@@ -41,35 +41,8 @@ def panel() -> html.Div:
                     html.Div(
                         [
                             control("Metric", dcc.Dropdown(id=ids.RUNS_CHARTS_KEY, options=[]), "Metric to chart"),
-                            control(
-                                "Group by",
-                                dcc.Dropdown(id=ids.RUNS_CHARTS_GROUP, options=[], placeholder="No grouping"),
-                                "One mean curve per value of a param or tag",
-                            ),
-                            control(
-                                "Group band",
-                                dcc.RadioItems(
-                                    id=ids.RUNS_CHARTS_SPREAD,
-                                    options=[{"label": f" {v}", "value": k} for k, v in charts.SPREADS.items()],
-                                    value="minmax",
-                                    inline=True,
-                                ),
-                                "Around each group's mean: its runs' min-max, or ± one standard deviation",
-                            ),
-                            control(
-                                "X axis",
-                                dcc.RadioItems(
-                                    id=ids.RUNS_CHARTS_X,
-                                    options=[
-                                        {"label": " Step", "value": "step"},
-                                        {"label": " Wall time", "value": "wall"},
-                                        {"label": " Relative time", "value": "relative"},
-                                    ],
-                                    value="step",
-                                    inline=True,
-                                ),
-                                "What the x-axis shows",
-                            ),
+                            *group_controls(ids.RUNS_CHARTS_GROUP, ids.RUNS_CHARTS_SPREAD, []),
+                            x_axis_control(ids.RUNS_CHARTS_X),
                         ],
                         className="plot-controls",
                     ),
@@ -156,12 +129,9 @@ def register_callbacks(app: Dash, services: Services) -> None:
         relayout: dict[str, Any] | None,
     ) -> Any:
         x_axis = x_axis if x_axis in charts.LAKE_X else "step"
-        window = None
-        if ctx.triggered_id == ids.RUNS_CHARTS_GRAPH:
-            window = charts.zoom_range(relayout, x_axis)
-            if window is None:
-                return no_update
-            window = None if window == (None, None) else window
+        redraw, window = charts.redraw_window(relayout, x_axis, ctx.triggered_id == ids.RUNS_CHARTS_GRAPH)
+        if not redraw:
+            return no_update
         if not run_ids:
             return charts.empty_figure("No runs to chart")
         return compare.curves_figure(
