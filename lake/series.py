@@ -97,8 +97,9 @@ def metric_series(db: Connection, query: SeriesQuery) -> pd.DataFrame:
             # DuckDB's own Parquet reader: it prunes row groups by the run, key and step
             # statistics and decodes in parallel, several times faster than a pyarrow scan.
             source = q("read_parquet(?::VARCHAR[])", paths)
+            known = statistics_bounds(query, dataset, set(paths))
             try:
-                return _bucketed(query, lambda sql: db.file_cursor().execute(*_as_args(sql(source))).df())
+                return _bucketed(query, lambda sql: db.file_cursor().execute(*_as_args(sql(source))).df(), known)
             except duckdb.Error as exc:
                 if vanished(exc):
                     raise  # with_relisting lists again
@@ -116,19 +117,25 @@ def metric_series(db: Connection, query: SeriesQuery) -> pd.DataFrame:
     return _typed(frame, query.x)
 
 
-def _bucketed(query: SeriesQuery, run: Callable[[Callable[[Fragment], Fragment]], pd.DataFrame]) -> pd.DataFrame:
-    """The range's edges, the buckets, then - only for runs with at most ``buckets`` points of
-    which some share a bucket - their raw points, read in a last query pruned to those runs.
+def _bucketed(
+    query: SeriesQuery, run: Callable[[Callable[[Fragment], Fragment]], pd.DataFrame], known: Bounds | None = None
+) -> pd.DataFrame:
+    """The range's edges (unless ``known`` from the files' statistics), the buckets, then -
+    only for runs with at most ``buckets`` points of which some share a bucket - their raw
+    points, read in a last query pruned to those runs.
 
     Separate queries rather than one: the edges decide how the buckets' last points are found
     (``series_sql``), and in the common case (every run long, or every run already one point
     per bucket) no pass for raw points happens at all.
     """
-    edges = run(lambda source: bounds_sql(query, source))
-    if edges.empty or pd.isna(edges["plo"].iloc[0]):
-        return _empty(query.x)
-    row = edges.iloc[0]
-    bounds = Bounds(float(row["lo"]), float(row["hi"]), *(int(row[c]) for c in _ORDER_EDGES))
+    if known is not None:
+        bounds = known
+    else:
+        edges = run(lambda source: bounds_sql(query, source))
+        if edges.empty or pd.isna(edges["plo"].iloc[0]):
+            return _empty(query.x)
+        row = edges.iloc[0]
+        bounds = Bounds(float(row["lo"]), float(row["hi"]), *(int(row[c]) for c in _ORDER_EDGES))
     buckets = run(lambda source: series_sql(query, source, bounds))
     if buckets.empty:
         return buckets
@@ -169,6 +176,53 @@ class Bounds:
         q_bits = max(self.qhi - self.qlo, 0).bit_length()
         p_bits = max(self.phi - self.plo, 0).bit_length()
         return q_bits if p_bits + q_bits <= _KEY_BITS else None
+
+
+def statistics_bounds(query: SeriesQuery, dataset: ds.Dataset, paths: set[str]) -> Bounds | None:
+    """The ``Bounds`` from the files' row-group statistics alone, when they are exact; else None.
+
+    Exact when every row group that may hold the query's points holds one run's points of one
+    key (as a run's own flush and merged files do), so its step and timestamp extremes are that
+    series' own. This saves a pass over the points before the buckets: a tenth to a third of a
+    long series' time. Only for the whole series or a zoom with both bounds given: a range open
+    at one end needs the points' extremes inside it, which statistics cannot give.
+    """
+    if (query.x_min is None) != (query.x_max is None):
+        return None
+    wanted = set(query.run_ids)
+    steps: dict[str, list[int]] = {}
+    times: dict[str, list[int]] = {}
+    for fragment in dataset.get_fragments():
+        if fragment.path not in paths:
+            continue
+        groups = getattr(fragment, "row_groups", None)
+        if groups is None:
+            return None
+        for group in groups:
+            stats = group.statistics or {}
+            run, key, step, time = (stats.get(c) for c in ("run_id", "key", "step", "timestamp"))
+            if not run or not key:
+                return None
+            if not key["min"] <= query.key <= key["max"] or not any(run["min"] <= r <= run["max"] for r in wanted):
+                continue
+            if run["min"] != run["max"] or key["min"] != key["max"] or not step or not time:
+                return None  # a group shared by runs or keys: its extremes are not the series'
+            steps.setdefault(run["min"], []).extend((step["min"], step["max"]))
+            times.setdefault(run["min"], []).extend((time["min"], time["max"]))
+    if not steps:
+        return None  # no points: the query finds that out and answers no rows
+    s_lo, s_hi = min(min(v) for v in steps.values()), max(max(v) for v in steps.values())
+    t_lo, t_hi = min(min(v) for v in times.values()), max(max(v) for v in times.values())
+    p_lo, p_hi, q_lo, q_hi = (s_lo, s_hi, t_lo, t_hi) if query.x == "step" else (t_lo, t_hi, s_lo, s_hi)
+    if query.x_min is not None and query.x_max is not None:
+        lo, hi = query.x_min, query.x_max
+    elif query.x == "step":
+        lo, hi = float(s_lo), float(s_hi)
+    elif query.x == "timestamp":
+        lo, hi = float(t_lo), float(t_hi)
+    else:  # relative: each run starts at 0; the range ends at the longest run's end
+        lo, hi = 0.0, max((max(v) - min(v)) / 1000.0 for v in times.values())
+    return Bounds(lo, hi, p_lo, p_hi, q_lo, q_hi)
 
 
 def _order_columns(x: str) -> tuple[str, str]:

@@ -268,3 +268,75 @@ def test_metric_history_sorts_files_written_out_of_order_and_counts_a_point_once
     assert history["step"].tolist() == [1, 2, 2, 3]
     assert history["value"].tolist()[:2] == [1.0, 2.0] and math.isnan(history["value"].iloc[2])
     assert history["value"].iloc[3] == 3.0
+
+
+def _scanned_bounds(lake: Lake, query) -> tuple | None:
+    from runlake.lake import series
+
+    dataset = lake.connection.metrics_dataset()
+    source = series.q("read_parquet(?::VARCHAR[])", list(dataset.files))
+    edges = lake.connection.file_cursor().execute(*series._as_args(series.bounds_sql(query, source))).df()
+    if edges.empty or edges["plo"].isna().iloc[0]:
+        return None
+    row = edges.iloc[0]
+    return (float(row["lo"]), float(row["hi"]), *(int(row[c]) for c in ("plo", "phi", "qlo", "qhi")))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    series=st.lists(
+        st.lists(st.tuples(st.integers(0, 500), st.integers(0, 10**9), values), min_size=1), min_size=1, max_size=3
+    ),
+    mode=st.sampled_from(["step", "timestamp", "relative"]),
+    zoom=st.one_of(st.none(), st.tuples(st.integers(0, 300), st.integers(0, 300))),
+)
+def test_bounds_from_file_statistics_equal_a_scan_of_the_points(series, mode, zoom):
+    """Runs logged one flush each (as a live run's own files are): the row groups' statistics
+    give the same range edges as a pass over the points, and order extremes that hold them."""
+    from runlake.lake import series as series_module
+
+    with tempfile.TemporaryDirectory() as root:
+        client = LakeClient(root)
+        experiment = client.create_experiment("e")
+        run_ids = []
+        for points in series:
+            run_id = client.create_run(experiment)
+            client.flush()
+            client.log_batch(run_id, metrics=[("loss", v, T0 + t, s) for s, t, v in points])
+            client.flush()
+            run_ids.append(run_id)
+        lake = Lake(root)
+        x_min, x_max = (None, None) if zoom is None else sorted(zoom)
+        if zoom is not None and mode == "timestamp":
+            x_min, x_max = T0 + x_min * 10**6, T0 + x_max * 10**6
+        query = series_module.check(run_ids, "loss", mode, 10, x_min, x_max)
+        dataset = lake.connection.metrics_dataset()
+        known = series_module.statistics_bounds(query, dataset, set(dataset.files))
+        scanned = _scanned_bounds(lake, query)
+        assert known is not None  # every row group holds one run's points of one key
+        if zoom is None:
+            assert scanned is not None
+            assert (known.lo, known.hi, known.plo, known.phi, known.qlo, known.qhi) == scanned
+        else:
+            assert (known.lo, known.hi) == (float(x_min), float(x_max))
+            if scanned is not None:  # points in the zoom: the packing range holds them
+                assert known.plo <= scanned[2] and scanned[3] <= known.phi
+                assert known.qlo <= scanned[4] and scanned[5] <= known.qhi
+
+
+def test_a_run_logged_in_its_own_flushes_needs_no_pass_for_its_bounds(lake_dir):
+    from runlake.lake import series as series_module
+
+    client = LakeClient(lake_dir)
+    run_id = client.create_run(client.create_experiment("own"))
+    client.flush()
+    for part in range(3):
+        client.log_batch(run_id, metrics=[("loss", float(s), T0 + s, s) for s in range(part * 100, part * 100 + 100)])
+        client.flush()
+    lake = Lake(lake_dir)
+    dataset = lake.connection.metrics_dataset()
+    query = series_module.check([run_id], "loss", "step", 10, None, None)
+    known = series_module.statistics_bounds(query, dataset, set(dataset.files))
+    assert known == series_module.Bounds(0.0, 299.0, 0, 299, T0, T0 + 299)
+    frame = lake.metric_series(run_id, "loss", buckets=10)
+    assert frame["x"].tolist() == [29 + 30 * i for i in range(10)] and frame["count"].sum() == 300
