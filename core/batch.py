@@ -76,6 +76,12 @@ class _MetricColumns:
     value: list[float] = field(default_factory=list)
     chunks: list[pa.Table] = field(default_factory=list)  # columnar batches from log_batch
     chunk_rows: int = 0
+    # The (run, key) series of the chunks, when each chunk said it holds one (None: unknown).
+    series: set[bytes] | None = field(default_factory=set)
+
+    def one_series(self) -> bool:
+        """Whether every buffered point is of one run and one key (known from the chunks)."""
+        return not self.value and self.series is not None and len(self.series) == 1
 
     def __len__(self) -> int:
         return len(self.value) + self.chunk_rows
@@ -124,10 +130,17 @@ class Buffer:
             return len(cols)
 
     def add_metric_table(self, experiment_id: str, points: pa.Table) -> int:
+        series = (points.schema.metadata or {}).get(points_mod.SERIES_METADATA)
+        if points.schema.metadata:
+            points = points.replace_schema_metadata(None)  # not written into the file
         with self.lock:
             cols = self._metrics[experiment_id]
             cols.chunks.append(points)
             cols.chunk_rows += points.num_rows
+            if series is None:
+                cols.series = None
+            elif cols.series is not None:
+                cols.series.add(series)
             return len(cols)
 
     def add_rows(self, table: str, experiment_id: str, rows: list[dict[str, Any]], *, after_data: bool = False) -> None:
@@ -158,8 +171,13 @@ class Buffer:
         with self.lock:
             for experiment_id, cols in metrics.items():
                 if len(cols):
-                    self._metrics[experiment_id].chunks.insert(0, cols.to_table())
-                    self._metrics[experiment_id].chunk_rows += len(cols)
+                    target = self._metrics[experiment_id]
+                    target.chunks.insert(0, cols.to_table())
+                    target.chunk_rows += len(cols)
+                    if cols.value or cols.series is None or target.series is None:
+                        target.series = None  # points of unknown series came back
+                    else:
+                        target.series |= cols.series
             for key, items in rows.items():
                 self._rows[key][:0] = items
 
@@ -208,10 +226,15 @@ def _write_all(
                     continue
                 # One sort serves both: the file's order and the summary's "last point per key".
                 points = cols.to_table()
-                if not points_mod.is_sorted(points, [name for name, _order in points_mod.POINT_ORDER]):
+                one = cols.one_series()
+                # One series: run_id and key are the same on every row, so only the numbers
+                # need comparing (the string columns are most of a 10 M-point check).
+                order = [name for name, _order in points_mod.POINT_ORDER][2 if one else 0 :]
+                if not points_mod.is_sorted(points, order):
                     points = points.sort_by(points_mod.POINT_ORDER)
                 write(layout.METRICS, points, experiment_id, sort=False)
-                write(layout.METRIC_SUMMARIES, points_mod.summarize(points, presorted=True), experiment_id)
+                summary = points_mod.summarize(points, presorted=True, one_series=one)
+                write(layout.METRIC_SUMMARIES, summary, experiment_id)
                 continue
             items = rows.get((table, experiment_id))
             if items:

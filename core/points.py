@@ -61,13 +61,19 @@ def _table_column(column: Any, target: pa.DataType) -> Any:
     return column.cast(target)
 
 
+# Schema metadata of a points table that holds one run's points of one key (one series): the
+# flush then checks order and summarises without comparing the string columns row by row.
+SERIES_METADATA = b"runlake.series"
+
+
 def _points(run_id: str, columns: list[Any]) -> pa.Table:
     keys, values, timestamps, steps = columns
-    for key in keys.unique().to_pylist():
+    unique = keys.unique().to_pylist()
+    for key in unique:
         validation.validate_key("metric", key)
     if values.null_count:
         raise InvalidArgument("Metric values must not be None")
-    return pa.Table.from_arrays(
+    table = pa.Table.from_arrays(
         [
             pa.repeat(pa.scalar(run_id, pa.string()), len(keys)),
             keys,
@@ -77,6 +83,9 @@ def _points(run_id: str, columns: list[Any]) -> pa.Table:
         ],
         schema=layout.SCHEMAS[layout.METRICS],
     )
+    if len(unique) == 1:
+        table = table.replace_schema_metadata({SERIES_METADATA: f"{run_id}\x00{unique[0]}".encode()})
+    return table
 
 
 def _integral(columns: list[pa.Array]) -> list[pa.Array] | None:
@@ -149,15 +158,34 @@ def is_sorted(points: pa.Table, columns: list[str]) -> bool:
     return bool(pc.all(ordered).as_py())
 
 
-def summarize(points: pa.Table, *, presorted: bool = False) -> pa.Table:
+def summarize(points: pa.Table, *, presorted: bool = False, one_series: bool = False) -> pa.Table:
     """Per (run_id, key): the latest point by (step, timestamp, value) and the NaN-ignoring min/max.
 
     The output folds with any other summary of the same key by the same rules, which is what
     lets every flush write its own summary file. ``presorted`` says the points are already in
-    (run_id, key, step, timestamp, value) order.
+    (run_id, key, step, timestamp, value) order; ``one_series`` that they are all of one run
+    and key.
     """
     import pyarrow.compute as pc  # imported on first use: it is a third of pyarrow's import time
 
+    if presorted and one_series and points.num_rows:
+        # One (run, key): the last row is the latest point, and min/max skip NaN unless every
+        # value is NaN, which is what Arrow's min_max does - no grouping of millions of rows.
+        extremes = pc.min_max(points.column("value"))
+        last = points.slice(points.num_rows - 1, 1)
+        return pa.Table.from_arrays(
+            [
+                last.column("run_id"),
+                last.column("key"),
+                last.column("step"),
+                last.column("timestamp"),
+                last.column("value"),
+                pa.array([extremes["min"].as_py()], pa.float64()),
+                pa.array([extremes["max"].as_py()], pa.float64()),
+                pa.array([points.num_rows], pa.int64()),
+            ],
+            schema=layout.SCHEMAS[layout.METRIC_SUMMARIES],
+        )
     ordered = points if presorted else points.sort_by(POINT_ORDER)
     # sort_by puts NaN after every number (at_end), matching DuckDB's "NaN is greatest".
     run_ids = ordered.column("run_id")
