@@ -9,9 +9,11 @@ before each repetition: what a user pays after any write).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from benchmarks.common import Row, Workload, callback_rows, table, verdict
@@ -131,5 +133,118 @@ def _measure(root: str, repeat: int, big: int, small: str, long_run: str, hundre
         ),
     ]
     rows += callback_rows(app, workloads, repeat)
+    rows += _browser_rows(root, long_run, hundred, repeat, label)
     title = f"runlake bench charts  (median of {repeat}; chart callbacks with the result cache cleared; {os.cpu_count()} cores)"
     return table(title, rows)
+
+
+# Both pages wait for their charts: the run page for its three metric charts, the compare page
+# for the curves of all 100 runs (one line per run; bands are off above 3 runs).
+_RUN_PAGE_DRAWN = """
+const plots = document.querySelectorAll('#run-charts .js-plotly-plot');
+return plots.length >= arguments[0] && Array.from(plots).every(p => p.querySelector('.scatterlayer .trace path'));
+"""
+_COMPARE_DRAWN = """
+const plot = document.querySelector('#cmp-plot-curves .js-plotly-plot') || document.querySelector('#cmp-plot-curves');
+return !!plot && plot.querySelectorAll('.scatterlayer .trace').length >= arguments[0];
+"""
+
+
+def _browser_rows(root: str, long_run: str, hundred: list[str], repeat: int, label: str, metrics: int = 3) -> list[Row]:
+    """Wall time in headless Chromium from navigation to drawn charts, on a running
+    ``runlake ui`` after one untimed view; before each timed view another run writes a point, so
+    the dashboard's result cache is cold (what a user meets after any write to the lake)."""
+    import shutil
+
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    if not chromium or not driver_path:
+        return [("Chromium timings", "skipped: chromium or chromedriver not installed", "-", "-")]
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+        options.add_argument(arg)
+    options.binary_location = chromium
+    pages = [
+        (
+            f"Chromium: run page, {metrics} metrics x {label} points, charts drawn",
+            f"/runs/{long_run}",
+            _RUN_PAGE_DRAWN,
+            (metrics,),
+        ),
+        (
+            "Chromium: compare page, 100 runs x 100 k points, curves drawn",
+            "/compare?runs=" + ",".join(hundred),
+            _COMPARE_DRAWN,
+            (len(hundred),),
+        ),
+    ]
+    from runlake.ingest import LakeClient
+
+    writer = LakeClient(root)
+    toucher = writer.create_run(writer.create_experiment("bench-touch"), run_name="touch")
+
+    def view(driver: Any, url: str, drawn: str, args: tuple[Any, ...]) -> float:
+        driver.get("about:blank")
+        started = time.perf_counter()
+        driver.get(url)
+        while not driver.execute_script(drawn, *args):
+            if time.perf_counter() - started > 120:
+                raise RuntimeError(f"{url}: charts not drawn within 120 s")
+            time.sleep(0.02)
+        return (time.perf_counter() - started) * 1000
+
+    rows: list[Row] = []
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        with _dashboard(root) as url:
+            for step, (name, path, drawn, args) in enumerate(pages):
+                view(driver, url + path, drawn, args)  # the browser's and the server's first view
+                times = []
+                for i in range(repeat):
+                    writer.log_metric(toucher, "touch", float(i), step=step * 100 + i)
+                    writer.flush()
+                    times.append(view(driver, url + path, drawn, args))
+                median = sorted(times)[len(times) // 2]
+                rows.append((name, f"{median:.0f} ms", "<= 2000 ms", verdict(median <= 2000)))
+    finally:
+        driver.quit()
+        writer.set_terminated(toucher)
+        writer.flush()
+    return rows
+
+
+@contextlib.contextmanager
+def _dashboard(root: str) -> Iterator[str]:
+    """``runlake ui`` over the lake on a free port, as a user starts it (state cache on)."""
+    import subprocess
+    import sys
+    import urllib.request
+
+    from benchmarks.server import _free_port
+
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runlake.app.cli", "ui", "--lake", root, "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("runlake ui did not start")
+            try:
+                with urllib.request.urlopen(url + "/", timeout=5):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()

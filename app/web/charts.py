@@ -292,23 +292,6 @@ def zoom_range(relayout: Mapping[str, Any] | None, x_axis: str) -> tuple[float |
     return (min(bounds), max(bounds))
 
 
-def redraw_window(
-    relayout: Mapping[str, Any] | None, x_axis: str, zoomed: bool
-) -> tuple[bool, tuple[float | None, float | None] | None]:
-    """For a curves callback: whether to draw again, and the x window to ask the lake for.
-
-    ``zoomed`` says the graph's own ``relayoutData`` fired the callback: then a zoom or pan
-    re-queries the visible range, a reset the whole series, and a y-only zoom or a resize
-    draws nothing. Any other trigger draws the whole series.
-    """
-    if not zoomed:
-        return True, None
-    window = zoom_range(relayout, x_axis)
-    if window is None:
-        return False, None
-    return True, (None if window == (None, None) else window)
-
-
 def _to_x(value: Any, x_axis: str) -> float:
     if x_axis == "wall" and isinstance(value, str):
         # Plotly's date strings carry no zone; the axis draws UTC epoch ms.

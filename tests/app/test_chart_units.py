@@ -45,21 +45,6 @@ def test_zoom_range_reads_relayout_data(relayout, x_axis, expected):
     assert charts.zoom_range(relayout, x_axis) == expected
 
 
-@pytest.mark.parametrize(
-    "relayout, zoomed, expected",
-    [
-        ({"xaxis.range[0]": 10, "xaxis.range[1]": 20}, True, (True, (10.0, 20.0))),
-        ({"xaxis.autorange": True}, True, (True, None)),
-        ({"yaxis.range[0]": 1, "yaxis.range[1]": 2}, True, (False, None)),
-        ({"xaxis.range[0]": 10, "xaxis.range[1]": 20}, False, (True, None)),
-        (None, False, (True, None)),
-    ],
-    ids=["zoom", "reset", "y-only", "other-trigger", "first-draw"],
-)
-def test_redraw_window_says_whether_and_what_to_draw(relayout, zoomed, expected):
-    assert charts.redraw_window(relayout, "step", zoomed) == expected
-
-
 def _series(run_id: str, xs, values, counts=None) -> pd.DataFrame:
     n = len(xs)
     return pd.DataFrame(

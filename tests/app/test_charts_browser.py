@@ -223,3 +223,42 @@ def test_ch004_compare_details_never_run_into_the_next_column(dash_duo, chart_ap
     run_id_cell = next(c for row in layout() for c in row if c["text"] == long_run)
     assert not run_id_cell["overflows"]  # a run id fits its column (widths follow the content)
     dash_duo.driver.save_screenshot("/tmp/charts_w/compare.png")
+
+
+@pytest.mark.parametrize("page", ["compare", "runs-charts"])
+def test_ch006_a_slow_first_draw_is_not_lost_to_the_graphs_first_layout(
+    dash_duo, chart_app, chart_lake, monkeypatch, page
+):
+    """The graph reports its first layout (autosize) while the first draw is still computing;
+    that report must not supersede the draw (it did: 100 long runs' curves never appeared)."""
+    import time
+
+    from runlake.app.web.pages import compare
+
+    slow = compare.curves_figure
+
+    def slow_curves(*args, **kwargs):
+        time.sleep(3.0)
+        return slow(*args, **kwargs)
+
+    monkeypatch.setattr(compare, "curves_figure", slow_curves)
+    _lake, _long, short = chart_lake
+    dash_duo.start_server(chart_app)
+    if page == "compare":
+        dash_duo.driver.get(f"{dash_duo.server_url}/compare?runs={','.join(short)}")
+        container, expected = f"#{ids.CMP_PLOT}-curves", 6
+    else:
+        dash_duo.driver.get(f"{dash_duo.server_url}/runs")
+        dash_duo.wait_for_element(f"#{ids.RUNS_GRID} .ag-row .run-link", timeout=15)
+        dash_duo.find_element(f"#{ids.RUNS_CHARTS_TOGGLE}").click()
+        container, expected = f"#{ids.RUNS_CHARTS_GRAPH}", 7
+    # While the draw computes, the graph reports a layout of its own (as it does when the page
+    # around it changes size): an autosize relayout, sent the way plotly sends it.
+    dash_duo.wait_for_element(f"{container} .js-plotly-plot", timeout=15)
+    time.sleep(1.0)
+    dash_duo.driver.execute_script(
+        "const gd = document.querySelector(arguments[0] + ' .js-plotly-plot'); Plotly.relayout(gd, {autosize: true});",
+        container,
+    )
+    until(lambda: len([t for t in (_traces(dash_duo, container) or []) if t["name"]]) == expected, timeout=30)
+    assert severe_logs(dash_duo) == []

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import dash_ag_grid as dag
 import pandas as pd
-from dash import Input, Output, State, ctx, dcc, html, no_update
+from dash import Input, Output, State, dcc, html, no_update
 
 from runlake.app.web import charts, ids
 from runlake.app.web.components import (
@@ -400,7 +400,6 @@ def register_callbacks(app: Dash, services: Services) -> None:
         Input(ids.CMP_BAND, "value"),
         Input(ids.CMP_GROUP, "value"),
         Input(ids.CMP_SPREAD, "value"),
-        Input(f"{ids.CMP_PLOT}-curves", "relayoutData"),
         State(ids.CMP_RUNS, "data"),
     )
     def curves(
@@ -411,24 +410,66 @@ def register_callbacks(app: Dash, services: Services) -> None:
         band: list[str] | None,
         group: str | None,
         spread: str | None,
-        relayout: dict[str, Any] | None,
         run_ids: list[str],
     ) -> Any:
-        x_axis = x_axis if x_axis in charts.LAKE_X else "step"
-        redraw, window = charts.redraw_window(relayout, x_axis, ctx.triggered_id == f"{ids.CMP_PLOT}-curves")
-        if not redraw:
+        return _curves(run_ids, key, x_axis, smoothing, log_y, band, group, spread, None)
+
+    # A zoom or pan re-queries the visible range; a reset (double click) draws the whole series
+    # again; a y-only zoom or a resize draws nothing. Not an input of the drawing callback: the
+    # graph reports its first layout (autosize) while a slow first draw is still being computed,
+    # and Dash drops a callback's answer in flight when that callback fires again, so the curves
+    # of 100 long runs never appeared.
+    @app.callback(
+        Output(f"{ids.CMP_PLOT}-curves", "figure", allow_duplicate=True),
+        Input(f"{ids.CMP_PLOT}-curves", "relayoutData"),
+        State(ids.CMP_CURVE_KEY, "value"),
+        State(ids.CMP_X_AXIS, "value"),
+        State(ids.CMP_SMOOTHING, "value"),
+        State(ids.CMP_LOG_Y, "value"),
+        State(ids.CMP_BAND, "value"),
+        State(ids.CMP_GROUP, "value"),
+        State(ids.CMP_SPREAD, "value"),
+        State(ids.CMP_RUNS, "data"),
+        prevent_initial_call=True,
+    )
+    def zoom_curves(
+        relayout: dict[str, Any] | None,
+        key: str | None,
+        x_axis: str,
+        smoothing: float,
+        log_y: list[str] | None,
+        band: list[str] | None,
+        group: str | None,
+        spread: str | None,
+        run_ids: list[str],
+    ) -> Any:
+        window = charts.zoom_range(relayout, x_axis if x_axis in charts.LAKE_X else "step")
+        if window is None:
             return no_update
+        return _curves(run_ids, key, x_axis, smoothing, log_y, band, group, spread, window)
+
+    def _curves(
+        run_ids: list[str],
+        key: str | None,
+        x_axis: str,
+        smoothing: float,
+        log_y: list[str] | None,
+        band: list[str] | None,
+        group: str | None,
+        spread: str | None,
+        window: tuple[float | None, float | None] | None,
+    ) -> Any:
         return curves_figure(
             services,
             run_ids,
             key,
-            x_axis,
+            x_axis if x_axis in charts.LAKE_X else "step",
             float(smoothing or 0),
             bool(log_y),
             band=bool(band),
             group=group,
             spread=spread or "minmax",
-            window=window,
+            window=None if window == (None, None) else window,
         )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dash import Input, Output, State, ctx, dcc, html, no_update
+from dash import Input, Output, State, dcc, html, no_update
 
 from runlake.app.web import charts, ids
 from runlake.app.web.components import control, group_controls, x_axis_control
@@ -117,32 +117,57 @@ def register_callbacks(app: Dash, services: Services) -> None:
         Input(ids.RUNS_CHARTS_GROUP, "value"),
         Input(ids.RUNS_CHARTS_SPREAD, "value"),
         Input(ids.RUNS_CHARTS_X, "value"),
-        Input(ids.RUNS_CHARTS_GRAPH, "relayoutData"),
         prevent_initial_call=True,
     )
     def draw(
+        run_ids: list[str] | None, key: str | None, group: str | None, spread: str | None, x_axis: str | None
+    ) -> Any:
+        return _figure(run_ids, key, group, spread, x_axis, None)
+
+    # Zooms in their own callback, as on the compare page (see ``compare.zoom_curves``): the
+    # graph's first layout report must not supersede a slow first draw.
+    @app.callback(
+        Output(ids.RUNS_CHARTS_GRAPH, "figure", allow_duplicate=True),
+        Input(ids.RUNS_CHARTS_GRAPH, "relayoutData"),
+        State(ids.RUNS_CHARTS_RUNS, "data"),
+        State(ids.RUNS_CHARTS_KEY, "value"),
+        State(ids.RUNS_CHARTS_GROUP, "value"),
+        State(ids.RUNS_CHARTS_SPREAD, "value"),
+        State(ids.RUNS_CHARTS_X, "value"),
+        prevent_initial_call=True,
+    )
+    def zoom(
+        relayout: dict[str, Any] | None,
         run_ids: list[str] | None,
         key: str | None,
         group: str | None,
         spread: str | None,
         x_axis: str | None,
-        relayout: dict[str, Any] | None,
     ) -> Any:
-        x_axis = x_axis if x_axis in charts.LAKE_X else "step"
-        redraw, window = charts.redraw_window(relayout, x_axis, ctx.triggered_id == ids.RUNS_CHARTS_GRAPH)
-        if not redraw:
+        window = charts.zoom_range(relayout, x_axis if x_axis in charts.LAKE_X else "step")
+        if window is None:
             return no_update
+        return _figure(run_ids, key, group, spread, x_axis, window)
+
+    def _figure(
+        run_ids: list[str] | None,
+        key: str | None,
+        group: str | None,
+        spread: str | None,
+        x_axis: str | None,
+        window: tuple[float | None, float | None] | None,
+    ) -> Any:
         if not run_ids:
             return charts.empty_figure("No runs to chart")
         return compare.curves_figure(
             services,
             run_ids,
             key,
-            x_axis,
+            x_axis if x_axis in charts.LAKE_X else "step",
             0.0,
             False,
             band=len(run_ids) <= 3,
             group=group,
             spread=spread or "minmax",
-            window=window,
+            window=None if window == (None, None) else window,
         )
