@@ -13,6 +13,7 @@ import json
 import os
 import random
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,8 +25,11 @@ from runlake.core.errors import RunlakeError
 
 # Leases live beside the tables, outside every table directory, so no reader ever lists them.
 LEASE_PREFIX = "lease-"
-# A lease whose owner cannot be checked (another host) counts as abandoned after this long.
-LEASE_TTL_S = 6 * 3600
+# A held lease is rewritten this often, so its file's modification time says its owner lives.
+LEASE_HEARTBEAT_S = 30.0
+# A lease whose owner cannot be checked (another host) counts as abandoned once its file has not
+# been rewritten for this long: the owner died, or froze for twenty heartbeats.
+LEASE_TTL_S = 20 * LEASE_HEARTBEAT_S
 
 
 class MaintenanceBusy(RunlakeError):
@@ -82,11 +86,7 @@ def _try_acquire(fs: pafs.FileSystem, root: str, job: str) -> str | None:
     fs.create_dir(directory, recursive=True)
     name = f"{LEASE_PREFIX}{layout.new_file_id()}"
     path = f"{directory}/{name}.json"
-    tmp = f"{directory}/{layout.TMP_PREFIX}{name}{layout.TMP_SUFFIX}"
-    owner = {"host": socket.gethostname(), "pid": os.getpid(), "job": job, "since": layout.now_ms()}
-    with fs.open_output_stream(tmp) as out:
-        out.write(json.dumps(owner).encode("utf-8"))
-    fs.move(tmp, path)
+    _write_lease(fs, path, {"host": socket.gethostname(), "pid": os.getpid(), "job": job, "since": layout.now_ms()})
     # Write first, list second: of two jobs racing here, the one that lists later sees both
     # leases and backs off, so at most one proceeds (both backing off is safe; they retry).
     now = time.time()
@@ -98,6 +98,42 @@ def _try_acquire(fs: pafs.FileSystem, root: str, job: str) -> str | None:
             return None
         delete_quietly(fs, info.path)
     return path
+
+
+def _write_lease(fs: pafs.FileSystem, path: str, owner: dict[str, object]) -> None:
+    directory, name = path.rsplit("/", 1)
+    tmp = f"{directory}/{layout.TMP_PREFIX}{name}.{os.getpid()}{layout.TMP_SUFFIX}"
+    with fs.open_output_stream(tmp) as out:
+        out.write(json.dumps(owner).encode("utf-8"))
+    fs.move(tmp, path)
+
+
+@contextmanager
+def _heartbeat(fs: pafs.FileSystem, path: str) -> Iterator[None]:
+    """Rewrite the held lease every ``LEASE_HEARTBEAT_S`` until the block ends (a daemon
+    thread), so a job on another host can tell a long compaction from a dead one."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(LEASE_HEARTBEAT_S):
+            try:
+                with fs.open_input_stream(path) as stream:
+                    owner = json.loads(stream.read().decode("utf-8"))
+            except (OSError, ValueError, UnicodeDecodeError):
+                return  # gone: another job judged it abandoned; never write it back
+            owner["beat"] = layout.now_ms()
+            try:
+                _write_lease(fs, path, owner)
+            except OSError:
+                pass  # the next beat tries again
+
+    thread = threading.Thread(target=beat, name="runlake-lease-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 @contextmanager
@@ -125,7 +161,8 @@ def maintenance_lease(fs: pafs.FileSystem, root: str, job: str, wait_s: float = 
             )
         time.sleep(random.uniform(0.05, 0.5))  # jitter, so two waiting jobs stop colliding
     try:
-        yield
+        with _heartbeat(fs, path):
+            yield
     finally:
         delete_quietly(fs, path)
 
@@ -137,8 +174,11 @@ def try_lease(fs: pafs.FileSystem, root: str, job: str) -> Iterator[bool]:
     For automatic merges: whoever finds the lease free does the work; the others skip it.
     """
     path = _try_acquire(fs, root, job)
+    if path is None:
+        yield False
+        return
     try:
-        yield path is not None
+        with _heartbeat(fs, path):
+            yield True
     finally:
-        if path is not None:
-            delete_quietly(fs, path)
+        delete_quietly(fs, path)

@@ -217,3 +217,43 @@ def test_progress_draws_on_a_terminal_and_is_silent_otherwise():
     with Progress("runs", 4, stream=quiet, quiet=True) as bar:
         bar.advance()
     assert quiet.text == ""
+
+
+def test_a_lease_of_another_host_counts_while_its_heartbeat_beats(small_lake, monkeypatch):
+    """A job on another host cannot be asked whether it lives: its lease holds while rewritten
+    within the TTL, and is taken over once it has been silent longer (a dead host)."""
+    from runlake.core import lease
+
+    lake_dir, _exp, _ids = small_lake
+    directory = os.path.join(lake_dir, "_maintenance")
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "lease-0-elsewhere.json")
+    with open(path, "w") as handle:
+        json.dump({"host": "another-host.example", "pid": 1, "job": "compact"}, handle)
+    with pytest.raises(MaintenanceBusy):
+        compact(lake_dir, grace_s=0, wait_s=0)
+    silent = time.time() - lease.LEASE_TTL_S - 5
+    os.utime(path, (silent, silent))
+    assert compact(lake_dir, grace_s=0, wait_s=0).files_merged > 0
+    assert os.listdir(directory) == []
+
+
+def test_a_held_lease_is_rewritten_while_its_job_runs(small_lake, monkeypatch):
+    from runlake.core import lease
+
+    lake_dir, _exp, _ids = small_lake
+    monkeypatch.setattr(lease, "LEASE_HEARTBEAT_S", 0.05)
+    fs, root = layout.resolve_lake(lake_dir)
+    directory = os.path.join(lake_dir, "_maintenance")
+    with maintenance_lease(fs, root, "compact"):
+        (name,) = os.listdir(directory)
+        first = os.stat(os.path.join(directory, name)).st_mtime_ns
+        deadline = time.monotonic() + 10
+        while os.stat(os.path.join(directory, name)).st_mtime_ns == first:
+            assert time.monotonic() < deadline, "the lease was never rewritten"
+            time.sleep(0.02)
+        with open(os.path.join(directory, name)) as handle:
+            assert json.load(handle)["beat"] > 0
+    assert os.listdir(directory) == []  # released, and no beat wrote it back
+    time.sleep(0.2)
+    assert os.listdir(directory) == []
