@@ -169,11 +169,13 @@ def merge_tiers(
     partitions: Iterable[tuple[str, str | None]],
     *,
     budget_s: float = 2.0,
+    done: set[tuple[str, str | None]] | None = None,
 ) -> int:
     """Merge full tiers of the given (table, experiment id) partitions; returns files merged.
 
     The caller holds the maintenance lease. Work stops once ``budget_s`` has passed (the rest
-    waits for the next call), so the lease is never held for long.
+    waits for the next call), so the lease is never held for long. ``done``, when given,
+    receives each partition left with no full tier, so a caller knows which still need a call.
     """
     deadline = time.monotonic() + budget_s
     merged = 0
@@ -182,6 +184,8 @@ def merge_tiers(
         while time.monotonic() < deadline:
             groups = plan_tiers(list_partition(fs, root, table, experiment_id), time.time())
             if not groups:
+                if done is not None:
+                    done.add((table, experiment_id))
                 break
             for group in groups:
                 if time.monotonic() >= deadline:

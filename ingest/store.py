@@ -180,9 +180,12 @@ class Store:
                 touched = set(self._touched)
             with try_lease(self.fs, self.root, "merge") as held:
                 if held:
+                    # Only partitions left with no full tier are done: one whose merges the
+                    # time budget cut short stays touched for the next flush's merge.
+                    finished: set[tuple[str, str | None]] = set()
+                    merge_mod.merge_tiers(self.fs, self.root, [(t, e or None) for t, e in touched], done=finished)
                     with self._own_lock:
-                        self._touched -= touched
-                    merge_mod.merge_tiers(self.fs, self.root, [(t, e or None) for t, e in touched])
+                        self._touched -= {(t, e or "") for t, e in finished}
 
     def own_files(self) -> dict[tuple[str, str], int]:
         """How many unmerged part files this process holds per (table, experiment id)."""

@@ -187,3 +187,24 @@ def test_the_dashboards_background_upkeep_merges_full_tiers(lake_dir, monkeypatc
     after = _files_per_partition(lake_dir)[(layout.METRICS, f"experiment_id={experiment_id}")]
     assert after < merge.TIER_FANOUT <= before
     assert Lake(lake_dir).metric_history("r", "loss")["value"].tolist() == [float(i) for i in range(40)]
+
+
+def test_a_tier_merge_cut_short_by_its_budget_leaves_the_partition_to_do(lake_dir, monkeypatch):
+    """A partition whose tier merge ran out of time stays on the writer's list for the next
+    flush; only partitions left with no full tier are done."""
+    with monkeypatch.context() as patch:
+        patch.setattr(merge, "TIER_FANOUT", 10**6)
+        client = LakeClient(lake_dir)
+        experiment_id = client.create_experiment("budget")
+        run = Run(client, client.create_run(experiment_id, run_id="r"), experiment_id)
+        for flush in range(40):
+            run.log_metric("loss", float(flush), step=flush)
+            client.store.flush()
+        run.end()
+    fs, root = layout.resolve_lake(lake_dir)
+    partition = (layout.METRICS, experiment_id)
+    done: set = set()
+    assert merge.merge_tiers(fs, root, [partition], budget_s=0.0, done=done) == 0
+    assert done == set()  # out of time before it looked: still to do
+    assert merge.merge_tiers(fs, root, [partition], budget_s=60.0, done=done) > 0
+    assert done == {partition}
