@@ -287,3 +287,50 @@ def test_set_experiment_racing_another_process_makes_the_experiment_active(lake_
     with pytest.raises(MlflowException) as info:
         store.create_experiment("taken")
     assert info.value.error_code == "RESOURCE_ALREADY_EXISTS"
+
+
+def test_metrics_logged_with_a_model_id_belong_to_that_logged_model(lake_uri):
+    """MLflow 3: ``log_metrics(..., model_id=, dataset=)`` links the metrics to the logged model
+    (``LoggedModel.metrics``, latest per key and dataset), which ``search_logged_models`` filters on."""
+    import pandas as pd
+
+    mlflow.set_experiment("linked")
+    frame = pd.DataFrame({"x": [1.0, 2.0], "y": [0, 1]})
+    with mlflow.start_run() as run:
+        model = mlflow.initialize_logged_model(name="net")
+        train = mlflow.data.from_pandas(frame, name="train")
+        mlflow.log_metrics({"rmse": 0.9}, step=0, model_id=model.model_id, dataset=train)
+        mlflow.log_metrics({"rmse": 0.5}, step=1, model_id=model.model_id, dataset=train)
+        mlflow.log_metric("rmse", 0.7, model_id=model.model_id)  # no dataset: its own group
+        mlflow.log_metric("unlinked", 1.0)
+    linked = mlflow.get_logged_model(model.model_id).metrics
+    got = sorted((m.key, m.value, m.dataset_name, m.run_id) for m in linked)
+    assert got == [("rmse", 0.5, "train", run.info.run_id), ("rmse", 0.7, None, run.info.run_id)]
+    assert all(
+        m.model_id == model.model_id and m.dataset_digest == (train.digest if m.dataset_name else None) for m in linked
+    )
+    # The run keeps every point too, as in MLflow.
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "rmse")
+    assert sorted((m.step, m.value) for m in history) == [(0, 0.7), (0, 0.9), (1, 0.5)]
+    experiment = [run.info.experiment_id]
+    found = mlflow.search_logged_models(
+        experiment_ids=experiment, filter_string="metrics.rmse < 0.6", output_format="list"
+    )
+    assert [m.model_id for m in found] == [model.model_id]
+    assert (
+        mlflow.search_logged_models(experiment_ids=experiment, filter_string="metrics.rmse < 0.4", output_format="list")
+        == []
+    )
+    by_dataset = mlflow.search_logged_models(
+        experiment_ids=experiment,
+        datasets=[{"dataset_name": "test"}],
+        filter_string="metrics.rmse < 1",
+        output_format="list",
+    )
+    assert by_dataset == []
+    # A model's later changes keep its metrics (they are not folded into the model document).
+    mlflow.set_logged_model_tags(model.model_id, {"stage": "eval"})
+    assert len(mlflow.get_logged_model(model.model_id).metrics) == 2
+    with mlflow.start_run(), pytest.raises(MlflowException) as info:
+        mlflow.log_metric("rmse", 0.1, model_id="m-0123456789abcdef0123456789abcdef")
+    assert info.value.error_code == "RESOURCE_DOES_NOT_EXIST"
