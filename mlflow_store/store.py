@@ -9,6 +9,7 @@ REST server stay MLflow's; only the storage is the lake's.
 
 from __future__ import annotations
 
+import datetime
 import gc
 import json
 import os
@@ -597,8 +598,34 @@ class RunlakeStore(AbstractStore):
     @mlflow_errors
     def log_outputs(self, run_id: str, models: Sequence[LoggedModelOutput]) -> None:
         self._check_active(run_id)
-        if models:
-            self.docs.add(RUN_IO, run_id, {"outputs": [{"model_id": m.model_id, "step": m.step} for m in models]})
+        if not models:
+            return
+        self.docs.add(RUN_IO, run_id, {"outputs": [{"model_id": m.model_id, "step": m.step} for m in models]})
+        # MLflow 3's log_model records a model as a run output only, no longer in the run's
+        # ``mlflow.log-model.history`` tag (MLflow 2 did). The lake's readers find a run's models by
+        # that tag (the dashboard's Model section, ``has_model`` search, runlake.ingest.load_model),
+        # so an output is entered there too, MLflow 2's shape plus the ``model_id`` whose folder
+        # (``<experiment artifacts>/models/<model_id>/artifacts``) holds it.
+        history = json.loads(self.client.run_tags(run_id).get(vocab.MODEL_HISTORY_TAG, "[]"))
+        known = {entry.get("model_id") for entry in history if isinstance(entry, dict)}
+        added = False
+        for output in models:
+            if output.model_id in known:
+                continue
+            model = self._load_model(output.model_id)
+            created = datetime.datetime.fromtimestamp(model.creation_timestamp / 1000, datetime.UTC)
+            history.append(
+                {
+                    "run_id": run_id,
+                    "artifact_path": model.name,
+                    "utc_time_created": created.strftime("%Y-%m-%d %H:%M:%S.%f"),
+                    "model_id": model.model_id,
+                }
+            )
+            known.add(output.model_id)
+            added = True
+        if added:
+            self.client.set_tag(run_id, vocab.MODEL_HISTORY_TAG, json.dumps(history))
 
     @mlflow_errors
     def record_logged_model(self, run_id: str, mlflow_model: Any) -> None:
