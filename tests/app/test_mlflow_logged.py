@@ -32,18 +32,21 @@ def test_a_run_logged_by_mlflow_through_the_plugin_shows_by_name_with_its_params
 
     # The fluent-API flow of tests/mlflow_compat/test_examples.py, as a user runs it: a script
     # whose only runlake setting is MLFLOW_TRACKING_URI.
+    # The logistic-regression flow adds a run with an MLflow 3 model (``mlflow.sklearn.log_model``).
     root = str(tmp_path / "lake")
-    script = tmp_path / "fluent.py"
-    script.write_text(textwrap.dedent(FLOWS["fluent"]))
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["MLFLOW_TRACKING_URI"] = f"runlake://{root}"
-    done = subprocess.run(
-        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    for name in ("fluent", "logistic"):
+        script = tmp_path / f"{name}.py"
+        script.write_text(textwrap.dedent(FLOWS[name]))
+        done = subprocess.run(
+            [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
 
     lake = Lake(root)
     [run_id] = lake.search_run_ids(filter_string="tags.mlflow.runName = 'docstrings'")
+    [model_run] = lake.search_run_ids(has_model=True)
     dash_duo.start_server(create_app(Settings(lake=root, refresh_seconds=2.0), lake))
     dash_duo.driver.get(dash_duo.server_url + "/runs")
     grid = Grid(dash_duo, ids.RUNS_GRID)
@@ -61,4 +64,9 @@ def test_a_run_logged_by_mlflow_through_the_plugin_shows_by_name_with_its_params
         assert text in metrics
     dash_duo.wait_for_element(f"#{ids.RUN_CHARTS} .js-plotly-plot", timeout=15)  # acc's history drawn
     assert "release.candidate" in _section_text(dash_duo, "Tags")
+
+    # The model MLflow logged shows in its run's Model section, with the URI that loads it.
+    dash_duo.driver.get(dash_duo.server_url + f"/runs/{model_run}")
+    until(lambda: f"runs:/{model_run}/model" in _section_text(dash_duo, "Model"), timeout=15)
+    assert "score" in _section_text(dash_duo, "Metrics")
     assert severe_logs(dash_duo) == []
