@@ -113,6 +113,7 @@ class Buffer:
         self._flush_lock = threading.Lock()
         self._metrics: dict[str, _MetricColumns] = defaultdict(_MetricColumns)
         self._rows: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        self._writing = False  # a flush has taken rows and not finished writing them
 
     def pending_points(self) -> int:
         with self.lock:
@@ -155,15 +156,21 @@ class Buffer:
             return sum(len(items) for items in self._rows.values())
 
     def pending(self) -> bool:
-        """Whether anything waits to be written."""
+        """Whether anything waits to be written, or is being written by a flush right now.
+
+        A reader that flushes only when this says so must also wait for rows another thread's
+        flush has taken but not yet written: they are in neither the buffer nor the lake
+        (a server thread answered "run not found" for a run it had just created).
+        """
         with self.lock:
-            return bool(self._rows) or any(len(m) for m in self._metrics.values())
+            return self._writing or bool(self._rows) or any(len(m) for m in self._metrics.values())
 
     def _take(self) -> tuple[dict[str, _MetricColumns], dict[tuple[str, str], list[dict[str, Any]]]]:
         with self.lock:
             metrics, rows = self._metrics, self._rows
             self._metrics = defaultdict(_MetricColumns)
             self._rows = defaultdict(list)
+            self._writing = bool(rows) or any(len(m) for m in metrics.values())
         return metrics, rows
 
     def _put_back(self, metrics: dict[str, _MetricColumns], rows: dict[tuple[str, str], list[dict[str, Any]]]) -> None:
@@ -196,6 +203,9 @@ class Buffer:
             except BaseException:
                 self._put_back(metrics, rows)
                 raise
+            finally:
+                with self.lock:
+                    self._writing = False
 
 
 def _write_all(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import sys
 import threading
@@ -391,10 +392,26 @@ def load_model(model_uri: str, lake: str | os.PathLike[str] | None = None) -> An
     run_dir = client.artifact_dir(run_id)
     from runlake.core.artifacts import clean_artifact_path
 
-    path = f"{run_dir}/{clean_artifact_path(name or 'model')}"
+    name = clean_artifact_path(name or "model")
+    path = f"{run_dir}/{name}"
     if "://" in client.root:
         raise InvalidArgument("load_model reads models from local lakes only")
+    if not os.path.exists(f"{path}/MLmodel"):
+        # An MLflow 3 logged model lives in its experiment's models/<model_id>/artifacts folder;
+        # the run's model history entry of that name gives its id (see the MLflow plugin).
+        for entry in _model_history(client.run_tags(run_id)):
+            model_id = entry.get("model_id")
+            if entry.get("artifact_path") == name and isinstance(model_id, str) and layout.is_valid_id(model_id):
+                return load_dir(f"{os.path.dirname(run_dir)}/models/{model_id}/artifacts")
     return load_dir(path)
+
+
+def _model_history(tags: dict[str, str]) -> list[dict[str, Any]]:
+    try:
+        history = json.loads(tags.get(vocab.MODEL_HISTORY_TAG, "[]"))
+    except ValueError:
+        return []
+    return [entry for entry in history if isinstance(entry, dict)] if isinstance(history, list) else []
 
 
 # -- process exit: end what the program left running ------------------------------------

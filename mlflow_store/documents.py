@@ -1,7 +1,7 @@
 """What MLflow keeps beside runs that the lake's tables do not hold, as small JSON documents.
 
-Run inputs (datasets, models) and outputs (logged models), experiment tags and MLflow 3 logged
-models live under ``<lake>/_mlflow/<kind>/<key>/<file id>.json``. They follow the lake's own
+Run inputs (datasets, models) and outputs (logged models), experiment tags, MLflow 3 logged
+models and the metrics logged against them live under ``<lake>/_mlflow/<kind>/<key>/<file id>.json``. They follow the lake's own
 rules: every change is a new immutable file written to a temporary name and renamed (so two
 processes never overwrite each other and a reader never sees half a file), and the current
 state is folded from all of a key's files by their ``version``. Files are read once and kept,
@@ -22,6 +22,7 @@ DIR = "_mlflow"
 RUN_IO = "run_io"  # a run's dataset inputs, model inputs and model outputs
 EXPERIMENT_TAGS = "experiment_tags"
 LOGGED_MODELS = "logged_models"
+MODEL_METRICS = "logged_model_metrics"  # metrics logged with a model_id, per model
 
 
 class Documents:

@@ -9,6 +9,7 @@ REST server stay MLflow's; only the storage is the lake's.
 
 from __future__ import annotations
 
+import datetime
 import gc
 import json
 import os
@@ -60,7 +61,14 @@ from runlake.lake import Lake
 from runlake.lake.search.results import Search, decode_token, encode_token, search_ids
 from runlake.lake.sql import indexed_ids, join
 from runlake.mlflow_store import uri
-from runlake.mlflow_store.documents import EXPERIMENT_TAGS, LOGGED_MODELS, RUN_IO, Documents, fold_tags
+from runlake.mlflow_store.documents import (
+    EXPERIMENT_TAGS,
+    LOGGED_MODELS,
+    MODEL_METRICS,
+    RUN_IO,
+    Documents,
+    fold_tags,
+)
 from runlake.mlflow_store.errors import mlflow_errors, not_supported, unsupported_as_mlflow
 
 # A create_experiment this soon after the same store found the name missing, racing another
@@ -488,7 +496,18 @@ class RunlakeStore(AbstractStore):
             param_map[param.key] = param.value
         tag_map = {t.key: t.value for t in tags or []}
         points = [(m.key, m.value, m.timestamp, m.step) for m in metrics or []]
+        by_model: dict[str, list[dict[str, Any]]] = {}
+        for m in metrics or []:
+            if m.model_id:
+                by_model.setdefault(str(m.model_id), []).append({**m.to_dictionary(), "run_id": run_id})
+        for model_id in by_model:
+            self._load_model(model_id)  # a metric for a model that does not exist is refused, as in MLflow
         self.client.log_batch(run_id, metrics=points, params=param_map, tags=tag_map)
+        # MLflow 3 links a metric logged with ``model_id`` to that logged model as well (its
+        # ``LoggedModel.metrics``, what ``search_logged_models`` filters on): one document per
+        # model and batch, beside the run's own history.
+        for model_id, linked in by_model.items():
+            self.docs.add(MODEL_METRICS, model_id, {"metrics": linked})
         if tag_map.get(vocab.RUN_NAME_TAG):
             self.client.rename_run(run_id, tag_map[vocab.RUN_NAME_TAG])
 
@@ -579,8 +598,34 @@ class RunlakeStore(AbstractStore):
     @mlflow_errors
     def log_outputs(self, run_id: str, models: Sequence[LoggedModelOutput]) -> None:
         self._check_active(run_id)
-        if models:
-            self.docs.add(RUN_IO, run_id, {"outputs": [{"model_id": m.model_id, "step": m.step} for m in models]})
+        if not models:
+            return
+        self.docs.add(RUN_IO, run_id, {"outputs": [{"model_id": m.model_id, "step": m.step} for m in models]})
+        # MLflow 3's log_model records a model as a run output only, no longer in the run's
+        # ``mlflow.log-model.history`` tag (MLflow 2 did). The lake's readers find a run's models by
+        # that tag (the dashboard's Model section, ``has_model`` search, runlake.ingest.load_model),
+        # so an output is entered there too, MLflow 2's shape plus the ``model_id`` whose folder
+        # (``<experiment artifacts>/models/<model_id>/artifacts``) holds it.
+        history = json.loads(self.client.run_tags(run_id).get(vocab.MODEL_HISTORY_TAG, "[]"))
+        known = {entry.get("model_id") for entry in history if isinstance(entry, dict)}
+        added = False
+        for output in models:
+            if output.model_id in known:
+                continue
+            model = self._load_model(output.model_id)
+            created = datetime.datetime.fromtimestamp(model.creation_timestamp / 1000, datetime.UTC)
+            history.append(
+                {
+                    "run_id": run_id,
+                    "artifact_path": model.name,
+                    "utc_time_created": created.strftime("%Y-%m-%d %H:%M:%S.%f"),
+                    "model_id": model.model_id,
+                }
+            )
+            known.add(output.model_id)
+            added = True
+        if added:
+            self.client.set_tag(run_id, vocab.MODEL_HISTORY_TAG, json.dumps(history))
 
     @mlflow_errors
     def record_logged_model(self, run_id: str, mlflow_model: Any) -> None:
@@ -595,13 +640,46 @@ class RunlakeStore(AbstractStore):
         self.client.set_tag(run_id, vocab.MODEL_HISTORY_TAG, json.dumps(history))
 
     def _save_model(self, model: LoggedModel, stage: str = LifecycleStage.ACTIVE) -> None:
-        self.docs.add(LOGGED_MODELS, model.model_id, {"model": model.to_dictionary(), "lifecycle_stage": stage})
+        # The model's metrics are kept as their own documents (``_model_metrics``), not in its.
+        body = {**model.to_dictionary(), "metrics": None}
+        self.docs.add(LOGGED_MODELS, model.model_id, {"model": body, "lifecycle_stage": stage})
+
+    def _model_metrics(self, model_id: str) -> list[Metric] | None:
+        """The metrics linked to a logged model, as MLflow's stores answer them: the latest point
+        (by step, timestamp, value) of each key per dataset."""
+        latest: dict[tuple[Any, Any, Any], Metric] = {}
+        for doc in self.docs.read(MODEL_METRICS, model_id):
+            for raw in doc["metrics"]:
+                metric = Metric(
+                    raw["key"],
+                    raw["value"],
+                    raw["timestamp"],
+                    raw["step"],
+                    model_id=model_id,
+                    dataset_name=raw.get("dataset_name"),
+                    dataset_digest=raw.get("dataset_digest"),
+                    run_id=raw.get("run_id"),
+                )
+                group = (metric.key, metric.dataset_name, metric.dataset_digest)
+                known = latest.get(group)
+                if known is None or (metric.step, metric.timestamp, metric.value) >= (
+                    known.step,
+                    known.timestamp,
+                    known.value,
+                ):
+                    latest[group] = metric
+        return list(latest.values()) or None
+
+    def _model_from_doc(self, doc: dict[str, Any]) -> LoggedModel:
+        model = LoggedModel.from_dictionary(doc["model"])
+        model.metrics = self._model_metrics(model.model_id)
+        return model
 
     def _load_model(self, model_id: str, allow_deleted: bool = False) -> LoggedModel:
         docs = self.docs.read(LOGGED_MODELS, model_id) if layout.is_valid_id(str(model_id)) else []
         if not docs or (docs[-1].get("lifecycle_stage") == LifecycleStage.DELETED and not allow_deleted):
             raise MlflowException(f"Logged model with ID '{model_id}' not found.", RESOURCE_DOES_NOT_EXIST)
-        return LoggedModel.from_dictionary(docs[-1]["model"])
+        return self._model_from_doc(docs[-1])
 
     @mlflow_errors
     def create_logged_model(
@@ -690,7 +768,7 @@ class RunlakeStore(AbstractStore):
         for model_id in sorted(self.docs.keys(LOGGED_MODELS)):
             docs = self.docs.read(LOGGED_MODELS, model_id)
             if docs and docs[-1].get("lifecycle_stage") != LifecycleStage.DELETED:
-                model = LoggedModel.from_dictionary(docs[-1]["model"])
+                model = self._model_from_doc(docs[-1])
                 if model.experiment_id in scope:
                     models.append(model)
         filtered = SearchLoggedModelsUtils.filter_logged_models(models, filter_string, datasets)

@@ -6,6 +6,7 @@ Everything here goes through the real ``mlflow`` package (fluent API, ``MlflowCl
 
 from __future__ import annotations
 
+import json
 import os
 
 import mlflow
@@ -287,3 +288,105 @@ def test_set_experiment_racing_another_process_makes_the_experiment_active(lake_
     with pytest.raises(MlflowException) as info:
         store.create_experiment("taken")
     assert info.value.error_code == "RESOURCE_ALREADY_EXISTS"
+
+
+def test_metrics_logged_with_a_model_id_belong_to_that_logged_model(lake_uri):
+    """MLflow 3: ``log_metrics(..., model_id=, dataset=)`` links the metrics to the logged model
+    (``LoggedModel.metrics``, latest per key and dataset), which ``search_logged_models`` filters on."""
+    import pandas as pd
+
+    mlflow.set_experiment("linked")
+    frame = pd.DataFrame({"x": [1.0, 2.0], "y": [0, 1]})
+    with mlflow.start_run() as run:
+        model = mlflow.initialize_logged_model(name="net")
+        train = mlflow.data.from_pandas(frame, name="train")
+        mlflow.log_metrics({"rmse": 0.9}, step=0, model_id=model.model_id, dataset=train)
+        mlflow.log_metrics({"rmse": 0.5}, step=1, model_id=model.model_id, dataset=train)
+        mlflow.log_metric("rmse", 0.7, model_id=model.model_id)  # no dataset: its own group
+        mlflow.log_metric("unlinked", 1.0)
+    linked = mlflow.get_logged_model(model.model_id).metrics
+    got = sorted((m.key, m.value, m.dataset_name, m.run_id) for m in linked)
+    assert got == [("rmse", 0.5, "train", run.info.run_id), ("rmse", 0.7, None, run.info.run_id)]
+    assert all(
+        m.model_id == model.model_id and m.dataset_digest == (train.digest if m.dataset_name else None) for m in linked
+    )
+    # The run keeps every point too, as in MLflow.
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "rmse")
+    assert sorted((m.step, m.value) for m in history) == [(0, 0.7), (0, 0.9), (1, 0.5)]
+    experiment = [run.info.experiment_id]
+    found = mlflow.search_logged_models(
+        experiment_ids=experiment, filter_string="metrics.rmse < 0.6", output_format="list"
+    )
+    assert [m.model_id for m in found] == [model.model_id]
+    assert (
+        mlflow.search_logged_models(experiment_ids=experiment, filter_string="metrics.rmse < 0.4", output_format="list")
+        == []
+    )
+    by_dataset = mlflow.search_logged_models(
+        experiment_ids=experiment,
+        datasets=[{"dataset_name": "test"}],
+        filter_string="metrics.rmse < 1",
+        output_format="list",
+    )
+    assert by_dataset == []
+    # A model's later changes keep its metrics (they are not folded into the model document).
+    mlflow.set_logged_model_tags(model.model_id, {"stage": "eval"})
+    assert len(mlflow.get_logged_model(model.model_id).metrics) == 2
+    with mlflow.start_run(), pytest.raises(MlflowException) as info:
+        mlflow.log_metric("rmse", 0.1, model_id="m-0123456789abcdef0123456789abcdef")
+    assert info.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_an_mlflow3_model_enters_the_runs_model_history_so_the_lake_finds_it(lake_uri):
+    """MLflow 3 records a logged model only as a run output; the lake's readers (dashboard Model
+    section, ``has_model`` search, ``runlake.ingest.load_model``) find models by the history tag."""
+    import numpy as np
+    from sklearn.linear_model import LinearRegression
+
+    import runlake.ingest as rl
+
+    root, _ = lake_uri
+    X = np.array([[1.0], [2.0], [3.0]])
+    with mlflow.start_run() as run:
+        model = LinearRegression().fit(X, [2.0, 4.0, 6.0])
+        info = mlflow.sklearn.log_model(model, name="reg")
+        mlflow.log_outputs([mlflow.entities.LoggedModelOutput(info.model_id, step=0)])  # again: entered once
+    history = json.loads(Lake(root).get_run(run.info.run_id).tags["mlflow.log-model.history"])
+    assert [(h["artifact_path"], h["model_id"], h["run_id"]) for h in history] == [
+        ("reg", info.model_id, run.info.run_id)
+    ]
+    assert Lake(root).search_run_ids(has_model=True) == [run.info.run_id]
+    loaded = rl.load_model(f"runs:/{run.info.run_id}/reg", lake=root)
+    assert loaded.predict(np.array([[5.0]])).tolist() == pytest.approx([10.0])
+
+
+def test_a_read_waits_for_rows_another_threads_flush_is_writing(lake_uri, monkeypatch):
+    """The server's threads share one store: while the background flusher writes rows it took
+    from the buffer, another thread's read must wait for them, not answer "run not found" (an
+    autolog child run then stayed RUNNING: its end was refused as a missing run)."""
+    import threading
+
+    from runlake.core import batch
+
+    store = mlflow.tracking.MlflowClient()._tracking_client.store
+    experiment_id = store.create_experiment("in-flight")
+    store.lake.list_experiments()  # the reader is open before the race, as in a running server
+    taken, release = threading.Event(), threading.Event()
+    real_write = batch._write_all
+
+    def slow_write(*args, **kwargs):
+        taken.set()
+        release.wait(10)
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(batch, "_write_all", slow_write)
+    run = store.create_run(experiment_id, "u", 0, [], "in-flight-run")
+    flusher = threading.Thread(target=store.client.store.flush, kwargs={"merge": False})
+    flusher.start()
+    assert taken.wait(10)  # the flusher holds the run's rows, written to neither buffer nor lake
+    threading.Timer(0.5, release.set).start()
+    try:
+        assert store.get_run(run.info.run_id).info.run_name == "in-flight-run"
+    finally:
+        release.set()
+        flusher.join(10)
