@@ -361,3 +361,36 @@ def test_rl_d13_a_damaged_metrics_file_repaired_in_place_is_read_again(lake_dir)
     assert len(lake.metric_histories(runs)) == 60
     assert [len(lake.metric_history(run, "loss")) for run in runs] == [20, 20, 20]
     assert lake.damaged_files() == []
+
+
+def test_rl_d14_doctor_writes_the_name_tag_of_runs_logged_before_it_existed(lake_dir):
+    """Runs written before runlake kept ``mlflow.runName`` (a runs row, no tag row): doctor
+    reports them and ``--repair`` writes the tag, so a search on the tag finds them by name."""
+    import uuid
+
+    from runlake.core import batch, rows
+    from runlake.ingest import LakeClient
+    from runlake.lake import Lake
+    from runlake.lake.maintenance.doctor import diagnose
+
+    client = LakeClient(lake_dir)
+    experiment_id = client.create_experiment("old")
+    client.create_run(experiment_id, run_name="tagged")  # today's runs carry the tag
+    client.flush()
+    old = batch.Buffer()
+    for name in ("baseline", "sweep-1"):
+        run_id = uuid.uuid4().hex
+        row = rows.new_run_row(run_id, artifact_uri="file:///x", run_name=name, start_time=None, user_id="ana")
+        old.add_rows(layout.RUNS, experiment_id, [row])
+    old.flush(*layout.resolve_lake(lake_dir))
+    assert Lake(lake_dir).search_run_ids(filter_string="tags.mlflow.runName = 'baseline'") == []
+
+    report = diagnose(lake_dir)
+    assert report.runs_without_name_tag == 2 and not report.ok
+    assert "2 run(s) have a name but no mlflow.runName tag" in report.to_text()
+    repaired = diagnose(lake_dir, repair=True)
+    assert repaired.name_tags_written == 2 and repaired.ok
+    lake = Lake(lake_dir)
+    (found,) = lake.search_run_ids(filter_string="tags.mlflow.runName = 'baseline'")
+    assert lake.get_run(found).info["run_name"] == "baseline"
+    assert diagnose(lake_dir).runs_without_name_tag == 0 and diagnose(lake_dir).ok

@@ -15,10 +15,12 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from runlake.core import damage, layout, writer
+from runlake.core import damage, layout, rows, vocab, writer
+from runlake.core.batch import Buffer
 from runlake.core.lease import maintenance_lease, stale_leases
 from runlake.lake.maintenance.common import human_bytes, list_tmp_files
 from runlake.lake.maintenance.compaction import DEFAULT_TMP_MAX_AGE_S, resolve
+from runlake.lake.sql import q
 
 
 @dataclass
@@ -30,6 +32,10 @@ class DoctorReport:
     unreadable: list[dict[str, Any]] = field(default_factory=list)
     stale_temporaries: list[dict[str, Any]] = field(default_factory=list)
     stale_leases: list[dict[str, Any]] = field(default_factory=list)
+    # Runs with a name but no ``mlflow.runName`` tag (logged before runlake wrote the tag): a
+    # search on the tag, and MLflow's tools, do not find them by name until it is written.
+    runs_without_name_tag: int = 0
+    name_tags_written: int = 0
     repaired: bool = False
     quarantined: list[dict[str, str]] = field(default_factory=list)
     in_quarantine: int = 0
@@ -37,7 +43,13 @@ class DoctorReport:
 
     @property
     def problems(self) -> int:
-        return len(self.damaged) + len(self.unreadable) + len(self.stale_temporaries) + len(self.stale_leases)
+        return (
+            len(self.damaged)
+            + len(self.unreadable)
+            + len(self.stale_temporaries)
+            + len(self.stale_leases)
+            + (self.runs_without_name_tag - self.name_tags_written)
+        )
 
     @property
     def ok(self) -> bool:
@@ -59,11 +71,21 @@ class DoctorReport:
             lines.append(f"STALE TEMP  {item['path']} ({human_bytes(item['size'])}, {item['age_s'] / 3600:.1f} h old)")
         for item in self.stale_leases:
             lines.append(f"STALE LEASE {item['path']}")
+        if self.runs_without_name_tag:
+            lines.append(
+                f"NO NAME TAG {self.runs_without_name_tag:,} run(s) have a name but no mlflow.runName tag "
+                "(logged before runlake wrote it): searches on the tag miss them"
+            )
         if self.repaired:
             lines.append(f"quarantined {len(self.quarantined):,} file(s) (moved, not deleted):")
             lines += [f"  {q['path']} -> {q['quarantined_to']}" for q in self.quarantined]
+            if self.name_tags_written:
+                lines.append(f"wrote the mlflow.runName tag of {self.name_tags_written:,} run(s)")
         elif self.problems:
-            lines.append("run `runlake doctor --repair` to move them to the lake's _quarantine/ folder")
+            lines.append(
+                "run `runlake doctor --repair` to move them to the lake's _quarantine/ folder"
+                + (" and write the missing name tags" if self.runs_without_name_tag else "")
+            )
         if not self.problems:
             lines.append("no problems found")
         if self.in_quarantine:
@@ -110,8 +132,13 @@ def diagnose(
                 {"path": info.path, "size": info.size or 0, "age_s": round(time.time() - mtime)}
             )
     report.stale_leases = [{"path": info.path} for info in stale_leases(fs, root)]
+    unnamed = _runs_without_name_tag(fs, root)
+    report.runs_without_name_tag = len(unnamed)
     if repair and report.problems:
         _repair(fs, root, report, wait_s)
+        if unnamed:
+            _write_name_tags(fs, root, unnamed)
+            report.name_tags_written = len(unnamed)
     report.in_quarantine = len(damage.list_quarantine(fs, root))
     report.seconds = time.perf_counter() - started
     return report
@@ -136,3 +163,25 @@ def _repair(fs: pafs.FileSystem, root: str, report: DoctorReport, wait_s: float)
                 move(item["path"], item["reason"])
         for item in report.stale_temporaries:
             move(item["path"], "temporary file of a writer that died mid-write")
+
+
+def _runs_without_name_tag(fs: pafs.FileSystem, root: str) -> list[tuple[str, str, str]]:
+    """``(run_id, experiment_id, run_name)`` of runs whose name no ``mlflow.runName`` tag carries."""
+    from runlake.lake.connection import Connection
+
+    found = Connection(fs, root).rows(
+        q(
+            "SELECT r.run_id, r.experiment_id, r.run_name FROM runs r WHERE r.run_name IS NOT NULL AND NOT EXISTS"
+            " (SELECT 1 FROM tags t WHERE t.run_id = r.run_id AND t.key = ?) ORDER BY r.run_id",
+            vocab.RUN_NAME_TAG,
+        )
+    )
+    return [(str(r), str(e), str(n)) for r, e, n in found]
+
+
+def _write_name_tags(fs: pafs.FileSystem, root: str, runs: list[tuple[str, str, str]]) -> None:
+    """Write each run's ``mlflow.runName`` tag with the name it has (appended rows, as a rename writes)."""
+    batch = Buffer()
+    for run_id, experiment_id, name in runs:
+        batch.add_rows(layout.TAGS, experiment_id, [rows.run_name_tag_row(run_id, name)])
+    batch.flush(fs, root)
