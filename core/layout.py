@@ -148,6 +148,10 @@ COMPACTED_SUFFIX = "-c"
 
 TMP_PREFIX = "."
 TMP_SUFFIX = ".tmp"
+# JSON documents of what MLflow keeps beside runs (``runlake.mlflow_store.documents``); per-run
+# ones (dataset inputs, model inputs and outputs) go when retention purges the run.
+MLFLOW_DOCUMENTS = "_mlflow"
+RUN_IO_DOCUMENTS = "run_io"
 DATA_SUFFIX = ".parquet"
 
 
@@ -261,6 +265,10 @@ class LakePaths:
 
     def run_artifact_dir(self, experiment_id: str, run_id: str) -> str:
         return f"{self.root}/{ARTIFACTS}/{experiment_id}/{run_id}"
+
+    def run_documents_dir(self, run_id: str) -> str:
+        """Where the MLflow plugin keeps a run's inputs and outputs (``runlake.mlflow_store``)."""
+        return f"{self.root}/{MLFLOW_DOCUMENTS}/{RUN_IO_DOCUMENTS}/{run_id}"
 
     def maintenance_dir(self) -> str:
         """Where compaction and retention keep their lease (never read by writers or readers)."""

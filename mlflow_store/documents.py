@@ -18,8 +18,8 @@ import pyarrow.fs as pafs
 
 from runlake.core import artifacts, layout
 
-DIR = "_mlflow"
-RUN_IO = "run_io"  # a run's dataset inputs, model inputs and model outputs
+DIR = layout.MLFLOW_DOCUMENTS
+RUN_IO = layout.RUN_IO_DOCUMENTS  # a run's dataset inputs, model inputs and model outputs
 EXPERIMENT_TAGS = "experiment_tags"
 LOGGED_MODELS = "logged_models"
 MODEL_METRICS = "logged_model_metrics"  # metrics logged with a model_id, per model

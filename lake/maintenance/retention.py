@@ -285,6 +285,14 @@ def _purge(
                     artifacts_done[run_id] = 0
                 except OSError as exc:
                     failed[run_id] = str(exc) or type(exc).__name__
+                    continue
+                # The MLflow plugin's documents of the run's inputs and outputs go with it.
+                try:
+                    fs.delete_dir(paths.run_documents_dir(run_id))
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    failed[run_id] = str(exc) or type(exc).__name__
         if failed:
             # Keep these runs whole (deleted, not purged) so the next pass retries them.
             report.artifact_failures.update(failed)

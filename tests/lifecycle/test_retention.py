@@ -148,3 +148,18 @@ def test_purge_after_compaction_and_compaction_after_purge(aged):
 def test_negative_window_is_rejected(lake_dir):
     with pytest.raises(InvalidArgument, match="must not be negative"):
         purge(lake_dir, older_than_s=-1)
+
+
+def test_a_purged_runs_mlflow_documents_go_with_it(aged):
+    """The MLflow plugin's documents of a run's inputs and outputs (``_mlflow/run_io/<run>``)
+    are purged with the run; other runs' documents stay."""
+    lake_dir, ids = aged
+    paths = layout.LakePaths(layout.resolve_lake(lake_dir)[1])
+    for run_id in (ids[0], ids[2]):
+        os.makedirs(paths.run_documents_dir(run_id))
+        with open(os.path.join(paths.run_documents_dir(run_id), "0-doc.json"), "w") as handle:
+            handle.write('{"version": 1, "inputs": []}')
+    report = purge(lake_dir, now_ms=layout.now_ms() + 31 * DAY_MS)
+    assert ids[0] in report.runs and report.ok
+    assert not os.path.exists(paths.run_documents_dir(ids[0]))
+    assert os.path.exists(paths.run_documents_dir(ids[2]))  # an active run's documents stay
