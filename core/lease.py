@@ -119,8 +119,10 @@ def _heartbeat(fs: pafs.FileSystem, path: str) -> Iterator[None]:
             try:
                 with fs.open_input_stream(path) as stream:
                     owner = json.loads(stream.read().decode("utf-8"))
-            except (OSError, ValueError, UnicodeDecodeError):
+            except FileNotFoundError:
                 return  # gone: another job judged it abandoned; never write it back
+            except (OSError, ValueError, UnicodeDecodeError):
+                continue  # a passing storage error: the next beat tries again
             owner["beat"] = layout.now_ms()
             try:
                 _write_lease(fs, path, owner)

@@ -14,6 +14,7 @@ cross-origin checks, security headers) run around it as they do around every oth
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -27,8 +28,11 @@ _SPECIAL_FLOATS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf
 _INT64 = range(-(2**63), 2**63)
 
 
+_INTEGER_TEXT = re.compile(r"-?[0-9]{1,19}")
+
+
 def _integer(value: Any) -> int | None:
-    if type(value) is str and value.isascii() and value.lstrip("-").isdigit():
+    if type(value) is str and _INTEGER_TEXT.fullmatch(value):
         value = int(value)  # int64 in proto JSON may be a string
     return value if type(value) is int and value in _INT64 else None
 
@@ -95,7 +99,14 @@ def install(flask_app: Any) -> None:
 
         @handlers.catch_mlflow_exception
         def log_batch(mlflow_view: Callable[[], Any] = mlflow_view) -> Any:
-            parsed = plain_batch(request.get_json(silent=True)) if request.method == "POST" else None
+            parsed = None
+            # MLflow's handler takes only application/json (Flask would also parse other
+            # JSON types); a body that is not plain in any way is MLflow's to answer.
+            if request.method == "POST" and request.mimetype == "application/json":
+                try:
+                    parsed = plain_batch(request.get_json(silent=True))
+                except Exception:
+                    parsed = None
             if parsed is None:
                 return mlflow_view()
             run_id, metrics, params, tags = parsed

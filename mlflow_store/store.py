@@ -139,7 +139,9 @@ class RunlakeStore(AbstractStore):
         # Runs known active or deleted in this process, so logging checks no lake state each call.
         self._stages: dict[str, str] = {}
         # Names this store last found missing, with when (see ``create_experiment``).
-        self._missing_names: dict[str, float] = {}
+        # Per name, when each lookup that found it missing happened (see ``create_experiment``).
+        self._missing_names: dict[str, list[float]] = {}
+        self._missing_lock = threading.Lock()
         self.DEFAULT_EXPERIMENT_ID = layout.DEFAULT_EXPERIMENT_ID  # as MLflow's stores name it
         _open_stores.add(self)
         if layout.DEFAULT_EXPERIMENT_ID not in self.client.store.experiments():
@@ -243,11 +245,17 @@ class RunlakeStore(AbstractStore):
             # missing moments ago, the experiment is a twin created meanwhile: answer its id, as
             # two processes creating the same name write the same derived id anyway. (In
             # `runlake server` one store serves every client, so the record is per name, not
-            # per caller.) A create of a name nobody just checked still raises, as in MLflow.
-            missed = self._missing_names.get(name)
-            if missed is not None and time.monotonic() - missed <= TWIN_CREATE_WINDOW_S:
-                return str(twin["experiment_id"])
+            # per caller: each lookup that missed pays for one create.) A create that no recent
+            # missed lookup stands for - a second create of the same name - raises, as in MLflow,
+            # and so does one whose twin is deleted.
+            active = (twin.get("lifecycle_stage") or LifecycleStage.ACTIVE) == LifecycleStage.ACTIVE
+            if active and self._take_missed_lookup(name):
+                experiment_id = str(twin["experiment_id"])
+                for tag in tags or []:
+                    self.docs.add(EXPERIMENT_TAGS, experiment_id, {"key": tag.key, "value": tag.value})
+                return experiment_id
             raise MlflowException(f"Experiment(name={name}) already exists.", RESOURCE_ALREADY_EXISTS)
+        self._take_missed_lookup(name)
         experiment_id = layout.experiment_id_for(name)
         if experiment_id in existing:  # the name was renamed away; its derived id stays taken
             experiment_id = str(uuid.uuid4().int % 10**17 + 2 * 10**17)
@@ -255,6 +263,17 @@ class RunlakeStore(AbstractStore):
         for tag in tags or []:
             self.docs.add(EXPERIMENT_TAGS, experiment_id, {"key": tag.key, "value": tag.value})
         return experiment_id
+
+    def _take_missed_lookup(self, name: str) -> bool:
+        """Use up the oldest recent lookup that found ``name`` missing; False when there is none."""
+        with self._missing_lock:
+            cutoff = time.monotonic() - TWIN_CREATE_WINDOW_S
+            recent = [t for t in self._missing_names.get(name, []) if t >= cutoff]
+            if not recent:
+                self._missing_names.pop(name, None)
+                return False
+            self._missing_names[name] = recent[1:]
+            return True
 
     @mlflow_errors
     def get_experiment(self, experiment_id: str) -> Experiment:
@@ -264,9 +283,10 @@ class RunlakeStore(AbstractStore):
     def get_experiment_by_name(self, experiment_name: str) -> Experiment | None:
         row = self.client.store.experiment_by_name(experiment_name)
         if row is None:
-            if len(self._missing_names) > 1000:
-                self._missing_names.clear()
-            self._missing_names[experiment_name] = time.monotonic()
+            with self._missing_lock:
+                if len(self._missing_names) > 1000:
+                    self._missing_names.clear()
+                self._missing_names.setdefault(experiment_name, []).append(time.monotonic())
             return None
         return self._experiment(row)
 

@@ -137,8 +137,12 @@ def diagnose(
     if repair and report.problems:
         _repair(fs, root, report, wait_s)
         if unnamed:
-            _write_name_tags(fs, root, unnamed)
-            report.name_tags_written = len(unnamed)
+            # Checked again just before writing: a run renamed meanwhile has its tag already
+            # (a rename writes it), and its old name must not come back in the tag.
+            still = set(_runs_without_name_tag(fs, root))
+            writing = [run for run in unnamed if run in still]
+            _write_name_tags(fs, root, writing)
+            report.runs_without_name_tag = report.name_tags_written = len(writing)
     report.in_quarantine = len(damage.list_quarantine(fs, root))
     report.seconds = time.perf_counter() - started
     return report

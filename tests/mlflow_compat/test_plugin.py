@@ -280,13 +280,31 @@ def test_set_experiment_racing_another_process_makes_the_experiment_active(lake_
     root, _ = lake_uri
     store = mlflow.tracking.MlflowClient()._tracking_client.store
     assert store.get_experiment_by_name("raced") is None
+    assert store.get_experiment_by_name("raced") is None  # a second racer (server threads share a store)
     other = LakeClient(root).create_experiment("raced")  # the other process wins the race
     assert store.create_experiment("raced") == other
-    assert store.create_experiment("raced") == other  # a third racer (server threads share a store)
-    # A create of a name nobody checked first still finds it taken, as in MLflow's stores.
+    assert store.create_experiment("raced") == other
+    # Each missed lookup answers one create: a further create of the name is a duplicate.
+    with pytest.raises(MlflowException) as info:
+        store.create_experiment("raced")
+    assert info.value.error_code == "RESOURCE_ALREADY_EXISTS"
+    # A create of a name nobody checked first finds it taken, as in MLflow's stores.
     LakeClient(root).create_experiment("taken")
     with pytest.raises(MlflowException) as info:
         store.create_experiment("taken")
+    assert info.value.error_code == "RESOURCE_ALREADY_EXISTS"
+    # Look up, create, create again: the second create is a duplicate, not a twin.
+    assert store.get_experiment_by_name("mine") is None
+    store.create_experiment("mine")
+    with pytest.raises(MlflowException) as info:
+        store.create_experiment("mine")
+    assert info.value.error_code == "RESOURCE_ALREADY_EXISTS"
+    # A deleted experiment of the name is no twin either.
+    assert store.get_experiment_by_name("gone") is None
+    gone = LakeClient(root).create_experiment("gone")
+    store.delete_experiment(gone)
+    with pytest.raises(MlflowException) as info:
+        store.create_experiment("gone")
     assert info.value.error_code == "RESOURCE_ALREADY_EXISTS"
 
 
