@@ -218,33 +218,11 @@ def _browser_rows(root: str, long_run: str, hundred: list[str], repeat: int, lab
 @contextlib.contextmanager
 def _dashboard(root: str) -> Iterator[str]:
     """``runlake ui`` over the lake on a free port, as a user starts it (state cache on)."""
-    import subprocess
     import sys
-    import urllib.request
 
-    from benchmarks.server import _free_port
+    from benchmarks.server import _free_port, _process
 
     port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "runlake.app.cli", "ui", "--lake", root, "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("runlake ui did not start")
-            try:
-                with urllib.request.urlopen(url + "/", timeout=5):
-                    break
-            except OSError:
-                time.sleep(0.2)
+    cmd = [sys.executable, "-m", "runlake.app.cli", "ui", "--lake", root, "--port", str(port)]
+    with _process(cmd, f"http://127.0.0.1:{port}", path="/") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()

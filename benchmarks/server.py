@@ -47,7 +47,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_http(url: str, proc: subprocess.Popen[Any], timeout: float = 180) -> None:
+def _wait_http(url: str, proc: subprocess.Popen[Any], timeout: float = 180, path: str = "/health") -> None:
     import urllib.request
 
     deadline = time.monotonic() + timeout
@@ -55,7 +55,7 @@ def _wait_http(url: str, proc: subprocess.Popen[Any], timeout: float = 180) -> N
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}")
         try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+            with urllib.request.urlopen(f"{url}{path}", timeout=5) as resp:
                 if resp.status == 200:
                     return
         except OSError:
@@ -64,10 +64,11 @@ def _wait_http(url: str, proc: subprocess.Popen[Any], timeout: float = 180) -> N
 
 
 @contextlib.contextmanager
-def _process(cmd: list[str], url: str) -> Iterator[str]:
+def _process(cmd: list[str], url: str, path: str = "/health") -> Iterator[str]:
+    """Run ``cmd`` (a server) until the block ends, once ``url + path`` answers 200."""
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_http(url, proc)
+        _wait_http(url, proc, path=path)
         yield url
     finally:
         proc.terminate()

@@ -531,3 +531,46 @@ def empty_figure(text: str) -> go.Figure:
         ],
     )
     return fig
+
+
+_warm = False
+
+
+def warm_up() -> None:
+    """Build one figure of each kind the dashboard draws, in the calling thread.
+
+    plotly imports most of its figure classes lazily, on first use. Left to the server's
+    request threads, several first uses at once can deadlock the interpreter's import locks
+    (seen with Debian's Python 3.11.2 in CI: two callback threads importing plotly's layout
+    classes while a third thread imported Dash); done once here, before the server starts,
+    later figures import nothing. It also spares the first user the imports' cost. Once per
+    process.
+    """
+    global _warm
+    if _warm:
+        return
+    _warm = True
+    line = go.Figure(layout={"template": "plotly_white"})
+    line.add_trace(
+        go.Scatter(
+            x=[0, 1], y=[0, 1], mode="lines+markers", fill="tonexty", name="a", text=["a", "b"],
+            hovertemplate="%{x}", line={"color": "#000", "width": 1}, marker={"size": 3},
+            legendgroup="g", showlegend=True, meta="raw",
+        )
+    )  # fmt: skip
+    line.update_layout(
+        height=300, margin={"l": 1, "r": 1, "t": 1, "b": 1}, title={"text": "t"}, hovermode="x unified",
+        xaxis={"title": {"text": "x"}, "range": [0, 1]}, yaxis={"title": {"text": "y"}, "type": "log"},
+        legend={"orientation": "h"}, annotations=[{"text": "a", "showarrow": False}],
+    )  # fmt: skip
+    contour = go.Figure(go.Contour(x=[0, 1], y=[0, 1], z=[[0, 1], [1, 0]], colorbar={"title": {"text": "z"}}))
+    contour.update_layout(template="plotly_white")
+    parallel = go.Figure(
+        go.Parcoords(
+            dimensions=[{"label": "a", "values": [0, 1]}],
+            line={"color": [0, 1], "colorscale": "Viridis", "showscale": True},
+        )
+    )
+    parallel.update_layout(template="plotly_white")
+    for figure in (line, contour, parallel):
+        figure.to_plotly_json()

@@ -16,7 +16,7 @@ from dash import dcc, html
 from werkzeug.exceptions import HTTPException
 
 from runlake.app.settings import Settings, add_ui_arguments
-from runlake.app.web import artifacts, hosts, ids
+from runlake.app.web import artifacts, charts, hosts, ids
 from runlake.app.web.components import empty_state, page_header
 from runlake.app.web.formatting import display_text
 from runlake.app.web.pages import compare, experiments, run, runs
@@ -46,6 +46,7 @@ def create_app(settings: Settings, lake: Lake) -> dash.Dash:
         this instance, so several apps (several lakes) can live in one process.
     """
     services = Services(lake, settings)
+    charts.warm_up()  # plotly's lazy imports, here rather than in request threads (see there)
     app = dash.Dash(
         __name__,
         use_pages=True,
