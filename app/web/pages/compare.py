@@ -393,13 +393,7 @@ def register_callbacks(app: Dash, services: Services) -> None:
 
     @app.callback(
         Output(f"{ids.CMP_PLOT}-curves", "figure"),
-        Input(ids.CMP_CURVE_KEY, "value"),
-        Input(ids.CMP_X_AXIS, "value"),
-        Input(ids.CMP_SMOOTHING, "value"),
-        Input(ids.CMP_LOG_Y, "value"),
-        Input(ids.CMP_BAND, "value"),
-        Input(ids.CMP_GROUP, "value"),
-        Input(ids.CMP_SPREAD, "value"),
+        *[Input(control, "value") for control in _CURVE_CONTROLS],
         State(ids.CMP_RUNS, "data"),
     )
     def curves(
@@ -422,13 +416,7 @@ def register_callbacks(app: Dash, services: Services) -> None:
     @app.callback(
         Output(f"{ids.CMP_PLOT}-curves", "figure", allow_duplicate=True),
         Input(f"{ids.CMP_PLOT}-curves", "relayoutData"),
-        State(ids.CMP_CURVE_KEY, "value"),
-        State(ids.CMP_X_AXIS, "value"),
-        State(ids.CMP_SMOOTHING, "value"),
-        State(ids.CMP_LOG_Y, "value"),
-        State(ids.CMP_BAND, "value"),
-        State(ids.CMP_GROUP, "value"),
-        State(ids.CMP_SPREAD, "value"),
+        *[State(control, "value") for control in _CURVE_CONTROLS],
         State(ids.CMP_RUNS, "data"),
         prevent_initial_call=True,
     )
@@ -471,6 +459,19 @@ def register_callbacks(app: Dash, services: Services) -> None:
             spread=spread or "minmax",
             window=None if window == (None, None) else window,
         )
+
+
+# The controls the compare curves are drawn with: inputs of the drawing callback, state of the
+# zoom callback, in the order both callbacks take them.
+_CURVE_CONTROLS = (
+    ids.CMP_CURVE_KEY,
+    ids.CMP_X_AXIS,
+    ids.CMP_SMOOTHING,
+    ids.CMP_LOG_Y,
+    ids.CMP_BAND,
+    ids.CMP_GROUP,
+    ids.CMP_SPREAD,
+)
 
 
 def group_options(frame: pd.DataFrame) -> list[dict[str, str]]:
