@@ -101,10 +101,45 @@ def combine(table: str, data: pa.Table) -> pa.Table:
     return data.sort_by(layout.SORT_KEYS[table])
 
 
+def _is_raw(path: str) -> bool:
+    """A flush file as its writer wrote it (not merged, not compacted): sorted, one flush."""
+    name = path.rsplit("/", 1)[-1]
+    return not name.endswith((layout.MERGED_SUFFIX + layout.DATA_SUFFIX, layout.COMPACTED_SUFFIX + layout.DATA_SUFFIX))
+
+
+def _raw_summaries(inputs: list[tuple[str, pa.Table]]) -> pa.Table | None:
+    """The metric summaries of the raw flush files among ``inputs``, folded, or None.
+
+    A writer killed between a flush's metrics file and its summary file leaves points that
+    ``latest_metrics`` does not know of. Such a file is raw and, its writer gone, reaches the
+    tiers as an abandoned file: the tier merge that takes it writes its summary again (a
+    summary written twice folds to the same row). Only raw files: they are sorted, so this is
+    a linear pass, and merged or compacted files were made from files whose summaries exist.
+    """
+    order = [name for name, _order in points.POINT_ORDER]
+    found = []
+    for path, data in inputs:
+        if not _is_raw(path) or not data.num_rows:
+            continue
+        if not points.is_sorted(data, order):
+            data = data.sort_by(points.POINT_ORDER)
+        found.append(points.summarize(data, presorted=True))
+    return points.fold_summaries(pa.concat_tables(found)) if found else None
+
+
 def merge_files(
-    fs: pafs.FileSystem, root: str, table: str, experiment_id: str | None, paths: list[str]
+    fs: pafs.FileSystem,
+    root: str,
+    table: str,
+    experiment_id: str | None,
+    paths: list[str],
+    *,
+    resummarize: bool = False,
 ) -> tuple[str | None, int]:
     """Write the rows of ``paths`` as one merged file, then remove them.
+
+    ``resummarize`` (metrics only): also write the summaries of the raw flush files among the
+    inputs (``_raw_summaries``), before any input is removed.
 
     Returns:
         The merged file's path (None when the inputs held no rows) and its size in bytes.
@@ -131,6 +166,10 @@ def merge_files(
     output = writer.write_part(
         fs, root, table, data, experiment_id, sort=False, file_id=layout.new_file_id() + layout.MERGED_SUFFIX
     )
+    if resummarize and table == layout.METRICS:
+        summaries = _raw_summaries(list(zip(paths, parts, strict=True)))
+        if summaries is not None:
+            writer.write_part(fs, root, layout.METRIC_SUMMARIES, summaries, experiment_id)
     for path in paths:
         delete_quietly(fs, path)
     return output, (fs.get_file_info(output).size or 0) if output else 0
@@ -191,7 +230,7 @@ def merge_tiers(
                 if time.monotonic() >= deadline:
                     break
                 try:
-                    merge_files(fs, root, table, experiment_id, [p.path for p in group])
+                    merge_files(fs, root, table, experiment_id, [p.path for p in group], resummarize=True)
                 except FileNotFoundError:
                     continue  # a concurrent cron compaction took these; plan again
                 except DamagedInputs as exc:

@@ -208,3 +208,42 @@ def test_a_tier_merge_cut_short_by_its_budget_leaves_the_partition_to_do(lake_di
     assert done == set()  # out of time before it looked: still to do
     assert merge.merge_tiers(fs, root, [partition], budget_s=60.0, done=done) > 0
     assert done == {partition}
+
+
+def test_points_a_killed_writer_left_without_summary_reach_latest_metrics_through_the_tiers(lake_dir):
+    """A writer SIGKILLed between a flush's metrics file and its summary file: once its files
+    are abandoned, the tier merge that takes them writes the missing summary, so
+    ``latest_metrics`` shows the last point with no cron compaction."""
+    result = run_python(
+        f"""
+        import os, signal
+        from runlake.core import layout, writer
+        from runlake.ingest import LakeClient
+        client = LakeClient({lake_dir!r})
+        experiment_id = client.create_experiment("killed")
+        run_id = client.create_run(experiment_id, run_id="r")
+        for flush in range(3):
+            client.log_metric(run_id, "loss", float(flush), step=flush)
+            client.flush()
+        real = writer.write_part
+        def write_part(fs, root, table, *args, **kwargs):
+            if table == layout.METRIC_SUMMARIES:
+                os.kill(os.getpid(), signal.SIGKILL)  # the metrics file is on disk, its summary never
+            return real(fs, root, table, *args, **kwargs)
+        writer.write_part = write_part
+        client.log_metric(run_id, "loss", 3.0, step=3)
+        client.flush()
+        """
+    )
+    assert result.returncode == -9, result.stderr
+    assert Lake(lake_dir).sql("SELECT step FROM latest_metrics WHERE run_id = 'r'")["step"].tolist() == [2]
+    # Ten minutes later the killed writer's raw files are abandoned; the tiers take them.
+    old = os.path.getmtime(lake_dir) - merge.ABANDONED_AFTER_S - 60
+    for path in glob.glob(os.path.join(lake_dir, "**", "*.parquet"), recursive=True):
+        os.utime(path, (old, old))
+    fs, root = layout.resolve_lake(lake_dir)
+    assert merge.merge_tiers(fs, root, merge.partitions(fs, root), budget_s=60.0) > 0
+    lake = Lake(lake_dir)
+    latest = lake.sql("SELECT step, value FROM latest_metrics WHERE run_id = 'r'")
+    assert latest.to_dict("records") == [{"step": 3, "value": 3.0}]
+    assert lake.metric_history("r", "loss")["step"].tolist() == [0, 1, 2, 3]
