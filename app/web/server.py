@@ -104,8 +104,11 @@ def _server_error(error: Exception) -> Any:
     if isinstance(error, HTTPException):
         return error
     # A body whose outputs do not have the shape the callback declares (a list for a MATCH
-    # output) makes Dash refuse the callback's return value: the body was wrong, not the server.
-    malformed = (*_BAD_INPUT, dash.exceptions.InvalidCallbackReturnValue)
+    # output) makes Dash refuse the callback's return value, and one whose inputs, state or
+    # outputs do not match the callback's definition (too many or too few, another component)
+    # makes Dash's request validation raise CallbackException: the body was wrong, not the
+    # server. (PreventUpdate, a CallbackException too, keeps Dash's own 204 handler.)
+    malformed = (*_BAD_INPUT, dash.exceptions.CallbackException)
     if flask.request.path.endswith("_dash-update-component") and isinstance(error, malformed):
         flask.current_app.logger.info("malformed callback body: %r", error)
         return werkzeug.exceptions.BadRequest(f"Malformed callback request: {type(error).__name__}: {error}")
