@@ -112,6 +112,10 @@ def _server_error(error: Exception) -> Any:
     if flask.request.path.endswith("_dash-update-component") and isinstance(error, malformed):
         flask.current_app.logger.info("malformed callback body: %r", error)
         return werkzeug.exceptions.BadRequest(f"Malformed callback request: {type(error).__name__}: {error}")
+    # A script or style path Dash does not serve (an unknown library or file under
+    # /_dash-component-suites/): nothing there, not a server fault.
+    if isinstance(error, dash.exceptions.DependencyException):
+        return werkzeug.exceptions.NotFound(str(error))
     flask.current_app.logger.exception("request %s failed", flask.request.path)
     return werkzeug.exceptions.InternalServerError()
 

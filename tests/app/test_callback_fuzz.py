@@ -192,3 +192,8 @@ def test_rl_f04_bodies_that_do_not_match_the_callback_definition_are_4xx(app, cl
         if not 200 <= response.status_code < 500:
             failures.append((name, response.status_code))
     assert not failures, failures[:10]
+
+
+@pytest.mark.parametrize("path", ["/_dash-component-suites/x/y.js", "/_dash-component-suites/dash/nope.js"])
+def test_rl_f05_unknown_dash_resources_are_404(client, path):
+    assert client.get(path, headers=HOST).status_code == 404
