@@ -104,6 +104,26 @@ def test_rl_e04_cli_max_results_beyond_int64_exits_2_without_traceback(small, la
     assert done.returncode == 2 and "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("older_than_s", [float(HUGE) * 86400, float("inf"), float("nan")])
+def test_rl_e04b_retention_window_beyond_int64_is_an_invalid_argument(small, lake_dir, older_than_s):
+    from runlake.lake.maintenance import purge
+
+    with pytest.raises(InvalidArgument, match="older_than"):
+        purge(lake_dir, older_than_s=older_than_s, dry_run=True)
+
+
+def test_rl_e04c_cli_retention_window_beyond_int64_exits_2_without_traceback(small, lake_dir):
+    done = subprocess.run(
+        [RUNLAKE, "retention", "--lake", lake_dir, "--older-than", f"{HUGE}d", "--dry-run"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "older_than" in done.stderr
+
+
 @pytest.mark.parametrize("parent", ["x'\"y", "a b", "", "../etc", "é", "x" * 300])
 def test_rl_e05_parent_run_id_is_checked_like_a_run_id(small, parent):
     client, exp, _runs = small
