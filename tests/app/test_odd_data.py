@@ -327,3 +327,29 @@ def test_rl_o10_nan_inf_bare_and_deleted_runs_render_on_every_page(dash_duo, spa
     dash_duo.wait_for_element(f"#{ids.CMP_PLOT}-curves .js-plotly-plot .main-svg", timeout=30)
     _not_a_problem_page(dash_duo)
     assert [entry["message"] for entry in severe_logs(dash_duo)] == []
+
+
+def test_rl_o11_a_damaged_file_found_after_the_page_rendered_shows_the_banner(dash_duo, tmp_path):
+    """Only a metrics file is damaged: the lake finds out when the run page's charts read it,
+    after the page itself rendered; the banner comes up on that page without a reload."""
+    import pyarrow.parquet as pq
+
+    root = str(tmp_path / "lake")
+    client = LakeClient(root)
+    exp = client.create_experiment("late damage")
+    for name in ("first", "second"):
+        run = client.create_run(exp, run_name=name)
+        client.log_batch(run, metrics=[("loss", 1.0 / (s + 1), 1000 + s, s) for s in range(20)])
+        client.set_terminated(run)
+        client.flush()
+    fs, lake_root = layout.resolve_lake(root)
+    victim = writer.list_dir_parts(fs, layout.LakePaths(lake_root).partition_dir(layout.METRICS, exp))[0].path
+    (run_id,) = set(pq.read_table(victim, columns=["run_id"])["run_id"].to_pylist())
+    data = Path(victim).read_bytes()
+    Path(victim).write_bytes(data[: len(data) // 2])
+    dash_duo.start_server(_app(root))
+    _open(dash_duo, f"/runs/{run_id}")
+    dash_duo.wait_for_element(f"#{ids.RUN_CHARTS} .js-plotly-plot", timeout=15)
+    dash_duo.wait_for_contains_text(f"#{ids.DAMAGE_BANNER}", "1 damaged file skipped", timeout=15)
+    assert victim in dash_duo.find_element(f"#{ids.DAMAGE_BANNER}").text
+    assert severe_logs(dash_duo) == []
