@@ -35,7 +35,14 @@ from runlake.lake.maintenance.common import (
     human_bytes,
     list_files,
 )
-from runlake.lake.maintenance.compaction import quarantine_lines, resolve, set_aside
+from runlake.lake.maintenance.compaction import (
+    CompactionReport,
+    quarantine_lines,
+    resolve,
+    resummarize,
+    set_aside,
+    summaries_partitions,
+)
 from runlake.lake.sql import q
 
 DEFAULT_OLDER_THAN_S = 30 * 86_400
@@ -144,6 +151,14 @@ def purge(
     else:
         with maintenance_lease(fs, root, "retention", wait_s=wait_s):
             _purge(fs, root, report, progress, on_rewritten)
+            # A quarantined summaries file held the summaries of runs that stay too: their
+            # points are summarised again, so searches on their metrics still find them.
+            lost = summaries_partitions(root, [q["path"] for q in report.quarantined])
+            if lost:
+                again = CompactionReport()
+                resummarize(fs, root, lost, again)
+                report.quarantined += again.quarantined
+                report.unreadable += again.unreadable
     report.seconds = time.perf_counter() - started
     return report
 
