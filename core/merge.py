@@ -220,7 +220,8 @@ def merge_tiers(
     merged = 0
     for table, experiment_id in sorted(set(partitions), key=lambda p: (p[0], p[1] or "")):
         # A merged file may complete the next tier: plan again until nothing is full.
-        while time.monotonic() < deadline:
+        left_damaged = False
+        while time.monotonic() < deadline and not left_damaged:
             groups = plan_tiers(list_partition(fs, root, table, experiment_id), time.time())
             if not groups:
                 if done is not None:
@@ -234,6 +235,14 @@ def merge_tiers(
                 except FileNotFoundError:
                     continue  # a concurrent cron compaction took these; plan again
                 except DamagedInputs as exc:
+                    if table == layout.METRIC_SUMMARIES:
+                        # Left in place (readers skip it, the dashboard's banner and doctor name
+                        # it): a summaries file holds the latest/min/max of runs whose points
+                        # stay, and only ``runlake compact`` or ``doctor --repair`` summarise a
+                        # partition's points again when they quarantine it - a tier merge in a
+                        # training process does not read a whole partition's points.
+                        left_damaged = True
+                        break
                     # The caller holds the lease, as compaction does: damaged files go to
                     # quarantine (moved, never deleted) and the readable ones merge next round.
                     for found in exc.files:

@@ -13,6 +13,8 @@ from runlake.core import layout, rows, validation, vocab
 from runlake.core.errors import InvalidArgument
 from runlake.ingest.client import LakeClient
 
+_INT64_MIN, _INT64_MAX = validation.INT64_MIN, validation.INT64_MAX
+
 MODEL_HISTORY_TAG = vocab.MODEL_HISTORY_TAG
 
 _valid_keys = validation._valid_keys
@@ -61,13 +63,15 @@ class Run:
             validation.validate_key("metric", key)
         if type(value) is not float:
             value = validation.metric_value(key, value)
+        # A plain int inside int64 skips the full check; anything else (another type, an int
+        # beyond 64 bits) is checked there, so it fails here and never poisons the buffer.
         if step is None:
             step = 0
-        elif type(step) is not int:
+        elif type(step) is not int or not _INT64_MIN <= step <= _INT64_MAX:
             step = validation.metric_step(key, step)
         if timestamp is None:
             timestamp = _now_ms()
-        elif type(timestamp) is not int:
+        elif type(timestamp) is not int or not _INT64_MIN <= timestamp <= _INT64_MAX:
             timestamp = validation.timestamp_ms("timestamp", timestamp)
         self._store.add_metric(self.experiment_id, self.run_id, key, value, step, timestamp)
 

@@ -394,3 +394,74 @@ def test_rl_d14_doctor_writes_the_name_tag_of_runs_logged_before_it_existed(lake
     (found,) = lake.search_run_ids(filter_string="tags.mlflow.runName = 'baseline'")
     assert lake.get_run(found).info["run_name"] == "baseline"
     assert diagnose(lake_dir).runs_without_name_tag == 0 and diagnose(lake_dir).ok
+
+
+def _latest_loss(lake_dir: str) -> dict[str, float]:
+    frame = Lake(lake_dir).search_runs(filter_string="metrics.loss < 10", run_view_type="ALL")
+    return dict(zip(frame["run_id"], frame["metrics.loss"]))
+
+
+@pytest.mark.parametrize("repair", ["compact", "doctor", "retention"])
+def test_rl_d15_a_quarantined_summaries_file_is_summarised_again(lake_dir, repair):
+    """The summaries file of an already compacted partition is damaged: whatever moves it to
+    quarantine summarises the partition's points again, so every run keeps its latest, min and
+    max (searches on metrics find it) - not only the runs of files merged in that pass."""
+    from runlake.lake.maintenance.doctor import diagnose
+
+    client, made = _lake(lake_dir, experiments=2, runs=3)
+    exp, runs = next(iter(made.items()))
+    if repair == "retention":
+        client.delete_run(runs[0])
+        client.flush()
+    compact(lake_dir, grace_s=0)
+    before = _latest_loss(lake_dir)
+    (victim,) = _files(lake_dir, layout.METRIC_SUMMARIES, exp)
+    Path(victim).write_bytes(b"")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DamagedFileWarning)
+        assert len(_latest_loss(lake_dir)) == len(before) - 3  # the damage: three runs unfindable
+        if repair == "compact":
+            quarantined = compact(lake_dir, grace_s=0).quarantined
+        elif repair == "doctor":
+            report = diagnose(lake_dir, repair=True)
+            quarantined = report.quarantined
+            assert report.summaries_rebuilt == [exp] and report.ok
+        else:
+            quarantined = purge(lake_dir, older_than_s=0).quarantined
+    assert [q["path"] for q in quarantined] == [victim]
+    expected = {run: loss for run, loss in before.items() if repair != "retention" or run != runs[0]}
+    assert _latest_loss(lake_dir) == expected
+    assert Lake(lake_dir).damaged_files() == []
+
+
+def test_rl_d16_tier_merges_leave_a_damaged_summaries_file_for_doctor(lake_dir):
+    """A writer's or the dashboard's tier merge meets a damaged summaries file: it leaves it in
+    place (named by readers and doctor) rather than quarantining the summaries of runs whose
+    points stay; ``doctor --repair`` then moves it and summarises the points again."""
+    import pyarrow.parquet as pq
+
+    from runlake.core import merge
+    from runlake.core.lease import maintenance_lease
+    from runlake.lake.maintenance.doctor import diagnose
+
+    _client, made = _lake(lake_dir, experiments=1, runs=3)
+    exp = next(iter(made))
+    compact(lake_dir, grace_s=0)
+    before = _latest_loss(lake_dir)
+    fs, root = layout.resolve_lake(lake_dir)
+    (summary,) = _files(lake_dir, layout.METRIC_SUMMARIES, exp)
+    rows = pq.read_table(summary)
+    # Three more files of the same tier, as writers that died left them (raw, ten minutes old).
+    copies = [writer.write_part(fs, root, layout.METRIC_SUMMARIES, rows, exp) for _ in range(3)]
+    for path in copies:
+        os.utime(path, (1, 1))
+    Path(summary).write_bytes(b"")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DamagedFileWarning)
+        with maintenance_lease(fs, root, "test", wait_s=5):
+            merge.merge_tiers(fs, root, [(layout.METRIC_SUMMARIES, exp)])
+        assert os.path.exists(summary) and damage.list_quarantine(fs, root) == []
+        assert [d.path for d in Lake(lake_dir).damaged_files()] == [summary]
+        report = diagnose(lake_dir, repair=True)
+    assert [q["path"] for q in report.quarantined] == [summary] and report.summaries_rebuilt == [exp]
+    assert _latest_loss(lake_dir) == before

@@ -84,6 +84,30 @@ def test_rl_e03_steps_and_timestamps_beyond_int64_fail_at_the_call_not_the_flush
     client.flush()  # nothing poisoned the buffer
 
 
+@pytest.mark.parametrize("field", ["step", "timestamp"])
+@pytest.mark.parametrize("value", [BIG, -(BIG + 1), HUGE])
+def test_rl_e03b_fluent_steps_and_timestamps_beyond_int64_fail_at_the_call(rl, lake_dir, field, value):
+    """The fluent API's fast path (plain ints) checks the range too: nothing poisons the buffer."""
+    run = rl.start_run()
+    rl.log_metric("loss", 1.0, step=1)
+    with pytest.raises(InvalidArgument, match="64-bit"):
+        rl.log_metric("loss", 2.0, **{field: value})
+    with pytest.raises(InvalidArgument, match="64-bit"):
+        rl.log_metrics({"loss": 3.0, "acc": 0.5}, **{field: value})
+    rl.end_run()
+    assert len(Lake(lake_dir).metric_history(run.info.run_id, "loss")) == 1
+
+
+@pytest.mark.parametrize("field", [2, 3])
+def test_rl_e03c_client_log_batch_beyond_int64_fails_at_the_call(small, field):
+    client, _exp, runs = small
+    point = ["loss", 1.0, 1000, 5]
+    point[field] = BIG
+    with pytest.raises(InvalidArgument):
+        client.log_batch(runs[0], metrics=[tuple(point)])
+    client.flush()
+
+
 def test_rl_e04_cli_max_results_beyond_int64_exits_2_without_traceback(small, lake_dir):
     done = subprocess.run(
         [RUNLAKE, "search", "--lake", lake_dir, "--max-results", str(HUGE)],
@@ -102,6 +126,26 @@ def test_rl_e04_cli_max_results_beyond_int64_exits_2_without_traceback(small, la
         check=False,
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("older_than_s", [float(HUGE) * 86400, float("inf"), float("nan")])
+def test_rl_e04b_retention_window_beyond_int64_is_an_invalid_argument(small, lake_dir, older_than_s):
+    from runlake.lake.maintenance import purge
+
+    with pytest.raises(InvalidArgument, match="older_than"):
+        purge(lake_dir, older_than_s=older_than_s, dry_run=True)
+
+
+def test_rl_e04c_cli_retention_window_beyond_int64_exits_2_without_traceback(small, lake_dir):
+    done = subprocess.run(
+        [RUNLAKE, "retention", "--lake", lake_dir, "--older-than", f"{HUGE}d", "--dry-run"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "older_than" in done.stderr
 
 
 @pytest.mark.parametrize("parent", ["x'\"y", "a b", "", "../etc", "é", "x" * 300])

@@ -55,3 +55,32 @@ def test_rl_x02_the_same_script_with_room_exits_zero(lake_dir):
     lake = Lake(lake_dir)
     (run_id,) = lake.search_run_ids()
     assert len(lake.metric_history(run_id, "loss")) == 300_000
+
+
+IN_RUN = """
+import resource, signal, time
+import runlake.ingest as rl
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+rl.set_experiment("in-run")
+rl.start_run(run_name="fails-inside")
+rl.flush()
+resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+for i in range(300_000):
+    rl.log_metric("loss", 1.0 / (i + 1), step=i)
+time.sleep(3)  # the background flusher fails (and keeps the rows for a retry)
+rl.log_metric("loss", 0.0, step=300_000)  # buffered: the flusher's error is not raised here
+try:
+    rl.end_run()
+except OSError as exc:
+    print("end_run raised", exc.errno)
+"""
+
+
+def test_rl_x03_a_write_failure_inside_a_run_is_reported_and_raised_by_end_run(lake_dir):
+    done = run_python(IN_RUN, env={"RUNLAKE_LAKE": lake_dir, "RUNLAKE_FLUSH_INTERVAL": "1"}, timeout=300)
+    assert "end_run raised 27" in done.stdout, done.stdout + done.stderr
+    # The background flusher says so once, however often it retries.
+    assert done.stderr.count("background flush") == 1, done.stderr
+    # The rows end_run could not write are still lost at exit: the status says so.
+    assert done.returncode == 1 and "300,001 metric points" in done.stderr

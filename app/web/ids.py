@@ -127,6 +127,9 @@ CMP_SPREAD = "cmp-spread"  # the grouped curves' band: min-max, std or none
 
 # -- shell ---------------------------------------------------------------------------------
 DAMAGE_BANNER = "damage-banner"  # "N damaged files skipped: ..." above every page
+DAMAGE_SLOT = "damage-slot"  # where the banner goes (kept up to date by a callback)
+DAMAGE_TICK = "damage-tick"  # its dcc.Interval
+DAMAGE_SHOWN = "damage-shown"  # dcc.Store: the damaged files the banner shows
 
 
 # -- user text inside pattern-matching ids -----------------------------------------------------

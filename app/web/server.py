@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import dash
 import flask
 import werkzeug.exceptions
-from dash import dcc, html
+from dash import Input, Output, State, ctx, dcc, html, no_update
 from werkzeug.exceptions import HTTPException
 
 from runlake.app.settings import Settings, add_ui_arguments
@@ -68,6 +68,7 @@ def create_app(settings: Settings, lake: Lake) -> dash.Dash:
     app.layout = _shell(lake, settings)
     for page in PAGES:
         page.register_callbacks(app, services)
+    _register_damage_banner(app, services)
     artifacts.register_routes(app.server, services)
     # The services of this app: page layouts find them here per request (see _render).
     app.server.config["RUNLAKE_SERVICES"] = services
@@ -104,11 +105,18 @@ def _server_error(error: Exception) -> Any:
     if isinstance(error, HTTPException):
         return error
     # A body whose outputs do not have the shape the callback declares (a list for a MATCH
-    # output) makes Dash refuse the callback's return value: the body was wrong, not the server.
-    malformed = (*_BAD_INPUT, dash.exceptions.InvalidCallbackReturnValue)
+    # output) makes Dash refuse the callback's return value, and one whose inputs, state or
+    # outputs do not match the callback's definition (too many or too few, another component)
+    # makes Dash's request validation raise CallbackException: the body was wrong, not the
+    # server. (PreventUpdate, a CallbackException too, keeps Dash's own 204 handler.)
+    malformed = (*_BAD_INPUT, dash.exceptions.CallbackException)
     if flask.request.path.endswith("_dash-update-component") and isinstance(error, malformed):
         flask.current_app.logger.info("malformed callback body: %r", error)
         return werkzeug.exceptions.BadRequest(f"Malformed callback request: {type(error).__name__}: {error}")
+    # A script or style path Dash does not serve (an unknown library or file under
+    # /_dash-component-suites/): nothing there, not a server fault.
+    if isinstance(error, dash.exceptions.DependencyException):
+        return werkzeug.exceptions.NotFound(str(error))
     flask.current_app.logger.exception("request %s failed", flask.request.path)
     return werkzeug.exceptions.InternalServerError()
 
@@ -119,7 +127,7 @@ def _render(layout: Callable[..., Any], **kwargs: Any) -> Any:
     Every page survives odd data: an unknown id in the URL is a "not found" page, an invalid
     URL value a message, and any other failure an error note on the page (logged with its
     traceback) instead of a blank screen. Damaged part files the lake skipped are announced
-    above the page.
+    above the page by the shell's banner (see ``_register_damage_banner``).
     """
     services: Services = flask.current_app.config["RUNLAKE_SERVICES"]
     try:
@@ -131,8 +139,7 @@ def _render(layout: Callable[..., Any], **kwargs: Any) -> Any:
     except Exception as exc:  # the page must render; the log keeps the traceback
         flask.current_app.logger.exception("page %s failed", layout.__module__)
         page = _problem_page("This page could not be shown", f"{type(exc).__name__}: {exc}")
-    banner = damage_banner(services)
-    return [banner, page] if banner is not None else page
+    return page
 
 
 def _problem_page(title: str, text: str) -> html.Div:
@@ -172,6 +179,26 @@ def damage_banner(services: Services) -> html.Div | None:
     )
 
 
+def _register_damage_banner(app: dash.Dash, services: Services) -> None:
+    """The banner above every page, kept up to date: a damaged file is often found after the
+    page rendered (the run page's charts read the metric files), so the banner is drawn when a
+    page opens and again whenever the damaged files the lake skipped change (checked on a
+    timer: an in-memory list, no I/O)."""
+
+    @app.callback(
+        Output(ids.DAMAGE_SLOT, "children"),
+        Output(ids.DAMAGE_SHOWN, "data"),
+        Input(ids.DAMAGE_TICK, "n_intervals"),
+        Input("_pages_location", "pathname"),
+        State(ids.DAMAGE_SHOWN, "data"),
+    )
+    def show_damage(_tick: Any, _path: Any, shown: Any) -> tuple[Any, list[str]]:
+        paths = [f.path for f in services.lake.damaged_files()]
+        if paths == shown and ctx.triggered_id == ids.DAMAGE_TICK:
+            return no_update, no_update
+        return damage_banner(services), paths
+
+
 def _shell(lake: Lake, settings: Settings) -> html.Div:
     read_only = (
         html.Span(
@@ -200,7 +227,15 @@ def _shell(lake: Lake, settings: Settings) -> html.Div:
                 className="topbar",
                 id=ids.NAV,
             ),
-            html.Main(dash.page_container, className="content"),
+            html.Main(
+                [
+                    html.Div(id=ids.DAMAGE_SLOT),
+                    dcc.Store(id=ids.DAMAGE_SHOWN, data=[]),
+                    dcc.Interval(id=ids.DAMAGE_TICK, interval=int(max(settings.refresh_seconds, 1.0) * 1000)),
+                    dash.page_container,
+                ],
+                className="content",
+            ),
         ],
         # CSS hides every change control of a read-only dashboard; the server refuses them too.
         className="app read-only" if settings.read_only else "app",

@@ -234,6 +234,7 @@ def compact(
         report.before = _counts(fs, root)
         _remove_tmp_files(fs, root, tmp_max_age_s, report)
         _set_aside_damaged(fs, root, report)
+        lost_summaries = summaries_partitions(root, [q["path"] for q in report.quarantined])
         cutoff = time.time() - grace_s
         job = _Job(fs, root, cutoff, target_bytes, report, on_written)
         metric_files = list_files(fs, root, layout.METRICS)
@@ -243,7 +244,12 @@ def compact(
         total = len(partitions) + sum(len(groups) for groups in row_tables.values())
         with Progress("compacting partitions", total, quiet=not progress) as bar:
             for experiment_id in partitions:
-                job.metrics(experiment_id, metric_files.get(experiment_id, []), summary_files.get(experiment_id, []))
+                job.metrics(
+                    experiment_id,
+                    metric_files.get(experiment_id, []),
+                    summary_files.get(experiment_id, []),
+                    resummarize=experiment_id in lost_summaries,
+                )
                 bar.advance()
             for table, groups in row_tables.items():
                 for group_id, files in sorted(groups.items(), key=lambda kv: kv[0] or ""):
@@ -252,6 +258,31 @@ def compact(
         report.after = _counts(fs, root)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def summaries_partitions(root: str, paths: list[str]) -> set[str]:
+    """The experiments whose metric summaries lost a file among ``paths`` (moved to quarantine)."""
+    prefix = layout.LakePaths(root).table_dir(layout.METRIC_SUMMARIES).rstrip("/") + "/"
+    return {e for p in paths if p.startswith(prefix) and (e := writer.partition_of(p)) is not None}
+
+
+def resummarize(fs: pafs.FileSystem, root: str, experiment_ids: set[str], report: CompactionReport) -> None:
+    """Summarise again the metric points of these partitions (a summaries file of each was
+    quarantined). The caller holds the maintenance lease. The new summaries fold with the
+    ones left (latest by step and time, min, max), so nothing is counted twice."""
+    if not experiment_ids:
+        return
+    # A cutoff of 0 merges nothing and removes no summaries file: only new summaries are written.
+    job = _Job(fs, root, 0.0, DEFAULT_TARGET_BYTES, report, None)
+    metric_files = list_files(fs, root, layout.METRICS)
+    summary_files = list_files(fs, root, layout.METRIC_SUMMARIES)
+    for experiment_id in sorted(experiment_ids):
+        job.metrics(
+            experiment_id,
+            metric_files.get(experiment_id, []),
+            summary_files.get(experiment_id, []),
+            resummarize=True,
+        )
 
 
 def _remove_tmp_files(fs: pafs.FileSystem, root: str, max_age_s: float, report: CompactionReport) -> None:
@@ -383,8 +414,28 @@ class _Job:
             self._write(table, merged, experiment_id)
             self._remove(readable)
 
-    def metrics(self, experiment_id: str, metric_files: list[PartFile], summary_files: list[PartFile]) -> None:
-        """Merge one partition's metric points and fold its summaries to one row per (run, key)."""
+    def _summarise(self, points: pa.Table) -> pa.Table:
+        """One summary row per (run_id, key) of distinct ``points``."""
+        return self._sql(
+            "SELECT run_id, key, l.s AS latest_step, l.t AS latest_timestamp, l.v AS latest_value, "
+            f"min_value, max_value, value_count FROM ({_SUMMARIZE_POINTS_SQL})",
+            _points=points,
+        )
+
+    def metrics(
+        self,
+        experiment_id: str,
+        metric_files: list[PartFile],
+        summary_files: list[PartFile],
+        *,
+        resummarize: bool = False,
+    ) -> None:
+        """Merge one partition's metric points and fold its summaries to one row per (run, key).
+
+        ``resummarize``: a summaries file of this partition was quarantined, so the points of
+        the files not merged now are summarised too (their runs' latest, min and max would be
+        missing from searches and the runs table, with the points still there).
+        """
         merged_inputs: list[PartFile] = []
         rebuilt: list[pa.Table] = []
         for group in plan_groups(metric_files, self.cutoff, self.target_bytes, raw_alone=True):
@@ -397,15 +448,17 @@ class _Job:
                 "SELECT DISTINCT * FROM _points ORDER BY run_id, key, step, timestamp, value", _points=points
             )
             self.report.duplicate_points_removed += points.num_rows - merged.num_rows
-            rebuilt.append(
-                self._sql(
-                    "SELECT run_id, key, l.s AS latest_step, l.t AS latest_timestamp, l.v AS latest_value, "
-                    f"min_value, max_value, value_count FROM ({_SUMMARIZE_POINTS_SQL})",
-                    _points=merged,
-                )
-            )
+            rebuilt.append(self._summarise(merged))
             self._write(layout.METRICS, merged, experiment_id)
             merged_inputs += group
+        merged_paths = {f.path for f in merged_inputs}
+        rest = [f for f in metric_files if f.path not in merged_paths] if resummarize else []
+        if rest:
+            try:
+                points, _readable = self._read(layout.METRICS, rest)
+                rebuilt.append(self._summarise(self._sql("SELECT DISTINCT * FROM _points", _points=points)))
+            except FileNotFoundError:
+                pass  # merged by a writer meanwhile: that merge wrote their summaries
         old_summaries = [f for f in summary_files if f.mtime <= self.cutoff]
         if rebuilt or len(old_summaries) > 1:
             parts = []

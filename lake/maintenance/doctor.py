@@ -19,7 +19,13 @@ from runlake.core import damage, layout, rows, vocab, writer
 from runlake.core.batch import Buffer
 from runlake.core.lease import maintenance_lease, stale_leases
 from runlake.lake.maintenance.common import human_bytes, list_tmp_files
-from runlake.lake.maintenance.compaction import DEFAULT_TMP_MAX_AGE_S, resolve
+from runlake.lake.maintenance.compaction import (
+    DEFAULT_TMP_MAX_AGE_S,
+    CompactionReport,
+    resolve,
+    resummarize,
+    summaries_partitions,
+)
 from runlake.lake.sql import q
 
 
@@ -38,6 +44,8 @@ class DoctorReport:
     name_tags_written: int = 0
     repaired: bool = False
     quarantined: list[dict[str, str]] = field(default_factory=list)
+    # Experiments whose metric points were summarised again (a summaries file was quarantined).
+    summaries_rebuilt: list[str] = field(default_factory=list)
     in_quarantine: int = 0
     seconds: float = 0.0
 
@@ -79,6 +87,11 @@ class DoctorReport:
         if self.repaired:
             lines.append(f"quarantined {len(self.quarantined):,} file(s) (moved, not deleted):")
             lines += [f"  {q['path']} -> {q['quarantined_to']}" for q in self.quarantined]
+            if self.summaries_rebuilt:
+                lines.append(
+                    f"summarised the metric points of {len(self.summaries_rebuilt):,} experiment(s) again "
+                    "(their summaries file was quarantined)"
+                )
             if self.name_tags_written:
                 lines.append(f"wrote the mlflow.runName tag of {self.name_tags_written:,} run(s)")
         elif self.problems:
@@ -167,6 +180,15 @@ def _repair(fs: pafs.FileSystem, root: str, report: DoctorReport, wait_s: float)
                 move(item["path"], item["reason"])
         for item in report.stale_temporaries:
             move(item["path"], "temporary file of a writer that died mid-write")
+        # A quarantined summaries file held the latest/min/max of runs whose points are still
+        # in the lake: summarise those points again, or searches on their metrics miss them.
+        lost = summaries_partitions(root, [q["path"] for q in report.quarantined])
+        if lost:
+            again = CompactionReport()
+            resummarize(fs, root, lost, again)
+            report.summaries_rebuilt = sorted(lost)
+            report.quarantined += again.quarantined
+            report.unreadable += [{"path": u["path"], "reason": u["reason"]} for u in again.unreadable]
 
 
 def _runs_without_name_tag(fs: pafs.FileSystem, root: str) -> list[tuple[str, str, str]]:

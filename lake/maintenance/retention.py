@@ -14,6 +14,7 @@ other rows and its artifacts are gone, so the run does not come back.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -34,7 +35,14 @@ from runlake.lake.maintenance.common import (
     human_bytes,
     list_files,
 )
-from runlake.lake.maintenance.compaction import quarantine_lines, resolve, set_aside
+from runlake.lake.maintenance.compaction import (
+    CompactionReport,
+    quarantine_lines,
+    resolve,
+    resummarize,
+    set_aside,
+    summaries_partitions,
+)
 from runlake.lake.sql import q
 
 DEFAULT_OLDER_THAN_S = 30 * 86_400
@@ -123,19 +131,34 @@ def purge(
     Returns:
         The runs purged, rows removed per table, bytes freed and per-run artifact failures.
     """
-    if older_than_s < 0:
-        from runlake.core.errors import InvalidArgument
+    from runlake.core.errors import InvalidArgument
 
+    if older_than_s < 0:
         raise InvalidArgument(f"older_than must not be negative, got {older_than_s}")
+    now = now_ms if now_ms is not None else layout.now_ms()
+    # A window reaching back past the 64-bit millisecond range (``--older-than 1e23d``) is an
+    # argument error like every other number beyond int64, not an overflow later on.
+    if not math.isfinite(older_than_s) or now - older_than_s * 1000 < -(2**63):
+        raise InvalidArgument(
+            f"older_than reaches back beyond the 64-bit millisecond range, got {older_than_s:g} seconds"
+        )
     fs, root = resolve(location)
     started = time.perf_counter()
-    cutoff = (now_ms if now_ms is not None else layout.now_ms()) - int(older_than_s * 1000)
+    cutoff = now - int(older_than_s * 1000)
     report = RetentionReport(cutoff_ms=cutoff, dry_run=dry_run, rows_removed={t: 0 for t in _RUN_TABLES})
     if dry_run:
         _dry_run(fs, root, report)
     else:
         with maintenance_lease(fs, root, "retention", wait_s=wait_s):
             _purge(fs, root, report, progress, on_rewritten)
+            # A quarantined summaries file held the summaries of runs that stay too: their
+            # points are summarised again, so searches on their metrics still find them.
+            lost = summaries_partitions(root, [q["path"] for q in report.quarantined])
+            if lost:
+                again = CompactionReport()
+                resummarize(fs, root, lost, again)
+                report.quarantined += again.quarantined
+                report.unreadable += again.unreadable
     report.seconds = time.perf_counter() - started
     return report
 

@@ -159,3 +159,41 @@ def test_rl_f02_grid_requests_are_parsed_by_type(app, client, request_value, sto
 def test_rl_f03_bodies_dash_cannot_dispatch_are_4xx(client, raw):
     response = client.post("/_dash-update-component", data=raw, headers={**HOST, "Content-Type": "application/json"})
     assert 400 <= response.status_code < 500, response.status_code
+
+
+def _misshapen(app: Any) -> list[tuple[str, dict[str, Any]]]:
+    """Bodies naming a real callback whose inputs, state or outputs do not match its definition."""
+    bodies = []
+    for name, callback in app.callback_map.items():
+        if callback.get("clientside_function") or callback.get("callback") is None:
+            continue
+        inputs = [_entry(i, None) for i in callback["inputs"]]
+        state = [_entry(s, None) for s in callback["state"]]
+        base = {"output": name, "outputs": _outputs(callback["output"]), "inputs": inputs, "state": state}
+        stranger = {"id": "no-such-component", "property": "value", "value": 1}
+        outputs = base["outputs"]
+        variants = {
+            "extra input": {**base, "inputs": [*inputs, stranger]},
+            "missing input": {**base, "inputs": inputs[:-1]},
+            "extra state": {**base, "state": [*state, stranger]},
+            "no outputs": {k: v for k, v in base.items() if k != "outputs"},
+            "other output": {**base, "outputs": [stranger] * len(outputs) if isinstance(outputs, list) else stranger},
+            "changed without a dot": {**base, "changedPropIds": ["nodot"]},
+        }
+        bodies += [(f"{name} {variant}", body) for variant, body in variants.items()]
+    return bodies
+
+
+def test_rl_f04_bodies_that_do_not_match_the_callback_definition_are_4xx(app, client):
+    """What Dash's own request validation refuses (CallbackException) is a bad request too."""
+    failures = []
+    for name, body in _misshapen(app):
+        response = client.post("/_dash-update-component", json=body, headers=HOST)
+        if not 200 <= response.status_code < 500:
+            failures.append((name, response.status_code))
+    assert not failures, failures[:10]
+
+
+@pytest.mark.parametrize("path", ["/_dash-component-suites/x/y.js", "/_dash-component-suites/dash/nope.js"])
+def test_rl_f05_unknown_dash_resources_are_404(client, path):
+    assert client.get(path, headers=HOST).status_code == 404

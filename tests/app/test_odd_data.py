@@ -271,3 +271,85 @@ def test_rl_o09_read_only_dashboard_hides_and_refuses_changes(dash_duo, odd):
     response = client.post("/_dash-update-component", json=body, headers={"Host": "localhost"})
     assert response.status_code == 200 and "read-only" in response.get_data(as_text=True)
     assert Lake(root).get_run(made["plain"]).info["run_name"] == "plain"
+
+
+@pytest.fixture
+def sparse(tmp_path):
+    """Runs with non-finite values or nothing at all, a deleted run, an experiment whose every
+    run is deleted: (root, {name: id})."""
+    root = str(tmp_path / "lake")
+    client = LakeClient(root)
+    emptied = client.create_experiment("every run deleted")
+    gone = client.create_run(emptied, run_name="gone")
+    client.log_metric(gone, "loss", 1.0, step=0)
+    client.set_terminated(gone)
+    client.delete_run(gone)
+    exp = client.create_experiment("values")
+    odd = client.create_run(exp, run_name="non-finite")
+    points = [("loss", v, 1000 + s, s) for s, v in enumerate([float("nan"), float("inf"), float("-inf"), 0.5])]
+    client.log_batch(odd, metrics=[*points, ("acc", float("inf"), 1000, 0)], params={"lr": "nan"})
+    client.set_terminated(odd)
+    bare = client.create_run(exp, run_name="bare")  # no metrics, params or user tags
+    client.set_terminated(bare)
+    client.flush()
+    return root, {"emptied": emptied, "exp": exp, "gone": gone, "odd": odd, "bare": bare}
+
+
+def _not_a_problem_page(duo) -> None:
+    assert duo.driver.find_elements("css selector", ".page-problem") == []
+
+
+def test_rl_o10_nan_inf_bare_and_deleted_runs_render_on_every_page(dash_duo, sparse):
+    root, made = sparse
+    dash_duo.start_server(_app(root))
+    dash_duo.wait_for_element(f"#{ids.EXP_GRID} .ag-row", timeout=15)
+    grid = Grid(dash_duo, ids.EXP_GRID)
+    until(lambda: sorted(grid.column("name")) == ["every run deleted", "values"], timeout=10)
+    names = grid.column("name")
+    assert grid.column("last_run_text")[names.index("every run deleted")] == "—"
+    _open(dash_duo, f"/runs?experiments={made['emptied']}")
+    dash_duo.wait_for_contains_text(f"#{ids.RUNS_EMPTY}", "No runs", timeout=15)
+    _not_a_problem_page(dash_duo)
+    _open(dash_duo, f"/runs?experiments={made['exp']}")
+    dash_duo.wait_for_element(f"#{ids.RUNS_GRID} .ag-row .run-link", timeout=15)
+    dash_duo.wait_for_contains_text(f"#{ids.RUNS_COUNT}", "2 runs match", timeout=15)
+    _open(dash_duo, f"/runs/{made['odd']}")
+    dash_duo.wait_for_element(f"#{ids.RUN_CHARTS} .js-plotly-plot .main-svg", timeout=15)
+    _not_a_problem_page(dash_duo)
+    _open(dash_duo, f"/runs/{made['bare']}")
+    dash_duo.wait_for_contains_text(f"#{ids.RUN_NAME}", "bare", timeout=15)
+    _not_a_problem_page(dash_duo)
+    _open(dash_duo, f"/runs/{made['gone']}")
+    dash_duo.wait_for_contains_text(f"#{ids.RUN_NAME}", "gone", timeout=15)
+    dash_duo.wait_for_element(f"#{ids.RUN_RESTORE}", timeout=10)
+    _not_a_problem_page(dash_duo)
+    _open(dash_duo, f"/compare?runs={made['odd']},{made['bare']},{made['gone']}")
+    dash_duo.wait_for_element(f"#{ids.CMP_PLOT}-curves .js-plotly-plot .main-svg", timeout=30)
+    _not_a_problem_page(dash_duo)
+    assert [entry["message"] for entry in severe_logs(dash_duo)] == []
+
+
+def test_rl_o11_a_damaged_file_found_after_the_page_rendered_shows_the_banner(dash_duo, tmp_path):
+    """Only a metrics file is damaged: the lake finds out when the run page's charts read it,
+    after the page itself rendered; the banner comes up on that page without a reload."""
+    import pyarrow.parquet as pq
+
+    root = str(tmp_path / "lake")
+    client = LakeClient(root)
+    exp = client.create_experiment("late damage")
+    for name in ("first", "second"):
+        run = client.create_run(exp, run_name=name)
+        client.log_batch(run, metrics=[("loss", 1.0 / (s + 1), 1000 + s, s) for s in range(20)])
+        client.set_terminated(run)
+        client.flush()
+    fs, lake_root = layout.resolve_lake(root)
+    victim = writer.list_dir_parts(fs, layout.LakePaths(lake_root).partition_dir(layout.METRICS, exp))[0].path
+    (run_id,) = set(pq.read_table(victim, columns=["run_id"])["run_id"].to_pylist())
+    data = Path(victim).read_bytes()
+    Path(victim).write_bytes(data[: len(data) // 2])
+    dash_duo.start_server(_app(root))
+    _open(dash_duo, f"/runs/{run_id}")
+    dash_duo.wait_for_element(f"#{ids.RUN_CHARTS} .js-plotly-plot", timeout=15)
+    dash_duo.wait_for_contains_text(f"#{ids.DAMAGE_BANNER}", "1 damaged file skipped", timeout=15)
+    assert victim in dash_duo.find_element(f"#{ids.DAMAGE_BANNER}").text
+    assert severe_logs(dash_duo) == []

@@ -220,7 +220,11 @@ def _params(params: dict[str, str]) -> Any:
 
 def _metrics(record: RunRecord, running: bool) -> Any:
     if not record.metrics and not running:
-        return html.Span("No metrics logged.", className="muted")
+        # The live switch stays in the page (hidden, off): the status callback takes it as an
+        # input beside the page's tick, and Dash reports an input missing from the layout as
+        # an error in the browser.
+        live_off = dcc.Checklist(id=ids.RUN_LIVE, options=[], value=[], style=HIDDEN)
+        return html.Div([html.Span("No metrics logged.", className="muted"), live_off])
     rows = [
         (long_text(key, 80), _num(s["latest"]), _num(s["min"]), _num(s["max"]), format_number(s.get("step")))
         for key, s in sorted(record.metric_stats.items())
