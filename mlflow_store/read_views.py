@@ -24,7 +24,6 @@ import json
 import math
 import os
 import re
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -222,12 +221,16 @@ def history_json(metric_key: str, columns: tuple[list[int], list[int], list[floa
 
 # -- the views ------------------------------------------------------------------------------------
 def _mlflow_handles_it() -> bool:
-    """Whether MLflow's handler must answer whatever the request: artifacts-only mode, or
-    MLflow's own auth app, whose experiment filter lives in MLflow's search handler."""
+    """Whether MLflow's handler must answer whatever the request: artifacts-only mode.
+
+    MLflow's search handler also narrows the experiment ids through its basic-auth app's
+    permissions when ``mlflow.server.auth`` imports (it imports whenever Flask-WTF is installed,
+    auth app or not). ``runlake server`` never runs that app - its credentials file admits a
+    caller to everything or nothing - so there are no per-experiment permissions to apply.
+    """
     from mlflow.server import ARTIFACTS_ONLY_ENV_VAR
 
-    auth = sys.modules.get("mlflow.server.auth")
-    return bool(os.environ.get(ARTIFACTS_ONLY_ENV_VAR)) or bool(getattr(auth, "auth_config", None))
+    return bool(os.environ.get(ARTIFACTS_ONLY_ENV_VAR))
 
 
 def _store() -> Any:

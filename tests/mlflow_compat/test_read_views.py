@@ -605,3 +605,18 @@ def test_the_model_registry_is_refused_alike_through_the_plugin_and_the_server(s
     # A registry of its own beside the lake still works.
     client = MlflowClient(f"runlake://{lake}", registry_uri=f"sqlite:///{tmp_path}/registry.db")
     assert client.create_registered_model("m").name == "m"
+
+
+def test_in_artifacts_only_mode_mlflows_handlers_answer(app, monkeypatch):
+    from mlflow.server import ARTIFACTS_ONLY_ENV_VAR
+
+    flask_app, _ = app
+    monkeypatch.setenv(ARTIFACTS_ONLY_ENV_VAR, "true")
+    for path, method, request in (
+        ("/api/2.0/mlflow/runs/search", "POST", {"json": {"experiment_ids": ["0"]}}),
+        ("/api/2.0/mlflow/metrics/get-history", "GET", {"query_string": "run_id=r&metric_key=k"}),
+    ):
+        view = flask_app.view_functions[flask_app.url_map.bind("").match(path, method)[0]]
+        with flask_app.test_request_context(path, method=method, **request):
+            response = view()
+        assert response.status_code == 503 and b"artifacts-only" in response.get_data()
