@@ -29,9 +29,11 @@ def tracking_store(store_uri: str, artifact_uri: str | None = None) -> RunlakeSt
     A process keeps one store per lake (and artifact root), so every ``MlflowClient`` shares
     one buffer, one background flusher and one DuckDB reader; a forked child gets its own.
     """
+    from runlake.mlflow_store.errors import register_no_model_registry
     from runlake.mlflow_store.store import RunlakeStore
     from runlake.mlflow_store.uri import lake_location
 
+    register_no_model_registry()
     key = (lake_location(store_uri), artifact_uri, os.getpid())
     with _lock:
         store = _stores.get(key)

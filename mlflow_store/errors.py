@@ -79,3 +79,32 @@ def unsupported_as_mlflow(cls: type) -> type:
 
         setattr(cls, name, make(original, name))
     return cls
+
+
+def no_model_registry(store_uri: str, *args: Any, **kwargs: Any) -> Any:
+    """MLflow's model-registry store factory for ``runlake:`` URIs: a lake has no registry.
+
+    The error is the one MLflow's own server answers when its backend has no registry store
+    (``runlake server`` included): INVALID_PARAMETER_VALUE, "Model registry functionality is
+    unavailable; got unsupported URI ...". Without this factory MLflow's client, in process,
+    would say FEATURE_DISABLED for the same call, so the plugin and the server would disagree.
+    It is a plain ``MlflowException``, not MLflow's ``UnsupportedModelRegistryStoreURIException``,
+    which the client turns into FEATURE_DISABLED. A registry URI of its own
+    (``MLFLOW_REGISTRY_URI=sqlite:///...``) still gives a working registry beside the lake.
+    """
+    from mlflow.tracking._model_registry.utils import _get_store_registry
+    from mlflow.tracking.registry import UnsupportedModelRegistryStoreURIException
+
+    schemes = [s for s in _get_store_registry()._registry if s != "runlake"]
+    message = UnsupportedModelRegistryStoreURIException(store_uri, schemes).message
+    raise MlflowException(message, INVALID_PARAMETER_VALUE)
+
+
+def register_no_model_registry() -> None:
+    """Answer model-registry calls on ``runlake:`` URIs with :func:`no_model_registry` (MLflow's
+    registry looks stores up by URI scheme, as it does tracking stores)."""
+    from mlflow.tracking._model_registry.utils import _get_store_registry
+
+    registry = _get_store_registry()
+    if "runlake" not in registry._registry:
+        registry.register("runlake", no_model_registry)

@@ -243,9 +243,10 @@ def build_app(
     os.environ[ARTIFACTS_DESTINATION_ENV_VAR] = artifacts_destination(lake)
     from mlflow.server import app as mlflow_app
 
-    from runlake.mlflow_store import fastpath, tracking_store
+    from runlake.mlflow_store import fastpath, read_views, tracking_store
 
     fastpath.install(mlflow_app)
+    read_views.install(mlflow_app)
     tracking_store(tracking_uri(lake), "mlflow-artifacts:/")  # open the lake now: errors show at start
     return Guard(mlflow_app.wsgi_app, credentials, max_request_bytes, max_artifact_bytes)
 
