@@ -54,8 +54,18 @@ from mlflow.store.tracking import SEARCH_MAX_RESULTS_DEFAULT, SEARCH_MAX_RESULTS
 from mlflow.store.tracking.abstract_store import AbstractStore
 from mlflow.utils.name_utils import _generate_random_name
 from mlflow.utils.search_utils import SearchExperimentsUtils, SearchLoggedModelsUtils
+from mlflow.utils.validation import (
+    _validate_batch_log_data,
+    _validate_batch_log_limits,
+    _validate_experiment_name,
+    _validate_experiment_tag,
+    _validate_metric,
+    _validate_param,
+    _validate_tag,
+)
 
 from runlake.core import layout, vocab, writer
+from runlake.core.errors import InvalidArgument
 from runlake.ingest import LakeClient
 from runlake.lake import Lake
 from runlake.lake.search.results import Search, decode_token, encode_token, search_ids
@@ -94,6 +104,21 @@ def _status(run_status: Any) -> str | None:
     if run_status is None:
         return None
     return str(RunStatus.to_string(run_status)) if isinstance(run_status, int) else str(run_status)
+
+
+def _check_max_results(max_results: Any) -> None:
+    """MLflow's SQL store's check of a search's ``max_results``, with its messages."""
+    if not isinstance(max_results, int) or isinstance(max_results, bool) or max_results < 1:
+        raise MlflowException(
+            f"Invalid value {max_results} for parameter 'max_results' supplied. It must be a positive integer",
+            INVALID_PARAMETER_VALUE,
+        )
+    if max_results > SEARCH_MAX_RESULTS_THRESHOLD:
+        raise MlflowException(
+            f"Invalid value {max_results} for parameter 'max_results' supplied. It must be at most "
+            f"{SEARCH_MAX_RESULTS_THRESHOLD}",
+            INVALID_PARAMETER_VALUE,
+        )
 
 
 _open_stores: weakref.WeakSet[RunlakeStore] = weakref.WeakSet()
@@ -205,16 +230,7 @@ class RunlakeStore(AbstractStore):
         order_by: Sequence[str] | None = None,
         page_token: str | None = None,
     ) -> PagedList[Experiment]:
-        if not isinstance(max_results, int) or max_results < 1:
-            raise MlflowException(
-                f"Invalid value for max_results. It must be a positive integer, but got {max_results}",
-                INVALID_PARAMETER_VALUE,
-            )
-        if max_results > SEARCH_MAX_RESULTS_THRESHOLD:
-            raise MlflowException(
-                f"Invalid value for max_results. It must be at most {SEARCH_MAX_RESULTS_THRESHOLD}, but got {max_results}",
-                INVALID_PARAMETER_VALUE,
-            )
+        _check_max_results(max_results)
         stages = LifecycleStage.view_type_to_stages(view_type)
         tagged = self.docs.keys(EXPERIMENT_TAGS)
         experiments = [
@@ -231,10 +247,11 @@ class RunlakeStore(AbstractStore):
     def create_experiment(
         self, name: str, artifact_location: str | None = None, tags: Sequence[ExperimentTag] | None = None
     ) -> str:
-        if not isinstance(name, str) or not name.strip():
-            raise MlflowException(
-                "Invalid experiment name: an experiment name must be a non-empty string", INVALID_PARAMETER_VALUE
-            )
+        _validate_experiment_name(name)  # MLflow's checks and messages (None, '', too long, not a string)
+        if not name.strip():
+            raise MlflowException(f"Invalid experiment name: '{name}'", INVALID_PARAMETER_VALUE)
+        for tag in tags or []:
+            _validate_experiment_tag(tag.key, tag.value)
         existing = self.client.store.experiments()
         twin = next((row for row in existing.values() if row.get("name") == name), None)
         if twin is not None:
@@ -312,14 +329,16 @@ class RunlakeStore(AbstractStore):
         row = self._experiment_row(experiment_id)
         if row.get("lifecycle_stage") != LifecycleStage.ACTIVE:
             raise MlflowException("Cannot rename a non-active experiment.", INVALID_PARAMETER_VALUE)
-        if not isinstance(new_name, str) or not new_name.strip():
-            raise MlflowException("Invalid experiment name: it must be a non-empty string", INVALID_PARAMETER_VALUE)
+        _validate_experiment_name(new_name)
+        if not new_name.strip():
+            raise MlflowException(f"Invalid experiment name: '{new_name}'", INVALID_PARAMETER_VALUE)
         if any(r.get("name") == new_name for r in self.client.store.experiments().values()):
             raise MlflowException(f"Experiment(name={new_name}) already exists.", RESOURCE_ALREADY_EXISTS)
         self._write_experiment_change(str(experiment_id), name=new_name)
 
     @mlflow_errors
     def set_experiment_tag(self, experiment_id: str, tag: ExperimentTag) -> None:
+        _validate_experiment_tag(tag.key, tag.value)
         row = self._experiment_row(experiment_id)
         if row.get("lifecycle_stage") != LifecycleStage.ACTIVE:
             raise MlflowException(
@@ -506,23 +525,34 @@ class RunlakeStore(AbstractStore):
         tags: Sequence[RunTag] | None,
     ) -> None:
         self._check_active(run_id)
+        metrics, params, tags = list(metrics or []), list(params or []), list(tags or [])
+        _validate_batch_log_limits(metrics, params, tags)
+        # MLflow's checks of params and tags, with its messages; values over MLflow's limits are
+        # truncated with a warning, as MLflow's stores do, unless MLFLOW_TRUNCATE_LONG_VALUES=false.
+        # (Metrics are checked by runlake as they are buffered: cheaper for large batches; MLflow's
+        # check runs only to word the error of a batch runlake refused.)
+        _, params, tags = _validate_batch_log_data([], params, tags)
         param_map: dict[str, Any] = {}
-        for param in params or []:
+        for param in params:
             if param.key in param_map and param_map[param.key] != param.value:
                 raise MlflowException(
                     f"Duplicate parameter keys have been submitted with different values: {param.key}",
                     INVALID_PARAMETER_VALUE,
                 )
             param_map[param.key] = param.value
-        tag_map = {t.key: t.value for t in tags or []}
-        points = [(m.key, m.value, m.timestamp, m.step) for m in metrics or []]
+        tag_map = {t.key: t.value for t in tags}
+        points = [(m.key, m.value, m.timestamp, m.step) for m in metrics]
         by_model: dict[str, list[dict[str, Any]]] = {}
-        for m in metrics or []:
+        for m in metrics:
             if m.model_id:
                 by_model.setdefault(str(m.model_id), []).append({**m.to_dictionary(), "run_id": run_id})
         for model_id in by_model:
             self._load_model(model_id)  # a metric for a model that does not exist is refused, as in MLflow
-        self.client.log_batch(run_id, metrics=points, params=param_map, tags=tag_map)
+        try:
+            self.client.log_batch(run_id, metrics=points, params=param_map, tags=tag_map)
+        except InvalidArgument:
+            _validate_batch_log_data(metrics, [], [])  # MLflow's own words, where it refuses too
+            raise
         # MLflow 3 links a metric logged with ``model_id`` to that logged model as well (its
         # ``LoggedModel.metrics``, what ``search_logged_models`` filters on): one document per
         # model and batch, beside the run's own history.
@@ -530,6 +560,16 @@ class RunlakeStore(AbstractStore):
             self.docs.add(MODEL_METRICS, model_id, {"metrics": linked})
         if tag_map.get(vocab.RUN_NAME_TAG):
             self.client.rename_run(run_id, tag_map[vocab.RUN_NAME_TAG])
+
+    def log_metric(self, run_id: str, metric: Metric) -> None:
+        _validate_metric(metric.key, metric.value, metric.timestamp, metric.step)
+        self.log_batch(run_id, [metric], [], [])
+
+    def log_param(self, run_id: str, param: Param) -> None:
+        self.log_batch(run_id, [], [_validate_param(param.key, param.value)], [])
+
+    def set_tag(self, run_id: str, tag: RunTag) -> None:
+        self.log_batch(run_id, [], [], [_validate_tag(tag.key, tag.value)])
 
     @mlflow_errors
     def delete_tag(self, run_id: str, key: str) -> None:
@@ -547,9 +587,9 @@ class RunlakeStore(AbstractStore):
             Metric(metric_key, float(v), int(t), int(s))
             for s, t, v in zip(frame["step"].tolist(), frame["timestamp"].tolist(), frame["value"].tolist())
         ]
+        start = decode_token(page_token)  # a token not made here is refused, with or without max_results
         if max_results is None:
-            return PagedList(points, None)
-        start = decode_token(page_token)
+            return PagedList(points[start:], None)
         end = start + int(max_results)
         return PagedList(points[start:end], encode_token(end) if end < len(points) else None)
 
@@ -564,12 +604,7 @@ class RunlakeStore(AbstractStore):
         order_by: Sequence[str] | None,
         page_token: str | None,
     ) -> tuple[list[Run], str | None]:
-        if not isinstance(max_results, int) or max_results < 1 or max_results > SEARCH_MAX_RESULTS_THRESHOLD:
-            raise MlflowException(
-                "Invalid value for request parameter max_results. It must be at most "
-                f"{SEARCH_MAX_RESULTS_THRESHOLD}, but got value {max_results}",
-                INVALID_PARAMETER_VALUE,
-            )
+        _check_max_results(max_results)
         # MLflow searches the experiments that exist and ignores the others.
         known = self.client.store.experiments()
         scope = [str(e) for e in experiment_ids or [] if str(e) in known]

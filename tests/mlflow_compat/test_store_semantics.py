@@ -1,0 +1,104 @@
+"""The plugin store answers as MLflow's own stores do where MLflow's store test suite checks them.
+
+Found by running MLflow's tracking-store tests against the plugin (scripts/mlflow_store_suite.py);
+each test here calls the store MLflow's client resolves for a ``runlake:`` URI, with the real
+``mlflow`` package, and checks the behaviour or message MLflow's SQL store gives.
+"""
+
+from __future__ import annotations
+
+import mlflow
+import pytest
+from mlflow.entities import ExperimentTag, Metric, Param, RunTag, ViewType
+from mlflow.exceptions import MlflowException
+from mlflow.utils.validation import (
+    MAX_EXPERIMENT_NAME_LENGTH,
+    MAX_EXPERIMENT_TAG_VAL_LENGTH,
+    MAX_PARAM_VAL_LENGTH,
+    MAX_TAG_VAL_LENGTH,
+)
+
+
+@pytest.fixture
+def store(lake_uri):
+    from mlflow.tracking._tracking_service.utils import _get_store
+
+    return _get_store(lake_uri[1])
+
+
+@pytest.fixture
+def run_id(store):
+    experiment_id = store.create_experiment("semantics")
+    return store.create_run(experiment_id, "user", 0, [], "r").info.run_id
+
+
+def test_long_param_and_tag_values_are_truncated_as_in_mlflow(store, run_id, monkeypatch):
+    # MLflow's stores truncate values over the limit (with a warning) unless told not to.
+    store.log_param(run_id, Param("long", "x" * (MAX_PARAM_VAL_LENGTH + 1)))
+    store.set_tag(run_id, RunTag("long", "y" * (MAX_TAG_VAL_LENGTH + 5)))
+    store.log_batch(run_id, [], [Param("long2", "z" * (MAX_PARAM_VAL_LENGTH + 9))], [])
+    data = store.get_run(run_id).data
+    assert data.params["long"] == "x" * MAX_PARAM_VAL_LENGTH
+    assert data.params["long2"] == "z" * MAX_PARAM_VAL_LENGTH
+    assert data.tags["long"] == "y" * MAX_TAG_VAL_LENGTH
+
+    monkeypatch.setenv("MLFLOW_TRUNCATE_LONG_VALUES", "false")
+    with pytest.raises(MlflowException, match="exceeds the maximum length") as err:
+        store.log_param(run_id, Param("other", "x" * (MAX_PARAM_VAL_LENGTH + 1)))
+    assert err.value.error_code == "INVALID_PARAMETER_VALUE"
+    with pytest.raises(MlflowException, match=f"exceeds the maximum length of {MAX_TAG_VAL_LENGTH} characters"):
+        store.set_tag(run_id, RunTag("other", "y" * (MAX_TAG_VAL_LENGTH + 1)))
+    assert "other" not in store.get_run(run_id).data.params
+
+
+def test_invalid_metrics_get_mlflows_messages(store, run_id):
+    with pytest.raises(MlflowException, match=r"Missing value for required parameter 'value'"):
+        store.log_metric(run_id, Metric("m", None, 0, 0))
+    with pytest.raises(MlflowException, match=r"Missing value for required parameter 'metrics\[0\]\.value'"):
+        store.log_batch(run_id, [Metric("m", None, 0, 0)], [], [])
+    with pytest.raises(MlflowException, match=r"Invalid value \"text\" for parameter 'metrics\[1\]\.value'") as err:
+        store.log_batch(run_id, [Metric("m", 1.0, 0, 0), Metric("m", "text", 0, 1)], [], [])
+    assert err.value.error_code == "INVALID_PARAMETER_VALUE"
+
+
+def test_experiment_names_and_tags_get_mlflows_checks(store):
+    with pytest.raises(MlflowException, match="Invalid experiment name: 'None'"):
+        store.create_experiment(None)
+    with pytest.raises(MlflowException, match="Invalid experiment name: ''"):
+        store.create_experiment("")
+    with pytest.raises(MlflowException, match="'name' exceeds the maximum length"):
+        store.create_experiment("x" * (MAX_EXPERIMENT_NAME_LENGTH + 1))
+    experiment_id = store.create_experiment("tagged")
+    with pytest.raises(MlflowException, match="'name' exceeds the maximum length"):
+        store.rename_experiment(experiment_id, "x" * (MAX_EXPERIMENT_NAME_LENGTH + 1))
+    too_long = ExperimentTag("k", "v" * (MAX_EXPERIMENT_TAG_VAL_LENGTH + 1))
+    with pytest.raises(MlflowException, match=f"exceeds the maximum length of {MAX_EXPERIMENT_TAG_VAL_LENGTH}"):
+        store.set_experiment_tag(experiment_id, too_long)
+    with pytest.raises(MlflowException, match="exceeds the maximum length"):
+        store.create_experiment("tagged-too-long", tags=[too_long])
+    assert store.get_experiment_by_name("tagged-too-long") is None
+    assert "k" not in store.get_experiment(experiment_id).tags
+
+
+def test_search_max_results_get_mlflows_messages(store, run_id):
+    for bad in (None, 0):
+        with pytest.raises(MlflowException, match=f"Invalid value {bad} for parameter 'max_results' supplied"):
+            store.search_experiments(max_results=bad)
+    with pytest.raises(MlflowException, match="Invalid value 50001 for parameter 'max_results' supplied"):
+        store.search_experiments(max_results=50001)
+    experiment_id = store.get_run(run_id).info.experiment_id
+    with pytest.raises(MlflowException, match="Invalid value 50001 for parameter 'max_results' supplied") as err:
+        store.search_runs([experiment_id], "", ViewType.ALL, max_results=50001)
+    assert err.value.error_code == "INVALID_PARAMETER_VALUE"
+
+
+def test_metric_history_refuses_a_foreign_page_token_without_max_results(store, run_id):
+    for step in range(3):
+        store.log_metric(run_id, Metric("m", float(step), 1000 + step, step))
+    with pytest.raises(MlflowException, match="Invalid page token") as err:
+        store.get_metric_history(run_id, "m", page_token="invalid_token")
+    assert err.value.error_code == "INVALID_PARAMETER_VALUE"
+    first = store.get_metric_history(run_id, "m", max_results=2)
+    rest = store.get_metric_history(run_id, "m", page_token=first.token)
+    assert [m.step for m in first] + [m.step for m in rest] == [0, 1, 2]
+    assert mlflow.MlflowClient().get_metric_history(run_id, "m")[-1].value == 2.0
