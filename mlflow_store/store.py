@@ -64,12 +64,12 @@ from mlflow.utils.validation import (
     _validate_tag,
 )
 
-from runlake.core import layout, vocab, writer
+from runlake.core import layout, rows, vocab, writer
 from runlake.core.errors import InvalidArgument
 from runlake.ingest import LakeClient
 from runlake.lake import Lake
 from runlake.lake.search.results import Search, decode_token, encode_token, search_ids
-from runlake.lake.sql import indexed_ids, join
+from runlake.lake.sql import indexed_ids, join, q
 from runlake.mlflow_store import uri
 from runlake.mlflow_store.documents import (
     EXPERIMENT_TAGS,
@@ -314,6 +314,7 @@ class RunlakeStore(AbstractStore):
             raise MlflowException("Cannot delete the default experiment '0'.", INVALID_PARAMETER_VALUE)
         self._experiment_row(experiment_id)
         self._write_experiment_change(experiment_id, lifecycle_stage=LifecycleStage.DELETED)
+        self._set_runs_stage(experiment_id, deleted=True)
 
     @mlflow_errors
     def restore_experiment(self, experiment_id: str) -> None:
@@ -323,6 +324,24 @@ class RunlakeStore(AbstractStore):
                 f"Cannot restore an active experiment. experiment_id={experiment_id}", INVALID_PARAMETER_VALUE
             )
         self._write_experiment_change(str(experiment_id), lifecycle_stage=LifecycleStage.ACTIVE)
+        self._set_runs_stage(str(experiment_id), deleted=False)
+
+    def _set_runs_stage(self, experiment_id: str, *, deleted: bool) -> None:
+        """Delete or restore every run of an experiment with it, as MLflow's SQL store does: the
+        runs of a deleted experiment are deleted runs (refused further logging, found by
+        DELETED_ONLY searches, purged by retention), and restoring the experiment restores them all."""
+        stage = LifecycleStage.DELETED if deleted else LifecycleStage.ACTIVE
+        db = self.lake.connection
+        with db.fresh():
+            found = db.rows(q("SELECT run_id, lifecycle_stage FROM runs WHERE experiment_id = ?", experiment_id))
+        now = layout.now_ms()
+        changed = [run_id for run_id, current in found if current != stage]
+        if changed:
+            self.client.store.add_rows(
+                layout.RUNS, experiment_id, [rows.lifecycle_row(run_id, deleted=deleted, now=now) for run_id in changed]
+            )
+        for run_id, _ in found:
+            self._stages[run_id] = stage
 
     @mlflow_errors
     def rename_experiment(self, experiment_id: str, new_name: str) -> None:

@@ -102,3 +102,28 @@ def test_metric_history_refuses_a_foreign_page_token_without_max_results(store, 
     rest = store.get_metric_history(run_id, "m", page_token=first.token)
     assert [m.step for m in first] + [m.step for m in rest] == [0, 1, 2]
     assert mlflow.MlflowClient().get_metric_history(run_id, "m")[-1].value == 2.0
+
+
+def test_deleting_an_experiment_deletes_its_runs_and_restoring_restores_them(store):
+    # As MLflow's SQL store: the runs go with the experiment, and all come back with it.
+    experiment_id = store.create_experiment("cascade")
+    other = store.create_experiment("bystander")
+    first = store.create_run(experiment_id, "u", 0, [], "first").info.run_id
+    second = store.create_run(experiment_id, "u", 0, [], "second").info.run_id
+    kept = store.create_run(other, "u", 0, [], "kept").info.run_id
+    store.delete_run(first)
+
+    store.delete_experiment(experiment_id)
+    deleted = store.search_runs([experiment_id], "", ViewType.DELETED_ONLY)
+    assert sorted(r.info.run_id for r in deleted) == sorted([first, second])
+    assert all(r.info.lifecycle_stage == "deleted" for r in deleted)
+    assert store.search_runs([experiment_id], "", ViewType.ACTIVE_ONLY) == []
+    with pytest.raises(MlflowException, match="must be in the 'active' state"):
+        store.log_metric(second, Metric("m", 1.0, 0, 0))
+    assert store.get_run(kept).info.lifecycle_stage == "active"
+
+    store.restore_experiment(experiment_id)
+    restored = store.search_runs([experiment_id], "", ViewType.ACTIVE_ONLY)
+    assert sorted(r.info.run_id for r in restored) == sorted([first, second])
+    store.log_metric(second, Metric("m", 1.0, 0, 0))
+    assert store.get_run(second).data.metrics == {"m": 1.0}
