@@ -50,15 +50,25 @@ from mlflow.protos.databricks_pb2 import (
     RESOURCE_DOES_NOT_EXIST,
 )
 from mlflow.store.entities.paged_list import PagedList
-from mlflow.store.tracking import SEARCH_MAX_RESULTS_DEFAULT, SEARCH_MAX_RESULTS_THRESHOLD
+from mlflow.store.tracking import (
+    SEARCH_LOGGED_MODEL_MAX_RESULTS_DEFAULT,
+    SEARCH_MAX_RESULTS_DEFAULT,
+    SEARCH_MAX_RESULTS_THRESHOLD,
+)
 from mlflow.store.tracking.abstract_store import AbstractStore
 from mlflow.utils.name_utils import _generate_random_name
-from mlflow.utils.search_utils import SearchExperimentsUtils, SearchLoggedModelsUtils
+from mlflow.utils.search_utils import (
+    SearchExperimentsUtils,
+    SearchLoggedModelsPaginationToken,
+    SearchLoggedModelsUtils,
+)
 from mlflow.utils.validation import (
     _validate_batch_log_data,
     _validate_batch_log_limits,
+    _validate_dataset_inputs,
     _validate_experiment_name,
     _validate_experiment_tag,
+    _validate_logged_model_name,
     _validate_metric,
     _validate_param,
     _validate_tag,
@@ -119,6 +129,15 @@ def _check_max_results(max_results: Any) -> None:
             f"{SEARCH_MAX_RESULTS_THRESHOLD}",
             INVALID_PARAMETER_VALUE,
         )
+
+
+def parse_logged_model_filter(filter_string: str | None) -> None:
+    """Raise MLflow's SQL store's error for a logged-model filter it would refuse."""
+    try:
+        from mlflow.utils.search_logged_model_utils import parse_filter_string
+    except ImportError:  # an MLflow without it: the in-memory filter's own errors stand
+        return
+    parse_filter_string(filter_string)
 
 
 _open_stores: weakref.WeakSet[RunlakeStore] = weakref.WeakSet()
@@ -652,6 +671,8 @@ class RunlakeStore(AbstractStore):
         models: Sequence[LoggedModelInput] | None = None,
     ) -> None:
         self._check_active(run_id)
+        if datasets:
+            _validate_dataset_inputs(list(datasets))  # MLflow's checks: names, digests, tag keys, sizes
         if not datasets and not models:
             return
         self.docs.add(
@@ -765,13 +786,14 @@ class RunlakeStore(AbstractStore):
         params: Sequence[Any] | None = None,
         model_type: str | None = None,
     ) -> LoggedModel:
+        _validate_logged_model_name(name)
         experiment = self.get_experiment(experiment_id)
         if experiment.lifecycle_stage != LifecycleStage.ACTIVE:
             raise MlflowException(
-                f"Could not create model under non-active experiment with ID {experiment_id}.", INVALID_STATE
+                f"The experiment {experiment_id} must be in the 'active' state. "
+                f"Current state is {experiment.lifecycle_stage}.",
+                INVALID_PARAMETER_VALUE,
             )
-        if name is not None and (not isinstance(name, str) or not name or "/" in name or ":" in name):
-            raise MlflowException(f"Invalid model name '{name}'", INVALID_PARAMETER_VALUE)
         model_id = f"m-{uuid.uuid4().hex}"
         now = layout.now_ms()
         model = LoggedModel(
@@ -837,6 +859,16 @@ class RunlakeStore(AbstractStore):
     ) -> PagedList[LoggedModel]:
         if datasets and not all(d.get("dataset_name") for d in datasets):
             raise MlflowException("`dataset_name` in the `datasets` clause must be specified.", INVALID_PARAMETER_VALUE)
+        # MLflow's SQL store's parse of the filter first: its errors (entity types, operators, OR),
+        # which the in-memory filter below does not give.
+        parse_logged_model_filter(filter_string)
+        if page_token:
+            token = SearchLoggedModelsPaginationToken.decode(page_token)
+            token.validate(experiment_ids, filter_string, order_by)  # a token of another search is refused
+            offset = token.offset
+        else:
+            offset = 0
+        max_results = max_results or SEARCH_LOGGED_MODEL_MAX_RESULTS_DEFAULT
         scope = {str(e) for e in experiment_ids}
         models = []
         for model_id in sorted(self.docs.keys(LOGGED_MODELS)):
@@ -845,10 +877,27 @@ class RunlakeStore(AbstractStore):
                 model = self._model_from_doc(docs[-1])
                 if model.experiment_id in scope:
                     models.append(model)
-        filtered = SearchLoggedModelsUtils.filter_logged_models(models, filter_string, datasets)
-        ordered = SearchLoggedModelsUtils.sort(filtered, order_by)
-        page, token = SearchLoggedModelsUtils.paginate(ordered, page_token, max_results or 100)
-        return PagedList(page, token)
+        # A model with no metrics is answered with ``metrics=None``, as MLflow's SQL store does;
+        # MLflow's in-memory filter and sort need a list.
+        no_metrics = [m for m in models if m.metrics is None]
+        for model in no_metrics:
+            model.metrics = []
+        try:
+            filtered = SearchLoggedModelsUtils.filter_logged_models(models, filter_string, datasets)
+            ordered = SearchLoggedModelsUtils.sort(filtered, order_by)
+        finally:
+            for model in no_metrics:
+                model.metrics = None
+        page = ordered[offset : offset + max_results]
+        next_token = None
+        if len(ordered) > offset + max_results:
+            next_token = SearchLoggedModelsPaginationToken(
+                offset=offset + max_results,
+                experiment_ids=experiment_ids,
+                filter_string=filter_string,
+                order_by=order_by,
+            ).encode()
+        return PagedList(page, next_token)
 
     # -- what a lake does not hold ---------------------------------------------------------
     def link_traces_to_run(self, trace_ids: list[str], run_id: str) -> None:

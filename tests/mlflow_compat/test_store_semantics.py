@@ -127,3 +127,55 @@ def test_deleting_an_experiment_deletes_its_runs_and_restoring_restores_them(sto
     assert sorted(r.info.run_id for r in restored) == sorted([first, second])
     store.log_metric(second, Metric("m", 1.0, 0, 0))
     assert store.get_run(second).data.metrics == {"m": 1.0}
+
+
+def test_dataset_inputs_get_mlflows_checks(store, run_id):
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.utils.validation import MAX_INPUT_TAG_KEY_SIZE
+
+    dataset = Dataset(name="d", digest="abc", source_type="local", source="/tmp/d")
+    with pytest.raises(MlflowException, match="InputTag key cannot be None"):
+        store.log_inputs(run_id, [DatasetInput(dataset, [InputTag(None, "train")])])
+    with pytest.raises(MlflowException, match="Dataset name cannot be None"):
+        store.log_inputs(run_id, [DatasetInput(Dataset(None, "abc", "local", "/tmp/d"), [])])
+    with pytest.raises(MlflowException, match=f"'key' exceeds the maximum length of {MAX_INPUT_TAG_KEY_SIZE}"):
+        store.log_inputs(run_id, [DatasetInput(dataset, [InputTag("k" * (MAX_INPUT_TAG_KEY_SIZE + 1), "v")])])
+    assert store.get_run(run_id).inputs.dataset_inputs == []
+    store.log_inputs(run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", "train")])])
+    assert [d.dataset.name for d in store.get_run(run_id).inputs.dataset_inputs] == ["d"]
+
+
+def test_logged_models_get_mlflows_checks_and_search(store, run_id):
+    experiment_id = store.get_run(run_id).info.experiment_id
+    for bad in ("my.model", "my%model", "my'model", 'my"model'):
+        with pytest.raises(MlflowException, match="Invalid model name"):
+            store.create_logged_model(experiment_id, name=bad)
+    scored = store.create_logged_model(experiment_id, name="scored")
+    bare = store.create_logged_model(experiment_id, name="bare")
+    store.log_batch(run_id, [Metric("acc", 0.9, 1, 0, model_id=scored.model_id, run_id=run_id)], [], [])
+
+    # A model without metrics neither breaks a metric filter nor matches it (it was a TypeError).
+    found = store.search_logged_models([experiment_id], filter_string="metrics.acc > 0.5")
+    assert [m.name for m in found] == ["scored"]
+    assert store.search_logged_models([experiment_id], filter_string="name = 'bare'")[0].metrics is None
+    for bad in ("Foo", "name = 'a' OR name = 'b'"):
+        with pytest.raises(MlflowException, match="Invalid filter string"):
+            store.search_logged_models([experiment_id], filter_string=bad)
+    with pytest.raises(MlflowException, match="Invalid entity type"):
+        store.search_logged_models([experiment_id], filter_string="foo.bar = 'a'")
+
+    first = store.search_logged_models([experiment_id], max_results=1)
+    assert [m.name for m in first] == ["bare"] and first.token is not None
+    rest = store.search_logged_models([experiment_id], max_results=1, page_token=first.token)
+    assert [m.name for m in rest] == ["scored"] and rest.token is None
+    other = store.create_experiment("other-models")
+    with pytest.raises(MlflowException, match="Experiment IDs in the page token do not match"):
+        store.search_logged_models([other], page_token=first.token)
+    with pytest.raises(MlflowException, match="Filter string in the page token does not match"):
+        store.search_logged_models([experiment_id], filter_string="name = 'bare'", page_token=first.token)
+
+    store.delete_experiment(other)
+    with pytest.raises(MlflowException, match="must be in the 'active' state") as err:
+        store.create_logged_model(other)
+    assert err.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert bare.model_id != scored.model_id
