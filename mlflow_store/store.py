@@ -61,6 +61,7 @@ from mlflow.utils.search_utils import (
     SearchExperimentsUtils,
     SearchLoggedModelsPaginationToken,
     SearchLoggedModelsUtils,
+    SearchUtils,
 )
 from mlflow.utils.validation import (
     _validate_batch_log_data,
@@ -129,6 +130,15 @@ def _check_max_results(max_results: Any) -> None:
             f"{SEARCH_MAX_RESULTS_THRESHOLD}",
             INVALID_PARAMETER_VALUE,
         )
+
+
+def _has_dataset_clause(filter_string: str) -> bool:
+    """Whether a filter in MLflow's syntax names ``dataset.*`` (False for runlake-only syntax)."""
+    try:
+        clauses = SearchUtils.parse_search_filter(filter_string)
+    except MlflowException:
+        return False
+    return any(clause.get("type") == "dataset" for clause in clauses)
 
 
 def parse_logged_model_filter(filter_string: str | None) -> None:
@@ -648,6 +658,8 @@ class RunlakeStore(AbstractStore):
         scope = [str(e) for e in experiment_ids or [] if str(e) in known]
         if not scope:
             return [], None
+        if filter_string and "dataset" in filter_string.lower() and _has_dataset_clause(filter_string):
+            return self._search_runs_by_datasets(scope, filter_string, run_view_type, max_results, order_by, page_token)
         search = Search(
             experiment_ids=scope,
             filter_string=filter_string or "",
@@ -661,6 +673,34 @@ class RunlakeStore(AbstractStore):
             run_ids, _ = search_ids(db, search, max_results + 1, start, count=False)
             token = encode_token(start + max_results) if len(run_ids) > max_results else None
             return self._runs(run_ids[:max_results]), token
+
+    def _search_runs_by_datasets(
+        self,
+        scope: list[str],
+        filter_string: str,
+        run_view_type: Any,
+        max_results: int,
+        order_by: Sequence[str] | None,
+        page_token: str | None,
+    ) -> tuple[list[Run], str | None]:
+        """``search_runs`` with MLflow's ``dataset.name/digest/context`` clauses (what the MLflow
+        UI's dataset filter sends), which runlake's search grammar has no columns for: the
+        datasets live in ``_mlflow/run_io`` documents. Only runs that logged inputs can match a
+        dataset clause, so those runs are read whole and the filter, order and pages are MLflow's
+        own in-memory ones (as MLflow's file store searches). Slower than a lake search for
+        experiments where every run logged datasets; used only when a filter names datasets."""
+        stages = LifecycleStage.view_type_to_stages(ViewType.from_string(_view_type(run_view_type).lower()))
+        candidates = sorted(r for r in self.docs.keys(RUN_IO) if layout.is_valid_id(r))
+        in_scope = set(scope)
+        runs = [
+            run
+            for run in self._runs(candidates)
+            if run.info.experiment_id in in_scope and run.info.lifecycle_stage in stages
+        ]
+        matching = SearchUtils.filter(runs, filter_string)
+        ordered = SearchUtils.sort(matching, list(order_by or []))
+        page, token = SearchUtils.paginate(ordered, page_token, max_results)
+        return page, token
 
     # -- inputs, outputs and logged models -------------------------------------------------
     @mlflow_errors

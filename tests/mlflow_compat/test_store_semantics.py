@@ -179,3 +179,43 @@ def test_logged_models_get_mlflows_checks_and_search(store, run_id):
         store.create_logged_model(other)
     assert err.value.error_code == "INVALID_PARAMETER_VALUE"
     assert bare.model_id != scored.model_id
+
+
+def test_search_runs_filters_on_datasets_as_mlflow_does(lake_uri):
+    # The MLflow UI's dataset filter sends `dataset.name/digest/context` clauses.
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    client = mlflow.MlflowClient()
+    experiment_id = client.create_experiment("datasets")
+    train = [InputTag("mlflow.data.context", "train")]
+    evaluation = [InputTag("mlflow.data.context", "eval")]
+    first = client.create_run(experiment_id, start_time=1).info.run_id
+    second = client.create_run(experiment_id, start_time=2).info.run_id
+    plain = client.create_run(experiment_id, start_time=3).info.run_id
+    wine = Dataset("wine", "d1", "local", "/data/wine")
+    iris = Dataset("iris", "d2", "local", "/data/iris")
+    client.log_inputs(first, [DatasetInput(wine, train), DatasetInput(iris, evaluation)])
+    client.log_inputs(second, [DatasetInput(iris, train)])
+    client.log_metric(first, "acc", 0.9)
+    client.log_metric(second, "acc", 0.7)
+
+    def ids(filter_string, **kwargs):
+        return [r.info.run_id for r in client.search_runs([experiment_id], filter_string, **kwargs)]
+
+    assert set(ids("dataset.name = 'iris'")) == {first, second}
+    assert ids("dataset.digest = 'd1'") == [first]
+    assert ids("dataset.context = 'eval' AND dataset.name = 'iris'") == [first]
+    assert set(ids("dataset.context = 'train'")) == {first, second}
+    assert set(ids("datasets.name IN ('wine', 'iris')")) == {first, second}
+    assert ids("datasets.name LIKE 'Iri%'") == []
+    assert set(ids("datasets.name ILIKE 'Iri%'")) == {first, second}
+    assert ids("dataset.name = 'iris' AND metrics.acc > 0.8") == [first]
+    assert ids("dataset.name = 'iris'", order_by=["metrics.acc ASC"]) == [second, first]
+    page = client.search_runs([experiment_id], "dataset.name = 'iris'", max_results=1)
+    assert len(page) == 1 and page.token
+    rest = client.search_runs([experiment_id], "dataset.name = 'iris'", max_results=1, page_token=page.token)
+    assert {page[0].info.run_id, rest[0].info.run_id} == {first, second}
+    client.delete_run(second)
+    assert ids("dataset.name = 'iris'") == [first]
+    assert ids("dataset.name = 'iris'", run_view_type=ViewType.DELETED_ONLY) == [second]
+    assert plain not in ids("dataset.name != 'nothing'")
