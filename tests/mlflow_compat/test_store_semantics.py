@@ -7,6 +7,8 @@ each test here calls the store MLflow's client resolves for a ``runlake:`` URI, 
 
 from __future__ import annotations
 
+import time
+
 import mlflow
 import pytest
 from mlflow.entities import ExperimentTag, Metric, Param, RunTag, ViewType
@@ -151,6 +153,7 @@ def test_logged_models_get_mlflows_checks_and_search(store, run_id):
         with pytest.raises(MlflowException, match="Invalid model name"):
             store.create_logged_model(experiment_id, name=bad)
     scored = store.create_logged_model(experiment_id, name="scored")
+    time.sleep(0.002)  # newest first: distinct creation times (a tie is broken by the random model id)
     bare = store.create_logged_model(experiment_id, name="bare")
     store.log_batch(run_id, [Metric("acc", 0.9, 1, 0, model_id=scored.model_id, run_id=run_id)], [], [])
 
