@@ -9,6 +9,7 @@ REST server stay MLflow's; only the storage is the lake's.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import gc
 import json
@@ -139,6 +140,25 @@ def _has_dataset_clause(filter_string: str) -> bool:
     except MlflowException:
         return False
     return any(clause.get("type") == "dataset" for clause in clauses)
+
+
+def _sort_logged_models(models: list[LoggedModel], order_by: list[dict[str, Any]] | None) -> list[LoggedModel]:
+    """MLflow's in-memory order of logged models, also for an order by a metric on a dataset
+    given by its digest alone, which MLflow's SQL store takes and MLflow's in-memory sort refuses."""
+    if not any(o.get("dataset_digest") and not o.get("dataset_name") for o in order_by or []):
+        return list(SearchLoggedModelsUtils.sort(models, order_by))
+    utils = SearchLoggedModelsUtils
+    parsed = []
+    for clause in order_by or []:
+        digest_only = bool(clause.get("dataset_digest") and not clause.get("dataset_name"))
+        # The parser insists on a name beside a digest: parse with a stand-in, then drop it.
+        one = utils.parse_order_by_for_logged_models({**clause, "dataset_name": "-"} if digest_only else clause)
+        parsed.append(dataclasses.replace(one, dataset_name=None) if digest_only else one)
+    if not any(o.field_name == "creation_timestamp" for o in parsed):  # MLflow's tie-breakers
+        parsed.append(utils.OrderBy("creation_timestamp", False))
+    if not any(o.field_name == "model_id" for o in parsed):
+        parsed.append(utils.OrderBy("model_id"))
+    return sorted(models, key=lambda m: tuple(utils._apply_reversor_for_logged_model(m, o) for o in parsed))
 
 
 def parse_logged_model_filter(filter_string: str | None) -> None:
@@ -924,7 +944,7 @@ class RunlakeStore(AbstractStore):
             model.metrics = []
         try:
             filtered = SearchLoggedModelsUtils.filter_logged_models(models, filter_string, datasets)
-            ordered = SearchLoggedModelsUtils.sort(filtered, order_by)
+            ordered = _sort_logged_models(filtered, order_by)
         finally:
             for model in no_metrics:
                 model.metrics = None

@@ -222,3 +222,29 @@ def test_search_runs_filters_on_datasets_as_mlflow_does(lake_uri):
     assert ids("dataset.name = 'iris'") == [first]
     assert ids("dataset.name = 'iris'", run_view_type=ViewType.DELETED_ONLY) == [second]
     assert plain not in ids("dataset.name != 'nothing'")
+
+
+def test_logged_models_order_by_a_metric_on_a_dataset_given_by_digest(store, run_id):
+    # MLflow's SQL store takes a dataset digest without its name in order_by.
+    experiment_id = store.get_run(run_id).info.experiment_id
+    first = store.create_logged_model(experiment_id, name="first")
+    time.sleep(0.002)
+    second = store.create_logged_model(experiment_id, name="second")
+    for model, on_one, on_two in ((first, 0.9, 0.1), (second, 0.2, 0.8)):
+        store.log_batch(
+            run_id,
+            [
+                Metric("acc", on_one, 1, 0, model_id=model.model_id, dataset_name="one", dataset_digest="d1"),
+                Metric("acc", on_two, 2, 0, model_id=model.model_id, dataset_name="two", dataset_digest="d2"),
+            ],
+            [],
+            [],
+        )
+
+    def names(**clause):
+        order = [{"field_name": "metrics.acc", "ascending": False, **clause}]
+        return [m.name for m in store.search_logged_models([experiment_id], order_by=order)]
+
+    assert names(dataset_digest="d1") == ["first", "second"]
+    assert names(dataset_digest="d2") == ["second", "first"]
+    assert names(dataset_name="one", dataset_digest="d1") == ["first", "second"]
