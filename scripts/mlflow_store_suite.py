@@ -17,6 +17,11 @@ of the checkout, so use a checkout of the same MLflow version where you can. MLf
 ``conftest.py`` files are not loaded (``--noconftest``): they set up SQL databases, tracking-URI
 mocks and workspaces, none of which apply. A summary at the end counts what was collected,
 deselected (per group), passed and failed.
+
+Last run (mlflow 3.17.2 installed; test files of mlflow/mlflow at 28f34833, 3.6.1.dev0, 2025-11-28,
+the newest upstream tree that could be fetched): 558 collected, 419 deselected, 138 passed, 1 failed
+(test_set_experiment_tag expects that tree's 5,000-character experiment tag limit; MLflow 3.17.2,
+and so the plugin, says 20,000).
 """
 
 from __future__ import annotations
@@ -84,7 +89,6 @@ DESELECTED: dict[str, tuple[str, list[str]]] = {
                 "test_get_run_inputs",
                 "test_get_run_inputs_run_order",
                 "test_log_model_metrics_use_run_experiment_id",
-                "test_default_experiment_lifecycle",
                 "test_sqlalchemy_store_*",
                 "test_*zero_value_insertion*",
                 "test_get_attribute_name",
@@ -151,6 +155,11 @@ DESELECTED: dict[str, tuple[str, list[str]]] = {
                 "test_search_with_deterministic_max_results",
             )
         ],
+    ),
+    "default-experiment-delete": (
+        "deletes the Default experiment (id 0), which the plugin refuses as MLflow's file store does (the SQL "
+        "store allows it); then rebuilds a SqlAlchemyStore from store.db_uri",
+        [f"{SQL}test_default_experiment_lifecycle"],
     ),
     "gc-hooks": (
         "`mlflow gc`'s private _hard_delete_run/_get_deleted_runs (SQL and file stores only); a lake purges "
