@@ -257,6 +257,10 @@ def search_view(mlflow_view: Callable[[], Any]) -> Callable[[], Any]:
         if parsed is None or store is None:
             return mlflow_view()
         experiment_ids, filter_string, view_type, max_results, order_by, page_token = parsed
+        from runlake.mlflow_store.store import names_datasets
+
+        if names_datasets(filter_string):  # searched over the runs' dataset documents by the store
+            return mlflow_view()
         records, token = store.search_run_records(
             experiment_ids, filter_string, view_type, max_results, order_by, page_token
         )

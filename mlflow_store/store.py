@@ -9,6 +9,7 @@ REST server stay MLflow's; only the storage is the lake's.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import gc
 import json
@@ -50,16 +51,37 @@ from mlflow.protos.databricks_pb2 import (
     RESOURCE_DOES_NOT_EXIST,
 )
 from mlflow.store.entities.paged_list import PagedList
-from mlflow.store.tracking import SEARCH_MAX_RESULTS_DEFAULT, SEARCH_MAX_RESULTS_THRESHOLD
+from mlflow.store.tracking import (
+    SEARCH_LOGGED_MODEL_MAX_RESULTS_DEFAULT,
+    SEARCH_MAX_RESULTS_DEFAULT,
+    SEARCH_MAX_RESULTS_THRESHOLD,
+)
 from mlflow.store.tracking.abstract_store import AbstractStore
 from mlflow.utils.name_utils import _generate_random_name
-from mlflow.utils.search_utils import SearchExperimentsUtils, SearchLoggedModelsUtils
+from mlflow.utils.search_utils import (
+    SearchExperimentsUtils,
+    SearchLoggedModelsPaginationToken,
+    SearchLoggedModelsUtils,
+    SearchUtils,
+)
+from mlflow.utils.validation import (
+    _validate_batch_log_data,
+    _validate_batch_log_limits,
+    _validate_dataset_inputs,
+    _validate_experiment_name,
+    _validate_experiment_tag,
+    _validate_logged_model_name,
+    _validate_metric,
+    _validate_param,
+    _validate_tag,
+)
 
-from runlake.core import layout, vocab, writer
+from runlake.core import layout, rows, vocab, writer
+from runlake.core.errors import InvalidArgument
 from runlake.ingest import LakeClient
 from runlake.lake import Lake
 from runlake.lake.search.results import Search, decode_token, encode_token, search_ids
-from runlake.lake.sql import id_list, indexed_ids, join
+from runlake.lake.sql import id_list, indexed_ids, join, q
 from runlake.mlflow_store import uri
 from runlake.mlflow_store.documents import (
     EXPERIMENT_TAGS,
@@ -100,6 +122,60 @@ def _status(run_status: Any) -> str | None:
     if run_status is None:
         return None
     return str(RunStatus.to_string(run_status)) if isinstance(run_status, int) else str(run_status)
+
+
+def _check_max_results(max_results: Any) -> None:
+    """MLflow's SQL store's check of a search's ``max_results``, with its messages."""
+    if not isinstance(max_results, int) or isinstance(max_results, bool) or max_results < 1:
+        raise MlflowException(
+            f"Invalid value {max_results} for parameter 'max_results' supplied. It must be a positive integer",
+            INVALID_PARAMETER_VALUE,
+        )
+    if max_results > SEARCH_MAX_RESULTS_THRESHOLD:
+        raise MlflowException(
+            f"Invalid value {max_results} for parameter 'max_results' supplied. It must be at most "
+            f"{SEARCH_MAX_RESULTS_THRESHOLD}",
+            INVALID_PARAMETER_VALUE,
+        )
+
+
+def names_datasets(filter_string: str | None) -> bool:
+    """Whether a filter in MLflow's syntax names ``dataset.*`` (False for runlake-only syntax)."""
+    if not filter_string or "dataset" not in filter_string.lower():
+        return False
+    try:
+        clauses = SearchUtils.parse_search_filter(filter_string)
+    except MlflowException:
+        return False
+    return any(clause.get("type") == "dataset" for clause in clauses)
+
+
+def _sort_logged_models(models: list[LoggedModel], order_by: list[dict[str, Any]] | None) -> list[LoggedModel]:
+    """MLflow's in-memory order of logged models, also for an order by a metric on a dataset
+    given by its digest alone, which MLflow's SQL store takes and MLflow's in-memory sort refuses."""
+    if not any(o.get("dataset_digest") and not o.get("dataset_name") for o in order_by or []):
+        return list(SearchLoggedModelsUtils.sort(models, order_by))
+    utils = SearchLoggedModelsUtils
+    parsed = []
+    for clause in order_by or []:
+        digest_only = bool(clause.get("dataset_digest") and not clause.get("dataset_name"))
+        # The parser insists on a name beside a digest: parse with a stand-in, then drop it.
+        one = utils.parse_order_by_for_logged_models({**clause, "dataset_name": "-"} if digest_only else clause)
+        parsed.append(dataclasses.replace(one, dataset_name=None) if digest_only else one)
+    if not any(o.field_name == "creation_timestamp" for o in parsed):  # MLflow's tie-breakers
+        parsed.append(utils.OrderBy("creation_timestamp", False))
+    if not any(o.field_name == "model_id" for o in parsed):
+        parsed.append(utils.OrderBy("model_id"))
+    return sorted(models, key=lambda m: tuple(utils._apply_reversor_for_logged_model(m, o) for o in parsed))
+
+
+def parse_logged_model_filter(filter_string: str | None) -> None:
+    """Raise MLflow's SQL store's error for a logged-model filter it would refuse."""
+    try:
+        from mlflow.utils.search_logged_model_utils import parse_filter_string
+    except ImportError:  # an MLflow without it: the in-memory filter's own errors stand
+        return
+    parse_filter_string(filter_string)
 
 
 _open_stores: weakref.WeakSet[RunlakeStore] = weakref.WeakSet()
@@ -211,16 +287,7 @@ class RunlakeStore(AbstractStore):
         order_by: Sequence[str] | None = None,
         page_token: str | None = None,
     ) -> PagedList[Experiment]:
-        if not isinstance(max_results, int) or max_results < 1:
-            raise MlflowException(
-                f"Invalid value for max_results. It must be a positive integer, but got {max_results}",
-                INVALID_PARAMETER_VALUE,
-            )
-        if max_results > SEARCH_MAX_RESULTS_THRESHOLD:
-            raise MlflowException(
-                f"Invalid value for max_results. It must be at most {SEARCH_MAX_RESULTS_THRESHOLD}, but got {max_results}",
-                INVALID_PARAMETER_VALUE,
-            )
+        _check_max_results(max_results)
         stages = LifecycleStage.view_type_to_stages(view_type)
         tagged = self.docs.keys(EXPERIMENT_TAGS)
         experiments = [
@@ -237,10 +304,11 @@ class RunlakeStore(AbstractStore):
     def create_experiment(
         self, name: str, artifact_location: str | None = None, tags: Sequence[ExperimentTag] | None = None
     ) -> str:
-        if not isinstance(name, str) or not name.strip():
-            raise MlflowException(
-                "Invalid experiment name: an experiment name must be a non-empty string", INVALID_PARAMETER_VALUE
-            )
+        _validate_experiment_name(name)  # MLflow's checks and messages (None, '', too long, not a string)
+        if not name.strip():
+            raise MlflowException(f"Invalid experiment name: '{name}'", INVALID_PARAMETER_VALUE)
+        for tag in tags or []:
+            _validate_experiment_tag(tag.key, tag.value)
         existing = self.client.store.experiments()
         twin = next((row for row in existing.values() if row.get("name") == name), None)
         if twin is not None:
@@ -303,6 +371,7 @@ class RunlakeStore(AbstractStore):
             raise MlflowException("Cannot delete the default experiment '0'.", INVALID_PARAMETER_VALUE)
         self._experiment_row(experiment_id)
         self._write_experiment_change(experiment_id, lifecycle_stage=LifecycleStage.DELETED)
+        self._set_runs_stage(experiment_id, deleted=True)
 
     @mlflow_errors
     def restore_experiment(self, experiment_id: str) -> None:
@@ -312,20 +381,40 @@ class RunlakeStore(AbstractStore):
                 f"Cannot restore an active experiment. experiment_id={experiment_id}", INVALID_PARAMETER_VALUE
             )
         self._write_experiment_change(str(experiment_id), lifecycle_stage=LifecycleStage.ACTIVE)
+        self._set_runs_stage(str(experiment_id), deleted=False)
+
+    def _set_runs_stage(self, experiment_id: str, *, deleted: bool) -> None:
+        """Delete or restore every run of an experiment with it, as MLflow's SQL store does: the
+        runs of a deleted experiment are deleted runs (refused further logging, found by
+        DELETED_ONLY searches, purged by retention), and restoring the experiment restores them all."""
+        stage = LifecycleStage.DELETED if deleted else LifecycleStage.ACTIVE
+        db = self.lake.connection
+        with db.fresh():
+            found = db.rows(q("SELECT run_id, lifecycle_stage FROM runs WHERE experiment_id = ?", experiment_id))
+        now = layout.now_ms()
+        changed = [run_id for run_id, current in found if current != stage]
+        if changed:
+            self.client.store.add_rows(
+                layout.RUNS, experiment_id, [rows.lifecycle_row(run_id, deleted=deleted, now=now) for run_id in changed]
+            )
+        for run_id, _ in found:
+            self._stages[run_id] = stage
 
     @mlflow_errors
     def rename_experiment(self, experiment_id: str, new_name: str) -> None:
         row = self._experiment_row(experiment_id)
         if row.get("lifecycle_stage") != LifecycleStage.ACTIVE:
             raise MlflowException("Cannot rename a non-active experiment.", INVALID_PARAMETER_VALUE)
-        if not isinstance(new_name, str) or not new_name.strip():
-            raise MlflowException("Invalid experiment name: it must be a non-empty string", INVALID_PARAMETER_VALUE)
+        _validate_experiment_name(new_name)
+        if not new_name.strip():
+            raise MlflowException(f"Invalid experiment name: '{new_name}'", INVALID_PARAMETER_VALUE)
         if any(r.get("name") == new_name for r in self.client.store.experiments().values()):
             raise MlflowException(f"Experiment(name={new_name}) already exists.", RESOURCE_ALREADY_EXISTS)
         self._write_experiment_change(str(experiment_id), name=new_name)
 
     @mlflow_errors
     def set_experiment_tag(self, experiment_id: str, tag: ExperimentTag) -> None:
+        _validate_experiment_tag(tag.key, tag.value)
         row = self._experiment_row(experiment_id)
         if row.get("lifecycle_stage") != LifecycleStage.ACTIVE:
             raise MlflowException(
@@ -519,23 +608,34 @@ class RunlakeStore(AbstractStore):
         tags: Sequence[RunTag] | None,
     ) -> None:
         self._check_active(run_id)
+        metrics, params, tags = list(metrics or []), list(params or []), list(tags or [])
+        _validate_batch_log_limits(metrics, params, tags)
+        # MLflow's checks of params and tags, with its messages; values over MLflow's limits are
+        # truncated with a warning, as MLflow's stores do, unless MLFLOW_TRUNCATE_LONG_VALUES=false.
+        # (Metrics are checked by runlake as they are buffered: cheaper for large batches; MLflow's
+        # check runs only to word the error of a batch runlake refused.)
+        _, params, tags = _validate_batch_log_data([], params, tags)
         param_map: dict[str, Any] = {}
-        for param in params or []:
+        for param in params:
             if param.key in param_map and param_map[param.key] != param.value:
                 raise MlflowException(
                     f"Duplicate parameter keys have been submitted with different values: {param.key}",
                     INVALID_PARAMETER_VALUE,
                 )
             param_map[param.key] = param.value
-        tag_map = {t.key: t.value for t in tags or []}
-        points = [(m.key, m.value, m.timestamp, m.step) for m in metrics or []]
+        tag_map = {t.key: t.value for t in tags}
+        points = [(m.key, m.value, m.timestamp, m.step) for m in metrics]
         by_model: dict[str, list[dict[str, Any]]] = {}
-        for m in metrics or []:
+        for m in metrics:
             if m.model_id:
                 by_model.setdefault(str(m.model_id), []).append({**m.to_dictionary(), "run_id": run_id})
         for model_id in by_model:
             self._load_model(model_id)  # a metric for a model that does not exist is refused, as in MLflow
-        self.client.log_batch(run_id, metrics=points, params=param_map, tags=tag_map)
+        try:
+            self.client.log_batch(run_id, metrics=points, params=param_map, tags=tag_map)
+        except InvalidArgument:
+            _validate_batch_log_data(metrics, [], [])  # MLflow's own words, where it refuses too
+            raise
         # MLflow 3 links a metric logged with ``model_id`` to that logged model as well (its
         # ``LoggedModel.metrics``, what ``search_logged_models`` filters on): one document per
         # model and batch, beside the run's own history.
@@ -543,6 +643,16 @@ class RunlakeStore(AbstractStore):
             self.docs.add(MODEL_METRICS, model_id, {"metrics": linked})
         if tag_map.get(vocab.RUN_NAME_TAG):
             self.client.rename_run(run_id, tag_map[vocab.RUN_NAME_TAG])
+
+    def log_metric(self, run_id: str, metric: Metric) -> None:
+        _validate_metric(metric.key, metric.value, metric.timestamp, metric.step)
+        self.log_batch(run_id, [metric], [], [])
+
+    def log_param(self, run_id: str, param: Param) -> None:
+        self.log_batch(run_id, [], [_validate_param(param.key, param.value)], [])
+
+    def set_tag(self, run_id: str, tag: RunTag) -> None:
+        self.log_batch(run_id, [], [], [_validate_tag(tag.key, tag.value)])
 
     @mlflow_errors
     def delete_tag(self, run_id: str, key: str) -> None:
@@ -571,9 +681,10 @@ class RunlakeStore(AbstractStore):
             [int(t) for t in frame["timestamp"].tolist()],
             [float(v) for v in frame["value"].tolist()],
         )
+        start = decode_token(page_token)  # a token not made here is refused, with or without max_results
         if max_results is None:
-            return columns, None
-        start = decode_token(page_token)
+            steps, timestamps, values = columns
+            return (steps[start:], timestamps[start:], values[start:]), None
         end = start + int(max_results)
         token = encode_token(end) if end < len(columns[0]) else None
         steps, timestamps, values = columns
@@ -590,6 +701,15 @@ class RunlakeStore(AbstractStore):
         order_by: Sequence[str] | None,
         page_token: str | None,
     ) -> tuple[list[Run], str | None]:
+        _check_max_results(max_results)
+        if names_datasets(filter_string):
+            known = self.client.store.experiments()
+            scope = [str(e) for e in experiment_ids or [] if str(e) in known]
+            if not scope:
+                return [], None
+            return self._search_runs_by_datasets(
+                scope, filter_string or "", run_view_type, max_results, order_by, page_token
+            )
         records, token = self.search_run_records(
             experiment_ids, filter_string, run_view_type, max_results, order_by, page_token
         )
@@ -605,13 +725,12 @@ class RunlakeStore(AbstractStore):
         order_by: Sequence[str] | None,
         page_token: str | None,
     ) -> tuple[list[RunRecord], str | None]:
-        """``_search_runs`` up to the runs' stored rows: one page of records and the next token."""
-        if not isinstance(max_results, int) or max_results < 1 or max_results > SEARCH_MAX_RESULTS_THRESHOLD:
-            raise MlflowException(
-                "Invalid value for request parameter max_results. It must be at most "
-                f"{SEARCH_MAX_RESULTS_THRESHOLD}, but got value {max_results}",
-                INVALID_PARAMETER_VALUE,
-            )
+        """``_search_runs`` up to the runs' stored rows: one page of records and the next token,
+        for a filter that names no ``dataset.*`` (:func:`names_datasets`; those go through
+        ``_search_runs``)."""
+        _check_max_results(max_results)
+        if names_datasets(filter_string):
+            raise MlflowException("dataset clauses are searched by _search_runs", INVALID_PARAMETER_VALUE)
         # MLflow searches the experiments that exist and ignores the others.
         known = self.client.store.experiments()
         scope = [str(e) for e in experiment_ids or [] if str(e) in known]
@@ -631,6 +750,34 @@ class RunlakeStore(AbstractStore):
             token = encode_token(start + max_results) if len(run_ids) > max_results else None
             return self.run_records(run_ids[:max_results]), token
 
+    def _search_runs_by_datasets(
+        self,
+        scope: list[str],
+        filter_string: str,
+        run_view_type: Any,
+        max_results: int,
+        order_by: Sequence[str] | None,
+        page_token: str | None,
+    ) -> tuple[list[Run], str | None]:
+        """``search_runs`` with MLflow's ``dataset.name/digest/context`` clauses (what the MLflow
+        UI's dataset filter sends), which runlake's search grammar has no columns for: the
+        datasets live in ``_mlflow/run_io`` documents. Only runs that logged inputs can match a
+        dataset clause, so those runs are read whole and the filter, order and pages are MLflow's
+        own in-memory ones (as MLflow's file store searches). Slower than a lake search for
+        experiments where every run logged datasets; used only when a filter names datasets."""
+        stages = LifecycleStage.view_type_to_stages(ViewType.from_string(_view_type(run_view_type).lower()))
+        candidates = sorted(r for r in self.docs.keys(RUN_IO) if layout.is_valid_id(r))
+        in_scope = set(scope)
+        runs = [
+            run
+            for run in self._runs(candidates)
+            if run.info.experiment_id in in_scope and run.info.lifecycle_stage in stages
+        ]
+        matching = SearchUtils.filter(runs, filter_string)
+        ordered = SearchUtils.sort(matching, list(order_by or []))
+        page, token = SearchUtils.paginate(ordered, page_token, max_results)
+        return page, token
+
     # -- inputs, outputs and logged models -------------------------------------------------
     @mlflow_errors
     def log_inputs(
@@ -640,6 +787,8 @@ class RunlakeStore(AbstractStore):
         models: Sequence[LoggedModelInput] | None = None,
     ) -> None:
         self._check_active(run_id)
+        if datasets:
+            _validate_dataset_inputs(list(datasets))  # MLflow's checks: names, digests, tag keys, sizes
         if not datasets and not models:
             return
         self.docs.add(
@@ -753,13 +902,14 @@ class RunlakeStore(AbstractStore):
         params: Sequence[Any] | None = None,
         model_type: str | None = None,
     ) -> LoggedModel:
+        _validate_logged_model_name(name)
         experiment = self.get_experiment(experiment_id)
         if experiment.lifecycle_stage != LifecycleStage.ACTIVE:
             raise MlflowException(
-                f"Could not create model under non-active experiment with ID {experiment_id}.", INVALID_STATE
+                f"The experiment {experiment_id} must be in the 'active' state. "
+                f"Current state is {experiment.lifecycle_stage}.",
+                INVALID_PARAMETER_VALUE,
             )
-        if name is not None and (not isinstance(name, str) or not name or "/" in name or ":" in name):
-            raise MlflowException(f"Invalid model name '{name}'", INVALID_PARAMETER_VALUE)
         model_id = f"m-{uuid.uuid4().hex}"
         now = layout.now_ms()
         model = LoggedModel(
@@ -825,6 +975,16 @@ class RunlakeStore(AbstractStore):
     ) -> PagedList[LoggedModel]:
         if datasets and not all(d.get("dataset_name") for d in datasets):
             raise MlflowException("`dataset_name` in the `datasets` clause must be specified.", INVALID_PARAMETER_VALUE)
+        # MLflow's SQL store's parse of the filter first: its errors (entity types, operators, OR),
+        # which the in-memory filter below does not give.
+        parse_logged_model_filter(filter_string)
+        if page_token:
+            token = SearchLoggedModelsPaginationToken.decode(page_token)
+            token.validate(experiment_ids, filter_string, order_by)  # a token of another search is refused
+            offset = token.offset
+        else:
+            offset = 0
+        max_results = max_results or SEARCH_LOGGED_MODEL_MAX_RESULTS_DEFAULT
         scope = {str(e) for e in experiment_ids}
         models = []
         for model_id in sorted(self.docs.keys(LOGGED_MODELS)):
@@ -833,10 +993,27 @@ class RunlakeStore(AbstractStore):
                 model = self._model_from_doc(docs[-1])
                 if model.experiment_id in scope:
                     models.append(model)
-        filtered = SearchLoggedModelsUtils.filter_logged_models(models, filter_string, datasets)
-        ordered = SearchLoggedModelsUtils.sort(filtered, order_by)
-        page, token = SearchLoggedModelsUtils.paginate(ordered, page_token, max_results or 100)
-        return PagedList(page, token)
+        # A model with no metrics is answered with ``metrics=None``, as MLflow's SQL store does;
+        # MLflow's in-memory filter and sort need a list.
+        no_metrics = [m for m in models if m.metrics is None]
+        for model in no_metrics:
+            model.metrics = []
+        try:
+            filtered = SearchLoggedModelsUtils.filter_logged_models(models, filter_string, datasets)
+            ordered = _sort_logged_models(filtered, order_by)
+        finally:
+            for model in no_metrics:
+                model.metrics = None
+        page = ordered[offset : offset + max_results]
+        next_token = None
+        if len(ordered) > offset + max_results:
+            next_token = SearchLoggedModelsPaginationToken(
+                offset=offset + max_results,
+                experiment_ids=experiment_ids,
+                filter_string=filter_string,
+                order_by=order_by,
+            ).encode()
+        return PagedList(page, next_token)
 
     # -- what a lake does not hold ---------------------------------------------------------
     def link_traces_to_run(self, trace_ids: list[str], run_id: str) -> None:
