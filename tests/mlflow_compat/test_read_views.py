@@ -620,3 +620,25 @@ def test_in_artifacts_only_mode_mlflows_handlers_answer(app, monkeypatch):
         with flask_app.test_request_context(path, method=method, **request):
             response = view()
         assert response.status_code == 503 and b"artifacts-only" in response.get_data()
+
+
+def test_a_search_naming_datasets_reaches_the_store_through_mlflows_handler(server):
+    # The fast view reads plain lake searches; a `dataset.*` clause is searched by the store over
+    # the runs' dataset documents, so MLflow's handler takes it (the view would refuse it).
+    from mlflow import MlflowClient
+    from mlflow.entities import Dataset, DatasetInput
+
+    _lake, srv = server
+    client = MlflowClient(srv.url)
+    experiment_id = client.create_experiment("datasets-over-http")
+    first = client.create_run(experiment_id, start_time=1).info.run_id
+    second = client.create_run(experiment_id, start_time=2).info.run_id
+    client.log_inputs(first, [DatasetInput(Dataset("iris", "d2", "local", "/data/iris"), [])])
+    client.log_metric(second, "acc", 0.5)
+
+    def ids(filter_string):
+        return [r.info.run_id for r in client.search_runs([experiment_id], filter_string)]
+
+    assert ids("dataset.name = 'iris'") == [first]
+    assert ids("dataset.digest = 'nothing'") == []
+    assert ids("metrics.acc > 0.1") == [second]
