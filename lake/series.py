@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from numbers import Real
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -195,12 +196,10 @@ def statistics_bounds(query: SeriesQuery, dataset: ds.Dataset, paths: set[str]) 
     for fragment in dataset.get_fragments():
         if fragment.path not in paths:
             continue
-        groups = getattr(fragment, "row_groups", None)
+        groups = _group_statistics(fragment)
         if groups is None:
             return None
-        for group in groups:
-            stats = group.statistics or {}
-            run, key, step, time = (stats.get(c) for c in ("run_id", "key", "step", "timestamp"))
+        for run, key, step, time in groups:
             if not run or not key:
                 return None
             if not key["min"] <= query.key <= key["max"] or not any(run["min"] <= r <= run["max"] for r in wanted):
@@ -223,6 +222,34 @@ def statistics_bounds(query: SeriesQuery, dataset: ds.Dataset, paths: set[str]) 
     else:  # relative: each run starts at 0; the range ends at the longest run's end
         lo, hi = 0.0, max((max(v) - min(v)) / 1000.0 for v in times.values())
     return Bounds(lo, hi, p_lo, p_hi, q_lo, q_hi)
+
+
+_GroupStatistics = tuple[Any, Any, Any, Any]  # run_id, key, step, timestamp: each {'min', 'max'} or None
+# Row-group statistics (run_id, key, step, timestamp) per part file. A part file is never
+# changed once written (DESIGN.md), so its statistics are read once per process: a zoom or a
+# live refresh of a long run otherwise reads every file's footer again (about 20 ms for a
+# 10 M-point series). Bounded: the oldest entries go first.
+_STATISTICS: dict[str, list[_GroupStatistics] | None] = {}
+_STATISTICS_LIMIT = 4096
+
+
+def _group_statistics(fragment: ds.Fragment) -> list[_GroupStatistics] | None:
+    """The (run_id, key, step, timestamp) statistics of each row group of a Parquet fragment,
+    or None when the fragment has no row groups to tell."""
+    path = fragment.path
+    if path in _STATISTICS:
+        return _STATISTICS[path]
+    groups = getattr(fragment, "row_groups", None)
+    found: list[_GroupStatistics] | None = None
+    if groups is not None:
+        found = []
+        for group in groups:
+            stats = group.statistics or {}
+            found.append((stats.get("run_id"), stats.get("key"), stats.get("step"), stats.get("timestamp")))
+    if len(_STATISTICS) >= _STATISTICS_LIMIT:
+        del _STATISTICS[next(iter(_STATISTICS))]
+    _STATISTICS[path] = found
+    return found
 
 
 def _order_columns(x: str) -> tuple[str, str]:
@@ -264,49 +291,36 @@ def series_sql(query: SeriesQuery, source: Fragment, bounds: Bounds) -> Fragment
     millisecond) tie on that key, and the line is drawn through one of them: the band's
     ``min``/``max`` still hold them all. (Ordering them by value too would need the struct max,
     which costs several times more on every query for a case that draws the same picture.)
-    ``min`` skips NaN by itself (DuckDB orders NaN last); ``max`` filters it, and a bucket of
-    NaN only gets NaN for both.
+    ``min`` skips NaN by itself (DuckDB orders NaN last), ``max`` is the negated ``min`` of the
+    negated values, and a bucket of NaN only gets NaN for both.
     """
-    n = float(query.buckets)
-    bucket = q(
-        "CASE WHEN ?::DOUBLE > ?::DOUBLE THEN least(floor((p.x::DOUBLE - ?::DOUBLE) * ?::DOUBLE"
-        " / (?::DOUBLE - ?::DOUBLE)), ?::DOUBLE) ELSE 0 END",
-        bounds.hi,
-        bounds.lo,
-        bounds.lo,
-        n,
-        bounds.hi,
-        bounds.lo,
-        n - 1,
-    )
     primary, secondary = _order_columns(query.x)
     bits = bounds.packing()
     if bits is None:
+        points = join(["SELECT p.run_id, p.x, p.t, p.s, p.v FROM (", _in_range(query, source), ") p"])
         last = Fragment("max(struct_pack(x := p.x, t := p.t, s := p.s, v := p.v)) AS l", ())
     else:
+        # The packed order key, computed once per point for both aggregates that use it.
         key = q(f"((p.{primary} - ?::BIGINT) << ?::BIGINT) | (p.{secondary} - ?::BIGINT)", bounds.plo, bits, bounds.qlo)
-        last = join(
-            [
-                "arg_max(p.v, ",
-                key,
-                ") AS lv, max(",
-                key,
-                ") AS lk, max(p.x) AS lx",
-            ]
+        points = join(["SELECT p.run_id, p.x, p.v,", key, "AS k FROM (", _in_range(query, source), ") p"])
+        # In the step and timestamp modes x is the key's primary column; only relative x needs
+        # an aggregate of its own.
+        last = Fragment(
+            "arg_max(p.v, p.k) AS lv, max(p.k) AS lk" + (", max(p.x) AS lx" if query.x == "relative" else ""), ()
         )
     # One run (a run page's chart): its id is a constant rather than a grouping column, which
     # halves the aggregation (hashing a string per point costs as much as the rest of it).
     run = q("?::VARCHAR AS run_id,", query.run_ids[0]) if len(query.run_ids) == 1 else Fragment("p.run_id,", ())
+    # ``max`` ignoring NaN as ``min`` does: cheaper than a filtered ``max`` (see above).
     aggregated = join(
         [
             "SELECT",
             run,
-            "(",
-            bucket,
-            ")::BIGINT AS bucket,",
+            bucket_sql(query, bounds),
+            "AS bucket,",
             last,
-            ", min(p.v) AS lo_v, max(p.v) FILTER (WHERE NOT isnan(p.v)) AS hi_v, count(*) AS c FROM (",
-            _in_range(query, source),
+            ", min(p.v) AS lo_v, -min(-p.v) AS hi_v, count(*) AS c FROM (",
+            points,
             ") p GROUP BY",
             "bucket" if len(query.run_ids) == 1 else "p.run_id, bucket",
         ]
@@ -317,7 +331,8 @@ def series_sql(query: SeriesQuery, source: Fragment, bounds: Bounds) -> Fragment
         p_col = q("((lk >> ?::BIGINT) + ?::BIGINT)", bits, bounds.plo)
         q_col = q("((lk & ((1::BIGINT << ?::BIGINT) - 1)) + ?::BIGINT)", bits, bounds.qlo)
         t_col, s_col = (q_col, p_col) if primary == "s" else (p_col, q_col)
-        head = join(["SELECT run_id, lx AS x,", t_col, "AS t,", s_col, "AS s, lv AS value"])
+        x_col = Fragment("lx", ()) if query.x == "relative" else p_col
+        head = join(["SELECT run_id,", x_col, "AS x,", t_col, "AS t,", s_col, "AS s, lv AS value"])
     return join(
         [
             head,
@@ -325,6 +340,35 @@ def series_sql(query: SeriesQuery, source: Fragment, bounds: Bounds) -> Fragment
             aggregated,
             ") ORDER BY run_id, x, t, s, value",
         ]
+    )
+
+
+def bucket_sql(query: SeriesQuery, bounds: Bounds) -> Fragment:
+    """A point's bucket number: ``floor((x - lo) * buckets / (hi - lo))``, the last bucket
+    closed at ``hi``, and 0 for a range of one x.
+
+    For integer x (steps, timestamps) over a range with integral edges the division is exact,
+    in integers: floating point would put a point just below an edge into the next bucket once
+    ``(x - lo) * buckets`` passes 2^53, and integer arithmetic is also a third cheaper per
+    point. Relative x, fractional edges, or a range so wide that ``(hi - lo) * buckets`` could
+    overflow 62 bits use the floating-point formula.
+    """
+    n = query.buckets
+    lo, hi = bounds.lo, bounds.hi
+    if hi <= lo:
+        return Fragment("0::BIGINT", ())
+    if query.x != "relative" and lo.is_integer() and hi.is_integer() and (int(hi) - int(lo)) * n < 2**_KEY_BITS:
+        # x = hi would be bucket n: taking 1 off its numerator makes it n - 1 (the width is at
+        # least 1), cheaper per point than a ``least``.
+        low, width = int(lo), int(hi) - int(lo)
+        return q("((p.x - ?::BIGINT) * ?::BIGINT - (p.x = ?::BIGINT)::BIGINT) // ?::BIGINT", low, n, int(hi), width)
+    return q(
+        "least(floor((p.x::DOUBLE - ?::DOUBLE) * ?::DOUBLE / (?::DOUBLE - ?::DOUBLE)), ?::DOUBLE)::BIGINT",
+        lo,
+        float(n),
+        hi,
+        lo,
+        float(n - 1),
     )
 
 

@@ -25,6 +25,16 @@ def _value_key(v: float) -> tuple[int, float]:
     return (1, 0.0) if math.isnan(v) else (0, v)
 
 
+def _bucket(x: float, lo: float, hi: float, buckets: int, exact: bool) -> int:
+    """floor((x - lo) * buckets / (hi - lo)), the last bucket closed at hi: exact for integer
+    x between integral edges, in floating point otherwise (relative x, fractional edges)."""
+    if hi <= lo:
+        return 0
+    if exact and lo.is_integer() and hi.is_integer():
+        return min((int(x) - int(lo)) * buckets // (int(hi) - int(lo)), buckets - 1)
+    return min(math.floor((float(x) - lo) * float(buckets) / (hi - lo)), buckets - 1)
+
+
 def reference(
     series: dict[str, list[Point]], mode: str, buckets: int, x_min: float | None, x_max: float | None
 ) -> list[tuple]:
@@ -50,7 +60,7 @@ def reference(
     for run_id, rows in kept.items():
         cut: dict[int, list[tuple]] = defaultdict(list)
         for row in rows:
-            b = min(math.floor((float(row[0]) - lo) * float(buckets) / (hi - lo)), buckets - 1) if hi > lo else 0
+            b = _bucket(row[0], lo, hi, buckets, exact=mode != "relative")
             cut[b].append(row)
         if len(rows) <= buckets and max(len(v) for v in cut.values()) > 1:
             unique = {(x, t, s, _value_key(v)): (x, v) for x, t, s, v in rows}
@@ -340,3 +350,17 @@ def test_a_run_logged_in_its_own_flushes_needs_no_pass_for_its_bounds(lake_dir):
     assert known == series_module.Bounds(0.0, 299.0, 0, 299, T0, T0 + 299)
     frame = lake.metric_series(run_id, "loss", buckets=10)
     assert frame["x"].tolist() == [29 + 30 * i for i in range(10)] and frame["count"].sum() == 300
+
+
+def test_integer_steps_are_bucketed_exactly_where_floating_point_rounds_up(lake_dir):
+    # (x - lo) * buckets / (hi - lo) is just below 1 for the third point, but rounds to 1.0 in
+    # floating point: the bucket is computed in integers, so the point stays in bucket 0.
+    hi = 2**58 + 1
+    x = hi // 3  # 3 * x = hi - 2
+    client = LakeClient(lake_dir)
+    run_id = client.create_run(client.create_experiment("exact"))
+    client.log_batch(run_id, metrics=[("loss", float(i), T0 + i, s) for i, s in enumerate((0, 1, x, hi))])
+    client.flush()
+    frame = Lake(lake_dir).metric_series([run_id], "loss", buckets=3)
+    assert frame["x"].tolist() == [x, hi] and frame["count"].tolist() == [3, 1]
+    assert math.floor(float(x) * 3.0 / float(hi)) == 1  # what floating point would have said
