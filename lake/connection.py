@@ -267,6 +267,10 @@ class Connection:
         """The metric part files as a lazily scanned dataset (its ``files`` are the listing)."""
         return self._snapshot.metrics_dataset()
 
+    def row_group_statistics(self, path: str) -> list[snapshot.GroupStatistics] | None:
+        """A metric file's row-group statistics (run_id, key, step, timestamp), read once per file."""
+        return self._snapshot.row_group_statistics(path)
+
     def scan_metrics(self, columns: list[str], condition: ds.Expression) -> pa.Table:
         """Metric points matching ``condition``, read from the Parquet files with pushdown."""
         return with_relisting(lambda: self._snapshot.scan_metrics(columns, condition))

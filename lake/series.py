@@ -13,7 +13,6 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from numbers import Real
-from typing import Any
 
 import duckdb
 import pandas as pd
@@ -24,6 +23,7 @@ import pyarrow.fs as pafs
 from runlake.core import layout, writer
 from runlake.core.errors import InvalidArgument
 from runlake.lake.connection import Connection, vanished, with_relisting
+from runlake.lake.snapshot import GroupStatistics, group_statistics
 from runlake.lake.sql import Fragment, indexed_ids, join, q
 
 X_MODES = ("step", "timestamp", "relative")
@@ -98,7 +98,9 @@ def metric_series(db: Connection, query: SeriesQuery) -> pd.DataFrame:
             # DuckDB's own Parquet reader: it prunes row groups by the run, key and step
             # statistics and decodes in parallel, several times faster than a pyarrow scan.
             source = q("read_parquet(?::VARCHAR[])", paths)
-            known = statistics_bounds(query, dataset, set(paths))
+            known = statistics_bounds(
+                query, dataset, set(paths), lambda f: db.row_group_statistics(f.path) or group_statistics(f)
+            )
             try:
                 return _bucketed(query, lambda sql: db.file_cursor().execute(*_as_args(sql(source))).df(), known)
             except duckdb.Error as exc:
@@ -179,7 +181,12 @@ class Bounds:
         return q_bits if p_bits + q_bits <= _KEY_BITS else None
 
 
-def statistics_bounds(query: SeriesQuery, dataset: ds.Dataset, paths: set[str]) -> Bounds | None:
+def statistics_bounds(
+    query: SeriesQuery,
+    dataset: ds.Dataset,
+    paths: set[str],
+    statistics: Callable[[ds.Fragment], list[GroupStatistics] | None] = group_statistics,
+) -> Bounds | None:
     """The ``Bounds`` from the files' row-group statistics alone, when they are exact; else None.
 
     Exact when every row group that may hold the query's points holds one run's points of one
@@ -196,7 +203,7 @@ def statistics_bounds(query: SeriesQuery, dataset: ds.Dataset, paths: set[str]) 
     for fragment in dataset.get_fragments():
         if fragment.path not in paths:
             continue
-        groups = _group_statistics(fragment)
+        groups = statistics(fragment)
         if groups is None:
             return None
         for run, key, step, time in groups:
@@ -222,34 +229,6 @@ def statistics_bounds(query: SeriesQuery, dataset: ds.Dataset, paths: set[str]) 
     else:  # relative: each run starts at 0; the range ends at the longest run's end
         lo, hi = 0.0, max((max(v) - min(v)) / 1000.0 for v in times.values())
     return Bounds(lo, hi, p_lo, p_hi, q_lo, q_hi)
-
-
-_GroupStatistics = tuple[Any, Any, Any, Any]  # run_id, key, step, timestamp: each {'min', 'max'} or None
-# Row-group statistics (run_id, key, step, timestamp) per part file. A part file is never
-# changed once written (DESIGN.md), so its statistics are read once per process: a zoom or a
-# live refresh of a long run otherwise reads every file's footer again (about 20 ms for a
-# 10 M-point series). Bounded: the oldest entries go first.
-_STATISTICS: dict[str, list[_GroupStatistics] | None] = {}
-_STATISTICS_LIMIT = 4096
-
-
-def _group_statistics(fragment: ds.Fragment) -> list[_GroupStatistics] | None:
-    """The (run_id, key, step, timestamp) statistics of each row group of a Parquet fragment,
-    or None when the fragment has no row groups to tell."""
-    path = fragment.path
-    if path in _STATISTICS:
-        return _STATISTICS[path]
-    groups = getattr(fragment, "row_groups", None)
-    found: list[_GroupStatistics] | None = None
-    if groups is not None:
-        found = []
-        for group in groups:
-            stats = group.statistics or {}
-            found.append((stats.get("run_id"), stats.get("key"), stats.get("step"), stats.get("timestamp")))
-    if len(_STATISTICS) >= _STATISTICS_LIMIT:
-        del _STATISTICS[next(iter(_STATISTICS))]
-    _STATISTICS[path] = found
-    return found
 
 
 def _order_columns(x: str) -> tuple[str, str]:
@@ -347,17 +326,17 @@ def bucket_sql(query: SeriesQuery, bounds: Bounds) -> Fragment:
     """A point's bucket number: ``floor((x - lo) * buckets / (hi - lo))``, the last bucket
     closed at ``hi``, and 0 for a range of one x.
 
-    For integer x (steps, timestamps) over a range with integral edges the division is exact,
-    in integers: floating point would put a point just below an edge into the next bucket once
-    ``(x - lo) * buckets`` passes 2^53, and integer arithmetic is also a third cheaper per
-    point. Relative x, fractional edges, or a range so wide that ``(hi - lo) * buckets`` could
-    overflow 62 bits use the floating-point formula.
+    For integer x (steps, timestamps) over a range with integral edges below 2^53 in size the
+    division is exact, in integers: floating point would put a point just below an edge into
+    the next bucket once ``(x - lo) * buckets`` passes 2^53, and integer arithmetic is also
+    cheaper per point. Relative x, fractional or huge edges, or a range so wide that
+    ``(hi - lo) * buckets`` could overflow 62 bits use the floating-point formula.
     """
     n = query.buckets
     lo, hi = bounds.lo, bounds.hi
     if hi <= lo:
         return Fragment("0::BIGINT", ())
-    if query.x != "relative" and lo.is_integer() and hi.is_integer() and (int(hi) - int(lo)) * n < 2**_KEY_BITS:
+    if query.x != "relative" and _exact(lo) and _exact(hi) and (int(hi) - int(lo)) * n < 2**_KEY_BITS:
         # x = hi would be bucket n: taking 1 off its numerator makes it n - 1 (the width is at
         # least 1), cheaper per point than a ``least``.
         low, width = int(lo), int(hi) - int(lo)
@@ -370,6 +349,15 @@ def bucket_sql(query: SeriesQuery, bounds: Bounds) -> Fragment:
         lo,
         float(n - 1),
     )
+
+
+def _exact(edge: float) -> bool:
+    """Whether a range edge is an integer that a double holds exactly, as does every integer x
+    compared with it (``|x| < 2^53``): then the range's points x all lie within the edges, so the
+    integer formula's numerator is never negative and x = hi is the only point reaching n.
+    (Past 2^53 a double edge may be rounded and a point just beyond it kept: the floating-point
+    formula, whose x is rounded alike, places it.)"""
+    return edge.is_integer() and abs(edge) < 2**53
 
 
 def raw_sql(query: SeriesQuery, source: Fragment) -> Fragment:

@@ -12,6 +12,7 @@ import contextlib
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -46,6 +47,21 @@ def list_table(fs: pafs.FileSystem, root: str, table: str) -> Listing:
 # The column a raw row carries in DuckDB naming the part file it came from, so the rows of a
 # file that merges replaced can be dropped without reading everything again.
 SOURCE_COLUMN = "_part_file"
+# A metric row group's statistics of (run_id, key, step, timestamp): each {"min", "max", ...} or None.
+GroupStatistics = tuple[Any, Any, Any, Any]
+
+
+def group_statistics(fragment: ds.Fragment) -> list[GroupStatistics] | None:
+    """The (run_id, key, step, timestamp) statistics of each row group of a Parquet fragment,
+    or None when the fragment tells no row groups."""
+    groups = getattr(fragment, "row_groups", None)
+    if groups is None:
+        return None
+    found: list[GroupStatistics] = []
+    for group in groups:
+        stats = group.statistics or {}
+        found.append((stats.get("run_id"), stats.get("key"), stats.get("step"), stats.get("timestamp")))
+    return found
 
 
 def read_file(fs: pafs.FileSystem, table: str, path: str) -> pa.Table:
@@ -145,6 +161,9 @@ class Snapshot:
         # listings are: a path listed again with another size holds other bytes (rewritten in
         # place, overwritten on an object store), so its footer is read again.
         self._fragments: dict[tuple[str, int], ds.ParquetFileFragment] = {}
+        # Each listed metric file's (path, size), and its row groups' statistics once read.
+        self._metric_files: dict[str, tuple[str, int]] = {}
+        self._group_statistics: dict[tuple[str, int], list[GroupStatistics] | None] = {}
         self._damaged_metrics: set[tuple[str, int]] = set()
         # Files no reader could read, and which of them this lake warned of (once each).
         self._damaged: dict[str, DamagedFile] = {}
@@ -294,12 +313,27 @@ class Snapshot:
                 self._fragments[file] = fragment
         self._record_damage(found, bad)
         self._fragments = {f: self._fragments[f] for f in listing.files if f in self._fragments}
+        self._metric_files = {path: (path, size) for path, size in self._fragments}
+        self._group_statistics = {f: v for f, v in self._group_statistics.items() if f in self._fragments}
         template = partitioned_dataset(self._fs, self._root, layout.METRICS, [])
         dataset = ds.FileSystemDataset(
             list(self._fragments.values()), template.schema, template.format, filesystem=self._fs
         )
         self._metrics_cache = (listing, dataset)
         return dataset
+
+    def row_group_statistics(self, path: str) -> list[GroupStatistics] | None:
+        """The (run_id, key, step, timestamp) statistics of each row group of a metric file of
+        the last ``metrics_dataset``, or None when unknown. Read once per file version (path
+        and size, as the footers are): a zoom or a live refresh of a long series would otherwise
+        turn every row group's statistics into Python again (about 20 ms for 10 M points)."""
+        file = self._metric_files.get(path)
+        fragment = self._fragments.get(file) if file is not None else None
+        if file is None or fragment is None:
+            return None
+        if file not in self._group_statistics:
+            self._group_statistics[file] = group_statistics(fragment)
+        return self._group_statistics[file]
 
     def scan_metrics(self, columns: list[str], condition: ds.Expression) -> pa.Table:
         """Metric points matching ``condition``; a file whose pages turn out damaged is skipped.

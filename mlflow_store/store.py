@@ -145,7 +145,7 @@ def names_datasets(filter_string: str | None) -> bool:
         return False
     try:
         clauses = SearchUtils.parse_search_filter(filter_string)
-    except MlflowException:
+    except Exception:  # MLflow's parser also raises ValueError (`IN (iris)`): runlake's grammar words the error
         return False
     return any(clause.get("type") == "dataset" for clause in clauses)
 
@@ -730,7 +730,9 @@ class RunlakeStore(AbstractStore):
         ``_search_runs``)."""
         _check_max_results(max_results)
         if names_datasets(filter_string):
-            raise MlflowException("dataset clauses are searched by _search_runs", INVALID_PARAMETER_VALUE)
+            raise MlflowException(
+                "search_run_records takes no dataset.* clauses; search_runs does", INVALID_PARAMETER_VALUE
+            )
         # MLflow searches the experiments that exist and ignores the others.
         known = self.client.store.experiments()
         scope = [str(e) for e in experiment_ids or [] if str(e) in known]

@@ -353,14 +353,60 @@ def test_a_run_logged_in_its_own_flushes_needs_no_pass_for_its_bounds(lake_dir):
 
 
 def test_integer_steps_are_bucketed_exactly_where_floating_point_rounds_up(lake_dir):
-    # (x - lo) * buckets / (hi - lo) is just below 1 for the third point, but rounds to 1.0 in
-    # floating point: the bucket is computed in integers, so the point stays in bucket 0.
-    hi = 2**58 + 1
-    x = hi // 3  # 3 * x = hi - 2
+    # x * 1000 / hi is just below 998 + 1 for the step x, but rounds to 999.0 in floating point:
+    # the bucket is computed in integers, so x stays in bucket 998 and hi alone is in 999.
+    hi = 2**50 + 375
+    x = (999 * hi - 1) // 1000
+    assert math.floor(float(x) * 1000.0 / float(hi)) == 999  # what floating point would say
+    steps = [*range(1000), x, hi]
     client = LakeClient(lake_dir)
     run_id = client.create_run(client.create_experiment("exact"))
-    client.log_batch(run_id, metrics=[("loss", float(i), T0 + i, s) for i, s in enumerate((0, 1, x, hi))])
+    client.log_batch(run_id, metrics=[("loss", float(i), T0 + i, s) for i, s in enumerate(steps)])
     client.flush()
-    frame = Lake(lake_dir).metric_series([run_id], "loss", buckets=3)
-    assert frame["x"].tolist() == [x, hi] and frame["count"].tolist() == [3, 1]
-    assert math.floor(float(x) * 3.0 / float(hi)) == 1  # what floating point would have said
+    frame = Lake(lake_dir).metric_series([run_id], "loss", buckets=1000)
+    assert frame["x"].tolist() == [999, x, hi] and frame["count"].tolist() == [1000, 1, 1]
+    expected = reference({run_id: [(s, T0 + i, float(i)) for i, s in enumerate(steps)]}, "step", 1000, None, None)
+    assert _canonical(_frame_rows(frame)) == _canonical(expected)
+
+
+@pytest.mark.parametrize("mode", ["step", "timestamp"])
+def test_points_past_two_to_the_53_stay_within_the_buckets(lake_dir, mode):
+    # Past 2^53 a double edge is rounded: the last x, 2^58 + 321, is the edge 2^58 + 320 as a
+    # double, and compares equal to it, so it is in the range and must land in a bucket of it
+    # (never bucket number n).
+    offsets = (0, 64, 128, 192, 256, 321)
+    big = 2**58
+    client = LakeClient(lake_dir)
+    run_id = client.create_run(client.create_experiment("huge"))
+    if mode == "step":
+        points = [(big + d, T0 + i, float(i)) for i, d in enumerate(offsets)]
+    else:
+        points = [(i, big + d, float(i)) for i, d in enumerate(offsets)]
+    client.log_batch(run_id, metrics=[("loss", v, t, s) for s, t, v in points])
+    client.flush()
+    for buckets in (1, 2, 4):
+        frame = Lake(lake_dir).metric_series([run_id], "loss", x=mode, buckets=buckets)
+        assert len(frame) <= buckets and frame["count"].sum() == len(points)
+
+
+def test_a_metric_file_rewritten_in_place_is_bucketed_from_its_new_statistics(lake_dir):
+    # Row-group statistics are read once per file version (path and size): a file replaced
+    # under the same name (restored from a backup, repaired by hand) is read again.
+    import glob
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    client = LakeClient(lake_dir)
+    run_id = client.create_run(client.create_experiment("rewritten"))
+    client.log_batch(run_id, metrics=[("loss", float(s), T0 + s, s) for s in range(3000)])
+    client.flush()
+    lake = Lake(lake_dir)
+    assert lake.metric_series([run_id], "loss", buckets=10)["x"].max() == 2999
+    (path,) = [p for p in glob.glob(f"{lake_dir}/metrics/*/*.parquet") if run_id in str(pq.read_table(p)["run_id"])]
+    table = pq.read_table(path)
+    longer = pa.concat_tables([table, table.set_column(2, "step", pc.add(table["step"], 3000))])
+    pq.write_table(longer.combine_chunks(), path, row_group_size=2000)
+    frame = lake.metric_series([run_id], "loss", buckets=10)
+    assert frame["x"].max() == 5999 and frame["count"].sum() == 6000

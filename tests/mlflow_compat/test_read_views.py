@@ -628,6 +628,8 @@ def test_a_search_naming_datasets_reaches_the_store_through_mlflows_handler(serv
     from mlflow import MlflowClient
     from mlflow.entities import Dataset, DatasetInput
 
+    from tests.mlflow_compat.test_server import _request
+
     _lake, srv = server
     client = MlflowClient(srv.url)
     experiment_id = client.create_experiment("datasets-over-http")
@@ -642,3 +644,9 @@ def test_a_search_naming_datasets_reaches_the_store_through_mlflows_handler(serv
     assert ids("dataset.name = 'iris'") == [first]
     assert ids("dataset.digest = 'nothing'") == []
     assert ids("metrics.acc > 0.1") == [second]
+    # MLflow's own parser raises a ValueError on this one: a 400 with runlake's message, not a 500.
+    body = json.dumps({"experiment_ids": [experiment_id], "filter": "dataset.name IN (iris)"}).encode()
+    status, answer = _request(
+        srv.url + "/api/2.0/mlflow/runs/search", "POST", body, {"Content-Type": "application/json"}
+    )
+    assert status == 400 and json.loads(answer)["error_code"] == "INVALID_PARAMETER_VALUE"
