@@ -409,4 +409,4 @@ def test_a_metric_file_rewritten_in_place_is_bucketed_from_its_new_statistics(la
     longer = pa.concat_tables([table, table.set_column(2, "step", pc.add(table["step"], 3000))])
     pq.write_table(longer.combine_chunks(), path, row_group_size=2000)
     frame = lake.metric_series([run_id], "loss", buckets=10)
-    assert frame["x"].max() == 5999 and frame["count"].sum() == 6000
+    assert frame["x"].max() == 5999 and frame["count"].sum() == 6000 and len(frame) <= 10
