@@ -703,8 +703,7 @@ class RunlakeStore(AbstractStore):
     ) -> tuple[list[Run], str | None]:
         _check_max_results(max_results)
         if names_datasets(filter_string):
-            known = self.client.store.experiments()
-            scope = [str(e) for e in experiment_ids or [] if str(e) in known]
+            scope = self._search_scope(experiment_ids)
             if not scope:
                 return [], None
             return self._search_runs_by_datasets(
@@ -733,9 +732,7 @@ class RunlakeStore(AbstractStore):
             raise MlflowException(
                 "search_run_records takes no dataset.* clauses; search_runs does", INVALID_PARAMETER_VALUE
             )
-        # MLflow searches the experiments that exist and ignores the others.
-        known = self.client.store.experiments()
-        scope = [str(e) for e in experiment_ids or [] if str(e) in known]
+        scope = self._search_scope(experiment_ids)
         if not scope:
             return [], None
         search = Search(
@@ -751,6 +748,11 @@ class RunlakeStore(AbstractStore):
             run_ids, _ = search_ids(db, search, max_results + 1, start, count=False)
             token = encode_token(start + max_results) if len(run_ids) > max_results else None
             return self.run_records(run_ids[:max_results]), token
+
+    def _search_scope(self, experiment_ids: Sequence[str] | None) -> list[str]:
+        """The experiments a search covers: MLflow searches those that exist and ignores the others."""
+        known = self.client.store.experiments()
+        return [str(e) for e in experiment_ids or [] if str(e) in known]
 
     def _search_runs_by_datasets(
         self,
