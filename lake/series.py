@@ -276,7 +276,7 @@ def series_sql(query: SeriesQuery, source: Fragment, bounds: Bounds) -> Fragment
     primary, secondary = _order_columns(query.x)
     bits = bounds.packing()
     if bits is None:
-        points = join(["SELECT p.run_id, p.x, p.t, p.s, p.v FROM (", _in_range(query, source), ") p"])
+        points = _in_range(query, source)
         last = Fragment("max(struct_pack(x := p.x, t := p.t, s := p.s, v := p.v)) AS l", ())
     else:
         # The packed order key, computed once per point for both aggregates that use it.

@@ -266,6 +266,19 @@ def summaries_partitions(root: str, paths: list[str]) -> set[str]:
     return {e for p in paths if p.startswith(prefix) and (e := writer.partition_of(p)) is not None}
 
 
+def resummarize_quarantined(
+    fs: pafs.FileSystem, root: str, quarantined: list[dict[str, Any]]
+) -> tuple[list[str], CompactionReport]:
+    """After ``quarantined`` files were moved aside (under the maintenance lease): summarise again
+    the points of each experiment that lost a summaries file among them, since its runs'
+    latest/min/max were in it while their points stay. Returns those experiments and the
+    report of that pass (files it found damaged and quarantined in turn)."""
+    lost = summaries_partitions(root, [q["path"] for q in quarantined])
+    again = CompactionReport()
+    resummarize(fs, root, lost, again)
+    return sorted(lost), again
+
+
 def resummarize(fs: pafs.FileSystem, root: str, experiment_ids: set[str], report: CompactionReport) -> None:
     """Summarise again the metric points of these partitions (a summaries file of each was
     quarantined). The caller holds the maintenance lease. The new summaries fold with the

@@ -19,13 +19,7 @@ from runlake.core import damage, layout, rows, vocab, writer
 from runlake.core.batch import Buffer
 from runlake.core.lease import maintenance_lease, stale_leases
 from runlake.lake.maintenance.common import human_bytes, list_tmp_files
-from runlake.lake.maintenance.compaction import (
-    DEFAULT_TMP_MAX_AGE_S,
-    CompactionReport,
-    resolve,
-    resummarize,
-    summaries_partitions,
-)
+from runlake.lake.maintenance.compaction import DEFAULT_TMP_MAX_AGE_S, resolve, resummarize_quarantined
 from runlake.lake.sql import q
 
 
@@ -182,13 +176,9 @@ def _repair(fs: pafs.FileSystem, root: str, report: DoctorReport, wait_s: float)
             move(item["path"], "temporary file of a writer that died mid-write")
         # A quarantined summaries file held the latest/min/max of runs whose points are still
         # in the lake: summarise those points again, or searches on their metrics miss them.
-        lost = summaries_partitions(root, [q["path"] for q in report.quarantined])
-        if lost:
-            again = CompactionReport()
-            resummarize(fs, root, lost, again)
-            report.summaries_rebuilt = sorted(lost)
-            report.quarantined += again.quarantined
-            report.unreadable += [{"path": u["path"], "reason": u["reason"]} for u in again.unreadable]
+        report.summaries_rebuilt, again = resummarize_quarantined(fs, root, report.quarantined)
+        report.quarantined += again.quarantined
+        report.unreadable += [{"path": u["path"], "reason": u["reason"]} for u in again.unreadable]
 
 
 def _runs_without_name_tag(fs: pafs.FileSystem, root: str) -> list[tuple[str, str, str]]:

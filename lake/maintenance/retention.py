@@ -35,14 +35,7 @@ from runlake.lake.maintenance.common import (
     human_bytes,
     list_files,
 )
-from runlake.lake.maintenance.compaction import (
-    CompactionReport,
-    quarantine_lines,
-    resolve,
-    resummarize,
-    set_aside,
-    summaries_partitions,
-)
+from runlake.lake.maintenance.compaction import quarantine_lines, resolve, resummarize_quarantined, set_aside
 from runlake.lake.sql import q
 
 DEFAULT_OLDER_THAN_S = 30 * 86_400
@@ -153,12 +146,9 @@ def purge(
             _purge(fs, root, report, progress, on_rewritten)
             # A quarantined summaries file held the summaries of runs that stay too: their
             # points are summarised again, so searches on their metrics still find them.
-            lost = summaries_partitions(root, [q["path"] for q in report.quarantined])
-            if lost:
-                again = CompactionReport()
-                resummarize(fs, root, lost, again)
-                report.quarantined += again.quarantined
-                report.unreadable += again.unreadable
+            _lost, again = resummarize_quarantined(fs, root, report.quarantined)
+            report.quarantined += again.quarantined
+            report.unreadable += again.unreadable
     report.seconds = time.perf_counter() - started
     return report
 
