@@ -68,7 +68,9 @@ def from_env(default: bool) -> bool | str:
 
 def _format_key() -> str:
     """Changes whenever the folded tables would: their SQL, the raw schemas, DuckDB's version."""
-    parts = [duckdb.__version__]
+    from runlake.lake.snapshot import STATE_LAYOUT
+
+    parts = [duckdb.__version__, STATE_LAYOUT]
     parts += [f"{view}:{sql}" for view, (sql, _raw, _key) in sorted(views.CURRENT_STATE.items())]
     parts += [f"{table}:{schema}" for table, schema in sorted(layout.SCHEMAS.items())]
     return "\n".join(parts)

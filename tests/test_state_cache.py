@@ -52,7 +52,9 @@ def test_a_cached_open_applies_what_changed_and_reads_as_memory(
     # Nothing changed: a cached open reads no part file at all.
     read: list[str] = []
     real_read = snapshot.read_file
-    monkeypatch.setattr(snapshot, "read_file", lambda fs, table, path: read.append(path) or real_read(fs, table, path))
+    monkeypatch.setattr(
+        snapshot, "read_file", lambda fs, table, path, number: read.append(path) or real_read(fs, table, path, number)
+    )
     unchanged = Lake(root, cache=cache)
     assert unchanged.connection.cached and read == []
     assert len(unchanged.search_runs()) == 20
