@@ -304,6 +304,20 @@ def series_sql(query: SeriesQuery, source: Fragment, bounds: Bounds) -> Fragment
             "bucket" if len(query.run_ids) == 1 else "p.run_id, bucket",
         ]
     )
+    if integral(query, bounds):
+        # The integer formula puts the points at x = hi alone in bucket ``buckets``; they join
+        # the last bucket here, over at most buckets + 1 rows a run rather than a test per point.
+        merged_last = "max(l) AS l" if bits is None else "arg_max(lv, lk) AS lv, max(lk) AS lk"
+        last_bucket = query.buckets - 1
+        aggregated = join(
+            [
+                f"SELECT run_id, {merged_last}, min(lo_v) AS lo_v, -min(-hi_v) AS hi_v, sum(c)::BIGINT AS c"
+                " FROM (SELECT *,",
+                q("least(bucket, ?::BIGINT) AS merged FROM (", last_bucket),
+                aggregated,
+                ")) GROUP BY run_id, merged",
+            ]
+        )
     if bits is None:
         head = Fragment("SELECT run_id, l.x AS x, l.t AS t, l.s AS s, l.v AS value", ())
     else:
@@ -322,25 +336,37 @@ def series_sql(query: SeriesQuery, source: Fragment, bounds: Bounds) -> Fragment
     )
 
 
+def integral(query: SeriesQuery, bounds: Bounds) -> bool:
+    """Whether ``bucket_sql`` divides in integers: integer x (steps, timestamps) over a range
+    with integral edges below 2^53 whose ``(hi - lo) * buckets`` fits in 62 bits."""
+    lo, hi = bounds.lo, bounds.hi
+    return (
+        hi > lo
+        and query.x != "relative"
+        and _exact(lo)
+        and _exact(hi)
+        and (int(hi) - int(lo)) * query.buckets < 2**_KEY_BITS
+    )
+
+
 def bucket_sql(query: SeriesQuery, bounds: Bounds) -> Fragment:
     """A point's bucket number: ``floor((x - lo) * buckets / (hi - lo))``, the last bucket
     closed at ``hi``, and 0 for a range of one x.
 
-    For integer x (steps, timestamps) over a range with integral edges below 2^53 in size the
-    division is exact, in integers: floating point would put a point just below an edge into
-    the next bucket once ``(x - lo) * buckets`` passes 2^53, and integer arithmetic is also
-    cheaper per point. Relative x, fractional or huge edges, or a range so wide that
+    When ``integral``, the division is exact, in integers: floating point would put a point
+    just below an edge into the next bucket once ``(x - lo) * buckets`` passes 2^53, and integer
+    arithmetic is also cheaper per point. Points at x = hi then get bucket ``buckets``, which
+    ``series_sql`` merges into the last one after aggregating (a test per point cost a seventh of
+    a long series' time). Relative x, fractional or huge edges, or a range so wide that
     ``(hi - lo) * buckets`` could overflow 62 bits use the floating-point formula.
     """
     n = query.buckets
     lo, hi = bounds.lo, bounds.hi
     if hi <= lo:
         return Fragment("0::BIGINT", ())
-    if query.x != "relative" and _exact(lo) and _exact(hi) and (int(hi) - int(lo)) * n < 2**_KEY_BITS:
-        # x = hi would be bucket n: taking 1 off its numerator makes it n - 1 (the width is at
-        # least 1), cheaper per point than a ``least``.
+    if integral(query, bounds):
         low, width = int(lo), int(hi) - int(lo)
-        return q("((p.x - ?::BIGINT) * ?::BIGINT - (p.x = ?::BIGINT)::BIGINT) // ?::BIGINT", low, n, int(hi), width)
+        return q("(p.x - ?::BIGINT) * ?::BIGINT // ?::BIGINT", low, n, width)
     return q(
         "least(floor((p.x::DOUBLE - ?::DOUBLE) * ?::DOUBLE / (?::DOUBLE - ?::DOUBLE)), ?::DOUBLE)::BIGINT",
         lo,
