@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from numbers import Real
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -97,10 +98,18 @@ def metric_series(db: Connection, query: SeriesQuery) -> pd.DataFrame:
         if isinstance(db.fs, pafs.LocalFileSystem):
             # DuckDB's own Parquet reader: it prunes row groups by the run, key and step
             # statistics and decodes in parallel, several times faster than a pyarrow scan.
+            def statistics(fragment: ds.Fragment) -> list[GroupStatistics] | None:
+                return db.row_group_statistics(fragment.path) or group_statistics(fragment)
+
+            # Only the files that may hold the series: DuckDB would prune the others' row
+            # groups too, but it hands out work file by file, so a thread given a pruned file
+            # idles while the other reads the series (a 10 M-point series next to two other
+            # metrics' files took half again as long).
+            paths = candidate_files(query, dataset, set(paths), statistics)
+            if not paths:
+                return _empty(query.x)
             source = q("read_parquet(?::VARCHAR[])", paths)
-            known = statistics_bounds(
-                query, dataset, set(paths), lambda f: db.row_group_statistics(f.path) or group_statistics(f)
-            )
+            known = statistics_bounds(query, dataset, set(paths), statistics)
             try:
                 return _bucketed(query, lambda sql: db.file_cursor().execute(*_as_args(sql(source))).df(), known)
             except duckdb.Error as exc:
@@ -132,13 +141,14 @@ def _bucketed(
     per bucket) no pass for raw points happens at all.
     """
     if known is not None:
-        bounds = known
+        bounds = known if known.unsure is None else _settled(query, known, run)
     else:
         edges = run(lambda source: bounds_sql(query, source))
         if edges.empty or pd.isna(edges["plo"].iloc[0]):
             return _empty(query.x)
         row = edges.iloc[0]
-        bounds = Bounds(float(row["lo"]), float(row["hi"]), *(int(row[c]) for c in _ORDER_EDGES))
+        plo, phi, qlo, qhi = (int(row[c]) for c in _ORDER_EDGES)
+        bounds = Bounds(float(row["lo"]), float(row["hi"]), plo, phi, qlo, qhi)
     buckets = run(lambda source: series_sql(query, source, bounds))
     if buckets.empty:
         return buckets
@@ -172,6 +182,11 @@ class Bounds:
     phi: int
     qlo: int
     qhi: int
+    # From statistics, when row groups shared with other runs or keys may hold points of the
+    # series: ``lo``/``hi`` are then the extremes of the row groups holding the series alone,
+    # and the column and integer range named here is where ``edges_beyond_sql`` looks for
+    # points of the series outside them (the order extremes already hold every point).
+    unsure: tuple[str, int, int] | None = None
 
     def packing(self) -> int | None:
         """Bits for q in one BIGINT key ``(p - plo) << bits | (q - qlo)``, or None when p and q
@@ -179,6 +194,32 @@ class Bounds:
         q_bits = max(self.qhi - self.qlo, 0).bit_length()
         p_bits = max(self.phi - self.plo, 0).bit_length()
         return q_bits if p_bits + q_bits <= _KEY_BITS else None
+
+
+def _may_hold(query: SeriesQuery, wanted: set[str], run: Any, key: Any) -> bool:
+    """Whether a row group with these run_id and key statistics may hold the query's points."""
+    if not run or not key:
+        return True
+    return key["min"] <= query.key <= key["max"] and any(run["min"] <= r <= run["max"] for r in wanted)
+
+
+def candidate_files(
+    query: SeriesQuery,
+    dataset: ds.Dataset,
+    paths: set[str],
+    statistics: Callable[[ds.Fragment], list[GroupStatistics] | None] = group_statistics,
+) -> list[str]:
+    """The files of ``paths`` whose row-group statistics leave room for the query's points
+    (every file whose statistics are unknown), in the dataset's order."""
+    wanted = set(query.run_ids)
+    found = []
+    for fragment in dataset.get_fragments():
+        if fragment.path not in paths:
+            continue
+        groups = statistics(fragment)
+        if groups is None or any(_may_hold(query, wanted, run, key) for run, key, _step, _time in groups):
+            found.append(fragment.path)
+    return found
 
 
 def statistics_bounds(
@@ -190,16 +231,23 @@ def statistics_bounds(
     """The ``Bounds`` from the files' row-group statistics alone, when they are exact; else None.
 
     Exact when every row group that may hold the query's points holds one run's points of one
-    key (as a run's own flush and merged files do), so its step and timestamp extremes are that
-    series' own. This saves a pass over the points before the buckets: a tenth to a third of a
-    long series' time. Only for the whole series or a zoom with both bounds given: a range open
-    at one end needs the points' extremes inside it, which statistics cannot give.
+    key (as a run's own flush files do), so its step and timestamp extremes are that series'
+    own. This saves a pass over the points before the buckets: a tenth to a third of a long
+    series' time. A row group shared with other runs or keys (where two runs meet in a merged
+    file) still bounds the order columns; for the range's edges the result is then ``unsure``
+    (see ``Bounds``) and ``_settled`` looks only at the points beyond the sure edges, a read
+    that row-group statistics prune to the shared groups. Only for the whole series or a zoom
+    with both bounds given: a range open at one end needs the points' extremes inside it,
+    which statistics cannot give; relative x with a shared group also takes the pass.
     """
     if (query.x_min is None) != (query.x_max is None):
         return None
     wanted = set(query.run_ids)
     steps: dict[str, list[int]] = {}
     times: dict[str, list[int]] = {}
+    # Extremes of the shared groups: they bound the order columns, not the range's edges.
+    shared_steps: list[int] = []
+    shared_times: list[int] = []
     for fragment in dataset.get_fragments():
         if fragment.path not in paths:
             continue
@@ -209,26 +257,65 @@ def statistics_bounds(
         for run, key, step, time in groups:
             if not run or not key:
                 return None
-            if not key["min"] <= query.key <= key["max"] or not any(run["min"] <= r <= run["max"] for r in wanted):
+            if not _may_hold(query, wanted, run, key):
                 continue
-            if run["min"] != run["max"] or key["min"] != key["max"] or not step or not time:
-                return None  # a group shared by runs or keys: its extremes are not the series'
+            if not step or not time:
+                return None
+            if run["min"] != run["max"] or key["min"] != key["max"]:
+                shared_steps.extend((step["min"], step["max"]))
+                shared_times.extend((time["min"], time["max"]))
+                continue
             steps.setdefault(run["min"], []).extend((step["min"], step["max"]))
             times.setdefault(run["min"], []).extend((time["min"], time["max"]))
     if not steps:
-        return None  # no points: the query finds that out and answers no rows
-    s_lo, s_hi = min(min(v) for v in steps.values()), max(max(v) for v in steps.values())
-    t_lo, t_hi = min(min(v) for v in times.values()), max(max(v) for v in times.values())
+        return None  # no points, or all in shared groups: a pass over the points finds out
+    all_steps = [v for values in steps.values() for v in values] + shared_steps
+    all_times = [v for values in times.values() for v in values] + shared_times
+    s_lo, s_hi, t_lo, t_hi = min(all_steps), max(all_steps), min(all_times), max(all_times)
     p_lo, p_hi, q_lo, q_hi = (s_lo, s_hi, t_lo, t_hi) if query.x == "step" else (t_lo, t_hi, s_lo, s_hi)
+    unsure = None
     if query.x_min is not None and query.x_max is not None:
         lo, hi = query.x_min, query.x_max
-    elif query.x == "step":
-        lo, hi = float(s_lo), float(s_hi)
-    elif query.x == "timestamp":
-        lo, hi = float(t_lo), float(t_hi)
-    else:  # relative: each run starts at 0; the range ends at the longest run's end
+    elif query.x == "relative":
+        if shared_steps:
+            return None  # a run's first point may be in a shared group
+        # Each run starts at 0; the range ends at the longest run's end.
         lo, hi = 0.0, max((max(v) - min(v)) / 1000.0 for v in times.values())
-    return Bounds(lo, hi, p_lo, p_hi, q_lo, q_hi)
+    else:
+        sure = steps if query.x == "step" else times
+        low, high = min(min(v) for v in sure.values()), max(max(v) for v in sure.values())
+        lo, hi = float(low), float(high)
+        if shared_steps:
+            unsure = ("step" if query.x == "step" else "timestamp", low, high)
+    return Bounds(lo, hi, p_lo, p_hi, q_lo, q_hi, unsure)
+
+
+def _settled(
+    query: SeriesQuery, bounds: Bounds, run: Callable[[Callable[[Fragment], Fragment]], pd.DataFrame]
+) -> Bounds:
+    """``bounds`` with exact range edges: the series' points beyond the sure edges, if any,
+    move them (see ``Bounds.unsure``)."""
+    assert bounds.unsure is not None
+    column, low, high = bounds.unsure
+    beyond = run(lambda source: edges_beyond_sql(query, source, column, low, high)).iloc[0]
+    lo = low if pd.isna(beyond["lo"]) else min(low, int(beyond["lo"]))
+    hi = high if pd.isna(beyond["hi"]) else max(high, int(beyond["hi"]))
+    return replace(bounds, lo=float(lo), hi=float(hi), unsure=None)
+
+
+def edges_beyond_sql(query: SeriesQuery, source: Fragment, column: str, low: int, high: int) -> Fragment:
+    """The extremes of ``column`` (step or timestamp) over the query's points outside
+    ``low..high``: one column's range test, which DuckDB prunes to row groups reaching past it."""
+    assert column in ("step", "timestamp")
+    return join(
+        [
+            f"SELECT min({column}) AS lo, max({column}) AS hi FROM",
+            source,
+            q("WHERE key = ? AND", query.key),
+            indexed_ids("run_id", query.run_ids),
+            q(f"AND ({column} < ?::BIGINT OR {column} > ?::BIGINT)", low, high),
+        ]
+    )
 
 
 def _order_columns(x: str) -> tuple[str, str]:

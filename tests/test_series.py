@@ -410,3 +410,85 @@ def test_a_metric_file_rewritten_in_place_is_bucketed_from_its_new_statistics(la
     pq.write_table(longer.combine_chunks(), path, row_group_size=2000)
     frame = lake.metric_series([run_id], "loss", buckets=10)
     assert frame["x"].max() == 5999 and frame["count"].sum() == 6000 and len(frame) <= 10
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    series=st.lists(
+        st.lists(st.tuples(st.integers(0, 500), st.integers(0, 10**9), values), min_size=1, max_size=40),
+        min_size=1,
+        max_size=3,
+    ),
+    mode=st.sampled_from(["step", "timestamp", "relative"]),
+    group_rows=st.integers(1, 30),
+    buckets=st.integers(1, 12),
+)
+def test_row_groups_shared_by_runs_and_keys_give_the_same_buckets(series, mode, group_rows, buckets):
+    """Runs and keys logged in one flush, the file then cut into small row groups, so groups
+    hold the end of one series and the start of the next (as where two runs meet in a merged
+    file): the edges from the statistics, settled by a read of the points beyond them, are
+    those of a pass over the points, and the buckets are the reference's."""
+    import pyarrow.parquet as pq
+
+    from runlake.lake import series as series_module
+
+    with tempfile.TemporaryDirectory() as root:
+        client = LakeClient(root)
+        experiment = client.create_experiment("e")
+        by_run: dict[str, list] = {}
+        for points in series:
+            run_id = client.create_run(experiment)
+            by_run[run_id] = points
+            client.log_batch(run_id, metrics=[("loss", v, T0 + t, s) for s, t, v in points])
+            client.log_batch(run_id, metrics=[("acc", 0.5, T0, s) for s, _t, _v in points[:5]])
+        client.flush()
+        lake = Lake(root)
+        for path in lake.connection.metrics_dataset().files:
+            pq.write_table(pq.read_table(path), path, row_group_size=group_rows)
+        lake = Lake(root)
+        query = series_module.check(list(by_run), "loss", mode, buckets, None, None)
+        dataset = lake.connection.metrics_dataset()
+        known = series_module.statistics_bounds(query, dataset, set(dataset.files))
+        scanned = _scanned_bounds(lake, query)
+        assert scanned is not None
+        if known is not None:
+            if known.unsure is not None:
+                source = series_module.q("read_parquet(?::VARCHAR[])", list(dataset.files))
+                cursor = lake.connection.file_cursor()
+                known = series_module._settled(
+                    query, known, lambda sql: cursor.execute(*series_module._as_args(sql(source))).df()
+                )
+            assert (known.lo, known.hi) == scanned[:2]
+            assert known.plo <= scanned[2] and scanned[3] <= known.phi
+            assert known.qlo <= scanned[4] and scanned[5] <= known.qhi
+        frame = lake.metric_series(list(by_run), "loss", x=mode, buckets=buckets)
+        expected = reference(
+            {run_id: [(s, T0 + t, v) for s, t, v in points] for run_id, points in by_run.items()},
+            mode,
+            buckets,
+            None,
+            None,
+        )
+        assert _matches(_frame_rows(frame), expected)
+
+
+def test_a_series_is_read_from_the_files_that_may_hold_it(lake_dir):
+    from runlake.lake import series as series_module
+
+    client = LakeClient(lake_dir)
+    run_id = client.create_run(client.create_experiment("files"))
+    for key in ("loss", "lr", "acc"):
+        client.log_batch(run_id, metrics=[(key, float(s), T0 + s, s) for s in range(100)])
+        client.flush()
+    lake = Lake(lake_dir)
+    dataset = lake.connection.metrics_dataset()
+    query = series_module.check([run_id], "lr", "step", 10, None, None)
+    (path,) = series_module.candidate_files(query, dataset, set(dataset.files))
+    assert len(dataset.files) == 3 and {"lr"} == set(pq_keys(path))
+    assert lake.metric_series(run_id, "lr", buckets=10)["count"].sum() == 100
+
+
+def pq_keys(path: str) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path, columns=["key"])["key"].unique().to_pylist()
