@@ -10,7 +10,7 @@ enough points in the range gets its raw points instead, so zooming in ends at th
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from numbers import Real
 from typing import Any
@@ -101,11 +101,7 @@ def metric_series(db: Connection, query: SeriesQuery) -> pd.DataFrame:
             def statistics(fragment: ds.Fragment) -> list[GroupStatistics] | None:
                 return db.row_group_statistics(fragment.path) or group_statistics(fragment)
 
-            # Only the files that may hold the series: DuckDB would prune the others' row
-            # groups too, but it hands out work file by file, so a thread given a pruned file
-            # idles while the other reads the series (a 10 M-point series next to two other
-            # metrics' files took half again as long).
-            paths = candidate_files(query, dataset, set(paths), statistics)
+            paths = candidate_files(query.run_ids, query.key, dataset, set(paths), statistics)
             if not paths:
                 return _empty(query.x)
             source = q("read_parquet(?::VARCHAR[])", paths)
@@ -196,28 +192,35 @@ class Bounds:
         return q_bits if p_bits + q_bits <= _KEY_BITS else None
 
 
-def _may_hold(query: SeriesQuery, wanted: set[str], run: Any, key: Any) -> bool:
-    """Whether a row group with these run_id and key statistics may hold the query's points."""
+def _may_hold(metric: str, wanted: Collection[str], run: Any, key: Any) -> bool:
+    """Whether a row group with these run_id and key statistics may hold points of ``metric``
+    of the ``wanted`` runs."""
     if not run or not key:
         return True
-    return key["min"] <= query.key <= key["max"] and any(run["min"] <= r <= run["max"] for r in wanted)
+    return key["min"] <= metric <= key["max"] and any(run["min"] <= r <= run["max"] for r in wanted)
 
 
 def candidate_files(
-    query: SeriesQuery,
+    run_ids: Collection[str],
+    key: str,
     dataset: ds.Dataset,
     paths: set[str],
     statistics: Callable[[ds.Fragment], list[GroupStatistics] | None] = group_statistics,
 ) -> list[str]:
-    """The files of ``paths`` whose row-group statistics leave room for the query's points
-    (every file whose statistics are unknown), in the dataset's order."""
-    wanted = set(query.run_ids)
+    """The files of ``paths`` whose row-group statistics leave room for points of ``key`` of
+    these runs (every file whose statistics are unknown), in the dataset's order.
+
+    DuckDB prunes the other files' row groups too, but it deals out work file by file, so a
+    thread given a pruned file idles while the other reads the series: a 10 M-point series
+    next to two other metrics' files took half again as long.
+    """
+    wanted = set(run_ids)
     found = []
     for fragment in dataset.get_fragments():
         if fragment.path not in paths:
             continue
         groups = statistics(fragment)
-        if groups is None or any(_may_hold(query, wanted, run, key) for run, key, _step, _time in groups):
+        if groups is None or any(_may_hold(key, wanted, run, k) for run, k, _step, _time in groups):
             found.append(fragment.path)
     return found
 
@@ -257,7 +260,7 @@ def statistics_bounds(
         for run, key, step, time in groups:
             if not run or not key:
                 return None
-            if not _may_hold(query, wanted, run, key):
+            if not _may_hold(query.key, wanted, run, key):
                 continue
             if not step or not time:
                 return None

@@ -483,7 +483,7 @@ def test_a_series_is_read_from_the_files_that_may_hold_it(lake_dir):
     lake = Lake(lake_dir)
     dataset = lake.connection.metrics_dataset()
     query = series_module.check([run_id], "lr", "step", 10, None, None)
-    (path,) = series_module.candidate_files(query, dataset, set(dataset.files))
+    (path,) = series_module.candidate_files(query.run_ids, query.key, dataset, set(dataset.files))
     assert len(dataset.files) == 3 and {"lr"} == set(pq_keys(path))
     assert lake.metric_series(run_id, "lr", buckets=10)["count"].sum() == 100
 
