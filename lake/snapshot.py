@@ -106,14 +106,16 @@ def read_changes(
         (rows of the new files or None, the known (path, size) files now gone, the listing read).
     """
     known_files = set(known.files) if known is not None else set()
-    parts: dict[str, pa.Table] = {}
+    # By (path, size), as the listings: a path listed again with another size between two
+    # attempts holds other bytes (rewritten in place), so it is read again under a new number.
+    parts: dict[tuple[str, int], pa.Table] = {}
     for attempt in range(writer.RELIST_TRIES):
         vanished = False
         for path, size in listing.files:
-            if (path, size) in known_files or path in parts:
+            if (path, size) in known_files or (path, size) in parts:
                 continue
             try:
-                parts[path] = read_file(fs, table, path, number((path, size)))
+                parts[(path, size)] = read_file(fs, table, path, number((path, size)))
             except FileNotFoundError:
                 vanished = True
             except Exception as exc:
@@ -131,13 +133,12 @@ def read_changes(
                 tuple(
                     f
                     for f in listing.files
-                    if f[0] in parts or f in known_files or (damaged is not None and f[0] in damaged)
+                    if f in parts or f in known_files or (damaged is not None and f[0] in damaged)
                 )
             )
             break
         writer.relist_pause(attempt)
         listing = list_table(fs, root, table)
-    present = {path for path, _size in listing.files}
     # A known file is gone when its (path, size) is: a path listed again with another size
     # holds other rows (a lake recreated under the same names), so its old rows go too.
     listed = set(listing.files)
@@ -145,7 +146,7 @@ def read_changes(
     # Rows read from a file that vanished before the final listing are dropped: the listing
     # holds them again in the merged file (rule 3), and keeping them would keep rows a later
     # rewrite removes (a purged run) under a file name no listing will ever show as gone.
-    kept = [rows for path, rows in parts.items() if path in present]
+    kept = [rows for file, rows in parts.items() if file in listed]
     rows = pa.concat_tables(kept) if kept else None
     return rows, gone, listing
 
@@ -217,7 +218,9 @@ class Snapshot:
             return changed
 
     def _number(self, file: tuple[str, int]) -> int:
-        """The number of a part file's rows in this state (one per (path, size), never reused)."""
+        """The number of a part file's rows in this state: one per (path, size), unique among the
+        files the state holds (a number freed by a file that went may be given again after a
+        reopen of a cached state; that file's rows went with it)."""
         number = self._numbers.get(file)
         if number is None:
             number = self._numbers[file] = self._next_number

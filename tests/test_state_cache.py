@@ -279,3 +279,45 @@ def test_user_sql_does_not_change_a_cached_state(tmp_path: Path) -> None:
     assert len(lake.search_runs()) == 3
     del lake
     assert len(Lake(root, cache=cache).search_runs()) == 3
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_a_file_rewritten_in_place_while_the_table_is_read_again_keeps_its_rows_accountable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cached: bool
+) -> None:
+    # While one runs file is read, another is rewritten in place (another size) and the one
+    # being read vanishes: the table is listed again and the rewritten file read again, so its
+    # rows carry the number of the file the listing holds - and go when that file goes.
+    import os
+
+    import pyarrow.parquet as pq
+
+    root = str(tmp_path / "lake")
+    client = LakeClient(root)
+    experiment = client.create_experiment("e")
+    client.flush()
+    client.create_run(experiment)
+    client.flush()
+    client.create_run(experiment)
+    client.flush()
+    first, second = sorted(str(p) for p in Path(root).rglob("*.parquet") if "/runs/" in str(p))
+    real_read = snapshot.read_file
+    done = []
+
+    def racing_read(fs: Any, table: str, path: str, number: int) -> Any:
+        rows = real_read(fs, table, path, number)
+        if table == "runs" and path == second and not done:
+            done.append(path)
+            rewritten = pq.read_table(first).replace_schema_metadata({b"pad": b"x" * 100})
+            pq.write_table(rewritten, first)
+            os.remove(second)
+            raise FileNotFoundError(second)
+        return rows
+
+    monkeypatch.setattr(snapshot, "read_file", racing_read)
+    lake = Lake(root, cache=tmp_path / "cache" if cached else False)
+    monkeypatch.setattr(snapshot, "read_file", real_read)
+    assert done and len(lake.search_runs()) == 1
+    os.remove(first)  # compacted or purged away
+    assert len(lake.search_runs()) == 0
+    assert lake.sql("SELECT count(*) AS n FROM raw_runs")["n"][0] == 0

@@ -71,7 +71,8 @@ def compile_filter(text_or_ast: str | Expr | None) -> tuple[str, list[Any]]:
     # An AST built by hand is not trusted: it is printed and parsed, so the same rules apply.
     text = text_or_ast if text_or_ast is None or isinstance(text_or_ast, str) else to_text(text_or_ast)
     sql, params = _compiled(text)
-    return sql, list(params)
+    # A copy each call, the IN lists too: the kept values are never a caller's to change.
+    return sql, [list(value) if isinstance(value, list) else value for value in params]
 
 
 @functools.lru_cache(maxsize=512)
