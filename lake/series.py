@@ -312,12 +312,17 @@ def edges_beyond_sql(query: SeriesQuery, source: Fragment, column: str, low: int
     assert column in ("step", "timestamp")
     return join(
         [
-            f"SELECT min({column}) AS lo, max({column}) AS hi FROM",
-            source,
-            q("WHERE key = ? AND", query.key),
-            indexed_ids("run_id", query.run_ids),
+            _series_rows(query, source, f"min({column}) AS lo, max({column}) AS hi"),
             q(f"AND ({column} < ?::BIGINT OR {column} > ?::BIGINT)", low, high),
         ]
+    )
+
+
+def _series_rows(query: SeriesQuery, source: Fragment, columns: str) -> Fragment:
+    """``SELECT columns FROM source`` over the query's runs and key: the one place the series'
+    rows are picked out of the metric files."""
+    return join(
+        [f"SELECT {columns} FROM", source, q("WHERE key = ? AND", query.key), indexed_ids("run_id", query.run_ids)]
     )
 
 
@@ -489,8 +494,7 @@ def raw_sql(query: SeriesQuery, source: Fragment) -> Fragment:
 
 def _in_range(query: SeriesQuery, source: Fragment) -> Fragment:
     """The points of the query's runs and key in its range, as (run_id, x, t, s, v)."""
-    runs = indexed_ids("run_id", query.run_ids)
-    scan = join(["SELECT run_id, step, timestamp, value FROM", source, q("WHERE key = ? AND", query.key), runs])
+    scan = _series_rows(query, source, "run_id, step, timestamp, value")
     if query.x == "relative":
         # Seconds since the run's first point of this metric (over all its points, so the
         # origin does not move when the range narrows).
