@@ -216,8 +216,8 @@ def _write_all(
 ) -> list[Written]:
     written: list[Written] = []
 
-    def write(table: str, data: pa.Table, experiment_id: str, *, sort: bool = True) -> None:
-        path = writer.write_part(fs, root, table, data, experiment_id or None, sort=sort)
+    def write(table: str, data: pa.Table, experiment_id: str, *, sort: bool = True, one: bool = False) -> None:
+        path = writer.write_part(fs, root, table, data, experiment_id or None, sort=sort, one_series=one)
         if path is not None:
             written.append(Written(table, experiment_id, path, data.num_rows, fs.get_file_info(path).size or 0))
 
@@ -242,7 +242,7 @@ def _write_all(
                 order = [name for name, _order in points_mod.POINT_ORDER][2 if one else 0 :]
                 if not points_mod.is_sorted(points, order):
                     points = points.sort_by(points_mod.POINT_ORDER)
-                write(layout.METRICS, points, experiment_id, sort=False)
+                write(layout.METRICS, points, experiment_id, sort=False, one=one)
                 summary = points_mod.summarize(points, presorted=True, one_series=one)
                 write(layout.METRIC_SUMMARIES, summary, experiment_id)
                 continue

@@ -103,6 +103,7 @@ def write_part(
     *,
     sort: bool = True,
     file_id: str | None = None,
+    one_series: bool = False,
 ) -> str | None:
     """Write one immutable part file and return its path (None when ``data`` is empty).
 
@@ -114,6 +115,8 @@ def write_part(
         experiment_id: the partition, required for partitioned tables.
         sort: sort rows by the table's sort keys first.
         file_id: a name to use instead of a fresh one (maintenance keeps ids time-sortable).
+        one_series: (metrics) every row has the same run_id and key, as the caller knows: its
+            row groups need no search for where series change.
 
     Raises:
         ValueError: a partitioned table without a valid experiment id.
@@ -133,7 +136,14 @@ def write_part(
 
     try:
         with fs.open_output_stream(tmp) as sink:
-            pq.write_table(data, sink, **_write_options(data.schema))
+            if table == layout.METRICS:
+                options = _write_options(data.schema)
+                options.pop("row_group_size")
+                with pq.ParquetWriter(sink, data.schema, **options) as parquet:
+                    for offset, length in series_groups(data, one_series):
+                        parquet.write_table(data.slice(offset, length), row_group_size=length)
+            else:
+                pq.write_table(data, sink, **_write_options(data.schema))
         fs.move(tmp, final)
     except BaseException:
         try:
@@ -142,6 +152,64 @@ def write_part(
             pass  # a leftover temporary is harmless: readers skip it and compaction removes it
         raise
     return final
+
+
+def series_groups(data: pa.Table, one_series: bool = False, size: int | None = None) -> list[tuple[int, int]]:
+    """The (offset, length) row groups of a metrics file: cut where a series (run_id, key)
+    changes, so a long series' row groups hold it alone.
+
+    A row group's min/max statistics then name one run and key, and readers prune by them: the
+    range of a run's series comes from statistics alone, and its points are read without its
+    neighbours' (``runlake.lake.series``). Plain ``ROW_GROUP_SIZE`` slices shared a group
+    wherever two series met, which in a merged file of runs of 100 k points was every group.
+
+    A long series (a quarter of a group or more) gets groups of its own, full ones then the
+    rest. Shorter series share groups, each whole in one: a series that would overflow the
+    current group closes it and starts the next. So a file has at most about 3 groups per
+    ``size`` rows plus 2 per long series, where plain slicing has 1 per ``size`` rows.
+
+    Args:
+        data: the file's rows.
+        one_series: every row is of one series (no search for changes).
+        size: the largest group (default ``ROW_GROUP_SIZE``).
+    """
+    import pyarrow.compute as pc
+
+    size = size or ROW_GROUP_SIZE
+    n = data.num_rows
+    if one_series or n <= size:
+        ends = [n]
+    else:
+        changes: set[int] = {n}
+        for column in ("run_id", "key"):
+            offset, last = 0, None
+            for chunk in data.column(column).chunks:
+                if not len(chunk):
+                    continue
+                # A chunk's end is a change only where the next chunk starts with another value.
+                if last is not None and chunk[0] != last:
+                    changes.add(offset)
+                changes.update(offset + int(e) for e in pc.run_end_encode(chunk).run_ends.to_pylist()[:-1])
+                offset, last = offset + len(chunk), chunk[len(chunk) - 1]
+        ends = sorted(changes)
+    groups: list[tuple[int, int]] = []
+    start = series_start = 0
+    for end in ends:
+        long = end - series_start >= size // 4
+        if long or end - start > size:
+            if series_start > start:  # close the group before this series
+                groups.append((start, series_start - start))
+                start = series_start
+            while end - start > size:
+                groups.append((start, size))
+                start += size
+            if long and end > start:  # a long series' rest stays alone too
+                groups.append((start, end - start))
+                start = end
+        series_start = end
+    if n > start:
+        groups.append((start, n - start))
+    return groups
 
 
 def write_partitioned(fs: pafs.FileSystem, root: str, table: str, data: pa.Table, *, sort: bool = True) -> list[str]:

@@ -288,7 +288,10 @@ def statistics_bounds(
         sure = steps if query.x == "step" else times
         low, high = min(min(v) for v in sure.values()), max(max(v) for v in sure.values())
         lo, hi = float(low), float(high)
-        if shared_steps:
+        shared = shared_steps if query.x == "step" else shared_times
+        # A shared group reaching past the sure edges may hold the query's points there; one
+        # within them cannot move the edges (the usual case: merged runs of equal length).
+        if shared and (min(shared) < low or max(shared) > high):
             unsure = ("step" if query.x == "step" else "timestamp", low, high)
     return Bounds(lo, hi, p_lo, p_hi, q_lo, q_hi, unsure)
 

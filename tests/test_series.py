@@ -492,3 +492,69 @@ def pq_keys(path: str) -> list[str]:
     import pyarrow.parquet as pq
 
     return pq.read_table(path, columns=["key"])["key"].unique().to_pylist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=350), min_size=1, max_size=30))
+def test_row_groups_follow_series_and_stay_few(sizes):
+    import itertools
+
+    import pyarrow as pa
+
+    from runlake.core import writer
+
+    group = 100
+    # Series alternate between run and key changes; a chunked column cuts nothing wrongly.
+    runs = [f"r{i // 2:03d}" for i, n in enumerate(sizes) for _ in range(n)]
+    keys = ["k" + str(i % 2) for i, n in enumerate(sizes) for _ in range(n)]
+    half = len(runs) // 2
+    data = pa.table({"run_id": pa.chunked_array([runs[:half], runs[half:]], type=pa.string()), "key": keys})
+    groups = writer.series_groups(data, size=group)
+    assert [o for o, _ in groups] == [0, *itertools.accumulate(n for _, n in groups)][:-1]
+    assert sum(n for _, n in groups) == len(runs) and all(0 < n <= group for _, n in groups)
+    long = [n for n in sizes if n >= group // 4]
+    assert len(groups) <= 3 * len(runs) / group + 2 * len(long) + 1
+    bounds = [(o, o + n) for o, n in groups]
+    start = 0
+    for n in sizes:
+        holding = [(a, b) for a, b in bounds if a < start + n and b > start]
+        if n >= group // 4:  # a long series has groups of its own: full ones, then the rest
+            assert [b - a for a, b in holding] == [group] * (n // group) + ([n % group] if n % group else [])
+            assert holding[0][0] == start and holding[-1][1] == start + n
+        else:
+            assert len(holding) == 1  # a short one lies whole in one group
+        start += n
+
+
+def test_merged_runs_get_row_groups_of_their_own_and_bounds_from_statistics(lake_dir, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from runlake.core import writer
+    from runlake.lake import series as series_module
+
+    monkeypatch.setattr(writer, "ROW_GROUP_SIZE", 1000)
+    client = LakeClient(lake_dir)
+    experiment = client.create_experiment("merged")
+    long_runs = [client.create_run(experiment) for _ in range(4)]
+    short_runs = [client.create_run(experiment) for _ in range(20)]
+    for i, run_id in enumerate(long_runs):
+        # Runs of different lengths: the longest sets the range's edges.
+        client.log_batch(run_id, metrics=[("loss", float(s), T0 + s, s) for s in range(700 + 100 * i)])
+    for run_id in short_runs:
+        client.log_batch(run_id, metrics=[("loss", 1.0, T0, 0), ("acc", 1.0, T0, 0)])
+    client.flush()  # one metrics file holding every run
+    lake = Lake(lake_dir)
+    dataset = lake.connection.metrics_dataset()
+    (path,) = dataset.files
+    metadata = pq.ParquetFile(path).metadata
+    owners = []
+    for g in range(metadata.num_row_groups):
+        stats = metadata.row_group(g).column(0).statistics
+        owners.append(stats.min if stats.min == stats.max else None)
+    assert set(long_runs) <= set(owners)  # each long run alone in a row group, short ones share
+    assert metadata.num_row_groups <= 2 * -(-metadata.num_rows // 1000)
+    query = series_module.check(long_runs, "loss", "step", 10, None, None)
+    known = series_module.statistics_bounds(query, dataset, set(dataset.files))
+    assert known is not None and known.unsure is None and (known.lo, known.hi) == (0.0, 999.0)
+    frame = lake.metric_series(long_runs, "loss", buckets=10)
+    assert frame.groupby("run_id")["count"].sum().to_dict() == {r: 700 + 100 * i for i, r in enumerate(long_runs)}

@@ -110,6 +110,7 @@ CMP_DETAILS = "cmp-details"
 CMP_PARAMS = "cmp-params"
 CMP_METRICS = "cmp-metrics"
 CMP_PLOT = "cmp-plot"
+CMP_PLOT_TABS = "cmp-plot-tabs"  # the plots, one tab each: only the chosen tab is drawn
 CMP_PAR_DIMS = "cmp-par-dims"
 CMP_PAR_COLOR = "cmp-par-color"
 CMP_SC_X = "cmp-sc-x"

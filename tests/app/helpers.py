@@ -117,3 +117,14 @@ def chart(duo: Any, container: str, title: str | None = None) -> dict[str, Any] 
 def severe_logs(duo: Any) -> list[dict[str, Any]]:
     """Browser-console errors (the app ships its favicon, so none is exempt)."""
     return list(duo.get_logs() or [])
+
+
+def open_plot_tab(duo, name: str) -> None:
+    """Open a compare page plot tab (curves, parallel, scatter, contour): only the chosen tab
+    is drawn."""
+    from runlake.app.web import ids
+
+    tab = duo.wait_for_element(f"#{ids.CMP_PLOT_TABS}-{name}", timeout=20)
+    # Centred first: at the window's edge the page's sticky header can cover it.
+    duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", tab)
+    tab.click()

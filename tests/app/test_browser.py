@@ -14,7 +14,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
 from runlake.app.web import ids
-from tests.app.helpers import Grid, chart, dash_prop, severe_logs
+from tests.app.helpers import Grid, chart, dash_prop, open_plot_tab, severe_logs
 from tests.app.number_cases import CASES as NUMBER_CASES
 from tests.app.number_cases import js_literal
 
@@ -227,13 +227,23 @@ def test_rl010_compare_page_draws_each_plot_type(dash_duo, app, lake):
     run_ids = lake.search_run_ids(filter_string="run_name LIKE 'image-%' OR run_name LIKE 'sweep-0%'", max_results=12)
     dash_duo.start_server(app)
     _open(dash_duo, "/compare?runs=" + ",".join(run_ids))
-    dash_duo.wait_for_element(f"#{ids.CMP_PLOT}-parallel .parcoords", timeout=15)
-    dash_duo.wait_for_element(f"#{ids.CMP_PLOT}-scatter .scatterlayer .trace", timeout=15)
-    dash_duo.wait_for_element(f"#{ids.CMP_PLOT}-contour .contourlayer", timeout=15)
+    # The curves tab is open first; the other plots are neither computed nor drawn until opened.
     dash_duo.wait_for_element(f"#{ids.CMP_PLOT}-curves .scatterlayer .trace", timeout=15)
     until(
         lambda: len(dash_duo.find_elements(f"#{ids.CMP_PLOT}-curves .scatterlayer .trace")) == len(run_ids), timeout=10
     )
+    assert dash_duo.find_elements(f"#{ids.CMP_PLOT}-parallel") == []
+    for tab, drawn in (("parallel", ".parcoords"), ("scatter", ".scatterlayer .trace"), ("contour", ".contourlayer")):
+        open_plot_tab(dash_duo, tab)
+        dash_duo.wait_for_element(f"#{ids.CMP_PLOT}-{tab} {drawn}", timeout=15)
+        assert dash_duo.find_elements(f"#{ids.CMP_PLOT}-curves") == []
+    # Back to a tab already drawn: its figure is kept, drawn again at once.
+    open_plot_tab(dash_duo, "curves")
+    until(
+        lambda: len(dash_duo.find_elements(f"#{ids.CMP_PLOT}-curves .scatterlayer .trace")) == len(run_ids), timeout=10
+    )
+    open_plot_tab(dash_duo, "parallel")
+    dash_duo.wait_for_element(f"#{ids.CMP_PLOT}-parallel .parcoords", timeout=15)
     assert severe_logs(dash_duo) == []
 
 
@@ -570,13 +580,15 @@ def test_rl020_compare_500_runs_renders_and_diff_only_works(dash_duo, wide_lake)
     dash_duo.wait_for_text_to_equal("h1", "Comparing 500 runs", timeout=20)
     for grid_id in (ids.CMP_DETAILS, ids.CMP_PARAMS, ids.CMP_METRICS):
         dash_duo.wait_for_element(f"#{grid_id} .ag-row", timeout=20)
-    dash_duo.wait_for_element(f"#{ids.CMP_PLOT}-parallel .parcoords", timeout=20)
-    dash_duo.wait_for_element(f"#{ids.CMP_PLOT}-scatter .scatterlayer .trace", timeout=20)
-    dash_duo.wait_for_element(f"#{ids.CMP_PLOT}-contour .contourlayer", timeout=20)
     until(lambda: (chart(dash_duo, f"#{ids.CMP_PLOT}-curves") or {}).get("traces") == 500, timeout=20)
+    for tab, drawn in (("parallel", ".parcoords"), ("scatter", ".scatterlayer .trace"), ("contour", ".contourlayer")):
+        open_plot_tab(dash_duo, tab)
+        dash_duo.wait_for_element(f"#{ids.CMP_PLOT}-{tab} {drawn}", timeout=20)
     params = Grid(dash_duo, ids.CMP_PARAMS)
     until(lambda: {"augment", "lr"} <= set(params.column("key")), timeout=10)
-    dash_duo.find_element(f"#{ids.CMP_DIFF} input").click()
+    diff = dash_duo.find_element(f"#{ids.CMP_DIFF} input")
+    dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", diff)  # below the header
+    diff.click()
     until(
         lambda: "augment" not in params.column("key") and "lr" in params.column("key"),
         timeout=10,

@@ -22,7 +22,7 @@ from runlake.app.web.server import create_app
 from runlake.core import layout, writer
 from runlake.ingest.client import LakeClient
 from runlake.lake import Lake
-from tests.app.helpers import Grid, severe_logs
+from tests.app.helpers import Grid, open_plot_tab, severe_logs
 
 pytestmark = pytest.mark.browser
 
@@ -138,17 +138,14 @@ def test_rl_o05_markup_in_user_data_is_never_markup_in_figures(dash_duo, odd):
     root, made, _exps = odd
     dash_duo.start_server(_app(root))
     _open(dash_duo, "/compare?runs=" + ",".join(made[n] for n in (LINK, BIG, RTL, LONG_NAME, "plain")))
-    for plot in ("parallel", "scatter"):
-        dash_duo.wait_for_element(f"#{ids.CMP_PLOT}-{plot} .js-plotly-plot .main-svg", timeout=40)
-    until(
-        lambda: (
-            "click" in dash_duo.find_element(f"#{ids.CMP_PLOT}-scatter").text
-            and "click" in dash_duo.find_element(f"#{ids.CMP_PLOT}-parallel").text
-        ),
-        timeout=15,
-        msg="the markup shows as text",
-    )
     for plot, shown in (("parallel", "\u2039a href"), ("scatter", "<a href")):
+        open_plot_tab(dash_duo, plot)
+        dash_duo.wait_for_element(f"#{ids.CMP_PLOT}-{plot} .js-plotly-plot .main-svg", timeout=40)
+        until(
+            lambda plot=plot: "click" in dash_duo.find_element(f"#{ids.CMP_PLOT}-{plot}").text,
+            timeout=15,
+            msg="the markup shows as text",
+        )
         figure = dash_duo.find_element(f"#{ids.CMP_PLOT}-{plot}")
         assert figure.find_elements("css selector", "svg a") == []  # no live link
         assert shown in figure.text  # the markup is shown as text

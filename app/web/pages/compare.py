@@ -7,11 +7,12 @@ scatter, contour and overlaid metric curves. Runs may come from several experime
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import dash_ag_grid as dag
 import pandas as pd
-from dash import Input, Output, State, dcc, html, no_update
+from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from runlake.app.web import charts, ids
 from runlake.app.web.components import (
@@ -174,11 +175,7 @@ def layout(services: Services, runs: Any = None, **_query: Any) -> html.Div:
             className="page",
         )
     names = services.experiment_names()
-    params, metrics, varying = _choices(frame)
-    options = [{"label": c, "value": c} for c in params + metrics]
-    metric_keys = [c.split(".", 1)[1] for c in metrics]
-    first_metric = next((m for m in metrics if "loss" in m), metrics[0] if metrics else None)
-    numeric_varying = [c for c in varying if pd.to_numeric(frame[c], errors="coerce").notna().all()]
+    plots = _plot_choices(frame)
     experiments = sorted({names.get(str(e), str(e)) for e in frame["experiment_id"]})
     return html.Div(
         [
@@ -202,145 +199,172 @@ def layout(services: Services, runs: Any = None, **_query: Any) -> html.Div:
                 [
                     section("Run details", _table(ids.CMP_DETAILS, frame, detail_rows(frame, names))),
                     section(
-                        "Parameters", _table(ids.CMP_PARAMS, frame, table_rows(frame, "params")), count=len(params)
+                        "Parameters",
+                        _table(ids.CMP_PARAMS, frame, table_rows(frame, "params")),
+                        count=len(plots.params),
                     ),
                     section(
                         "Metrics",
                         _table(ids.CMP_METRICS, frame, table_rows(frame, "metrics"), numeric=True),
-                        count=len(metrics),
+                        count=len(plots.metrics),
                     ),
                 ],
                 className="compare-tables",
             ),
             section(
-                "Parallel coordinates",
-                [
-                    html.Div(
-                        [
-                            control(
-                                "Axes",
-                                dcc.Dropdown(
-                                    id=ids.CMP_PAR_DIMS,
-                                    options=options,
-                                    multi=True,
-                                    value=(varying[:6] + ([first_metric] if first_metric else [])),
-                                ),
-                                "Params and metrics shown as axes; text params become categories",
-                            ),
-                            control(
-                                "Color",
-                                dcc.Dropdown(id=ids.CMP_PAR_COLOR, options=options, value=first_metric),
-                                "Color lines by this value",
-                            ),
-                        ],
-                        className="plot-controls",
-                    ),
-                    dcc.Graph(id=f"{ids.CMP_PLOT}-parallel", config={"displaylogo": False}),
-                ],
-            ),
-            section(
-                "Scatter",
-                [
-                    html.Div(
-                        [
-                            control(
-                                "X",
-                                dcc.Dropdown(id=ids.CMP_SC_X, options=options, value=(varying or params or [None])[0]),
-                                "X axis",
-                            ),
-                            control("Y", dcc.Dropdown(id=ids.CMP_SC_Y, options=options, value=first_metric), "Y axis"),
-                        ],
-                        className="plot-controls",
-                    ),
-                    dcc.Graph(id=f"{ids.CMP_PLOT}-scatter", config={"displaylogo": False}),
-                ],
-            ),
-            section(
-                "Contour",
-                [
-                    html.Div(
-                        [
-                            control(
-                                "X",
-                                dcc.Dropdown(
-                                    id=ids.CMP_CT_X, options=options, value=(numeric_varying + varying + [None])[0]
-                                ),
-                                "X axis",
-                            ),
-                            control(
-                                "Y",
-                                dcc.Dropdown(
-                                    id=ids.CMP_CT_Y,
-                                    options=options,
-                                    value=((numeric_varying + varying)[1:] + [None])[0],
-                                ),
-                                "Y axis",
-                            ),
-                            control(
-                                "Z", dcc.Dropdown(id=ids.CMP_CT_Z, options=options, value=first_metric), "Contour value"
-                            ),
-                        ],
-                        className="plot-controls",
-                    ),
-                    dcc.Graph(id=f"{ids.CMP_PLOT}-contour", config={"displaylogo": False}),
-                ],
-            ),
-            section(
-                "Metric curves",
-                [
-                    html.Div(
-                        [
-                            control(
-                                "Metric",
-                                dcc.Dropdown(
-                                    id=ids.CMP_CURVE_KEY,
-                                    options=metric_keys,
-                                    value=first_metric.split(".", 1)[1] if first_metric else None,
-                                ),
-                                "Metric to overlay",
-                            ),
-                            x_axis_control(ids.CMP_X_AXIS),
-                            control(
-                                "Smoothing",
-                                dcc.Slider(
-                                    id=ids.CMP_SMOOTHING,
-                                    min=0,
-                                    max=0.99,
-                                    step=0.01,
-                                    value=0,
-                                    marks={0: "0", 0.5: "0.5", 0.99: "0.99"},
-                                ),
-                                "Exponential moving average",
-                            ),
-                            control(
-                                "Y scale",
-                                dcc.Checklist(id=ids.CMP_LOG_Y, options=[{"label": " Log", "value": "log"}], value=[]),
-                                "Log y-axis",
-                            ),
-                            control(
-                                "Band",
-                                dcc.Checklist(
-                                    id=ids.CMP_BAND,
-                                    options=[{"label": " Min–max", "value": "band"}],
-                                    # Bands of many overlaid runs hide each other: on for a few runs only.
-                                    value=["band"] if len(frame) <= 3 else [],
-                                ),
-                                "Shade each bucket's min and max around a run's line",
-                            ),
-                            *group_controls(ids.CMP_GROUP, ids.CMP_SPREAD, group_options(frame)),
-                        ],
-                        className="plot-controls",
-                    ),
-                    dcc.Loading(
-                        dcc.Graph(id=f"{ids.CMP_PLOT}-curves", config={"displaylogo": False}),
-                        type="dot",
-                        delay_show=400,
-                    ),
-                ],
+                "Plots",
+                dcc.Tabs(
+                    id=ids.CMP_PLOT_TABS,
+                    value="curves",
+                    children=[
+                        dcc.Tab(
+                            id=f"{ids.CMP_PLOT_TABS}-curves",
+                            label="Metric curves",
+                            value="curves",
+                            children=_curves_tab(frame, plots),
+                        ),
+                        dcc.Tab(
+                            id=f"{ids.CMP_PLOT_TABS}-parallel",
+                            label="Parallel coordinates",
+                            value="parallel",
+                            children=_parallel_tab(plots),
+                        ),
+                        dcc.Tab(
+                            id=f"{ids.CMP_PLOT_TABS}-scatter",
+                            label="Scatter",
+                            value="scatter",
+                            children=_scatter_tab(plots),
+                        ),
+                        dcc.Tab(
+                            id=f"{ids.CMP_PLOT_TABS}-contour",
+                            label="Contour",
+                            value="contour",
+                            children=_contour_tab(plots),
+                        ),
+                    ],
+                    className="plot-tabs",
+                ),
             ),
         ],
         className="page page-compare",
     )
+
+
+# The plots sit in tabs and only the chosen tab is drawn: Dash's tabs mount the chosen tab's
+# children alone, and a tab's figure is computed when it is first opened. Stacked, the page drew
+# all four on load: parallel coordinates are WebGL, which took 0.8-1.2 s of the browser's main
+# thread in headless Chromium (software GL), and the curves of 100 runs waited behind them.
+# The curves come first: over training runs they are what a comparison is mostly for.
+class PlotChoices(NamedTuple):
+    """What the plots' dropdowns offer and show first."""
+
+    params: list[str]
+    metrics: list[str]
+    options: list[dict[str, str]]  # every param and metric column
+    varying: list[str]  # params whose value differs between the runs
+    axes: list[str]  # the varying params, numeric ones first (the contour's axes)
+    first_metric: str | None  # the first metric with "loss" in its name, else the first
+
+
+def _plot_choices(frame: pd.DataFrame) -> PlotChoices:
+    params, metrics, varying = _choices(frame)
+    numeric = [c for c in varying if pd.to_numeric(frame[c], errors="coerce").notna().all()]
+    return PlotChoices(
+        params=params,
+        metrics=metrics,
+        options=[{"label": c, "value": c} for c in params + metrics],
+        varying=varying,
+        axes=numeric + [c for c in varying if c not in numeric],
+        first_metric=next((m for m in metrics if "loss" in m), metrics[0] if metrics else None),
+    )
+
+
+def _graph(name: str) -> dcc.Graph:
+    return dcc.Graph(id=f"{ids.CMP_PLOT}-{name}", config={"displaylogo": False})
+
+
+def _curves_tab(frame: pd.DataFrame, plots: PlotChoices) -> list[Any]:
+    first_metric = plots.first_metric
+    controls = [
+        control(
+            "Metric",
+            dcc.Dropdown(
+                id=ids.CMP_CURVE_KEY,
+                options=[c.split(".", 1)[1] for c in plots.metrics],
+                value=first_metric.split(".", 1)[1] if first_metric else None,
+            ),
+            "Metric to overlay",
+        ),
+        x_axis_control(ids.CMP_X_AXIS),
+        control(
+            "Smoothing",
+            dcc.Slider(
+                id=ids.CMP_SMOOTHING, min=0, max=0.99, step=0.01, value=0, marks={0: "0", 0.5: "0.5", 0.99: "0.99"}
+            ),
+            "Exponential moving average",
+        ),
+        control(
+            "Y scale",
+            dcc.Checklist(id=ids.CMP_LOG_Y, options=[{"label": " Log", "value": "log"}], value=[]),
+            "Log y-axis",
+        ),
+        control(
+            "Band",
+            dcc.Checklist(
+                id=ids.CMP_BAND,
+                options=[{"label": " Min–max", "value": "band"}],
+                # Bands of many overlaid runs hide each other: on for a few runs only.
+                value=["band"] if len(frame) <= 3 else [],
+            ),
+            "Shade each bucket's min and max around a run's line",
+        ),
+        *group_controls(ids.CMP_GROUP, ids.CMP_SPREAD, group_options(frame)),
+    ]
+    return [
+        html.Div(controls, className="plot-controls"),
+        dcc.Loading(_graph("curves"), type="dot", delay_show=400),
+    ]
+
+
+def _parallel_tab(plots: PlotChoices) -> list[Any]:
+    options, varying, first_metric = plots.options, plots.varying, plots.first_metric
+    controls = [
+        control(
+            "Axes",
+            dcc.Dropdown(
+                id=ids.CMP_PAR_DIMS,
+                options=options,
+                multi=True,
+                value=(varying[:6] + ([first_metric] if first_metric else [])),
+            ),
+            "Params and metrics shown as axes; text params become categories",
+        ),
+        control(
+            "Color",
+            dcc.Dropdown(id=ids.CMP_PAR_COLOR, options=options, value=first_metric),
+            "Color lines by this value",
+        ),
+    ]
+    return [html.Div(controls, className="plot-controls"), _graph("parallel")]
+
+
+def _scatter_tab(plots: PlotChoices) -> list[Any]:
+    options, varying, params, first_metric = plots.options, plots.varying, plots.params, plots.first_metric
+    controls = [
+        control("X", dcc.Dropdown(id=ids.CMP_SC_X, options=options, value=(varying or params or [None])[0]), "X axis"),
+        control("Y", dcc.Dropdown(id=ids.CMP_SC_Y, options=options, value=first_metric), "Y axis"),
+    ]
+    return [html.Div(controls, className="plot-controls"), _graph("scatter")]
+
+
+def _contour_tab(plots: PlotChoices) -> list[Any]:
+    options, axes, first_metric = plots.options, plots.axes, plots.first_metric
+    controls = [
+        control("X", dcc.Dropdown(id=ids.CMP_CT_X, options=options, value=(axes + [None])[0]), "X axis"),
+        control("Y", dcc.Dropdown(id=ids.CMP_CT_Y, options=options, value=(axes[1:] + [None])[0]), "Y axis"),
+        control("Z", dcc.Dropdown(id=ids.CMP_CT_Z, options=options, value=first_metric), "Contour value"),
+    ]
+    return [html.Div(controls, className="plot-controls"), _graph("contour")]
 
 
 def register_callbacks(app: Dash, services: Services) -> None:
@@ -359,36 +383,43 @@ def register_callbacks(app: Dash, services: Services) -> None:
             rows = table_rows(frame_of(run_ids), _prefix)
             return [r for r in rows if not r["same"]] if value else rows
 
-    @app.callback(
-        Output(f"{ids.CMP_PLOT}-parallel", "figure"),
-        Input(ids.CMP_PAR_DIMS, "value"),
-        Input(ids.CMP_PAR_COLOR, "value"),
-        State(ids.CMP_RUNS, "data"),
-    )
-    def parallel(dims: list[str] | None, color: str | None, run_ids: list[str]) -> Any:
+    # The other tabs' figures are computed when their tab is first opened (and again when their
+    # controls change): on load the server computes the curves alone.
+    def tab_plot(name: str, *controls: str) -> Callable[[Callable[..., Any]], Any]:
+        return app.callback(
+            Output(f"{ids.CMP_PLOT}-{name}", "figure"),
+            Input(ids.CMP_PLOT_TABS, "value"),
+            *[Input(control, "value") for control in controls],
+            State(f"{ids.CMP_PLOT}-{name}", "figure"),
+            State(ids.CMP_RUNS, "data"),
+        )
+
+    def skip(name: str, tab: str | None, figure: Any) -> bool:
+        """Whether to leave a tab's figure as it is: the tab is not shown, or it was just
+        opened again with its figure already drawn."""
+        opened = ctx.triggered_id == ids.CMP_PLOT_TABS
+        return tab != name or (opened and figure is not None)
+
+    @tab_plot("parallel", ids.CMP_PAR_DIMS, ids.CMP_PAR_COLOR)
+    def parallel(tab: str | None, dims: list[str] | None, color: str | None, figure: Any, run_ids: list[str]) -> Any:
+        if skip("parallel", tab, figure):
+            return no_update
         # Every string of these figures may come from user data: no markup of it is rendered.
         return escape_figure(charts.parallel_figure(frame_of(run_ids), dims or [], color))
 
-    @app.callback(
-        Output(f"{ids.CMP_PLOT}-scatter", "figure"),
-        Input(ids.CMP_SC_X, "value"),
-        Input(ids.CMP_SC_Y, "value"),
-        State(ids.CMP_RUNS, "data"),
-    )
-    def scatter(x: str | None, y: str | None, run_ids: list[str]) -> Any:
+    @tab_plot("scatter", ids.CMP_SC_X, ids.CMP_SC_Y)
+    def scatter(tab: str | None, x: str | None, y: str | None, figure: Any, run_ids: list[str]) -> Any:
+        if skip("scatter", tab, figure):
+            return no_update
         frame = frame_of(run_ids)
         return escape_figure(
             charts.scatter_figure(frame, x, y, names=[r or i[:8] for r, i in zip(frame["run_name"], frame["run_id"])])
         )
 
-    @app.callback(
-        Output(f"{ids.CMP_PLOT}-contour", "figure"),
-        Input(ids.CMP_CT_X, "value"),
-        Input(ids.CMP_CT_Y, "value"),
-        Input(ids.CMP_CT_Z, "value"),
-        State(ids.CMP_RUNS, "data"),
-    )
-    def contour(x: str | None, y: str | None, z: str | None, run_ids: list[str]) -> Any:
+    @tab_plot("contour", ids.CMP_CT_X, ids.CMP_CT_Y, ids.CMP_CT_Z)
+    def contour(tab: str | None, x: str | None, y: str | None, z: str | None, figure: Any, run_ids: list[str]) -> Any:
+        if skip("contour", tab, figure):
+            return no_update
         return escape_figure(charts.contour_figure(frame_of(run_ids), x, y, z))
 
     @app.callback(
