@@ -166,7 +166,8 @@ def series_groups(data: pa.Table, one_series: bool = False, size: int | None = N
     A long series (a quarter of a group or more) gets groups of its own, full ones then the
     rest. Shorter series share groups, each whole in one: a series that would overflow the
     current group closes it and starts the next. So a file has at most about 3 groups per
-    ``size`` rows plus 2 per long series, where plain slicing has 1 per ``size`` rows.
+    ``size`` rows plus 2 per long series, where plain slicing has 1 per ``size`` rows. A file
+    of at most ``size`` rows (most flushes) is one group, with no search.
 
     Args:
         data: the file's rows.
