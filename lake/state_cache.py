@@ -26,6 +26,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 
 import duckdb
@@ -41,6 +42,11 @@ CACHE_DIR_ENV = "RUNLAKE_CACHE_DIR"
 CACHE_ENV = "RUNLAKE_STATE_CACHE"
 # DuckDB's memory limit for a cached state: blocks past it are read back from the file.
 MEMORY_LIMIT = "1GB"
+
+# A state file no Lake has opened for this long is removed by the next cached open in its
+# directory (a lake no longer read, or one left behind by an older runlake's layout: at a
+# million runs a file holds gigabytes). Rebuilding it costs one uncached open.
+STALE_AFTER_S = 14 * 24 * 3600
 
 _in_use: set[str] = set()
 _in_use_lock = threading.Lock()
@@ -114,7 +120,47 @@ def connect(
             _in_use.discard(key)
         log.info("runlake: state cache %s not used (%s); reading the lake in memory", path, exc)
         return duckdb.connect(":memory:"), None
+    try:
+        os.utime(path)  # "last opened", which the sweep of other processes goes by
+        sweep(directory)
+    except OSError as exc:
+        log.info("runlake: state cache directory %s not swept (%s)", directory, exc)
     return con, key
+
+
+def sweep(directory: Path, now: float | None = None) -> list[Path]:
+    """Remove the state files in ``directory`` that no Lake opened for ``STALE_AFTER_S``;
+    returns them.
+
+    A file this process holds is kept, and so is one another process holds (DuckDB's lock on
+    it, tested without waiting); where locks cannot be tested (no ``fcntl``) nothing is removed.
+    A process that opens a file just as it is removed keeps reading its copy, and its next open
+    starts a new file: it is a cache.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return []
+    now = time.time() if now is None else now
+    with _in_use_lock:
+        held = set(_in_use)
+    removed = []
+    for path in sorted(directory.glob("state-*.duckdb")):
+        try:
+            if str(path) in held or now - path.stat().st_mtime < STALE_AFTER_S:
+                continue
+            with open(path, "rb+") as handle:
+                try:
+                    fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue  # another process holds it
+                _discard(path)
+                fcntl.lockf(handle, fcntl.LOCK_UN)
+        except OSError:
+            continue  # gone already, or not ours to remove
+        removed.append(path)
+        log.info("runlake: removed state cache %s (not opened for %d days)", path, STALE_AFTER_S // 86400)
+    return removed
 
 
 def _open(path: Path) -> duckdb.DuckDBPyConnection:

@@ -321,3 +321,63 @@ def test_a_file_rewritten_in_place_while_the_table_is_read_again_keeps_its_rows_
     os.remove(first)  # compacted or purged away
     assert len(lake.search_runs()) == 0
     assert lake.sql("SELECT count(*) AS n FROM raw_runs")["n"][0] == 0
+
+
+def _state_file(path: Path, age_days: float) -> Path:
+    import os
+    import time
+
+    import duckdb
+
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE t AS SELECT 1 AS x")
+    con.close()
+    stamp = time.time() - age_days * 86400
+    os.utime(path, (stamp, stamp))
+    return path
+
+
+def test_state_files_no_lake_opened_for_two_weeks_are_removed(tmp_path: Path) -> None:
+    import gc
+    import os
+    import time
+
+    root, cache = str(tmp_path / "lake"), tmp_path / "cache"
+    cache.mkdir()
+    client = LakeClient(root)
+    _log(client, client.create_experiment("swept"), 0, 2)
+    first = Lake(root, cache=cache)
+    (own,) = cache.glob("state-*.duckdb")
+    del first
+    gc.collect()  # its state file is released with it
+    # This lake's own file, unopened for a month: opening it makes it recent again.
+    os.utime(own, (time.time() - 30 * 86400,) * 2)
+    stale = _state_file(cache / "state-0000000000000000000000aa.duckdb", 15)
+    recent = _state_file(cache / "state-0000000000000000000000bb.duckdb", 13)
+    other = _state_file(cache / "notes-0000000000000000000000cc.duckdb", 100)  # not a state file
+    held = _state_file(cache / "state-0000000000000000000000dd.duckdb", 0)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, duckdb; con = duckdb.connect(sys.argv[1]); print('ready', flush=True); sys.stdin.readline()",
+            str(held),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        os.utime(held, (time.time() - 60 * 86400,) * 2)  # old, but another process holds it
+        lake = Lake(root, cache=cache)
+        assert lake.connection.cached and len(lake.search_runs()) == 2
+        assert not stale.exists()
+        assert own.exists() and time.time() - own.stat().st_mtime < 3600
+        assert recent.exists() and other.exists() and held.exists()
+    finally:
+        holder.communicate("\n", timeout=60)
+    assert holder.returncode == 0
+    # Released: the next sweep removes it, never the file a Lake of this process holds.
+    assert state_cache.sweep(cache) == [held]
+    assert own.exists() and lake.connection.cached
