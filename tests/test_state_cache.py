@@ -95,33 +95,31 @@ def test_a_second_lake_on_the_same_cache_reads_in_memory(tmp_path: Path) -> None
     assert len(first.search_runs()) == len(second.search_runs()) == 3
 
 
+def _holding(code: str, *args: str) -> subprocess.Popen[str]:
+    """Another process that runs ``code`` (with ``sys`` imported), then holds what it opened
+    until a line arrives on its stdin; returned once it is ready."""
+    script = "import sys\n" + textwrap.dedent(code) + "\nprint('ready', flush=True)\nsys.stdin.readline()\n"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+    return holder
+
+
 def test_a_cache_held_by_another_process_is_left_to_it(tmp_path: Path) -> None:
     root, cache = str(tmp_path / "lake"), tmp_path / "cache"
     client = LakeClient(root)
     _log(client, client.create_experiment("held"), 0, 3)
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            textwrap.dedent(
-                """
-                import sys
-                from runlake.lake import Lake
-                lake = Lake(sys.argv[1], cache=sys.argv[2])
-                assert lake.connection.cached
-                print("ready", flush=True)
-                sys.stdin.readline()
-                """
-            ),
-            root,
-            str(cache),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
+    holder = _holding(
+        """
+        from runlake.lake import Lake
+        lake = Lake(sys.argv[1], cache=sys.argv[2])
+        assert lake.connection.cached
+        """,
+        root,
+        str(cache),
     )
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
         here = Lake(root, cache=cache)
         assert not here.connection.cached
         assert len(here.search_runs()) == 3
@@ -356,19 +354,8 @@ def test_state_files_no_lake_opened_for_two_weeks_are_removed(tmp_path: Path) ->
     recent = _state_file(cache / "state-0000000000000000000000bb.duckdb", 13)
     other = _state_file(cache / "notes-0000000000000000000000cc.duckdb", 100)  # not a state file
     held = _state_file(cache / "state-0000000000000000000000dd.duckdb", 0)
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, duckdb; con = duckdb.connect(sys.argv[1]); print('ready', flush=True); sys.stdin.readline()",
-            str(held),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    holder = _holding("import duckdb; con = duckdb.connect(sys.argv[1])", str(held))
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
         os.utime(held, (time.time() - 60 * 86400,) * 2)  # old, but another process holds it
         lake = Lake(root, cache=cache)
         assert lake.connection.cached and len(lake.search_runs()) == 2
