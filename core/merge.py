@@ -93,10 +93,11 @@ def combine(table: str, data: pa.Table) -> pa.Table:
     if table == layout.METRIC_SUMMARIES:
         return points.fold_summaries(data)
     if table == layout.METRICS:
-        # Each input is sorted already and written as row groups of its own: concatenated,
-        # every row group stays sorted by run and key, so run filters still prune them. A full
-        # sort of millions of points (strings first) would cost more than the whole flush;
-        # cron compaction does it once, for good.
+        # Each input is sorted already. The concatenation is cut into row groups where a series
+        # changes (``writer.series_groups``), so a group holds one long series or whole short
+        # ones, and run filters still prune them; only a group of short series that straddles
+        # two inputs spans both inputs' run ranges. A full sort of millions of points (strings
+        # first) would cost more than the whole flush; cron compaction does it once, for good.
         return data
     return data.sort_by(layout.SORT_KEYS[table])
 

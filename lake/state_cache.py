@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -43,10 +44,13 @@ CACHE_ENV = "RUNLAKE_STATE_CACHE"
 # DuckDB's memory limit for a cached state: blocks past it are read back from the file.
 MEMORY_LIMIT = "1GB"
 
-# A state file no Lake has opened for this long is removed by the next cached open in its
+# A state file no Lake has used for this long is removed by the next cached open in its
 # directory (a lake no longer read, or one left behind by an older runlake's layout: at a
 # million runs a file holds gigabytes). Rebuilding it costs one uncached open.
 STALE_AFTER_S = 14 * 24 * 3600
+
+# The names ``cache_file`` gives: a sweep never touches another file of a shared folder.
+_STATE_NAME = re.compile(r"state-[0-9a-f]{24}\.duckdb")
 
 _in_use: set[str] = set()
 _in_use_lock = threading.Lock()
@@ -121,7 +125,7 @@ def connect(
         log.info("runlake: state cache %s not used (%s); reading the lake in memory", path, exc)
         return duckdb.connect(":memory:"), None
     try:
-        os.utime(path)  # "last opened", which the sweep of other processes goes by
+        os.utime(path)  # "last used", which sweeps go by
         sweep(directory)
     except OSError as exc:
         log.info("runlake: state cache directory %s not swept (%s)", directory, exc)
@@ -129,37 +133,44 @@ def connect(
 
 
 def sweep(directory: Path, now: float | None = None) -> list[Path]:
-    """Remove the state files in ``directory`` that no Lake opened for ``STALE_AFTER_S``;
+    """Remove the state files in ``directory`` that no Lake used for ``STALE_AFTER_S``;
     returns them.
 
-    A file this process holds is kept, and so is one another process holds (DuckDB's lock on
-    it, tested without waiting); where locks cannot be tested (no ``fcntl``) nothing is removed.
-    A process that opens a file just as it is removed keeps reading its copy, and its next open
-    starts a new file: it is a cache.
+    "Used" is the file's modification time, which every cached open and every release sets.
+    A file this process holds is kept (checked under the lock ``connect`` takes, so no thread
+    opens one meanwhile), and so is one another process holds: DuckDB's lock on it is tested
+    without waiting, and the file is removed only if the name still leads to the file locked
+    and still old. Where locks cannot be tested (no ``fcntl``) nothing is removed. A process
+    that opens a file just as it is removed keeps reading its copy, and its next open starts a
+    new file: it is a cache.
     """
     try:
         import fcntl
     except ImportError:
         return []
+    directory = Path(os.path.realpath(Path(directory).expanduser()))
     now = time.time() if now is None else now
-    with _in_use_lock:
-        held = set(_in_use)
     removed = []
-    for path in sorted(directory.glob("state-*.duckdb")):
-        try:
-            if str(path) in held or now - path.stat().st_mtime < STALE_AFTER_S:
+    with _in_use_lock:
+        for path in sorted(directory.glob("state-*.duckdb")):
+            if not _STATE_NAME.fullmatch(path.name) or str(path) in _in_use:
                 continue
-            with open(path, "rb+") as handle:
-                try:
-                    fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError:
-                    continue  # another process holds it
-                _discard(path)
-                fcntl.lockf(handle, fcntl.LOCK_UN)
-        except OSError:
-            continue  # gone already, or not ours to remove
-        removed.append(path)
-        log.info("runlake: removed state cache %s (not opened for %d days)", path, STALE_AFTER_S // 86400)
+            try:
+                if now - path.stat().st_mtime < STALE_AFTER_S:
+                    continue
+                with open(path, "rb+") as handle:
+                    try:
+                        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except OSError:
+                        continue  # another process holds it
+                    locked = os.fstat(handle.fileno())
+                    if locked.st_ino != path.stat().st_ino or now - locked.st_mtime < STALE_AFTER_S:
+                        continue  # replaced, or used, since it was listed
+                    _discard(path)
+            except OSError:
+                continue  # gone already, or not ours to remove
+            removed.append(path)
+            log.info("runlake: removed state cache %s (not used for %d days)", path, STALE_AFTER_S // 86400)
     return removed
 
 
@@ -188,10 +199,15 @@ def _discard(path: Path) -> None:
 
 
 def release(con: duckdb.DuckDBPyConnection, key: str | None) -> None:
-    """Close a state connection; a cache file's lock goes with it."""
+    """Close a state connection; a cache file's lock goes with it, and the file is marked as
+    used now (a dashboard may have held an unchanging file for longer than ``STALE_AFTER_S``)."""
     try:
         con.close()
     finally:
         if key is not None:
             with _in_use_lock:
                 _in_use.discard(key)
+                try:
+                    os.utime(key)
+                except OSError:
+                    pass  # removed meanwhile: nothing to mark

@@ -560,3 +560,53 @@ def test_merged_runs_get_row_groups_of_their_own_and_bounds_from_statistics(lake
     assert known is not None and known.unsure is None and (known.lo, known.hi) == (0.0, 999.0)
     frame = lake.metric_series(long_runs, "loss", buckets=10)
     assert frame.groupby("run_id")["count"].sum().to_dict() == {r: 700 + 100 * i for i, r in enumerate(long_runs)}
+
+
+def test_a_run_only_change_at_a_chunk_boundary_still_cuts_row_groups():
+    import pyarrow as pa
+
+    from runlake.core import writer
+
+    data = pa.table({"run_id": pa.chunked_array([["a"] * 150, ["b"] * 150]), "key": ["loss"] * 300})
+    assert writer.series_groups(data, size=100) == [(0, 100), (100, 50), (150, 100), (250, 50)]
+
+
+@pytest.mark.parametrize(("shared_steps", "sure"), [((10, 20), True), ((10, 2000), False)])
+def test_a_shared_row_group_within_the_edges_leaves_them_sure(lake_dir, monkeypatch, shared_steps, sure):
+    """A merged file concatenates its inputs: a row group of short runs may span a long run's
+    id (x < long < z) and so may hold its points, as far as statistics tell. Steps within the
+    long run's range cannot move its edges; beyond them they may."""
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    from runlake.core import layout, writer
+    from runlake.lake import series as series_module
+
+    monkeypatch.setattr(writer, "ROW_GROUP_SIZE", 1000)
+    client = LakeClient(lake_dir)
+    experiment = client.create_experiment("shared")
+    client.flush()
+    long_run, x, z = "m" * 32, "a" * 32, "z" * 32
+    rows = [(long_run, s) for s in range(1000)] + [(x, s) for s in shared_steps] + [(z, s) for s in shared_steps]
+    data = pa.table(
+        {
+            "run_id": [r for r, _ in rows],
+            "key": ["loss"] * len(rows),
+            "step": [s for _, s in rows],
+            "timestamp": [T0 + s for _, s in rows],
+            "value": [1.0] * len(rows),
+        }
+    )
+    fs = pafs.LocalFileSystem()
+    path = writer.write_part(
+        fs, lake_dir, layout.METRICS, writer.to_table(layout.METRICS, data), experiment, sort=False
+    )
+    groups = pq.ParquetFile(path).metadata
+    shared = groups.row_group(groups.num_row_groups - 1).column(0).statistics
+    assert groups.num_row_groups == 2 and (shared.min, shared.max) == (x, z)  # spans the long run's id
+    dataset = Lake(lake_dir).connection.metrics_dataset()
+    query = series_module.check([long_run], "loss", "step", 10, None, None)
+    known = series_module.statistics_bounds(query, dataset, set(dataset.files))
+    assert known is not None and (known.lo, known.hi) == (0.0, 999.0)
+    assert (known.unsure is None) == sure

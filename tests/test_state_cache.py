@@ -365,6 +365,18 @@ def test_state_files_no_lake_opened_for_two_weeks_are_removed(tmp_path: Path) ->
     finally:
         holder.communicate("\n", timeout=60)
     assert holder.returncode == 0
-    # Released: the next sweep removes it, never the file a Lake of this process holds.
+    # Released: the next sweep removes it, never the file a Lake of this process holds, however
+    # old its time, and the sweep's test leaves that Lake's lock in place.
+    os.utime(own, (time.time() - 30 * 86400,) * 2)
     assert state_cache.sweep(cache) == [held]
-    assert own.exists() and lake.connection.cached
+    assert own.exists() and lake.connection.cached and len(lake.search_runs()) == 2
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys, duckdb; duckdb.connect(sys.argv[1])", str(own)],
+        capture_output=True,
+        text=True,
+    )
+    assert probe.returncode != 0 and "lock" in probe.stderr.lower()
+    # Closing a Lake marks its file as used: held for weeks, it is not stale when released.
+    del lake
+    gc.collect()
+    assert time.time() - own.stat().st_mtime < 3600 and state_cache.sweep(cache) == []

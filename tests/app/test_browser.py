@@ -223,7 +223,12 @@ def test_rl009_csv_download_of_the_selection(dash_duo, app, lake):
     assert rows[0][header.index("lr")] == run.params["lr"]
 
 
-def test_rl010_compare_page_draws_each_plot_type(dash_duo, app, lake):
+def test_rl010_compare_page_draws_each_plot_type(dash_duo, app, lake, monkeypatch):
+    from runlake.app.web import charts
+
+    computed = []
+    parallel_figure = charts.parallel_figure
+    monkeypatch.setattr(charts, "parallel_figure", lambda *a, **k: computed.append(1) or parallel_figure(*a, **k))
     run_ids = lake.search_run_ids(filter_string="run_name LIKE 'image-%' OR run_name LIKE 'sweep-0%'", max_results=12)
     dash_duo.start_server(app)
     _open(dash_duo, "/compare?runs=" + ",".join(run_ids))
@@ -232,7 +237,7 @@ def test_rl010_compare_page_draws_each_plot_type(dash_duo, app, lake):
     until(
         lambda: len(dash_duo.find_elements(f"#{ids.CMP_PLOT}-curves .scatterlayer .trace")) == len(run_ids), timeout=10
     )
-    assert dash_duo.find_elements(f"#{ids.CMP_PLOT}-parallel") == []
+    assert dash_duo.find_elements(f"#{ids.CMP_PLOT}-parallel") == [] and computed == []  # not computed either
     for tab, drawn in (("parallel", ".parcoords"), ("scatter", ".scatterlayer .trace"), ("contour", ".contourlayer")):
         open_plot_tab(dash_duo, tab)
         dash_duo.wait_for_element(f"#{ids.CMP_PLOT}-{tab} {drawn}", timeout=15)
@@ -244,6 +249,7 @@ def test_rl010_compare_page_draws_each_plot_type(dash_duo, app, lake):
     )
     open_plot_tab(dash_duo, "parallel")
     dash_duo.wait_for_element(f"#{ids.CMP_PLOT}-parallel .parcoords", timeout=15)
+    assert computed == [1]  # computed when first opened, not again
     assert severe_logs(dash_duo) == []
 
 

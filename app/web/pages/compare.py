@@ -1,8 +1,8 @@
 """Compare page (``/compare?runs=...``): runs side by side, in tables and plots.
 
-Details, params and metrics side by side (with "show diff only"), parallel coordinates,
-scatter, contour and overlaid metric curves. Runs may come from several experiments; up to
-``MAX_COMPARE`` runs.
+Details, params and metrics side by side (with "show diff only"), then the plots in tabs:
+overlaid metric curves (open first), parallel coordinates, scatter and contour. Runs may come
+from several experiments; up to ``MAX_COMPARE`` runs.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import dash_ag_grid as dag
 import pandas as pd
-from dash import Input, Output, State, ctx, dcc, html, no_update
+from dash import Input, Output, State, dcc, html, no_update
 
 from runlake.app.web import charts, ids
 from runlake.app.web.components import (
@@ -180,6 +180,7 @@ def layout(services: Services, runs: Any = None, **_query: Any) -> html.Div:
     return html.Div(
         [
             dcc.Store(id=ids.CMP_RUNS, data=list(frame["run_id"])),
+            *[dcc.Store(id=f"{ids.CMP_PLOT}-{name}-drawn") for name in ("parallel", "scatter", "contour")],
             page_header(
                 f"Comparing {len(frame)} run{'s' if len(frame) != 1 else ''}",
                 subtitle=[
@@ -242,7 +243,6 @@ def layout(services: Services, runs: Any = None, **_query: Any) -> html.Div:
                             children=_contour_tab(plots),
                         ),
                     ],
-                    className="plot-tabs",
                 ),
             ),
         ],
@@ -383,44 +383,39 @@ def register_callbacks(app: Dash, services: Services) -> None:
             rows = table_rows(frame_of(run_ids), _prefix)
             return [r for r in rows if not r["same"]] if value else rows
 
-    # The other tabs' figures are computed when their tab is first opened (and again when their
-    # controls change): on load the server computes the curves alone.
-    def tab_plot(name: str, *controls: str) -> Callable[[Callable[..., Any]], Any]:
-        return app.callback(
+    # The other tabs' figures are computed when their tab is opened, and again when their
+    # controls change: on load the server computes the curves alone. A tab opened again keeps
+    # its figure if it was drawn with the controls as they are ("-drawn" holds those values,
+    # set with the figure: a figure whose answer Dash dropped because the tab changed while it
+    # was computed never recorded them, so it is drawn again).
+    def tab_plot(name: str, controls: tuple[str, ...], draw: Callable[..., Any]) -> None:
+        @app.callback(
             Output(f"{ids.CMP_PLOT}-{name}", "figure"),
+            Output(f"{ids.CMP_PLOT}-{name}-drawn", "data"),
             Input(ids.CMP_PLOT_TABS, "value"),
             *[Input(control, "value") for control in controls],
-            State(f"{ids.CMP_PLOT}-{name}", "figure"),
+            State(f"{ids.CMP_PLOT}-{name}-drawn", "data"),
             State(ids.CMP_RUNS, "data"),
+            prevent_initial_call=True,
         )
+        def update(tab: str | None, *args: Any) -> tuple[Any, Any]:
+            *values, drawn, run_ids = args
+            if tab != name or drawn == values:
+                return no_update, no_update
+            # Every string of these figures may come from user data: no markup of it is rendered.
+            return escape_figure(draw(frame_of(run_ids), *values)), values
 
-    def skip(name: str, tab: str | None, figure: Any) -> bool:
-        """Whether to leave a tab's figure as it is: the tab is not shown, or it was just
-        opened again with its figure already drawn."""
-        opened = ctx.triggered_id == ids.CMP_PLOT_TABS
-        return tab != name or (opened and figure is not None)
+    def scatter(frame: pd.DataFrame, x: str | None, y: str | None) -> Any:
+        names = [r or i[:8] for r, i in zip(frame["run_name"], frame["run_id"])]
+        return charts.scatter_figure(frame, x, y, names=names)
 
-    @tab_plot("parallel", ids.CMP_PAR_DIMS, ids.CMP_PAR_COLOR)
-    def parallel(tab: str | None, dims: list[str] | None, color: str | None, figure: Any, run_ids: list[str]) -> Any:
-        if skip("parallel", tab, figure):
-            return no_update
-        # Every string of these figures may come from user data: no markup of it is rendered.
-        return escape_figure(charts.parallel_figure(frame_of(run_ids), dims or [], color))
-
-    @tab_plot("scatter", ids.CMP_SC_X, ids.CMP_SC_Y)
-    def scatter(tab: str | None, x: str | None, y: str | None, figure: Any, run_ids: list[str]) -> Any:
-        if skip("scatter", tab, figure):
-            return no_update
-        frame = frame_of(run_ids)
-        return escape_figure(
-            charts.scatter_figure(frame, x, y, names=[r or i[:8] for r, i in zip(frame["run_name"], frame["run_id"])])
-        )
-
-    @tab_plot("contour", ids.CMP_CT_X, ids.CMP_CT_Y, ids.CMP_CT_Z)
-    def contour(tab: str | None, x: str | None, y: str | None, z: str | None, figure: Any, run_ids: list[str]) -> Any:
-        if skip("contour", tab, figure):
-            return no_update
-        return escape_figure(charts.contour_figure(frame_of(run_ids), x, y, z))
+    tab_plot(
+        "parallel",
+        (ids.CMP_PAR_DIMS, ids.CMP_PAR_COLOR),
+        lambda frame, dims, color: charts.parallel_figure(frame, dims or [], color),
+    )
+    tab_plot("scatter", (ids.CMP_SC_X, ids.CMP_SC_Y), scatter)
+    tab_plot("contour", (ids.CMP_CT_X, ids.CMP_CT_Y, ids.CMP_CT_Z), charts.contour_figure)
 
     @app.callback(
         Output(f"{ids.CMP_PLOT}-curves", "figure"),
