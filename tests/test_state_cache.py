@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import textwrap
@@ -336,7 +337,6 @@ def _state_file(path: Path, age_days: float) -> Path:
 
 
 def test_state_files_no_lake_opened_for_two_weeks_are_removed(tmp_path: Path) -> None:
-    import gc
     import os
     import time
 
@@ -380,3 +380,18 @@ def test_state_files_no_lake_opened_for_two_weeks_are_removed(tmp_path: Path) ->
     del lake
     gc.collect()
     assert time.time() - own.stat().st_mtime < 3600 and state_cache.sweep(cache) == []
+
+
+def test_warming_a_lake_reads_without_changing_it(tmp_path: Path) -> None:
+    root, cache = str(tmp_path / "lake"), tmp_path / "cache"
+    Lake(root, cache=cache).warm()  # no lake yet: nothing to read, nothing raised
+    client = LakeClient(root)
+    _log(client, client.create_experiment("warm"), 0, 250)  # more runs than one probed page
+    Lake(root, cache=cache)  # builds the cache file
+    gc.collect()
+    reopened = Lake(root, cache=cache)
+    assert reopened.connection.cached
+    before = _state(reopened)
+    reopened.warm()
+    reopened.warm(sample=0)
+    assert _state(reopened) == before == _state(Lake(root))

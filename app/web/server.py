@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import functools
+import logging
 import os
+import threading
 from collections.abc import Callable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -22,6 +24,8 @@ from runlake.app.web.formatting import display_text
 from runlake.app.web.pages import compare, experiments, run, runs
 from runlake.app.web.services import Services
 from runlake.core.errors import InvalidArgument, NotFound
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from runlake.lake import Lake
@@ -242,6 +246,13 @@ def _shell(lake: Lake, settings: Settings) -> html.Div:
     )
 
 
+def _warm(lake: Lake) -> None:
+    try:
+        lake.warm()
+    except Exception:  # a head start only: the pages read what they need anyway
+        log.debug("runlake: warming the lake's state failed", exc_info=True)
+
+
 def serve(settings: Settings) -> None:
     """Open the lake and run the dashboard's server (blocking) on ``settings.host:port``."""
     from runlake.lake import Lake, state_cache
@@ -256,6 +267,9 @@ def serve(settings: Settings) -> None:
     # The dashboard is a long-lived process: it merges full size tiers in the background
     # whenever no writer or cron job holds the maintenance lease.
     upkeep.start(lake)
+    # A reopened state cache reads its blocks and index nodes as queries first touch them: read
+    # what the first pages need now, in the background, not in the first visitor's request.
+    threading.Thread(target=_warm, args=(lake,), name="runlake-warm", daemon=True).start()
     mode = " (read-only)" if settings.read_only else ""
     print(f"runlake dashboard for {settings.lake}{mode} at http://{settings.host}:{settings.port}/", flush=True)
     app.run(host=settings.host, port=settings.port, debug=settings.debug, use_reloader=False)
