@@ -16,6 +16,7 @@ import pandas as pd
 
 from runlake.core import layout
 from runlake.core.damage import DamagedFile
+from runlake.core.errors import InvalidArgument
 from runlake.lake import catalog, changes, frames, history, nesting, records, series
 from runlake.lake.connection import Connection, fresh
 from runlake.lake.records import RunRecord
@@ -81,11 +82,15 @@ class Lake:
         fast as the later ones. This reads the default first page of runs and the frames of up
         to ``sample`` runs drawn at random (about 0.2-0.3 s at 100,000 runs). ``runlake ui``
         calls it in the background after opening the lake. In memory it costs about one page.
+
+        Raises:
+            InvalidArgument: ``sample`` is not a whole number from 0 to 100,000.
         """
+        if isinstance(sample, bool) or not isinstance(sample, int) or not 0 <= sample <= 100_000:
+            raise InvalidArgument(f"sample must be a whole number of runs from 0 to 100,000, got {sample!r}")
         self.search_page(page_size=100)
-        count = max(0, int(sample))
-        if count:
-            rows = self.connection.rows(q(f"SELECT run_id FROM runs USING SAMPLE reservoir({count} ROWS)"))
+        if sample:
+            rows = self.connection.rows(q(f"SELECT run_id FROM runs USING SAMPLE reservoir({sample} ROWS)"))
             ids = [r[0] for r in rows]
             # In pages of the size that probes the indexes (a page's frame does), not one join.
             for start in range(0, len(ids), frames.INDEX_PROBE_LIMIT):

@@ -395,3 +395,11 @@ def test_warming_a_lake_reads_without_changing_it(tmp_path: Path) -> None:
     reopened.warm()
     reopened.warm(sample=0)
     assert _state(reopened) == before == _state(Lake(root))
+
+
+@pytest.mark.parametrize("sample", [-1, 1.5, "200", True, 10**6])
+def test_warming_with_a_bad_sample_says_so(tmp_path: Path, sample: Any) -> None:
+    from runlake.core.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument, match="sample must be a whole number"):
+        Lake(str(tmp_path / "lake")).warm(sample=sample)
