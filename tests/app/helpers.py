@@ -124,7 +124,15 @@ def open_plot_tab(duo, name: str) -> None:
     is drawn."""
     from runlake.app.web import ids
 
-    tab = duo.wait_for_element(f"#{ids.CMP_PLOT_TABS}-{name}", timeout=20)
-    # Centred first: at the window's edge the page's sticky header can cover it.
-    duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", tab)
-    tab.click()
+    click_centred(duo, duo.wait_for_element(f"#{ids.CMP_PLOT_TABS}-{name}", timeout=20))
+
+
+# Each compare plot tab and what shows it drawn.
+PLOT_TABS_DRAWN = (("parallel", ".parcoords"), ("scatter", ".scatterlayer .trace"), ("contour", ".contourlayer"))
+
+
+def click_centred(duo, element) -> None:
+    """Click an element scrolled to the window's middle: at an edge the page's sticky header
+    can cover it."""
+    duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+    element.click()

@@ -14,7 +14,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
 from runlake.app.web import ids
-from tests.app.helpers import Grid, chart, dash_prop, open_plot_tab, severe_logs
+from tests.app.helpers import PLOT_TABS_DRAWN, Grid, chart, click_centred, dash_prop, open_plot_tab, severe_logs
 from tests.app.number_cases import CASES as NUMBER_CASES
 from tests.app.number_cases import js_literal
 
@@ -238,7 +238,7 @@ def test_rl010_compare_page_draws_each_plot_type(dash_duo, app, lake, monkeypatc
         lambda: len(dash_duo.find_elements(f"#{ids.CMP_PLOT}-curves .scatterlayer .trace")) == len(run_ids), timeout=10
     )
     assert dash_duo.find_elements(f"#{ids.CMP_PLOT}-parallel") == [] and computed == []  # not computed either
-    for tab, drawn in (("parallel", ".parcoords"), ("scatter", ".scatterlayer .trace"), ("contour", ".contourlayer")):
+    for tab, drawn in PLOT_TABS_DRAWN:
         open_plot_tab(dash_duo, tab)
         dash_duo.wait_for_element(f"#{ids.CMP_PLOT}-{tab} {drawn}", timeout=15)
         assert dash_duo.find_elements(f"#{ids.CMP_PLOT}-curves") == []
@@ -587,14 +587,12 @@ def test_rl020_compare_500_runs_renders_and_diff_only_works(dash_duo, wide_lake)
     for grid_id in (ids.CMP_DETAILS, ids.CMP_PARAMS, ids.CMP_METRICS):
         dash_duo.wait_for_element(f"#{grid_id} .ag-row", timeout=20)
     until(lambda: (chart(dash_duo, f"#{ids.CMP_PLOT}-curves") or {}).get("traces") == 500, timeout=20)
-    for tab, drawn in (("parallel", ".parcoords"), ("scatter", ".scatterlayer .trace"), ("contour", ".contourlayer")):
+    for tab, drawn in PLOT_TABS_DRAWN:
         open_plot_tab(dash_duo, tab)
         dash_duo.wait_for_element(f"#{ids.CMP_PLOT}-{tab} {drawn}", timeout=20)
     params = Grid(dash_duo, ids.CMP_PARAMS)
     until(lambda: {"augment", "lr"} <= set(params.column("key")), timeout=10)
-    diff = dash_duo.find_element(f"#{ids.CMP_DIFF} input")
-    dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", diff)  # below the header
-    diff.click()
+    click_centred(dash_duo, dash_duo.find_element(f"#{ids.CMP_DIFF} input"))
     until(
         lambda: "augment" not in params.column("key") and "lr" in params.column("key"),
         timeout=10,

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 PATH = "/compare"
 REGISTER = {"path": PATH, "name": "Compare", "title": "Compare runs · runlake", "order": 3}
+# The plot tabs whose figures are computed when opened (the curves tab is open on load).
+LAZY_PLOTS = ("parallel", "scatter", "contour")
 
 
 def parse_runs(runs: Any, limit: int | None = MAX_COMPARE) -> list[str]:
@@ -180,7 +182,7 @@ def layout(services: Services, runs: Any = None, **_query: Any) -> html.Div:
     return html.Div(
         [
             dcc.Store(id=ids.CMP_RUNS, data=list(frame["run_id"])),
-            *[dcc.Store(id=f"{ids.CMP_PLOT}-{name}-drawn") for name in ("parallel", "scatter", "contour")],
+            *[dcc.Store(id=f"{ids.CMP_PLOT}-{name}-drawn") for name in LAZY_PLOTS],
             page_header(
                 f"Comparing {len(frame)} run{'s' if len(frame) != 1 else ''}",
                 subtitle=[
@@ -218,30 +220,13 @@ def layout(services: Services, runs: Any = None, **_query: Any) -> html.Div:
                     id=ids.CMP_PLOT_TABS,
                     value="curves",
                     children=[
-                        dcc.Tab(
-                            id=f"{ids.CMP_PLOT_TABS}-curves",
-                            label="Metric curves",
-                            value="curves",
-                            children=_curves_tab(frame, plots),
-                        ),
-                        dcc.Tab(
-                            id=f"{ids.CMP_PLOT_TABS}-parallel",
-                            label="Parallel coordinates",
-                            value="parallel",
-                            children=_parallel_tab(plots),
-                        ),
-                        dcc.Tab(
-                            id=f"{ids.CMP_PLOT_TABS}-scatter",
-                            label="Scatter",
-                            value="scatter",
-                            children=_scatter_tab(plots),
-                        ),
-                        dcc.Tab(
-                            id=f"{ids.CMP_PLOT_TABS}-contour",
-                            label="Contour",
-                            value="contour",
-                            children=_contour_tab(plots),
-                        ),
+                        dcc.Tab(id=f"{ids.CMP_PLOT_TABS}-{value}", label=label, value=value, children=children)
+                        for value, label, children in (
+                            ("curves", "Metric curves", _curves_tab(frame, plots)),
+                            ("parallel", "Parallel coordinates", _parallel_tab(plots)),
+                            ("scatter", "Scatter", _scatter_tab(plots)),
+                            ("contour", "Contour", _contour_tab(plots)),
+                        )
                     ],
                 ),
             ),
