@@ -26,6 +26,7 @@ from runlake.core import batch, layout, writer
 from runlake.core.damage import DamagedFile
 from runlake.core.errors import InvalidArgument
 from runlake.lake import snapshot, state_cache, views
+from runlake.lake.search_index import SearchIndex
 from runlake.lake.sql import Fragment
 
 T = TypeVar("T")
@@ -118,6 +119,10 @@ class Connection:
         """
         batch.before_read(self.root)
         return self._snapshot.refresh()
+
+    def search_index(self) -> SearchIndex | None:
+        """The state's search index (one wide row per run), or None while it has none."""
+        return self._snapshot.index
 
     def fingerprint(self) -> tuple[int, ...]:
         """Changes whenever the lake's files change (after ``refresh``); a cache key."""

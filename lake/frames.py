@@ -12,7 +12,8 @@ import pyarrow.compute as pc
 from runlake.core import layout
 from runlake.lake import catalog
 from runlake.lake.connection import Connection
-from runlake.lake.sql import Fragment, all_of, id_list, indexed_ids, join, q
+from runlake.lake.search_index import WIDE_TABLE, SearchIndex
+from runlake.lake.sql import INDEX_LOOKUP_LIMIT, Fragment, all_of, id_list, indexed_ids, join, q
 
 # The leading columns of a search frame, in mlflow.search_runs order plus runlake's additions.
 FRAME_COLUMNS = (
@@ -40,6 +41,8 @@ _ENTITIES: tuple[tuple[str, str, Any], ...] = (
     ("tags", "tags", None),
 )
 assert set(FRAME_COLUMNS) <= set(layout.RUN_COLUMNS)
+# Entity prefix -> the search index's name for it (``lake/search_index.py``).
+_INDEX_ENTITY = {"metrics": "metric", "params": "param", "tags": "tag"}
 
 
 def _wanted(columns: Sequence[str] | None, prefix: str) -> list[str] | None:
@@ -67,7 +70,12 @@ def build_frame(db: Connection, run_ids: list[str], columns: Sequence[str] | Non
         columns: only these ``metrics.*``/``params.*``/``tags.*`` columns (all when None).
     """
     wanted = {prefix: _wanted(columns, prefix) for prefix, _, _ in _ENTITIES}
-    if len(run_ids) <= PYTHON_PIVOT_LIMIT:
+    index = db.search_index()
+    if index is not None and all(
+        keys == [] or _INDEX_ENTITY[prefix] in index.complete for prefix, keys in wanted.items()
+    ):
+        base, wide = _from_index(db, index, run_ids, wanted)
+    elif len(run_ids) <= PYTHON_PIVOT_LIMIT:
         ids = indexed_ids("run_id", run_ids) if len(run_ids) <= INDEX_PROBE_LIMIT else id_list("run_id", run_ids)
         base = db.arrow(join([f"SELECT {', '.join(FRAME_COLUMNS)} FROM runs WHERE", ids]))
         wide = _pivot_in_python(db, ids, run_ids, wanted)
@@ -92,6 +100,39 @@ def build_frame(db: Connection, run_ids: list[str], columns: Sequence[str] | Non
         if column not in _TIME_COLUMNS and base.column(column).null_count == base.num_rows:
             frame[column] = pd.Series([None] * base.num_rows, dtype=object, index=frame.index)
     return frame
+
+
+def _from_index(
+    db: Connection, index: SearchIndex, run_ids: list[str], wanted: dict[str, list[str] | None]
+) -> tuple[pa.Table, list[tuple[str, pa.Array]]]:
+    """The runs' attributes and key columns, read from the search index's wide rows: one
+    lookup instead of one per table, and no pivot (the index is the pivot)."""
+    picked: list[tuple[str, str, str | None]] = []  # (prefix, key, its index column or None)
+    for prefix, _table, _missing in _ENTITIES:
+        keys = wanted[prefix]
+        if keys == []:
+            continue
+        held = index.columns[_INDEX_ENTITY[prefix]]
+        for key in sorted(held if keys is None else set(keys)):
+            picked.append((prefix, key, held.get(key)))
+    selected = list(FRAME_COLUMNS) + [column for _p, _k, column in picked if column is not None]
+    select = f"SELECT {', '.join(selected)} FROM {WIDE_TABLE} WHERE"
+    if len(run_ids) <= INDEX_LOOKUP_LIMIT:
+        rows = db.arrow(join([select, indexed_ids("run_id", run_ids)]))
+    else:
+        registered = {"_frame_ids": pa.table({"run_id": pa.array(run_ids, pa.string())})}
+        rows = db.arrow(q(f"{select} run_id IN (SELECT run_id FROM _frame_ids)"), registered)
+    rows = _aligned(rows, run_ids)
+    wide: list[tuple[str, pa.Array]] = []
+    for prefix, key, column in picked:
+        values = rows.column(column).combine_chunks() if column is not None else None
+        if values is None:
+            # Asked for by name and held by no run: present, and missing in every cell.
+            wide.append((f"{prefix}.{key}", pa.nulls(len(run_ids), _value_type(prefix))))
+        elif wanted[prefix] is not None or values.null_count < len(values):
+            # Without a list, the keys some run on the page has, as the pivots give them.
+            wide.append((f"{prefix}.{key}", values.cast(_value_type(prefix))))
+    return rows.select(list(FRAME_COLUMNS)), wide
 
 
 def _aligned(table: pa.Table, run_ids: list[str]) -> pa.Table:

@@ -21,7 +21,8 @@ import pyarrow.fs as pafs
 
 from runlake.core import damage, layout, writer
 from runlake.core.damage import DamagedFile
-from runlake.lake import views
+from runlake.lake import search_index, views
+from runlake.lake.search_index import SearchIndex
 
 # Key-major physical order: a filter on one key (metrics.loss, params.lr) then skips the row
 # groups of every other key through DuckDB's min/max zone maps.
@@ -169,6 +170,8 @@ class Snapshot:
             self._listings, self._numbers = _stored_listings(con)
         self._next_number = max(self._numbers.values(), default=0) + 1
         self.generation = 0
+        # The search index over the folded tables (``lake/search_index.py``), None until built.
+        self.index: SearchIndex | None = search_index.load(con) if persistent else None
         self._metrics_cache: tuple[Listing, ds.Dataset] | None = None
         # A metric file's read footer, and the metric files found damaged, by (path, size) as the
         # listings are: a path listed again with another size holds other bytes (rewritten in
@@ -213,6 +216,12 @@ class Snapshot:
                 if listing != self._listings.get(table):
                     self._listings[table] = self._load(table, self._listings.get(table), listing)
                     changed = True
+            if self.index is None and all(raw in self._listings for raw in _MATERIALISED):
+                # Once per state: after the first fold, or after a table was folded from scratch.
+                with _transaction(self._con):
+                    built = search_index.build(self._con)
+                self.index = built
+                changed = True
             if changed:
                 self.generation += 1
             return changed
@@ -280,6 +289,7 @@ class Snapshot:
         """
         con = self._con
         gone_files = pa.table({"file_no": pa.array(sorted(gone), SOURCE_TYPE)})
+        index = self.index
         with _transaction(con, _new_rows=rows if rows is not None else _empty(table), _gone=gone_files):
             con.execute(
                 f"CREATE OR REPLACE TEMP TABLE _touched AS SELECT DISTINCT {key} FROM _new_rows UNION "
@@ -290,11 +300,18 @@ class Snapshot:
             con.execute(f"DELETE FROM {view} WHERE {key} IN (SELECT {key} FROM _touched)")
             touched = f"(SELECT * FROM raw_{table} WHERE {key} IN (SELECT {key} FROM _touched))"
             con.execute(f"INSERT INTO {view} {views.fold_sql(view, touched)}")
+            if index is not None and key == "run_id":
+                # The touched runs' index rows, in the same transaction as their fold.
+                index = search_index.update(con, index)
             self._store_listing(table, listing)
+        self.index = index
 
     def _rebuild(self, table: str, view: str, rows: pa.Table | None, listing: Listing) -> None:
         con = self._con
         with _transaction(con, _all_rows=rows if rows is not None else _empty(table)):
+            if view != "experiments":
+                # Built again from every folded table at the end of the refresh.
+                search_index.drop(con)
             con.execute(f"CREATE OR REPLACE TABLE raw_{table} AS SELECT * FROM _all_rows")
             order = f" ORDER BY {_PHYSICAL_ORDER[view]}" if view in _PHYSICAL_ORDER else ""
             con.execute(f"CREATE OR REPLACE TABLE {view} AS SELECT * FROM ({views.fold_sql(view)}){order}")
@@ -303,6 +320,8 @@ class Snapshot:
                 # index probes instead of full scans of a million rows.
                 con.execute(f"CREATE INDEX {view}_run_id ON {view}(run_id)")
             self._store_listing(table, listing)
+        if view != "experiments":
+            self.index = None
 
     def metrics_dataset(self) -> ds.Dataset:
         """The metric points as a lazily scanned dataset (filters push down to row groups).

@@ -1,5 +1,6 @@
 """The search frame is the same whichever way it is pivoted (in Python for pages, in DuckDB
-for big frames) and whichever way its runs are looked up (index probes or a bound list)."""
+for big frames, or read from the search index's wide rows) and whichever way its runs are
+looked up (index probes or a bound list)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,20 @@ import pytest
 
 from runlake.ingest import LakeClient
 from runlake.lake import Lake, frames
+from runlake.lake.connection import Connection
+
+# (read the search index, PYTHON_PIVOT_LIMIT, INDEX_PROBE_LIMIT, INDEX_LOOKUP_LIMIT)
+WAYS = ((True, 0, 0, 10**6), (True, 0, 0, 0), (False, 10**6, 10**6, 10**6), (False, 10**6, 0, 10**6), (False, 0, 0, 0))
+
+
+def _way(monkeypatch: pytest.MonkeyPatch, way: tuple[bool, int, int, int]) -> None:
+    use_index, pivot_limit, probe_limit, lookup_limit = way
+    monkeypatch.undo()
+    if not use_index:
+        monkeypatch.setattr(Connection, "search_index", lambda self: None)
+    monkeypatch.setattr(frames, "PYTHON_PIVOT_LIMIT", pivot_limit)
+    monkeypatch.setattr(frames, "INDEX_PROBE_LIMIT", probe_limit)
+    monkeypatch.setattr(frames, "INDEX_LOOKUP_LIMIT", lookup_limit)
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +59,8 @@ def _cells(frame: pd.DataFrame) -> list[dict[str, Any]]:
 def test_every_pivot_and_lookup_gives_the_same_frame(lake: Lake, monkeypatch: pytest.MonkeyPatch, columns: Any) -> None:
     run_ids = list(reversed(lake.search_run_ids())) + ["not-a-run"]
     results = []
-    for pivot_limit, probe_limit in ((10**6, 10**6), (10**6, 0), (0, 0)):
-        monkeypatch.setattr(frames, "PYTHON_PIVOT_LIMIT", pivot_limit)
-        monkeypatch.setattr(frames, "INDEX_PROBE_LIMIT", probe_limit)
+    for way in WAYS:
+        _way(monkeypatch, way)
         with lake.connection.fresh():
             results.append(frames.build_frame(lake.connection, run_ids, columns))
     first = results[0]
@@ -82,8 +96,8 @@ def test_keys_differing_only_in_case_keep_their_own_columns(tmp_path: Any, monke
         run_ids.append(run_id)
     client.flush()
     lake = Lake(root)
-    for pivot_limit in (10**6, 0):
-        monkeypatch.setattr(frames, "PYTHON_PIVOT_LIMIT", pivot_limit)
+    for way in WAYS:
+        _way(monkeypatch, way)
         for columns in (None, ["metrics.loss", "metrics.Loss", "params.lr"]):
             with lake.connection.fresh():
                 frame = frames.build_frame(lake.connection, run_ids, columns)
@@ -91,3 +105,16 @@ def test_keys_differing_only_in_case_keep_their_own_columns(tmp_path: Any, monke
             assert list(frame["metrics.loss"]) == [2.0, 3.0, 4.0]
             assert list(frame["params.lr"]) == ["x"] * 3
             assert not [c for c in frame.columns if c.endswith("_1")]
+
+
+def test_a_page_has_the_columns_of_its_own_runs_only(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    frame_of = lake.search_runs(filter_string="attributes.run_name IN ('run-0', 'run-20')")
+    run_ids = list(frame_of["run_id"])
+    assert len(run_ids) == 2
+    for way in WAYS:
+        _way(monkeypatch, way)
+        with lake.connection.fresh():
+            frame = frames.build_frame(lake.connection, run_ids)
+        # run-0 has nothing, run-20 two metrics (20 % 3), no params (20 % 5) and no tags (20 % 4).
+        keys = [c for c in frame.columns if "." in c]
+        assert [c for c in keys if not c.startswith("tags.mlflow.")] == ["metrics.acc.top-1", "metrics.loss"], way

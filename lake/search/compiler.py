@@ -41,12 +41,16 @@ from runlake.lake.search.syntax import (
     OrderKey,
     operand_field,
 )
+from runlake.lake.search_index import SearchIndex
 
 # Fixed mappings: the only identifiers that reach the SQL text.
 # The attribute names come from the grammar's fixed list, checked against the runs view.
 _ATTRIBUTE_COLUMNS = {name: f"r.{name}" for name in ATTRIBUTES if name in layout.RUN_COLUMNS}
 _TABLES = {Entity.PARAM: "params", Entity.TAG: "tags", Entity.METRIC: "latest_metrics"}
 _METRIC_COLUMNS = {Aggregate.LATEST: "value", Aggregate.MIN: "min_value", Aggregate.MAX: "max_value"}
+# Entities and aggregates as the search index names them (``lake/search_index.py``).
+_INDEX_ENTITIES = {Entity.METRIC: "metric", Entity.PARAM: "param", Entity.TAG: "tag"}
+_INDEX_AGGREGATES = {Aggregate.LATEST: "", Aggregate.MIN: "_min", Aggregate.MAX: "_max"}
 _COMPARE = {Op.EQ: "=", Op.NE: "<>", Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}
 
 # When a param or tag value counts as a number (for `params.lr = 0.01`): an ASCII decimal with
@@ -55,11 +59,14 @@ _COMPARE = {Op.EQ: "=", Op.NE: "<>", Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE:
 NUMERIC_TEXT = r"(?i)[+-]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:e[+-]?[0-9]+)?|inf|infinity)"
 
 
-def compile_filter(text_or_ast: str | Expr | None) -> tuple[str, list[Any]]:
+def compile_filter(text_or_ast: str | Expr | None, index: SearchIndex | None = None) -> tuple[str, list[Any]]:
     """Compile a filter to a DuckDB boolean expression over ``runs r``.
 
     Args:
         text_or_ast: filter text, an AST from ``parse_filter``, or None/"" (every run).
+        index: the state's search index, when ``r`` is its wide table rather than ``runs``:
+            a key with an index column is tested on that column, any other through the
+            folded tables (same answer).
 
     Returns:
         ``(sql, params)``: a two-valued SQL condition ("TRUE" for an empty filter) and the
@@ -70,27 +77,39 @@ def compile_filter(text_or_ast: str | Expr | None) -> tuple[str, list[Any]]:
     """
     # An AST built by hand is not trusted: it is printed and parsed, so the same rules apply.
     text = text_or_ast if text_or_ast is None or isinstance(text_or_ast, str) else to_text(text_or_ast)
-    sql, params = _compiled(text)
+    sql, params = _compiled(text, index)
     # A copy each call, the IN lists too: the kept values are never a caller's to change.
     return sql, [list(value) if isinstance(value, list) else value for value in params]
 
 
 @functools.lru_cache(maxsize=512)
-def _compiled(text: str | None) -> tuple[str, tuple[Any, ...]]:
+def _compiled(text: str | None, index: SearchIndex | None) -> tuple[str, tuple[Any, ...]]:
     """The compiled filter of a text, kept: a dashboard pages, sorts and refreshes with the same
     filter over and over, and parsing it costs most of a millisecond each time. (A filter that
     does not parse raises each time: exceptions are not cached.)"""
     ast = parse_filter(text)
     if ast is None:
         return "TRUE", ()
-    compiler = _FilterCompiler()
+    compiler = _FilterCompiler(index)
     return compiler.expr(ast), tuple(compiler.params)
 
 
+def _indexed(index: SearchIndex | None, operand: Operand) -> str | None:
+    """``r.<column>`` when the search index holds the operand's values, else None."""
+    if index is None:
+        return None
+    entity, key, aggregate = _identity(operand)
+    if entity is Entity.ATTRIBUTE:
+        return None
+    column = index.column(_INDEX_ENTITIES[entity], key, _INDEX_AGGREGATES[aggregate or Aggregate.LATEST])
+    return None if column is None else f"r.{column}"
+
+
 class _FilterCompiler:
-    def __init__(self) -> None:
+    def __init__(self, index: SearchIndex | None = None) -> None:
         self.params: list[Any] = []
         self._aliases = 0
+        self._index = index
 
     def bind(self, value: Any) -> str:
         self.params.append(value)
@@ -121,6 +140,14 @@ class _FilterCompiler:
                 return f"({column} IS {'NOT NULL' if node.negated else 'NULL'})"
             kind = "time" if field.key in NUMERIC_ATTRIBUTES else "text"
             return f"({column} IS NOT NULL AND {self.condition(column, node, kind)})"
+        kind = "metric" if field.entity is Entity.METRIC else "text"
+        indexed = _indexed(self._index, node.operand)
+        if indexed is not None:
+            # The index column is NULL exactly when the run lacks the key (a tag's tombstone
+            # included), so the same two-valued test as the folded tables' subquery.
+            if isinstance(node, IsNull):
+                return f"({indexed} IS {'NOT NULL' if node.negated else 'NULL'})"
+            return f"({indexed} IS NOT NULL AND {self.condition(indexed, node, kind)})"
         alias = self.alias()
         column = f"{alias}.{_value_column(node.operand)}"
         # An uncorrelated IN subquery rather than a correlated EXISTS: DuckDB plans it as one
@@ -132,7 +159,6 @@ class _FilterCompiler:
         )
         if isinstance(node, IsNull):
             return f"({'' if node.negated else 'NOT '}{head} AND {column} IS NOT NULL))"
-        kind = "metric" if field.entity is Entity.METRIC else "text"
         return f"({head} AND {self.condition(column, node, kind)}))"
 
     def condition(self, column: str, node: Comparison | InList, kind: str) -> str:
@@ -194,8 +220,11 @@ def _identity(operand: Operand) -> tuple[Entity, str, Aggregate | None]:
     return operand.entity, operand.key, None
 
 
-def compile_order_by(entries: Sequence[str] | None) -> OrderPlan:
+def compile_order_by(entries: Sequence[str] | None, index: SearchIndex | None = None) -> OrderPlan:
     """Compile ``order_by`` entries such as ``["metrics.loss DESC", "params.lr", "created"]``.
+
+    With the state's search ``index`` (``r`` being its wide table), a key it holds is read
+    from its column instead of joined.
 
     For every key, runs with a value come first, then runs whose value is NaN, then runs
     missing the key, in both directions. Strings sort by code point. Ties are broken by
@@ -214,7 +243,7 @@ def compile_order_by(entries: Sequence[str] | None) -> OrderPlan:
     terms: list[str] = []
     keys: list[OrderKey] = []
     seen: dict[tuple[Entity, str, Aggregate | None], int] = {}
-    for index, entry in enumerate(entries):
+    for position, entry in enumerate(entries):
         key = parse_order_entry(entry)
         identity = _identity(key.operand)
         if identity in seen:
@@ -225,7 +254,7 @@ def compile_order_by(entries: Sequence[str] | None) -> OrderPlan:
                 end=key.operand.span.end,
                 hint="Give each key once.",
             )
-        seen[identity] = index
+        seen[identity] = position
         keys.append(key)
         direction = "DESC" if key.descending else "ASC"
         entity, name, aggregate = identity
@@ -235,15 +264,17 @@ def compile_order_by(entries: Sequence[str] | None) -> OrderPlan:
             collate = "" if name in NUMERIC_ATTRIBUTES else " COLLATE C"
             terms.append(f"{column}{collate} {direction}")
             continue
+        indexed = _indexed(index, key.operand)
         alias = f"o{len(joins)}"
-        joins.append(f" LEFT JOIN {_TABLES[entity]} {alias} ON {alias}.run_id = r.run_id AND {alias}.key = ?")
-        params.append(name)
+        if indexed is None:
+            joins.append(f" LEFT JOIN {_TABLES[entity]} {alias} ON {alias}.run_id = r.run_id AND {alias}.key = ?")
+            params.append(name)
         if entity is Entity.METRIC:
-            column = f"{alias}.{_METRIC_COLUMNS[aggregate or Aggregate.LATEST]}"
+            column = indexed or f"{alias}.{_METRIC_COLUMNS[aggregate or Aggregate.LATEST]}"
             terms.append(f"CASE WHEN {column} IS NULL THEN 2 WHEN isnan({column}) THEN 1 ELSE 0 END ASC")
             terms.append(f"{column} {direction}")
         else:
-            column = f"{alias}.value"
+            column = indexed or f"{alias}.value"
             terms.append(f"CASE WHEN {column} IS NULL THEN 1 ELSE 0 END ASC")
             terms.append(f"{column} COLLATE C {direction}")
     if (Entity.ATTRIBUTE, "start_time", None) not in seen:

@@ -14,7 +14,8 @@ from runlake.core import vocab
 from runlake.core.errors import InvalidArgument
 from runlake.lake import catalog
 from runlake.lake.connection import Connection
-from runlake.lake.search.compiler import compile_filter, compile_order_by
+from runlake.lake.search.compiler import OrderPlan, compile_filter, compile_order_by
+from runlake.lake.search_index import WIDE_TABLE, SearchIndex
 from runlake.lake.sql import Fragment, all_of, as_fragment, join, q
 
 DEFAULT_MAX_RESULTS = 100_000
@@ -63,7 +64,7 @@ class Search:
             raise InvalidArgument(f"has_model must be True, False or None, got {self.has_model!r}")
 
 
-def _where(db: Connection, search: Search) -> Fragment:
+def _where(db: Connection, search: Search, index: SearchIndex | None) -> Fragment:
     """The search's whole condition over ``runs r``: stage, scope, time, model, filter."""
     conditions: list[Fragment] = [
         catalog.stage_condition("r.lifecycle_stage", search.run_view_type),
@@ -76,7 +77,7 @@ def _where(db: Connection, search: Search) -> Fragment:
     if search.has_model is not None:
         exists = "EXISTS (SELECT 1 FROM tags mt WHERE mt.run_id = r.run_id AND mt.key = ?)"
         conditions.append(q(exists if search.has_model else f"NOT {exists}", vocab.MODEL_HISTORY_TAG))
-    conditions.append(as_fragment(compile_filter(search.filter_string or "")))
+    conditions.append(as_fragment(compile_filter(search.filter_string or "", index)))
     return all_of(conditions)
 
 
@@ -91,13 +92,25 @@ def search_ids(db: Connection, search: Search, limit: int, offset: int, *, count
     limit = positive_int("max_results", limit)
     if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_INT64:
         raise InvalidArgument(f"offset must be a non-negative integer, at most {MAX_INT64}, got {_short(offset)}")
-    plan = compile_order_by(list(search.order_by) if search.order_by else None)
-    where = _where(db, search)
+    # One state for the whole search: the refresh happens before the index is read.
+    with db.fresh():
+        index = db.search_index()
+        plan = compile_order_by(list(search.order_by) if search.order_by else None, index)
+        where = _where(db, search, index)
+        # The search index is the runs table with every key's value beside it: the filter and
+        # the order read its columns instead of joining (``lake/search_index.py``).
+        runs = "runs" if index is None else WIDE_TABLE
+        return _run(db, plan, where, runs, limit, offset, count)
+
+
+def _run(
+    db: Connection, plan: OrderPlan, where: Fragment, runs: str, limit: int, offset: int, count: bool
+) -> tuple[list[str], int]:
     total_sql = ", count(*) OVER () AS total" if count else ""
     rows = db.rows(
         join(
             [
-                Fragment(f"SELECT r.run_id{total_sql} FROM runs r {plan.joins_sql}", tuple(plan.join_params)),
+                Fragment(f"SELECT r.run_id{total_sql} FROM {runs} r {plan.joins_sql}", tuple(plan.join_params)),
                 q("WHERE"),
                 where,
                 q(f"ORDER BY {plan.order_sql} LIMIT ? OFFSET ?", int(limit), int(offset)),
@@ -110,7 +123,7 @@ def search_ids(db: Connection, search: Search, limit: int, offset: int, *, count
         if rows:
             total = int(rows[0][1])
         elif offset:
-            total = int(db.rows(join(["SELECT count(*) FROM runs r WHERE", where]))[0][0])
+            total = int(db.rows(join([f"SELECT count(*) FROM {runs} r WHERE", where]))[0][0])
     return run_ids, total
 
 

@@ -11,6 +11,9 @@ from typing import Any
 
 import duckdb
 
+from runlake.lake import search_index
+from runlake.lake.search_index import SearchIndex
+
 NAN, INF = math.nan, math.inf
 
 RUN_COLUMNS = (
@@ -217,8 +220,21 @@ def rows() -> list[dict[str, Any]]:
     ]
 
 
-def load(con: duckdb.DuckDBPyConnection, data: list[dict[str, Any]] | None = None) -> None:
-    """Create ``runs``, ``params``, ``tags`` and ``latest_metrics`` in ``con`` from rows."""
+# How a search reads the dataset: the folded tables joined per key ("joins"), the lake's search
+# index with a column for every key ("index"), or an index holding only each entity's two most
+# frequent keys, so one search mixes index columns and joins ("partial").
+MODES = ("joins", "index", "partial")
+_INDEXES: dict[int, SearchIndex | None] = {}
+
+
+def index_of(con: duckdb.DuckDBPyConnection) -> SearchIndex | None:
+    """The search index ``load`` built in ``con`` (None in "joins" mode): pass it to the compiler."""
+    return _INDEXES.get(id(con))
+
+
+def load(con: duckdb.DuckDBPyConnection, data: list[dict[str, Any]] | None = None, mode: str = "joins") -> None:
+    """Create ``runs``, ``params``, ``tags`` and ``latest_metrics`` in ``con`` from rows, and
+    the search index as ``mode`` says."""
     data = rows() if data is None else data
     con.execute(
         "CREATE OR REPLACE TABLE runs (run_id VARCHAR, experiment_id VARCHAR, run_name VARCHAR, "
@@ -251,12 +267,13 @@ def load(con: duckdb.DuckDBPyConnection, data: list[dict[str, Any]] | None = Non
     ]
     if metrics:
         con.executemany("INSERT INTO latest_metrics VALUES (?, ?, ?, ?, ?, ?, ?, ?)", metrics)
+    _INDEXES[id(con)] = None if mode == "joins" else search_index.build(con, 2 if mode == "partial" else 10_000)
 
 
-def connect() -> duckdb.DuckDBPyConnection:
-    """A fresh in-memory DuckDB holding the dataset."""
+def connect(mode: str = "joins") -> duckdb.DuckDBPyConnection:
+    """A fresh in-memory DuckDB holding the dataset, searched as ``mode`` says."""
     con = duckdb.connect(":memory:")
-    load(con)
+    load(con, mode=mode)
     return con
 
 
@@ -279,8 +296,9 @@ def search_ids(
     stage = VIEWS[view]
     lead_sql = "r.lifecycle_stage = ?" if stage else "TRUE"
     lead_params = [stage] if stage else []
+    runs = "runs" if index_of(con) is None else search_index.WIDE_TABLE
     sql = (
-        f"SELECT r.run_id FROM runs r {plan.joins_sql} WHERE {lead_sql} AND ({filter_sql}) "
+        f"SELECT r.run_id FROM {runs} r {plan.joins_sql} WHERE {lead_sql} AND ({filter_sql}) "
         f"ORDER BY {plan.order_sql} LIMIT ? OFFSET ?"
     )
     params = plan.join_params + lead_params + filter_params + [limit, offset]

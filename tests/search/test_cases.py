@@ -19,9 +19,9 @@ from .cases import ALL, MATCH_CASES
 from .mlflow_cases import MLFLOW_FILTERS, MLFLOW_ORDER_BYS, MLFLOW_REJECTED
 
 
-@pytest.fixture(scope="module")
-def con():
-    connection = dataset.connect()
+@pytest.fixture(scope="module", params=dataset.MODES)
+def con(request):
+    connection = dataset.connect(request.param)
     yield connection
     connection.close()
 
@@ -32,7 +32,7 @@ def _expected(ids: str, view: str) -> list[str]:
 
 
 def _run(con, text: str, view: str = "all") -> list[str]:
-    sql, params = compile_filter(text)
+    sql, params = compile_filter(text, dataset.index_of(con))
     return sorted(dataset.search_ids(con, sql, params, view=view))
 
 
@@ -77,7 +77,7 @@ def test_mlflow_rejected_filter(text):
 
 @pytest.mark.parametrize(("order_by", "source"), MLFLOW_ORDER_BYS, ids=[repr(o) for o, _ in MLFLOW_ORDER_BYS])
 def test_mlflow_order_by(con, order_by, source):
-    plan = compile_order_by(order_by)
+    plan = compile_order_by(order_by, dataset.index_of(con))
     got = dataset.search_ids(con, "TRUE", [], plan=plan, view="active")
     active = [r for r in dataset.rows() if r["run"]["lifecycle_stage"] == "active"]
     assert got == [r["run"]["run_id"] for r in evaluator.sort_rows(active, plan.keys)]
@@ -85,8 +85,8 @@ def test_mlflow_order_by(con, order_by, source):
 
 def test_filter_and_order_compose_in_the_lakes_shape(con):
     """Join params first, then the lead's, then the filter's, then LIMIT/OFFSET."""
-    plan = compile_order_by(["metrics.rmse DESC", "params.lr"])
-    sql, params = compile_filter("metrics.rmse IS NOT NULL AND params.lr IS NOT NULL")
+    plan = compile_order_by(["metrics.rmse DESC", "params.lr"], dataset.index_of(con))
+    sql, params = compile_filter("metrics.rmse IS NOT NULL AND params.lr IS NOT NULL", dataset.index_of(con))
     ids = dataset.search_ids(con, sql, params, plan=plan, view="active", limit=3, offset=1)
     # active runs with both: r01 .25, r02 .35, r03 .3, r04 NaN, r05 inf, r06 -inf, r07 NaN, r08 1.0
     assert ids == ["r08", "r02", "r03"]

@@ -115,9 +115,9 @@ FIXED_FILTERS = filters(
 )
 
 
-@pytest.fixture(scope="module")
-def con():
-    connection = dataset.connect()
+@pytest.fixture(scope="module", params=dataset.MODES)
+def con(request):
+    connection = dataset.connect(request.param)
     yield connection
     connection.close()
 
@@ -143,7 +143,7 @@ def test_any_key_round_trips(entity, key):
 @SETTINGS
 @given(ast=FIXED_FILTERS, view=st.sampled_from(["all", "active", "deleted"]))
 def test_sql_agrees_with_evaluator_on_the_fixed_dataset(con, ast, view):
-    sql, params = compile_filter(ast)
+    sql, params = compile_filter(ast, dataset.index_of(con))
     got = sorted(dataset.search_ids(con, sql, params, view=view))
     rows = [r for r in dataset.rows() if view == "all" or r["run"]["lifecycle_stage"] == view]
     assert got == sorted(evaluator.search(ast, rows))
@@ -211,12 +211,12 @@ GENERATED_FILTERS = filters(KEYS, KEYS, KEYS)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(rows=generated_rows(), ast=GENERATED_FILTERS)
-def test_sql_agrees_with_evaluator_on_generated_rows(rows, ast):
+@given(rows=generated_rows(), ast=GENERATED_FILTERS, mode=st.sampled_from(dataset.MODES))
+def test_sql_agrees_with_evaluator_on_generated_rows(rows, ast, mode):
     connection = duckdb.connect(":memory:")
     try:
-        dataset.load(connection, rows)
-        sql, params = compile_filter(ast)
+        dataset.load(connection, rows, mode)
+        sql, params = compile_filter(ast, dataset.index_of(connection))
         got = sorted(dataset.search_ids(connection, sql, params))
     finally:
         connection.close()

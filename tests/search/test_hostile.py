@@ -23,9 +23,9 @@ from runlake.lake.search import (
 from . import dataset
 
 
-@pytest.fixture(scope="module")
-def con():
-    connection = dataset.connect()
+@pytest.fixture(scope="module", params=dataset.MODES)
+def con(request):
+    connection = dataset.connect(request.param)
     yield connection
     connection.close()
 
@@ -33,7 +33,7 @@ def con():
 def _run_or_reject(con, text: str) -> list[str] | None:
     """Results, or None when the filter is rejected with a SearchSyntaxError."""
     try:
-        sql, params = compile_filter(text)
+        sql, params = compile_filter(text, dataset.index_of(con))
     except SearchSyntaxError as error:
         assert error.to_dict()["error"] == "SearchSyntaxError"
         assert 0 <= error.position <= len(text)
@@ -118,7 +118,7 @@ def test_any_token_soup_gives_results_or_a_syntax_error(con, text):
 @given(st.lists(st.text(max_size=12), max_size=3))
 def test_any_order_by_gives_a_plan_or_a_syntax_error(con, entries):
     try:
-        plan = compile_order_by(entries)
+        plan = compile_order_by(entries, dataset.index_of(con))
     except SearchSyntaxError:
         return
     dataset.search_ids(con, "TRUE", [], plan=plan)
@@ -159,7 +159,7 @@ def test_sql_in_the_filter_is_a_syntax_error(con, text):
 )
 def test_sql_in_values_and_keys_is_just_data(con, text):
     try:
-        sql, params = compile_filter(text)
+        sql, params = compile_filter(text, dataset.index_of(con))
     except SearchSyntaxError:
         _tables_intact(con)
         return

@@ -34,9 +34,9 @@ ORDER_CASES: list[tuple[list[str], str]] = [
 ]
 
 
-@pytest.fixture(scope="module")
-def con():
-    connection = dataset.connect()
+@pytest.fixture(scope="module", params=dataset.MODES)
+def con(request):
+    connection = dataset.connect(request.param)
     yield connection
     connection.close()
 
@@ -47,21 +47,23 @@ def _active_rows():
 
 @pytest.mark.parametrize(("order_by", "expected"), ORDER_CASES, ids=[repr(o) for o, _ in ORDER_CASES])
 def test_order_case(con, order_by, expected):
-    plan = compile_order_by(order_by)
+    plan = compile_order_by(order_by, dataset.index_of(con))
     assert dataset.search_ids(con, "TRUE", [], plan=plan, view="active") == expected.split()
     assert [r["run"]["run_id"] for r in evaluator.sort_rows(_active_rows(), plan.keys)] == expected.split()
 
 
-def test_strings_sort_by_code_point_even_with_a_case_insensitive_default_collation():
-    connection = dataset.connect()
+@pytest.mark.parametrize("mode", dataset.MODES)
+def test_strings_sort_by_code_point_even_with_a_case_insensitive_default_collation(mode):
+    connection = dataset.connect(mode)
     connection.execute("SET default_collation = 'nocase'")
     expected = dict((tuple(order_by), ids) for order_by, ids in ORDER_CASES)
     for order_by in (["tags.note"], ["run_name"], ["params.lr DESC"]):
-        plan = compile_order_by(order_by)
+        plan = compile_order_by(order_by, dataset.index_of(connection))
         assert dataset.search_ids(connection, "TRUE", [], plan=plan, view="active") == expected[tuple(order_by)].split()
 
 
-def test_nan_and_infinities_order_as_in_mlflow():
+@pytest.mark.parametrize("mode", dataset.MODES)
+def test_nan_and_infinities_order_as_in_mlflow(mode):
     values = ["nan", "inf", "-inf", "-1000", "0", "1000", "None"]
     rows = []
     for value in values:
@@ -70,9 +72,10 @@ def test_nan_and_infinities_order_as_in_mlflow():
         metrics = {} if value == "None" else {"x": {"value": float(value), "min_value": 0.0, "max_value": 0.0}}
         rows.append({"run": run, "params": {}, "tags": {}, "metrics": metrics})
     connection = duckdb.connect(":memory:")
-    dataset.load(connection, rows)
-    asc = dataset.search_ids(connection, "TRUE", [], plan=compile_order_by(["metrics.x asc"]))
-    desc = dataset.search_ids(connection, "TRUE", [], plan=compile_order_by(["metrics.x desc"]))
+    dataset.load(connection, rows, mode)
+    index = dataset.index_of(connection)
+    asc = dataset.search_ids(connection, "TRUE", [], plan=compile_order_by(["metrics.x asc"], index))
+    desc = dataset.search_ids(connection, "TRUE", [], plan=compile_order_by(["metrics.x desc"], index))
     assert asc == ["-inf", "-1000", "0", "1000", "inf", "nan", "None"]
     assert desc == ["inf", "1000", "0", "-1000", "-inf", "nan", "None"]
 
@@ -103,7 +106,7 @@ def test_plan_shape():
 
 @pytest.mark.parametrize("page_size", [1, 3, 5, 7, 13, 14, 15, 100])
 def test_pages_cover_every_result_once(con, page_size):
-    plan = compile_order_by(["metrics.rmse DESC", "params.lr"])
+    plan = compile_order_by(["metrics.rmse DESC", "params.lr"], dataset.index_of(con))
     sql, params = compile_filter("status != 'NOPE'")
     full = dataset.search_ids(con, sql, params, plan=plan, view="active")
     pages, offset = [], 0
@@ -150,7 +153,7 @@ def order_lists(metric_keys, other_keys):
 @settings(max_examples=200, deadline=None)
 @given(order_by=order_lists(["rmse", "loss", "memUsage", "absent"], ["lr", "color", "note", "model", "absent"]))
 def test_sql_order_agrees_with_evaluator(con, order_by):
-    plan = compile_order_by(order_by)
+    plan = compile_order_by(order_by, dataset.index_of(con))
     rows = dataset.rows()
     assert dataset.search_ids(con, "TRUE", [], plan=plan) == [
         r["run"]["run_id"] for r in evaluator.sort_rows(rows, plan.keys)
@@ -158,12 +161,12 @@ def test_sql_order_agrees_with_evaluator(con, order_by):
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(rows=generated_rows(), order_by=order_lists(["a", "b"], ["a", "b"]))
-def test_sql_order_agrees_with_evaluator_on_generated_rows(rows, order_by):
-    plan = compile_order_by(order_by)
+@given(rows=generated_rows(), order_by=order_lists(["a", "b"], ["a", "b"]), mode=st.sampled_from(dataset.MODES))
+def test_sql_order_agrees_with_evaluator_on_generated_rows(rows, order_by, mode):
     connection = duckdb.connect(":memory:")
     try:
-        dataset.load(connection, rows)
+        dataset.load(connection, rows, mode)
+        plan = compile_order_by(order_by, dataset.index_of(connection))
         got = dataset.search_ids(connection, "TRUE", [], plan=plan)
     finally:
         connection.close()

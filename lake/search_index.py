@@ -1,0 +1,189 @@
+"""The search index: one wide row per run, so a search is one scan instead of joins.
+
+A search over the folded tables joins ``runs`` with ``latest_metrics``, ``params`` and
+``tags`` once per key it filters or orders by: hash joins on run ids over every run, most of
+a first page's time at 100,000 runs and more at a million. The index, ``_runs_wide``, is a
+copy of ``runs`` with one column per metric aggregate (latest, min, max), param and tag key,
+so ``metrics.loss < 0.5 ORDER BY metrics.acc`` becomes a filter and a top-N over one table.
+
+It is derived state, kept in step inside the state's own transactions: a refresh that folds
+new rows for some runs rewrites those runs' index rows in the same transaction (work in
+proportion to what changed), and a table folded from scratch drops the index, which the end
+of the refresh builds again. So the index is always either absent or exactly the folded
+tables pivoted; the search compiler uses it when present and the joins otherwise.
+
+Columns are named from a hash of the key (``m_<16 hex>``, ``p_...``, ``t_...``): never the key
+itself, which is user text (and DuckDB names are case-insensitive, so "Loss" and "loss"
+would collide). A name always means the same key, so a query compiled against one version
+of the index can never read another key's column. At most ``MAX_KEYS`` keys of each entity
+get columns (the most frequent when built); a filter or order on any other key compiles to
+the join, which gives the same answer, and frames read the index only while every key of an
+entity has a column.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+
+import duckdb
+
+WIDE_TABLE = "_runs_wide"
+KEYS_TABLE = "_runs_wide_keys"
+# The entities whose every key has a column (a frame can then be read from the index alone).
+COMPLETE_TABLE = "_runs_wide_complete"
+# Keys of each entity with their own columns: a metric key costs three (latest, min, max).
+MAX_KEYS = 128
+
+# entity -> (the folded table its values come from, {aggregate suffix: value column}).
+_SOURCES: dict[str, tuple[str, dict[str, str]]] = {
+    "metric": ("latest_metrics", {"": "value", "_min": "min_value", "_max": "max_value"}),
+    "param": ("params", {"": "value"}),
+    "tag": ("tags", {"": "value"}),
+}
+ENTITIES = tuple(_SOURCES)
+# The temp table of run ids a fold touched (``Snapshot._apply`` creates it).
+TOUCHED = "_touched"
+
+
+def column_name(entity: str, key: str, aggregate: str = "") -> str:
+    """The index column of a key's values: a hash, never the key's text.
+
+    ``aggregate`` is "" (a param's or tag's value, a metric's latest), "_min" or "_max".
+    """
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+    return f"{entity[0]}_{digest}{aggregate}"
+
+
+@dataclass(frozen=True, eq=False)
+class SearchIndex:
+    """Which keys the index holds. Compared by identity: a new object whenever keys are added,
+    so compiled searches can be cached per index."""
+
+    keys: frozenset[tuple[str, str]]
+    complete: frozenset[str] = frozenset()
+
+    @functools.cached_property
+    def columns(self) -> dict[str, dict[str, str]]:
+        """entity -> {key: its column (a metric's latest value)}, for every key held."""
+        held: dict[str, dict[str, str]] = {entity: {} for entity in _SOURCES}
+        for entity, key in self.keys:
+            held[entity][key] = column_name(entity, key)
+        return held
+
+    def column(self, entity: str, key: str, aggregate: str = "") -> str | None:
+        """The column holding ``entity``'s ``key`` (with ``aggregate`` for metrics), or None
+        when the index has no column for it."""
+        return column_name(entity, key, aggregate) if (entity, key) in self.keys else None
+
+
+def load(con: duckdb.DuckDBPyConnection) -> SearchIndex | None:
+    """The index a state holds, or None when it has none (never built, or dropped)."""
+    wanted = (WIDE_TABLE, KEYS_TABLE, COMPLETE_TABLE)
+    tables = {
+        name
+        for (name,) in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE NOT temporary AND table_name IN (?, ?, ?)", list(wanted)
+        ).fetchall()
+    }
+    return _loaded_keys(con) if tables == set(wanted) else None
+
+
+def drop(con: duckdb.DuckDBPyConnection) -> None:
+    """Remove the index (inside the caller's transaction): a table is being folded from scratch."""
+    for table in (WIDE_TABLE, KEYS_TABLE, COMPLETE_TABLE):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def build(con: duckdb.DuckDBPyConnection, max_keys: int = MAX_KEYS) -> SearchIndex:
+    """Build the index from the folded tables (inside the caller's transaction).
+
+    Each entity's ``max_keys`` most frequent keys get columns (ties by key, so every build of
+    the same state picks the same keys).
+    """
+    drop(con)
+    con.execute(f"CREATE TABLE {KEYS_TABLE} (entity VARCHAR, key VARCHAR, n INTEGER)")
+    con.execute(f"CREATE TABLE {COMPLETE_TABLE} (entity VARCHAR)")
+    for entity, (table, _aggregates) in _SOURCES.items():
+        con.execute(
+            f"INSERT INTO {KEYS_TABLE} SELECT ?, key, (row_number() OVER (ORDER BY count(*) DESC, key) - 1)::INTEGER "
+            f"FROM {table} GROUP BY key ORDER BY count(*) DESC, key LIMIT ?",
+            [entity, max_keys],
+        )
+        con.execute(
+            f"INSERT INTO {COMPLETE_TABLE} SELECT ? WHERE (SELECT count(DISTINCT key) FROM {table}) <= ?",
+            [entity, max_keys],
+        )
+    con.execute(f"CREATE TABLE {WIDE_TABLE} AS {_rows_sql(con, touched=False)}")
+    # Frames probe it by run id (a page's 100 runs among a million).
+    con.execute(f"CREATE INDEX {WIDE_TABLE}_run_id ON {WIDE_TABLE}(run_id)")
+    return _loaded_keys(con)
+
+
+def update(con: duckdb.DuckDBPyConnection, index: SearchIndex) -> SearchIndex:
+    """Rewrite the index rows of the runs in ``_touched`` (inside the caller's transaction,
+    after the fold): new keys get columns while an entity has fewer than ``MAX_KEYS``."""
+    added = False
+    for entity, (table, aggregates) in _SOURCES.items():
+        held = sum(1 for e, _k in index.keys if e == entity)
+        if held >= MAX_KEYS and entity not in index.complete:
+            continue
+        # One more than there is room for, to learn whether the entity stays complete.
+        new = con.execute(
+            f"SELECT DISTINCT x.key FROM {table} x WHERE x.run_id IN (SELECT run_id FROM {TOUCHED}) "
+            f"AND x.key NOT IN (SELECT key FROM {KEYS_TABLE} WHERE entity = ?) ORDER BY x.key LIMIT ?",
+            [entity, MAX_KEYS - held + 1],
+        ).fetchall()
+        if len(new) > MAX_KEYS - held:
+            con.execute(f"DELETE FROM {COMPLETE_TABLE} WHERE entity = ?", [entity])
+            new = new[: MAX_KEYS - held]
+            added = True
+        for number, (key,) in enumerate(new, start=held):
+            con.execute(f"INSERT INTO {KEYS_TABLE} VALUES (?, ?, ?)", [entity, key, number])
+            kind = "DOUBLE" if entity == "metric" else "VARCHAR"
+            for suffix in aggregates:
+                con.execute(f"ALTER TABLE {WIDE_TABLE} ADD COLUMN {column_name(entity, key, suffix)} {kind}")
+            added = True
+    if added:
+        index = _loaded_keys(con)
+    con.execute(f"DELETE FROM {WIDE_TABLE} WHERE run_id IN (SELECT run_id FROM {TOUCHED})")
+    con.execute(f"INSERT INTO {WIDE_TABLE} BY NAME {_rows_sql(con, touched=True)}")
+    return index
+
+
+def _loaded_keys(con: duckdb.DuckDBPyConnection) -> SearchIndex:
+    keys = frozenset(con.execute(f"SELECT entity, key FROM {KEYS_TABLE}").fetchall())
+    complete = frozenset(entity for (entity,) in con.execute(f"SELECT entity FROM {COMPLETE_TABLE}").fetchall())
+    return SearchIndex(keys, complete)
+
+
+def _rows_sql(con: duckdb.DuckDBPyConnection, *, touched: bool) -> str:
+    """SELECT of the index rows: every run (or the touched ones) with its keys' values pivoted.
+
+    The pivot is one grouped pass per entity with a filtered aggregate per column, matched on
+    each key's number in ``KEYS_TABLE``; the only names in the SQL are hashes and fixed words.
+    """
+    only = f" WHERE {{alias}}.run_id IN (SELECT run_id FROM {TOUCHED})" if touched else ""
+    numbered: dict[str, list[tuple[str, int]]] = {entity: [] for entity in _SOURCES}
+    for entity, key, number in con.execute(f"SELECT entity, key, n FROM {KEYS_TABLE} ORDER BY entity, n").fetchall():
+        numbered[entity].append((key, number))
+    selects = ["r.*"]
+    joins = []
+    for entity, (table, aggregates) in _SOURCES.items():
+        if not numbered[entity]:
+            continue
+        alias = entity[0]
+        cells = ", ".join(
+            f"first(x.{value}) FILTER (WHERE k.n = {int(number)}) AS {column_name(entity, key, suffix)}"
+            for key, number in numbered[entity]
+            for suffix, value in aggregates.items()
+        )
+        # The entity's literal is a fixed word; the keys table is matched by join, not by text.
+        pivot = (
+            f"SELECT x.run_id, {cells} FROM {table} x JOIN {KEYS_TABLE} k ON k.entity = '{entity}' AND k.key = x.key"
+            f"{only.format(alias='x')} GROUP BY x.run_id"
+        )
+        joins.append(f" LEFT JOIN ({pivot}) {alias} ON {alias}.run_id = r.run_id")
+        selects.append(f"{alias}.* EXCLUDE (run_id)")
+    return f"SELECT {', '.join(selects)} FROM runs r{''.join(joins)}{only.format(alias='r')}"

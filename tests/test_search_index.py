@@ -1,0 +1,155 @@
+"""The search index (one wide row per run) kept in step with the lake, change by change.
+
+Whatever happens between two refreshes (runs created, renamed, deleted or purged, params,
+metrics and tags logged, tags deleted, new keys, compaction), the index a live ``Lake`` keeps
+up incrementally holds exactly what one built from scratch holds, and searches and frames read
+from it answer as the folded tables do.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+from typing import Any
+
+import pandas as pd
+
+from runlake.ingest import LakeClient
+from runlake.lake import Lake, search_index
+from runlake.lake.connection import Connection
+from runlake.lake.maintenance import compact, purge
+
+
+def _index_rows(lake: Lake) -> list[dict[str, Any]]:
+    """The index's rows, columns by name, NaN and NULL both None (order-free)."""
+    frame = lake.sql(f"SELECT * FROM {search_index.WIDE_TABLE}")
+    rows = []
+    for record in frame.to_dict("records"):
+        rows.append(
+            {
+                k: (None if v is None or v is pd.NaT or (isinstance(v, float) and math.isnan(v)) else v)
+                for k, v in sorted(record.items())
+            }
+        )
+    return sorted(rows, key=lambda row: row["run_id"])
+
+
+def _nonempty_columns(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows without the columns every row leaves empty (a key whose last run went keeps its
+    column in a live index; a fresh build has none for it)."""
+    used = {k for row in rows for k, v in row.items() if v is not None}
+    return [{k: v for k, v in row.items() if k in used} for row in rows]
+
+
+def _searches(lake: Lake) -> list[Any]:
+    queries = [
+        ("metrics.loss < 0.5", ["metrics.loss DESC"]),
+        ("params.lr = '0.1' OR params.new_param = 'x'", ["params.lr"]),
+        ("tags.team = 'a' OR tags.team IS NULL", ["tags.team DESC", "metrics.acc"]),
+        ("MAX(metrics.acc) > 0.2", ["MIN(metrics.loss)"]),
+        ("metrics.new_metric >= 0", None),
+    ]
+    found = []
+    for filter_string, order_by in queries:
+        for view in ("ACTIVE_ONLY", "ALL"):
+            found.append(lake.search_run_ids(filter_string=filter_string, order_by=order_by, run_view_type=view))
+    page = lake.search_page(order_by=["metrics.loss"], page_size=7)
+    cells = [[None if pd.isna(v) else v for v in row] for row in page.frame.values.tolist()]
+    found.append([page.total, page.run_ids, list(page.frame.columns), cells])
+    return found
+
+
+def _log(client: LakeClient, experiment: str, i: int) -> str:
+    run_id = client.create_run(experiment, run_name=f"run-{i}", tags={"team": "a" if i % 2 else "b"})
+    client.log_batch(
+        run_id,
+        metrics=[("loss", 1.0 / (i + 1), 0, 0), ("acc", i / 10, 0, 0), ("loss", 2.0, 0, 1)],
+        params={"lr": str(i / 10)},
+    )
+    return run_id
+
+
+def test_the_live_index_equals_a_fresh_build_after_every_kind_of_change(lake_dir: str, monkeypatch) -> None:
+    client = LakeClient(lake_dir)
+    experiment = client.create_experiment("index")
+    run_ids = [_log(client, experiment, i) for i in range(6)]
+    client.flush()
+    lake = Lake(lake_dir)
+    assert lake.connection.search_index() is not None
+    steps = [
+        lambda: client.log_batch(run_ids[0], metrics=[("loss", 0.01, 0, 5), ("new_metric", math.nan, 0, 0)]),
+        lambda: client.log_batch(run_ids[1], params={"new_param": "x"}),
+        lambda: client.set_tag(run_ids[2], "team", "c"),
+        lambda: client.delete_tag(run_ids[3], "team"),
+        lambda: client.rename_run(run_ids[4], "renamed"),
+        lambda: client.set_terminated(run_ids[5], "FAILED"),
+        lambda: _log(client, experiment, 6),
+        lambda: lake.delete_run(run_ids[1]),
+        lambda: lake.restore_run(run_ids[1]),
+        lambda: lake.delete_run(run_ids[2]),
+        lambda: compact(lake_dir, grace_s=0),
+        lambda: purge(lake_dir, older_than_s=0),
+    ]
+    for step in steps:
+        step()
+        client.flush()
+        lake.refresh()
+        fresh = Lake(lake_dir, cache=False)
+        assert _nonempty_columns(_index_rows(lake)) == _nonempty_columns(_index_rows(fresh))
+        assert _searches(lake) == _searches(fresh)
+        # And the joins over the folded tables agree with both.
+        with monkeypatch.context() as patched:
+            patched.setattr(Connection, "search_index", lambda self: None)
+            assert _searches(fresh) == _searches(lake)
+    assert run_ids[2] not in set(_index_rows(lake)[i]["run_id"] for i in range(len(_index_rows(lake))))
+
+
+def test_keys_beyond_the_cap_are_searched_and_shown_through_the_folded_tables(lake_dir: str, monkeypatch) -> None:
+    monkeypatch.setattr(search_index, "MAX_KEYS", 2)
+    client = LakeClient(lake_dir)
+    experiment = client.create_experiment("cap")
+    first = client.create_run(experiment, run_name="first")
+    client.log_batch(first, params={"a": "1", "b": "2"}, metrics=[("m1", 1.0, 0, 0)])
+    client.flush()
+    lake = Lake(lake_dir)
+    index = lake.connection.search_index()
+    assert index is not None and "param" in index.complete
+    # A third param key arrives while the lake is open: the index has no room for it.
+    second = client.create_run(experiment, run_name="second")
+    client.log_batch(second, params={"a": "1", "c": "3"}, metrics=[("m2", 2.0, 0, 0), ("m3", 3.0, 0, 0)])
+    client.flush()
+    lake.refresh()
+    index = lake.connection.search_index()
+    assert index is not None
+    assert "param" not in index.complete and "metric" not in index.complete
+    assert index.column("param", "c") is None
+    for opened in (lake, Lake(lake_dir, cache=False)):
+        assert opened.search_run_ids(filter_string="params.c = '3'") == [second]
+        assert opened.search_run_ids(filter_string="metrics.m3 > 2.5") == [second]
+        assert opened.search_run_ids(order_by=["params.c DESC"]) == [second, first]
+        frame = opened.search_runs(order_by=["attributes.run_name"])
+        assert [None if pd.isna(v) else v for v in frame["params.c"]] == [None, "3"]
+        assert [None if pd.isna(v) else v for v in frame["metrics.m3"]] == [None, 3.0]
+
+
+def test_a_reopened_state_cache_keeps_its_index(lake_dir: str, tmp_path, monkeypatch) -> None:
+    client = LakeClient(lake_dir)
+    experiment = client.create_experiment("cached")
+    run_ids = [_log(client, experiment, i) for i in range(4)]
+    client.flush()
+    cache = str(tmp_path / "cache")
+    first = Lake(lake_dir, cache=cache)
+    expected = _searches(first)
+    del first
+    gc.collect()  # releases the cache file, as a process ending would
+    builds = []
+    real_build = search_index.build
+    monkeypatch.setattr(search_index, "build", lambda con, *a: builds.append(1) or real_build(con, *a))
+    again = Lake(lake_dir, cache=cache)
+    assert again.connection.cached and builds == []
+    assert _searches(again) == expected
+    client.log_batch(run_ids[0], metrics=[("loss", 0.001, 0, 9)], params={"new_param": "x"})
+    client.flush()
+    again.refresh()
+    assert builds == []
+    assert _searches(again) == _searches(Lake(lake_dir, cache=False))
