@@ -26,8 +26,10 @@ from __future__ import annotations
 import functools
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 WIDE_TABLE = "_runs_wide"
 KEYS_TABLE = "_runs_wide_keys"
@@ -124,32 +126,102 @@ def build(con: duckdb.DuckDBPyConnection, max_keys: int = MAX_KEYS) -> SearchInd
 def update(con: duckdb.DuckDBPyConnection, index: SearchIndex) -> SearchIndex:
     """Rewrite the index rows of the runs in ``_touched`` (inside the caller's transaction,
     after the fold): new keys get columns while an entity has fewer than ``MAX_KEYS``."""
-    added = False
-    for entity, (table, aggregates) in _SOURCES.items():
-        held = sum(1 for e, _k in index.keys if e == entity)
-        if held >= MAX_KEYS and entity not in index.complete:
+    ids = [run_id for (run_id,) in con.execute(f"SELECT run_id FROM {TOUCHED}").fetchall()]
+    if not ids:
+        return index
+    if len(ids) > PROBE_LIMIT:
+        return _update_joined(con, index)
+    # A few runs (a live refresh): their values come back through the run_id indexes in one
+    # query and are pivoted here. The SQL pivot's fixed cost (a plan with an aggregate per
+    # column) was about 10 ms however few the runs.
+    only, only_params = _only("x", ids)
+    parts = []
+    for number, (table, _aggregates) in enumerate(_SOURCES.values()):
+        numbers = (
+            "x.value, x.min_value, x.max_value, NULL" if table == "latest_metrics" else "NULL, NULL, NULL, x.value"
+        )
+        parts.append(f"SELECT {number}, x.run_id, x.key, {numbers} FROM {table} x WHERE {only}")
+    values = con.execute(" UNION ALL ".join(parts), only_params * len(parts)).fetchall()
+    held = {entity: {k for e, k in index.keys if e == entity} for entity in _SOURCES}
+    found: dict[str, set[str]] = {entity: set() for entity in _SOURCES}
+    for number, _run_id, key, *_cells in values:
+        found[ENTITIES[number]].add(key)
+    index = _add_keys(con, index, {entity: sorted(found[entity] - held[entity]) for entity in _SOURCES})
+    rows = con.sql(f"SELECT * FROM runs r WHERE {_only('r', ids)[0]}", params=ids).to_arrow_table()
+    position = {run_id: i for i, run_id in enumerate(rows.column("run_id").to_pylist())}
+    names: dict[tuple[int, str], list[str] | None] = {}
+    cells: dict[str, list[Any]] = {}
+    for number, run_id, key, value, low, high, text in values:
+        entity = ENTITIES[number]
+        if (number, key) not in names:
+            names[(number, key)] = (
+                [column_name(entity, key, suffix) for suffix in _SOURCES[entity][1]]
+                if (entity, key) in index.keys
+                else None
+            )
+        columns, row = names[(number, key)], position.get(run_id)
+        if columns is None or row is None:
             continue
-        # One more than there is room for, to learn whether the entity stays complete.
-        new = con.execute(
-            f"SELECT DISTINCT x.key FROM {table} x WHERE x.run_id IN (SELECT run_id FROM {TOUCHED}) "
-            f"AND x.key NOT IN (SELECT key FROM {KEYS_TABLE} WHERE entity = ?) ORDER BY x.key LIMIT ?",
-            [entity, MAX_KEYS - held + 1],
-        ).fetchall()
-        if len(new) > MAX_KEYS - held:
-            con.execute(f"DELETE FROM {COMPLETE_TABLE} WHERE entity = ?", [entity])
-            new = new[: MAX_KEYS - held]
-            added = True
-        for number, (key,) in enumerate(new, start=held):
-            con.execute(f"INSERT INTO {KEYS_TABLE} VALUES (?, ?, ?)", [entity, key, number])
-            kind = "DOUBLE" if entity == "metric" else "VARCHAR"
-            for suffix in aggregates:
-                con.execute(f"ALTER TABLE {WIDE_TABLE} ADD COLUMN {column_name(entity, key, suffix)} {kind}")
-            added = True
-    if added:
-        index = _loaded_keys(con)
+        for column, cell in zip(columns, (value, low, high) if entity == "metric" else (text,), strict=True):
+            cells.setdefault(column, [None] * rows.num_rows)[row] = cell
+    for column, column_cells in cells.items():
+        rows = rows.append_column(column, pa.array(column_cells, pa.float64() if column[0] == "m" else pa.string()))
+    only, only_params = _only(WIDE_TABLE, ids)
+    con.execute(f"DELETE FROM {WIDE_TABLE} WHERE {only}", only_params)
+    con.register("_wide_rows", rows)
+    try:
+        con.execute(f"INSERT INTO {WIDE_TABLE} BY NAME SELECT * FROM _wide_rows")
+    finally:
+        con.unregister("_wide_rows")
+    return index
+
+
+def _update_joined(con: duckdb.DuckDBPyConnection, index: SearchIndex) -> SearchIndex:
+    """``update`` for many runs: new keys found and rows pivoted in SQL, joined on ``_touched``."""
+    new: dict[str, list[str]] = {}
+    for entity, (table, _aggregates) in _SOURCES.items():
+        new[entity] = [
+            key
+            for (key,) in con.execute(
+                f"SELECT DISTINCT x.key FROM {table} x WHERE x.run_id IN (SELECT run_id FROM {TOUCHED}) "
+                f"AND x.key NOT IN (SELECT key FROM {KEYS_TABLE} WHERE entity = ?) ORDER BY x.key",
+                [entity],
+            ).fetchall()
+        ]
+    index = _add_keys(con, index, new)
     con.execute(f"DELETE FROM {WIDE_TABLE} WHERE run_id IN (SELECT run_id FROM {TOUCHED})")
     con.execute(f"INSERT INTO {WIDE_TABLE} BY NAME {_rows_sql(con, touched=True)}")
     return index
+
+
+def _add_keys(con: duckdb.DuckDBPyConnection, index: SearchIndex, new: dict[str, list[str]]) -> SearchIndex:
+    """Give ``new`` keys (sorted, none held yet) columns while their entity has room; an entity
+    with a key left without one is no longer complete."""
+    added = False
+    for entity, keys in new.items():
+        held = sum(1 for e, _k in index.keys if e == entity)
+        room = max(MAX_KEYS - held, 0)
+        if len(keys) > room and entity in index.complete:
+            con.execute(f"DELETE FROM {COMPLETE_TABLE} WHERE entity = ?", [entity])
+            added = True
+        for number, key in enumerate(keys[:room], start=held):
+            con.execute(f"INSERT INTO {KEYS_TABLE} VALUES (?, ?, ?)", [entity, key, number])
+            kind = "DOUBLE" if entity == "metric" else "VARCHAR"
+            for suffix in _SOURCES[entity][1]:
+                con.execute(f"ALTER TABLE {WIDE_TABLE} ADD COLUMN {column_name(entity, key, suffix)} {kind}")
+            added = True
+    return _loaded_keys(con) if added else index
+
+
+# Up to this many touched runs are looked up through the run_id indexes (a refresh after a few
+# runs logged: probes instead of scans of every run's rows); more are joined.
+PROBE_LIMIT = 1000
+
+
+def _only(alias: str, ids: list[str]) -> tuple[str, list[str]]:
+    """The condition keeping ``alias``'s rows of the runs ``ids`` (an IN list DuckDB answers
+    by probing the run_id index), and its bound values."""
+    return f"{alias}.run_id IN ({', '.join('?' * len(ids))})", list(ids)
 
 
 def _loaded_keys(con: duckdb.DuckDBPyConnection) -> SearchIndex:
@@ -159,12 +231,16 @@ def _loaded_keys(con: duckdb.DuckDBPyConnection) -> SearchIndex:
 
 
 def _rows_sql(con: duckdb.DuckDBPyConnection, *, touched: bool) -> str:
-    """SELECT of the index rows: every run (or the touched ones) with its keys' values pivoted.
+    """SELECT of the index rows of every run (or of the runs in ``_touched``), with each key's
+    values pivoted.
 
     The pivot is one grouped pass per entity with a filtered aggregate per column, matched on
     each key's number in ``KEYS_TABLE``; the only names in the SQL are hashes and fixed words.
     """
-    only = f" WHERE {{alias}}.run_id IN (SELECT run_id FROM {TOUCHED})" if touched else ""
+
+    def only(alias: str) -> str:
+        return f" WHERE {alias}.run_id IN (SELECT run_id FROM {TOUCHED})" if touched else ""
+
     numbered: dict[str, list[tuple[str, int]]] = {entity: [] for entity in _SOURCES}
     for entity, key, number in con.execute(f"SELECT entity, key, n FROM {KEYS_TABLE} ORDER BY entity, n").fetchall():
         numbered[entity].append((key, number))
@@ -182,8 +258,8 @@ def _rows_sql(con: duckdb.DuckDBPyConnection, *, touched: bool) -> str:
         # The entity's literal is a fixed word; the keys table is matched by join, not by text.
         pivot = (
             f"SELECT x.run_id, {cells} FROM {table} x JOIN {KEYS_TABLE} k ON k.entity = '{entity}' AND k.key = x.key"
-            f"{only.format(alias='x')} GROUP BY x.run_id"
+            f"{only('x')} GROUP BY x.run_id"
         )
         joins.append(f" LEFT JOIN ({pivot}) {alias} ON {alias}.run_id = r.run_id")
         selects.append(f"{alias}.* EXCLUDE (run_id)")
-    return f"SELECT {', '.join(selects)} FROM runs r{''.join(joins)}{only.format(alias='r')}"
+    return f"SELECT {', '.join(selects)} FROM runs r{''.join(joins)}{only('r')}"

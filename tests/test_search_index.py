@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 import pandas as pd
+import pytest
 
 from runlake.ingest import LakeClient
 from runlake.lake import Lake, search_index
@@ -69,7 +70,12 @@ def _log(client: LakeClient, experiment: str, i: int) -> str:
     return run_id
 
 
-def test_the_live_index_equals_a_fresh_build_after_every_kind_of_change(lake_dir: str, monkeypatch) -> None:
+@pytest.mark.parametrize("probe_limit", [search_index.PROBE_LIMIT, 0], ids=["few runs", "many runs"])
+def test_the_live_index_equals_a_fresh_build_after_every_kind_of_change(
+    lake_dir: str, monkeypatch: pytest.MonkeyPatch, probe_limit: int
+) -> None:
+    # A refresh that touched few runs pivots their values in Python; many, in SQL.
+    monkeypatch.setattr(search_index, "PROBE_LIMIT", probe_limit)
     client = LakeClient(lake_dir)
     experiment = client.create_experiment("index")
     run_ids = [_log(client, experiment, i) for i in range(6)]
@@ -98,7 +104,7 @@ def test_the_live_index_equals_a_fresh_build_after_every_kind_of_change(lake_dir
         assert _nonempty_columns(_index_rows(lake)) == _nonempty_columns(_index_rows(fresh))
         assert _searches(lake) == _searches(fresh)
         # And the joins over the folded tables agree with both.
-        with monkeypatch.context() as patched:
+        with pytest.MonkeyPatch.context() as patched:
             patched.setattr(Connection, "search_index", lambda self: None)
             assert _searches(fresh) == _searches(lake)
     assert run_ids[2] not in set(_index_rows(lake)[i]["run_id"] for i in range(len(_index_rows(lake))))
