@@ -84,8 +84,8 @@ def _where(db: Connection, search: Search, index: SearchIndex | None) -> Fragmen
 def search_ids(db: Connection, search: Search, limit: int, offset: int, *, count: bool) -> tuple[list[str], int]:
     """The matching run ids ``offset .. offset+limit`` in the search's order, and the total.
 
-    The total rides along as a window count when ``count``: one pass finds the page and
-    counts the matches. Without it, the total is only what was seen.
+    With ``count`` the total rides along in the same query (a window count over the joins, a
+    count subquery over the search index). Without it, the total is only what was seen.
     """
     # Every entry point checks its numbers; this is the last line before they become SQL
     # parameters (DuckDB's LIMIT and OFFSET are 64-bit: a larger Python int is a raw error).
@@ -106,11 +106,20 @@ def search_ids(db: Connection, search: Search, limit: int, offset: int, *, count
 def _run(
     db: Connection, plan: OrderPlan, where: Fragment, runs: str, limit: int, offset: int, count: bool
 ) -> tuple[list[str], int]:
-    total_sql = ", count(*) OVER () AS total" if count else ""
+    if not count:
+        head = q("SELECT r.run_id")
+    elif runs == WIDE_TABLE:
+        # Over the index the total is its own scan, and the page a plain top-N: a window count
+        # would hold every match for the sort (12 ms against 7.5 ms at 100,000 runs).
+        head = join([q(f"SELECT r.run_id, (SELECT count(*) FROM {runs} r WHERE"), where, q(") AS total")])
+    else:
+        # Over the joins one pass finds the page and counts the matches.
+        head = q("SELECT r.run_id, count(*) OVER () AS total")
     rows = db.rows(
         join(
             [
-                Fragment(f"SELECT r.run_id{total_sql} FROM {runs} r {plan.joins_sql}", tuple(plan.join_params)),
+                head,
+                Fragment(f"FROM {runs} r {plan.joins_sql}", tuple(plan.join_params)),
                 q("WHERE"),
                 where,
                 q(f"ORDER BY {plan.order_sql} LIMIT ? OFFSET ?", int(limit), int(offset)),
