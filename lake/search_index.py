@@ -35,6 +35,10 @@ WIDE_TABLE = "_runs_wide"
 KEYS_TABLE = "_runs_wide_keys"
 # The entities whose every key has a column (a frame can then be read from the index alone).
 COMPLETE_TABLE = "_runs_wide_complete"
+# Runs whose folded state changed since their index rows were written: each fold marks its
+# runs in its own transaction, and the end of the refresh rewrites them all at once.
+PENDING_TABLE = "_runs_wide_pending"
+_TABLES = (WIDE_TABLE, KEYS_TABLE, COMPLETE_TABLE, PENDING_TABLE)
 # Keys of each entity with their own columns: a metric key costs three (latest, min, max).
 MAX_KEYS = 128
 
@@ -82,19 +86,37 @@ class SearchIndex:
 
 def load(con: duckdb.DuckDBPyConnection) -> SearchIndex | None:
     """The index a state holds, or None when it has none (never built, or dropped)."""
-    wanted = (WIDE_TABLE, KEYS_TABLE, COMPLETE_TABLE)
     tables = {
         name
         for (name,) in con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE NOT temporary AND table_name IN (?, ?, ?)", list(wanted)
+            "SELECT table_name FROM duckdb_tables() WHERE NOT temporary AND table_name IN (?, ?, ?, ?)", list(_TABLES)
         ).fetchall()
     }
-    return _loaded_keys(con) if tables == set(wanted) else None
+    return _loaded_keys(con) if tables == set(_TABLES) else None
+
+
+def mark(con: duckdb.DuckDBPyConnection) -> None:
+    """Note the runs in ``_touched`` as behind (inside the fold's transaction)."""
+    con.execute(f"INSERT INTO {PENDING_TABLE} SELECT run_id FROM {TOUCHED}")
+
+
+def behind(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether some runs' index rows wait for ``catch_up`` (a process stopped in between)."""
+    return bool(con.execute(f"SELECT EXISTS (SELECT 1 FROM {PENDING_TABLE})").fetchall()[0][0])
+
+
+def catch_up(con: duckdb.DuckDBPyConnection, index: SearchIndex) -> SearchIndex:
+    """Rewrite the index rows of every marked run, once however many folds marked it (inside
+    the caller's transaction)."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {TOUCHED} AS SELECT DISTINCT run_id FROM {PENDING_TABLE}")
+    index = update(con, index)
+    con.execute(f"DELETE FROM {PENDING_TABLE}")
+    return index
 
 
 def drop(con: duckdb.DuckDBPyConnection) -> None:
     """Remove the index (inside the caller's transaction): a table is being folded from scratch."""
-    for table in (WIDE_TABLE, KEYS_TABLE, COMPLETE_TABLE):
+    for table in _TABLES:
         con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
@@ -107,6 +129,7 @@ def build(con: duckdb.DuckDBPyConnection, max_keys: int = MAX_KEYS) -> SearchInd
     drop(con)
     con.execute(f"CREATE TABLE {KEYS_TABLE} (entity VARCHAR, key VARCHAR, n INTEGER)")
     con.execute(f"CREATE TABLE {COMPLETE_TABLE} (entity VARCHAR)")
+    con.execute(f"CREATE TABLE {PENDING_TABLE} (run_id VARCHAR)")
     for entity, (table, _aggregates) in _SOURCES.items():
         con.execute(
             f"INSERT INTO {KEYS_TABLE} SELECT ?, key, (row_number() OVER (ORDER BY count(*) DESC, key) - 1)::INTEGER "
@@ -129,11 +152,11 @@ def update(con: duckdb.DuckDBPyConnection, index: SearchIndex) -> SearchIndex:
     ids = [run_id for (run_id,) in con.execute(f"SELECT run_id FROM {TOUCHED}").fetchall()]
     if not ids:
         return index
-    if len(ids) > PROBE_LIMIT:
+    if len(ids) > PYTHON_LIMIT:
         return _update_joined(con, index)
-    # A few runs (a live refresh): their values come back through the run_id indexes in one
-    # query and are pivoted here. The SQL pivot's fixed cost (a plan with an aggregate per
-    # column) was about 10 ms however few the runs.
+    # Up to thousands of runs (a live refresh): their values come back in one query and are
+    # pivoted here. The SQL pivot's fixed cost (a plan with an aggregate per column) was about
+    # 10 ms however few the runs.
     only, only_params = _only("x", ids)
     parts = []
     for number, (table, _aggregates) in enumerate(_SOURCES.values()):
@@ -147,7 +170,8 @@ def update(con: duckdb.DuckDBPyConnection, index: SearchIndex) -> SearchIndex:
     for number, _run_id, key, *_cells in values:
         found[ENTITIES[number]].add(key)
     index = _add_keys(con, index, {entity: sorted(found[entity] - held[entity]) for entity in _SOURCES})
-    rows = con.sql(f"SELECT * FROM runs r WHERE {_only('r', ids)[0]}", params=ids).to_arrow_table()
+    only, only_params = _only("r", ids)
+    rows = con.sql(f"SELECT * FROM runs r WHERE {only}", params=only_params or None).to_arrow_table()
     position = {run_id: i for i, run_id in enumerate(rows.column("run_id").to_pylist())}
     names: dict[tuple[int, str], list[str] | None] = {}
     cells: dict[str, list[Any]] = {}
@@ -214,14 +238,18 @@ def _add_keys(con: duckdb.DuckDBPyConnection, index: SearchIndex, new: dict[str,
 
 
 # Up to this many touched runs are looked up through the run_id indexes (a refresh after a few
-# runs logged: probes instead of scans of every run's rows); more are joined.
-PROBE_LIMIT = 1000
+# runs logged: probes instead of scans of every run's rows); more are joined on ``_touched``
+# (measured at 100,000 runs: an IN list of 500 cost more than the join).
+PROBE_LIMIT = 100
+# Up to this many touched runs are pivoted in Python, more in SQL.
+PYTHON_LIMIT = 5000
 
 
 def _only(alias: str, ids: list[str]) -> tuple[str, list[str]]:
-    """The condition keeping ``alias``'s rows of the runs ``ids`` (an IN list DuckDB answers
-    by probing the run_id index), and its bound values."""
-    return f"{alias}.run_id IN ({', '.join('?' * len(ids))})", list(ids)
+    """The condition keeping ``alias``'s rows of the runs ``ids``, and its bound values."""
+    if len(ids) <= PROBE_LIMIT:
+        return f"{alias}.run_id IN ({', '.join('?' * len(ids))})", list(ids)
+    return f"{alias}.run_id IN (SELECT run_id FROM {TOUCHED})", []
 
 
 def _loaded_keys(con: duckdb.DuckDBPyConnection) -> SearchIndex:

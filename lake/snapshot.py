@@ -172,6 +172,8 @@ class Snapshot:
         self.generation = 0
         # The search index over the folded tables (``lake/search_index.py``), None until built.
         self.index: SearchIndex | None = search_index.load(con) if persistent else None
+        # Whether some runs' index rows are behind their folds (caught up at the end of a refresh).
+        self._index_behind = self.index is not None and search_index.behind(con)
         self._metrics_cache: tuple[Listing, ds.Dataset] | None = None
         # A metric file's read footer, and the metric files found damaged, by (path, size) as the
         # listings are: a path listed again with another size holds other bytes (rewritten in
@@ -220,8 +222,13 @@ class Snapshot:
                 # Once per state: after the first fold, or after a table was folded from scratch.
                 with _transaction(self._con):
                     built = search_index.build(self._con)
-                self.index = built
+                self.index, self._index_behind = built, False
                 changed = True
+            elif self.index is not None and self._index_behind:
+                # Once per refresh, however many tables' folds touched a run.
+                with _transaction(self._con):
+                    caught = search_index.catch_up(self._con, self.index)
+                self.index, self._index_behind = caught, False
             if changed:
                 self.generation += 1
             return changed
@@ -289,7 +296,7 @@ class Snapshot:
         """
         con = self._con
         gone_files = pa.table({"file_no": pa.array(sorted(gone), SOURCE_TYPE)})
-        index = self.index
+        marked = False
         with _transaction(con, _new_rows=rows if rows is not None else _empty(table), _gone=gone_files):
             con.execute(
                 f"CREATE OR REPLACE TEMP TABLE _touched AS SELECT DISTINCT {key} FROM _new_rows UNION "
@@ -300,11 +307,13 @@ class Snapshot:
             con.execute(f"DELETE FROM {view} WHERE {key} IN (SELECT {key} FROM _touched)")
             touched = f"(SELECT * FROM raw_{table} WHERE {key} IN (SELECT {key} FROM _touched))"
             con.execute(f"INSERT INTO {view} {views.fold_sql(view, touched)}")
-            if index is not None and key == "run_id":
-                # The touched runs' index rows, in the same transaction as their fold.
-                index = search_index.update(con, index)
+            if self.index is not None and key == "run_id":
+                # Marked in the same transaction as their fold; rewritten at the end of the refresh.
+                search_index.mark(con)
+                marked = True
             self._store_listing(table, listing)
-        self.index = index
+        if marked:
+            self._index_behind = True
 
     def _rebuild(self, table: str, view: str, rows: pa.Table | None, listing: Listing) -> None:
         con = self._con

@@ -70,12 +70,18 @@ def _log(client: LakeClient, experiment: str, i: int) -> str:
     return run_id
 
 
-@pytest.mark.parametrize("probe_limit", [search_index.PROBE_LIMIT, 0], ids=["few runs", "many runs"])
+@pytest.mark.parametrize(
+    ("probe_limit", "python_limit"),
+    [(search_index.PROBE_LIMIT, search_index.PYTHON_LIMIT), (0, search_index.PYTHON_LIMIT), (0, 0)],
+    ids=["few runs", "some runs", "many runs"],
+)
 def test_the_live_index_equals_a_fresh_build_after_every_kind_of_change(
-    lake_dir: str, monkeypatch: pytest.MonkeyPatch, probe_limit: int
+    lake_dir: str, monkeypatch: pytest.MonkeyPatch, probe_limit: int, python_limit: int
 ) -> None:
-    # A refresh that touched few runs pivots their values in Python; many, in SQL.
+    # A refresh that touched few runs probes their values by run id, some joins them, and both
+    # pivot in Python; many pivot in SQL.
     monkeypatch.setattr(search_index, "PROBE_LIMIT", probe_limit)
+    monkeypatch.setattr(search_index, "PYTHON_LIMIT", python_limit)
     client = LakeClient(lake_dir)
     experiment = client.create_experiment("index")
     run_ids = [_log(client, experiment, i) for i in range(6)]
@@ -159,3 +165,32 @@ def test_a_reopened_state_cache_keeps_its_index(lake_dir: str, tmp_path, monkeyp
     again.refresh()
     assert builds == []
     assert _searches(again) == _searches(Lake(lake_dir, cache=False))
+
+
+def test_a_process_stopped_between_a_fold_and_its_index_rows_leaves_them_to_the_next_open(
+    lake_dir: str, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = LakeClient(lake_dir)
+    experiment = client.create_experiment("stopped")
+    run_ids = [_log(client, experiment, i) for i in range(3)]
+    client.flush()
+    cache = str(tmp_path / "cache")
+    lake = Lake(lake_dir, cache=cache)
+    client.log_batch(run_ids[0], metrics=[("loss", -5.0, 0, 9)], params={"late": "yes"})
+    client.rename_run(run_ids[1], "renamed")
+    client.flush()
+
+    def stopped(*_args: Any) -> None:
+        raise KeyboardInterrupt  # the process stops after the folds committed
+
+    with monkeypatch.context() as patched:
+        patched.setattr(search_index, "catch_up", stopped)
+        with pytest.raises(KeyboardInterrupt):
+            lake.refresh()
+    del lake
+    gc.collect()
+    reopened = Lake(lake_dir, cache=cache)
+    assert reopened.connection.cached
+    assert reopened.search_run_ids(filter_string="params.late = 'yes'") == [run_ids[0]]
+    assert reopened.search_run_ids(order_by=["metrics.loss"])[0] == run_ids[0]
+    assert _nonempty_columns(_index_rows(reopened)) == _nonempty_columns(_index_rows(Lake(lake_dir, cache=False)))
