@@ -554,7 +554,9 @@ def test_merged_runs_get_row_groups_of_their_own_and_bounds_from_statistics(lake
         stats = metadata.row_group(g).column(0).statistics
         owners.append(stats.min if stats.min == stats.max else None)
     assert set(long_runs) <= set(owners)  # each long run alone in a row group, short ones share
-    assert metadata.num_row_groups <= 2 * -(-metadata.num_rows // 1000)
+    # One group per long run (each under 1,000 points), and the short runs' shared groups in the
+    # at most five stretches between them (run ids are random, so the stretches vary).
+    assert metadata.num_row_groups <= 2 * len(long_runs) + 1
     query = series_module.check(long_runs, "loss", "step", 10, None, None)
     known = series_module.statistics_bounds(query, dataset, set(dataset.files))
     assert known is not None and known.unsure is None and (known.lo, known.hi) == (0.0, 999.0)
