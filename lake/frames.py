@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 from runlake.core import layout
 from runlake.lake import catalog
 from runlake.lake.connection import Connection
-from runlake.lake.search_index import WIDE_TABLE, SearchIndex
+from runlake.lake.search_index import ENTITY_OF_PREFIX, WIDE_TABLE, SearchIndex
 from runlake.lake.sql import INDEX_LOOKUP_LIMIT, Fragment, all_of, id_list, indexed_ids, join, q
 
 # The leading columns of a search frame, in mlflow.search_runs order plus runlake's additions.
@@ -41,8 +41,6 @@ _ENTITIES: tuple[tuple[str, str, Any], ...] = (
     ("tags", "tags", None),
 )
 assert set(FRAME_COLUMNS) <= set(layout.RUN_COLUMNS)
-# Entity prefix -> the search index's name for it (``lake/search_index.py``).
-_INDEX_ENTITY = {"metrics": "metric", "params": "param", "tags": "tag"}
 
 
 def _wanted(columns: Sequence[str] | None, prefix: str) -> list[str] | None:
@@ -72,7 +70,7 @@ def build_frame(db: Connection, run_ids: list[str], columns: Sequence[str] | Non
     wanted = {prefix: _wanted(columns, prefix) for prefix, _, _ in _ENTITIES}
     index = db.search_index()
     if index is not None and all(
-        keys == [] or _INDEX_ENTITY[prefix] in index.complete for prefix, keys in wanted.items()
+        keys == [] or ENTITY_OF_PREFIX[prefix] in index.complete for prefix, keys in wanted.items()
     ):
         base, wide = _from_index(db, index, run_ids, wanted)
     elif len(run_ids) <= PYTHON_PIVOT_LIMIT:
@@ -112,7 +110,7 @@ def _from_index(
         keys = wanted[prefix]
         if keys == []:
             continue
-        held = index.columns[_INDEX_ENTITY[prefix]]
+        held = index.columns[ENTITY_OF_PREFIX[prefix]]
         for key in sorted(held if keys is None else set(keys)):
             picked.append((prefix, key, held.get(key)))
     selected = list(FRAME_COLUMNS) + [column for _p, _k, column in picked if column is not None]

@@ -6,11 +6,13 @@ a first page's time at 100,000 runs and more at a million. The index, ``_runs_wi
 copy of ``runs`` with one column per metric aggregate (latest, min, max), param and tag key,
 so ``metrics.loss < 0.5 ORDER BY metrics.acc`` becomes a filter and a top-N over one table.
 
-It is derived state, kept in step inside the state's own transactions: a refresh that folds
-new rows for some runs rewrites those runs' index rows in the same transaction (work in
-proportion to what changed), and a table folded from scratch drops the index, which the end
-of the refresh builds again. So the index is always either absent or exactly the folded
-tables pivoted; the search compiler uses it when present and the joins otherwise.
+It is derived state, kept in step through the state's own transactions: each fold marks the
+runs it touched in its transaction (``mark``), and the end of the refresh rewrites the marked
+runs' index rows once (``catch_up``: work in proportion to what changed). A table folded from
+scratch drops the index, which the end of the refresh builds again. So the index is absent,
+or the folded tables pivoted except for marked runs, which the refresh (or, after a process
+stopped in between, the next open's) rewrites before answering; the search compiler uses the
+index when present and the joins otherwise.
 
 Columns are named from a hash of the key (``m_<16 hex>``, ``p_...``, ``t_...``): never the key
 itself, which is user text (and DuckDB names are case-insensitive, so "Loss" and "loss"
@@ -49,6 +51,10 @@ _SOURCES: dict[str, tuple[str, dict[str, str]]] = {
     "tag": ("tags", {"": "value"}),
 }
 ENTITIES = tuple(_SOURCES)
+# A search field's prefix (``metrics.loss``) -> the entity the index names it by.
+ENTITY_OF_PREFIX = {"metrics": "metric", "params": "param", "tags": "tag"}
+# The type of an entity's index columns.
+_KINDS = {"metric": "DOUBLE", "param": "VARCHAR", "tag": "VARCHAR"}
 # The temp table of run ids a fold touched (``Snapshot._apply`` creates it).
 TOUCHED = "_touched"
 
@@ -175,6 +181,7 @@ def update(con: duckdb.DuckDBPyConnection, index: SearchIndex) -> SearchIndex:
     position = {run_id: i for i, run_id in enumerate(rows.column("run_id").to_pylist())}
     names: dict[tuple[int, str], list[str] | None] = {}
     cells: dict[str, list[Any]] = {}
+    types: dict[str, pa.DataType] = {}
     for number, run_id, key, value, low, high, text in values:
         entity = ENTITIES[number]
         if (number, key) not in names:
@@ -188,8 +195,9 @@ def update(con: duckdb.DuckDBPyConnection, index: SearchIndex) -> SearchIndex:
             continue
         for column, cell in zip(columns, (value, low, high) if entity == "metric" else (text,), strict=True):
             cells.setdefault(column, [None] * rows.num_rows)[row] = cell
+            types[column] = pa.float64() if entity == "metric" else pa.string()
     for column, column_cells in cells.items():
-        rows = rows.append_column(column, pa.array(column_cells, pa.float64() if column[0] == "m" else pa.string()))
+        rows = rows.append_column(column, pa.array(column_cells, types[column]))
     only, only_params = _only(WIDE_TABLE, ids)
     con.execute(f"DELETE FROM {WIDE_TABLE} WHERE {only}", only_params)
     con.register("_wide_rows", rows)
@@ -230,9 +238,8 @@ def _add_keys(con: duckdb.DuckDBPyConnection, index: SearchIndex, new: dict[str,
             added = True
         for number, key in enumerate(keys[:room], start=held):
             con.execute(f"INSERT INTO {KEYS_TABLE} VALUES (?, ?, ?)", [entity, key, number])
-            kind = "DOUBLE" if entity == "metric" else "VARCHAR"
             for suffix in _SOURCES[entity][1]:
-                con.execute(f"ALTER TABLE {WIDE_TABLE} ADD COLUMN {column_name(entity, key, suffix)} {kind}")
+                con.execute(f"ALTER TABLE {WIDE_TABLE} ADD COLUMN {column_name(entity, key, suffix)} {_KINDS[entity]}")
             added = True
     return _loaded_keys(con) if added else index
 

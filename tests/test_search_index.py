@@ -144,12 +144,17 @@ def test_keys_beyond_the_cap_are_searched_and_shown_through_the_folded_tables(la
         assert [None if pd.isna(v) else v for v in frame["metrics.m3"]] == [None, 3.0]
 
 
-def test_a_reopened_state_cache_keeps_its_index(lake_dir: str, tmp_path, monkeypatch) -> None:
+def _cached_lake(lake_dir: str, tmp_path, runs: int) -> tuple[LakeClient, list[str], str]:
+    """A lake of ``runs`` logged runs, and a state-cache folder for it."""
     client = LakeClient(lake_dir)
     experiment = client.create_experiment("cached")
-    run_ids = [_log(client, experiment, i) for i in range(4)]
+    run_ids = [_log(client, experiment, i) for i in range(runs)]
     client.flush()
-    cache = str(tmp_path / "cache")
+    return client, run_ids, str(tmp_path / "cache")
+
+
+def test_a_reopened_state_cache_keeps_its_index(lake_dir: str, tmp_path, monkeypatch) -> None:
+    client, run_ids, cache = _cached_lake(lake_dir, tmp_path, 4)
     first = Lake(lake_dir, cache=cache)
     expected = _searches(first)
     del first
@@ -170,11 +175,7 @@ def test_a_reopened_state_cache_keeps_its_index(lake_dir: str, tmp_path, monkeyp
 def test_a_process_stopped_between_a_fold_and_its_index_rows_leaves_them_to_the_next_open(
     lake_dir: str, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client = LakeClient(lake_dir)
-    experiment = client.create_experiment("stopped")
-    run_ids = [_log(client, experiment, i) for i in range(3)]
-    client.flush()
-    cache = str(tmp_path / "cache")
+    client, run_ids, cache = _cached_lake(lake_dir, tmp_path, 3)
     lake = Lake(lake_dir, cache=cache)
     client.log_batch(run_ids[0], metrics=[("loss", -5.0, 0, 9)], params={"late": "yes"})
     client.rename_run(run_ids[1], "renamed")

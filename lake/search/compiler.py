@@ -41,15 +41,14 @@ from runlake.lake.search.syntax import (
     OrderKey,
     operand_field,
 )
-from runlake.lake.search_index import SearchIndex
+from runlake.lake.search_index import ENTITY_OF_PREFIX, SearchIndex
 
 # Fixed mappings: the only identifiers that reach the SQL text.
 # The attribute names come from the grammar's fixed list, checked against the runs view.
 _ATTRIBUTE_COLUMNS = {name: f"r.{name}" for name in ATTRIBUTES if name in layout.RUN_COLUMNS}
 _TABLES = {Entity.PARAM: "params", Entity.TAG: "tags", Entity.METRIC: "latest_metrics"}
 _METRIC_COLUMNS = {Aggregate.LATEST: "value", Aggregate.MIN: "min_value", Aggregate.MAX: "max_value"}
-# Entities and aggregates as the search index names them (``lake/search_index.py``).
-_INDEX_ENTITIES = {Entity.METRIC: "metric", Entity.PARAM: "param", Entity.TAG: "tag"}
+# Aggregates as the search index names their columns (``lake/search_index.py``).
 _INDEX_AGGREGATES = {Aggregate.LATEST: "", Aggregate.MIN: "_min", Aggregate.MAX: "_max"}
 _COMPARE = {Op.EQ: "=", Op.NE: "<>", Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}
 
@@ -101,7 +100,7 @@ def _indexed(index: SearchIndex | None, operand: Operand) -> str | None:
     entity, key, aggregate = _identity(operand)
     if entity is Entity.ATTRIBUTE:
         return None
-    column = index.column(_INDEX_ENTITIES[entity], key, _INDEX_AGGREGATES[aggregate or Aggregate.LATEST])
+    column = index.column(ENTITY_OF_PREFIX[entity.value], key, _INDEX_AGGREGATES[aggregate or Aggregate.LATEST])
     return None if column is None else f"r.{column}"
 
 
