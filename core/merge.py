@@ -86,19 +86,19 @@ def tier_of(size: int) -> int:
 def combine(table: str, data: pa.Table) -> pa.Table:
     """Rows of several files of one table as the rows of one file.
 
-    Metric summaries fold to one row per (run, key); metric points stay in their files' sorted
-    order; every other table keeps every row (latest wins by version when read), sorted by the
+    Metric summaries fold to one row per (run, key); metric points are grouped by series;
+    every other table keeps every row (latest wins by version when read), sorted by the
     table's sort keys so run filters prune row groups.
     """
     if table == layout.METRIC_SUMMARIES:
         return points.fold_summaries(data)
     if table == layout.METRICS:
-        # Each input is sorted already. The concatenation is cut into row groups where a series
-        # changes (``writer.series_groups``), so a group holds one long series or whole short
-        # ones, and run filters still prune them; only a group of short series that straddles
-        # two inputs spans both inputs' run ranges. A full sort of millions of points (strings
-        # first) would cost more than the whole flush; cron compaction does it once, for good.
-        return data
+        # Each series made contiguous (``points.group_series``), then the file is cut into row
+        # groups where a series changes (``writer.series_groups``): a long series gets groups
+        # of its own, short ones share, and a run's history reads only its own groups. A full
+        # sort of millions of points (strings first) would cost twice as much; cron compaction
+        # does it once, for good.
+        return points.group_series(data)
     return data.sort_by(layout.SORT_KEYS[table])
 
 

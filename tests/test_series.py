@@ -564,6 +564,50 @@ def test_merged_runs_get_row_groups_of_their_own_and_bounds_from_statistics(lake
     assert frame.groupby("run_id")["count"].sum().to_dict() == {r: 700 + 100 * i for i, r in enumerate(long_runs)}
 
 
+def test_a_tier_merge_of_interleaved_flushes_gives_each_long_series_row_groups_of_its_own(lake_dir, monkeypatch):
+    """Writers' flushes arrive interleaved (run a, run b, run a, ...); the merged file still
+    keeps each long series in row groups naming only it, so one run's history prunes the rest."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    from runlake.core import merge, writer
+
+    monkeypatch.setattr(writer, "ROW_GROUP_SIZE", 400)
+    experiment = "0" * 32
+    runs = ["c" * 32, "a" * 32, "b" * 32]
+    paths = []
+    for flush in range(10):
+        for run_id in runs:
+            rows = [(run_id, key, s) for key in ("loss", "acc") for s in range(flush * 50, flush * 50 + 50)]
+            data = pa.table(
+                {
+                    "run_id": [r for r, _k, _s in rows],
+                    "key": [k for _r, k, _s in rows],
+                    "step": [s for _r, _k, s in rows],
+                    "timestamp": [T0 + s for _r, _k, s in rows],
+                    "value": [float(s) for _r, _k, s in rows],
+                }
+            )
+            paths.append(writer.write_part(pafs.LocalFileSystem(), lake_dir, "metrics", data, experiment))
+    output, _size = merge.merge_files(pafs.LocalFileSystem(), lake_dir, "metrics", experiment, paths)
+    assert output is not None
+    metadata = pq.ParquetFile(output).metadata
+    assert metadata.num_rows == 3 * 2 * 500
+    series = []
+    for g in range(metadata.num_row_groups):
+        run_stats, key_stats = (metadata.row_group(g).column(c).statistics for c in (0, 1))
+        assert (run_stats.min, key_stats.min) == (run_stats.max, key_stats.max), g  # one series per group
+        series.append((run_stats.min, key_stats.min))
+    assert series == sorted(series) and len(set(series)) == 6
+    merged = pq.read_table(output)
+    for run_id in runs:  # each series whole, in step order (its flushes came in time order)
+        for key in ("loss", "acc"):
+            mask = pc.and_(pc.equal(merged.column("run_id"), run_id), pc.equal(merged.column("key"), key))
+            assert merged.filter(mask).column("step").to_pylist() == list(range(500))
+
+
 def test_a_run_only_change_at_a_chunk_boundary_still_cuts_row_groups():
     import pyarrow as pa
 
