@@ -24,7 +24,7 @@ import pyarrow.fs as pafs
 
 from runlake.core import batch, layout, writer
 from runlake.core.damage import DamagedFile
-from runlake.core.errors import InvalidArgument
+from runlake.core.errors import InvalidArgument, RunNotFound
 from runlake.lake import snapshot, state_cache, views
 from runlake.lake.search_index import SearchIndex
 from runlake.lake.sql import Fragment
@@ -119,6 +119,34 @@ class Connection:
         """
         batch.before_read(self.root)
         return self._snapshot.refresh()
+
+    def run_partition(self, run_id: str, *, refresh: bool = False) -> tuple[str, bool]:
+        """The experiment (partition) a run's rows live in, and whether the state was refreshed
+        to find it.
+
+        The state is refreshed only when it does not know the run (or when ``refresh``): a run's
+        partition never changes, so a reader of its files (a metric history) need not fold
+        everything else the lake gained since the last refresh. Inside a ``fresh`` call the
+        caller's state stands. This process's buffered rows are flushed first, as by ``refresh``.
+
+        Raises:
+            RunNotFound: no run has this id.
+        """
+        settled = getattr(self._local, "depth", 0) > 0  # inside a fresh(): that state it is
+        if refresh and not settled:
+            self.refresh()
+            settled = True
+        else:
+            batch.before_read(self.root)
+        query = "SELECT experiment_id FROM runs WHERE run_id = ?"
+        rows = self.cursor().execute(query, [run_id]).fetchall()
+        if not rows and not settled:
+            self.refresh()
+            settled = True
+            rows = self.cursor().execute(query, [run_id]).fetchall()
+        if not rows:
+            raise RunNotFound(run_id)
+        return rows[0][0], settled
 
     def search_index(self) -> SearchIndex | None:
         """The state's search index (one wide row per run), or None while it has none."""

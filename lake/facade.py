@@ -1,6 +1,7 @@
 """``Lake``: the one class the dashboard, the CLI and users' notebooks read and change a lake through.
 
-Every public method is here; each refreshes the lake's state once (``@fresh``) and delegates to
+Every public method is here; each refreshes the lake's state once (``@fresh``; ``metric_history``
+reads its points from the files listed at the call and refreshes only to find a run) and delegates to
 a small module through the lake's ``Connection``: catalog (experiments), records (one run),
 history (metric points), frames (the wide search frame), search (filters, order, pages),
 nesting (the nested-run tree) and changes (tags, names, deletion).
@@ -166,9 +167,11 @@ class Lake:
         """
         return records.get_run(self.connection, run_id)
 
-    @fresh
     def metric_history(self, run_id: str, key: str) -> pd.DataFrame:
         """Every point of one metric of one run, ordered by step then timestamp.
+
+        Read from the metric files as they are listed at the call: the state is refreshed
+        only when it does not know the run yet (or the run has no such points).
 
         Returns:
             A DataFrame with columns step, timestamp, value (each point once).

@@ -13,9 +13,8 @@ import pyarrow.fs as pafs
 
 from runlake.core import layout, writer
 from runlake.core import points as core_points
-from runlake.core.errors import RunNotFound
 from runlake.lake.connection import Connection, vanished, with_relisting
-from runlake.lake.sql import check_id, check_ids, id_list, join, q
+from runlake.lake.sql import check_id, check_ids, id_list, join
 
 POINT_COLUMNS = ["run_id", "key", "step", "timestamp", "value"]
 SERIES_COLUMNS = ["step", "timestamp", "value"]
@@ -27,13 +26,17 @@ def metric_history(db: Connection, run_id: str, key: str) -> pd.DataFrame:
     Raises:
         RunNotFound: no run has this id.
     """
-    rows = db.rows(q("SELECT experiment_id FROM runs WHERE run_id = ?", check_id(run_id)))
+    run_id = check_id(run_id)
     check_id(key, "key")
-    if not rows:
-        raise RunNotFound(run_id)
-    experiment_id = rows[0][0]
+    # The points come straight from the metric files listed now, so they are current without
+    # folding whatever else the lake gained since the last refresh (with writers flushing, that
+    # fold was most of a live run's history call). The state only names the run's partition.
+    experiment_id, refreshed = db.run_partition(run_id)
     # One series: only its numbers are read back and sorted (no string columns to decode).
     points = with_relisting(lambda: _scan_series(db, experiment_id, run_id, key))
+    if not points.num_rows and not refreshed:
+        # No points: perhaps the run is gone since the last refresh (purged). Ask the state again.
+        db.run_partition(run_id, refresh=True)
     # Arrow all the way: no per-point Python, and the numeric columns become the DataFrame's
     # without a consolidating copy.
     return distinct_sorted(points, SERIES_COLUMNS).to_pandas(split_blocks=True, self_destruct=True)

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from runlake.core import layout, merge
+from runlake.core.errors import RunNotFound
 from runlake.ingest import LakeClient
 from runlake.ingest.run import Run
 from runlake.lake import Lake
@@ -88,6 +89,24 @@ def test_another_process_sees_changes_within_a_flush_interval(lake_dir):
     assert result.returncode == 0, result.stderr
     run_id = result.stdout.split()[0]
     assert Lake(lake_dir).get_run(run_id).info["run_name"] == "visible-soon"
+
+
+def test_a_history_reads_points_written_since_the_last_refresh_and_runs_created_since(lake_dir):
+    lake = Lake(lake_dir)
+    writer = LakeClient(lake_dir)
+    experiment_id = writer.create_experiment("live")
+    run_id = writer.create_run(experiment_id, run_name="live")
+    writer.log_batch(run_id, metrics=[("loss", 1.0, 1_700_000_000_000, 0)])
+    writer.flush()
+    assert lake.metric_history(run_id, "loss")["step"].tolist() == [0]  # a run new to the state
+    writer.log_batch(run_id, metrics=[("loss", 0.5, 1_700_000_000_001, 1)])
+    writer.set_tag(run_id, "stage", "late")
+    writer.flush()
+    assert lake.metric_history(run_id, "loss")["value"].tolist() == [1.0, 0.5]  # points listed at the call
+    assert lake.metric_history(run_id, "acc").empty  # a key the run does not have: no points, no error
+    with pytest.raises(RunNotFound):
+        lake.metric_history("0" * 32, "loss")
+    assert lake.get_run(run_id).tags["stage"] == "late"  # other calls still refresh the state
 
 
 def test_merges_change_no_answer(lake_dir, monkeypatch):

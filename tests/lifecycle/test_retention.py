@@ -8,7 +8,7 @@ import pyarrow.fs as pafs
 import pytest
 
 from runlake.core import layout
-from runlake.core.errors import InvalidArgument
+from runlake.core.errors import InvalidArgument, RunNotFound
 from runlake.ingest.client import LakeClient
 from runlake.lake import Lake
 from runlake.lake.maintenance import compact, purge, retention
@@ -67,6 +67,18 @@ def test_purges_runs_deleted_longer_ago_than_the_window_from_every_table(aged):
     # Twice: nothing left to purge.
     second = purge(lake_dir, now_ms=now)
     assert second.runs == [] and sum(second.rows_removed.values()) == 0 and second.bytes_freed == 0
+
+
+def test_a_lake_opened_before_the_purge_no_longer_finds_the_purged_runs_history(aged):
+    # metric_history reads the files listed at the call and refreshes only to find a run: a
+    # state from before the purge still names the run, and must not answer with an empty history.
+    lake_dir, ids = aged
+    lake = Lake(lake_dir)
+    assert len(lake.metric_history(ids[0], "loss")) == 20
+    purge(lake_dir, now_ms=layout.now_ms() + 31 * DAY_MS)
+    with pytest.raises(RunNotFound):
+        lake.metric_history(ids[0], "loss")
+    assert len(lake.metric_history(ids[2], "loss")) == 20
 
 
 def test_runs_deleted_within_the_window_are_kept(aged):
