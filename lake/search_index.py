@@ -57,6 +57,8 @@ ENTITY_OF_PREFIX = {"metrics": "metric", "params": "param", "tags": "tag"}
 _KINDS = {"metric": "DOUBLE", "param": "VARCHAR", "tag": "VARCHAR"}
 # The temp table of run ids a fold touched (``Snapshot._apply`` creates it).
 TOUCHED = "_touched"
+# The touched runs' folded rows before their fold (``keep_before``).
+BEFORE = "_folded_before"
 
 
 def column_name(entity: str, key: str, aggregate: str = "") -> str:
@@ -101,9 +103,29 @@ def load(con: duckdb.DuckDBPyConnection) -> SearchIndex | None:
     return _loaded_keys(con) if tables == set(_TABLES) else None
 
 
-def mark(con: duckdb.DuckDBPyConnection) -> None:
-    """Note the runs in ``_touched`` as behind (inside the fold's transaction)."""
-    con.execute(f"INSERT INTO {PENDING_TABLE} SELECT run_id FROM {TOUCHED}")
+def keep_before(con: duckdb.DuckDBPyConnection, view: str) -> None:
+    """Keep the folded rows of the runs in ``_touched`` as they are before their fold (inside
+    the fold's transaction), for ``mark`` to compare with."""
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {BEFORE} AS SELECT * FROM {view} WHERE run_id IN (SELECT run_id FROM {TOUCHED})"
+    )
+
+
+def mark(con: duckdb.DuckDBPyConnection, view: str) -> None:
+    """Note as behind the runs in ``_touched`` whose folded rows in ``view`` the fold changed
+    (inside the fold's transaction, after ``keep_before``).
+
+    A merge's file brings back rows the lake had already, so its runs are touched and folded
+    again, but folded to what they were: only the runs that came out different are rewritten.
+    (At 10 ms flushes a refresh saw every run of a merged partition: 4,900 touched, a handful
+    changed, and their index rows cost 230 ms.)
+    """
+    after = f"(SELECT * FROM {view} WHERE run_id IN (SELECT run_id FROM {TOUCHED}))"
+    con.execute(
+        f"INSERT INTO {PENDING_TABLE} SELECT DISTINCT run_id FROM "
+        f"(({after} EXCEPT SELECT * FROM {BEFORE}) UNION ALL (SELECT * FROM {BEFORE} EXCEPT {after}))"
+    )
+    con.execute(f"DROP TABLE {BEFORE}")
 
 
 def behind(con: duckdb.DuckDBPyConnection) -> bool:

@@ -304,12 +304,15 @@ class Snapshot:
             )
             con.execute(f"DELETE FROM raw_{table} WHERE {SOURCE_COLUMN} IN (SELECT file_no FROM _gone)")
             con.execute(f"INSERT INTO raw_{table} SELECT * FROM _new_rows")
+            indexed = self.index is not None and key == "run_id"
+            if indexed:
+                search_index.keep_before(con, view)
             con.execute(f"DELETE FROM {view} WHERE {key} IN (SELECT {key} FROM _touched)")
             touched = f"(SELECT * FROM raw_{table} WHERE {key} IN (SELECT {key} FROM _touched))"
             con.execute(f"INSERT INTO {view} {views.fold_sql(view, touched)}")
-            if self.index is not None and key == "run_id":
+            if indexed:
                 # Marked in the same transaction as their fold; rewritten at the end of the refresh.
-                search_index.mark(con)
+                search_index.mark(con, view)
                 marked = True
             self._store_listing(table, listing)
         if marked:

@@ -116,6 +116,35 @@ def test_the_live_index_equals_a_fresh_build_after_every_kind_of_change(
     assert run_ids[2] not in set(_index_rows(lake)[i]["run_id"] for i in range(len(_index_rows(lake))))
 
 
+def test_a_merge_that_changes_no_run_rewrites_no_index_rows(lake_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Compaction brings back every row in new files, so every run is folded again; only a run
+    # that came out different has its index row rewritten.
+    client = LakeClient(lake_dir)
+    experiment = client.create_experiment("merged")
+    run_ids = [_log(client, experiment, i) for i in range(8)]
+    for run_id in run_ids:
+        client.set_tag(run_id, "round", "1")
+        client.flush()  # a file per change, for compaction to merge
+    lake = Lake(lake_dir)
+    before = _searches(lake)
+    rewritten: list[list[str]] = []
+    update = search_index.update
+
+    def spy(con: Any, index: Any) -> Any:
+        rewritten.append(sorted(r for (r,) in con.execute(f"SELECT run_id FROM {search_index.TOUCHED}").fetchall()))
+        return update(con, index)
+
+    monkeypatch.setattr(search_index, "update", spy)
+    compact(lake_dir, grace_s=0)
+    assert lake.refresh()  # the files changed
+    assert rewritten in ([], [[]]) and _searches(lake) == before
+    client.set_tag(run_ids[3], "round", "2")
+    compact(lake_dir, grace_s=0)  # a change and a merge in one refresh
+    lake.refresh()
+    assert rewritten[-1] == [run_ids[3]]
+    assert _nonempty_columns(_index_rows(lake)) == _nonempty_columns(_index_rows(Lake(lake_dir, cache=False)))
+
+
 def test_keys_beyond_the_cap_are_searched_and_shown_through_the_folded_tables(lake_dir: str, monkeypatch) -> None:
     monkeypatch.setattr(search_index, "MAX_KEYS", 2)
     client = LakeClient(lake_dir)
