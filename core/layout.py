@@ -145,6 +145,11 @@ TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
 # "-c" a file compaction wrote (sorted, deduplicated, summarised).
 MERGED_SUFFIX = "-m"
 COMPACTED_SUFFIX = "-c"
+# A merged file's Parquet key-value metadata under this key: a JSON list of [name, size] of the
+# files whose rows it holds, exactly (names within its partition directory). A reader that holds
+# all of them, and lists none of them any more, takes their rows as the merged file's instead of
+# reading it (``runlake.lake.snapshot.read_changes``). Readers that ignore it read the file.
+MERGED_FROM_KEY = b"runlake.merged_from"
 
 TMP_PREFIX = "."
 TMP_SUFFIX = ".tmp"

@@ -21,6 +21,7 @@ removed, so a reader (or a SIGKILL) between the two sees duplicates, which the f
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Iterable
@@ -81,6 +82,12 @@ def tier_of(size: int) -> int:
     if size < FIRST_TIER_BYTES:
         return 0
     return 1 + int(math.log(size / FIRST_TIER_BYTES, TIER_FANOUT))
+
+
+# The tables whose merged files name their inputs (``layout.MERGED_FROM_KEY``): those readers
+# keep in their state row by row. Summaries fold to fewer rows (a reader keeping the inputs'
+# rows would keep a long run's every flush), and metric points are not kept in a state.
+RELABELED_TABLES = (layout.EXPERIMENTS, layout.RUNS, layout.PARAMS, layout.TAGS)
 
 
 def combine(table: str, data: pa.Table) -> pa.Table:
@@ -152,6 +159,11 @@ def merge_files(
     import pyarrow.parquet as pq
 
     schema = layout.SCHEMAS[table]
+    sizes = []
+    for info in fs.get_file_info(paths):
+        if info.type != pafs.FileType.File:
+            raise FileNotFoundError(info.path)
+        sizes.append(info.size or 0)
     parts = []
     bad = []
     for path in paths:
@@ -164,6 +176,10 @@ def merge_files(
     if bad:
         raise DamagedInputs(bad)
     data = combine(table, pa.concat_tables(parts))
+    if table in RELABELED_TABLES:
+        # Its rows are exactly its inputs', so a reader holding the inputs need not read it.
+        inputs = [[path.rsplit("/", 1)[-1], size] for path, size in zip(paths, sizes, strict=True)]
+        data = data.replace_schema_metadata({layout.MERGED_FROM_KEY: json.dumps(inputs).encode()})
     output = writer.write_part(
         fs, root, table, data, experiment_id, sort=False, file_id=layout.new_file_id() + layout.MERGED_SUFFIX
     )

@@ -9,8 +9,9 @@ are read with pyarrow through the lake's filesystem, so no path is ever written 
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,16 +82,46 @@ def read_file(fs: pafs.FileSystem, table: str, path: str, number: int) -> pa.Tab
     return rows.append_column(SOURCE_COLUMN, pa.repeat(pa.scalar(number, SOURCE_TYPE), rows.num_rows))
 
 
+# A file in a listing: (path, size).
+File = tuple[str, int]
+
+
+def merged_inputs(fs: pafs.FileSystem, path: str) -> list[File] | None:
+    """The files whose rows a merged file holds, as its metadata names them
+    (``layout.MERGED_FROM_KEY``); None for any other file, or one that names none."""
+    if not path.endswith(layout.MERGED_SUFFIX + layout.DATA_SUFFIX):
+        return None
+    import pyarrow.parquet as pq
+
+    named = (pq.read_metadata(path, filesystem=fs).metadata or {}).get(layout.MERGED_FROM_KEY)
+    if named is None:
+        return None
+    directory = path.rsplit("/", 1)[0]
+    try:
+        return [(f"{directory}/{name}", int(size)) for name, size in json.loads(named)] or None
+    except (ValueError, TypeError):
+        return None  # not ours to trust: read the file
+
+
 def read_changes(
     fs: pafs.FileSystem,
     root: str,
     table: str,
     known: Listing | None,
     listing: Listing,
-    number: Callable[[tuple[str, int]], int],
+    number: Callable[[File], int],
     damaged: dict[str, DamagedFile] | None = None,
-) -> tuple[pa.Table | None, set[tuple[str, int]], Listing]:
-    """The rows of files in ``listing`` but not in ``known``, and the known files now gone.
+    unreadable: Collection[str] = (),
+) -> tuple[pa.Table | None, set[File], Listing, dict[File, list[File]]]:
+    """The rows of files in ``listing`` but not in ``known``, the known files now gone, and
+    the new merged files taken without reading.
+
+    A merged file that names its inputs (``merged_inputs``) when every input is known, none is
+    listed any more and none is in ``unreadable`` (known files whose rows the state lacks) holds
+    exactly rows the state has: it is not read, and its inputs are not gone but renamed - their
+    rows become its rows (the third result, new file -> inputs). A tier merge of a partition
+    every run of which the state had folded then costs a footer, not a read and a fold of
+    every one of those runs.
 
     ``number`` gives each new (path, size) the number its rows carry in ``SOURCE_COLUMN``.
 
@@ -104,18 +135,34 @@ def read_changes(
     the final listing are dropped.
 
     Returns:
-        (rows of the new files or None, the known (path, size) files now gone, the listing read).
+        (rows of the new files or None, the known (path, size) files now gone, the listing read,
+        the merged files taken from their inputs).
     """
     known_files = set(known.files) if known is not None else set()
     # By (path, size), as the listings: a path listed again with another size between two
     # attempts holds other bytes (rewritten in place), so it is read again under a new number.
-    parts: dict[tuple[str, int], pa.Table] = {}
+    parts: dict[File, pa.Table] = {}
+    renamed: dict[File, list[File]] = {}
+    claimed: set[File] = set()
     for attempt in range(writer.RELIST_TRIES):
         vanished = False
+        listed_now = set(listing.files)
         for path, size in listing.files:
-            if (path, size) in known_files or (path, size) in parts:
+            if (path, size) in known_files or (path, size) in parts or (path, size) in renamed:
                 continue
             try:
+                # Only once no input is listed: a merge killed before it removed its inputs
+                # leaves both, and the merged file may yet go alone (quarantined) - then the
+                # inputs' rows must still be theirs.
+                inputs = merged_inputs(fs, path) if known_files else None
+                if inputs is not None and all(
+                    file in known_files and file not in listed_now and file not in claimed and file[0] not in unreadable
+                    for file in inputs
+                ):
+                    number((path, size))
+                    renamed[(path, size)] = inputs
+                    claimed.update(inputs)
+                    continue
                 parts[(path, size)] = read_file(fs, table, path, number((path, size)))
             except FileNotFoundError:
                 vanished = True
@@ -134,7 +181,7 @@ def read_changes(
                 tuple(
                     f
                     for f in listing.files
-                    if f in parts or f in known_files or (damaged is not None and f[0] in damaged)
+                    if f in parts or f in renamed or f in known_files or (damaged is not None and f[0] in damaged)
                 )
             )
             break
@@ -143,13 +190,17 @@ def read_changes(
     # A known file is gone when its (path, size) is: a path listed again with another size
     # holds other rows (a lake recreated under the same names), so its old rows go too.
     listed = set(listing.files)
-    gone = {file for file in known_files if file not in listed}
+    # A merged file taken from its inputs but gone again before the final listing (merged once
+    # more) is not: its inputs are gone, and its replacement was read.
+    renamed = {file: inputs for file, inputs in renamed.items() if file in listed}
+    kept_inputs = {file for inputs in renamed.values() for file in inputs}
+    gone = {file for file in known_files if file not in listed and file not in kept_inputs}
     # Rows read from a file that vanished before the final listing are dropped: the listing
     # holds them again in the merged file (rule 3), and keeping them would keep rows a later
     # rewrite removes (a purged run) under a file name no listing will ever show as gone.
     kept = [rows for file, rows in parts.items() if file in listed]
     rows = pa.concat_tables(kept) if kept else None
-    return rows, gone, listing
+    return rows, gone, listing, renamed
 
 
 class Snapshot:
@@ -246,7 +297,11 @@ class Snapshot:
     def _load(self, table: str, old: Listing | None, new: Listing) -> Listing:
         view, key = next((name, key) for name, (_sql, raw, key) in views.CURRENT_STATE.items() if raw == table)
         found: dict[str, DamagedFile] = {}
-        rows, gone, listing = read_changes(self._fs, self._root, table, old, new, self._number, found)
+        with self._damage_lock:
+            unreadable = set(self._damaged)
+        rows, gone, listing, renamed = read_changes(
+            self._fs, self._root, table, old, new, self._number, found, unreadable
+        )
         with self._damage_lock:
             # A damaged file that left the listing (quarantined, replaced) is no longer news; a
             # path listed again with another size is "gone" and new at once, so its fresh
@@ -257,7 +312,14 @@ class Snapshot:
         if old is None:
             self._rebuild(table, view, rows, listing)
         else:
-            self._apply(table, view, key, rows, [self._numbers[f] for f in gone if f in self._numbers], listing)
+            renumbered = [
+                (self._numbers[input_file], self._numbers[file])
+                for file, inputs in renamed.items()
+                for input_file in inputs
+                if input_file in self._numbers
+            ]
+            gone_numbers = [self._numbers[f] for f in gone if f in self._numbers]
+            self._apply(table, view, key, rows, gone_numbers, listing, renumbered)
         # Numbers of files no longer listed (gone, or vanished while they were read) are dropped.
         listed = set(listing.files).union(*(set(other.files) for t, other in self._listings.items() if t != table))
         self._numbers = {f: n for f, n in self._numbers.items() if f in listed}
@@ -288,16 +350,39 @@ class Snapshot:
         finally:
             self._con.unregister("_listing_rows")
 
-    def _apply(self, table: str, view: str, key: str, rows: pa.Table | None, gone: list[int], listing: Listing) -> None:
-        """Drop the rows of files that are gone (by number), add the new files' rows, fold the
-        keys touched.
+    def _apply(
+        self,
+        table: str,
+        view: str,
+        key: str,
+        rows: pa.Table | None,
+        gone: list[int],
+        listing: Listing,
+        renumbered: Sequence[tuple[int, int]] = (),
+    ) -> None:
+        """Give merged files' inputs' rows their merged file's number (``renumbered``: pairs of
+        old, new), drop the rows of files that are gone (by number), add the new files' rows,
+        fold the keys touched (renumbered rows touch nothing: they are the same rows).
 
         Work in proportion to what changed: the rest of the state stands.
         """
         con = self._con
         gone_files = pa.table({"file_no": pa.array(sorted(gone), SOURCE_TYPE)})
+        numbers = pa.table(
+            {
+                "old": pa.array([old for old, _new in renumbered], SOURCE_TYPE),
+                "new": pa.array([new for _old, new in renumbered], SOURCE_TYPE),
+            }
+        )
         marked = False
-        with _transaction(con, _new_rows=rows if rows is not None else _empty(table), _gone=gone_files):
+        with _transaction(
+            con, _new_rows=rows if rows is not None else _empty(table), _gone=gone_files, _renumbered=numbers
+        ):
+            if renumbered:
+                con.execute(
+                    f"UPDATE raw_{table} SET {SOURCE_COLUMN} = m.new FROM _renumbered m "
+                    f"WHERE raw_{table}.{SOURCE_COLUMN} = m.old"
+                )
             con.execute(
                 f"CREATE OR REPLACE TEMP TABLE _touched AS SELECT DISTINCT {key} FROM _new_rows UNION "
                 f"SELECT DISTINCT {key} FROM raw_{table} WHERE {SOURCE_COLUMN} IN (SELECT file_no FROM _gone)"

@@ -266,3 +266,78 @@ def test_points_a_killed_writer_left_without_summary_reach_latest_metrics_throug
     latest = lake.sql("SELECT step, value FROM latest_metrics WHERE run_id = 'r'")
     assert latest.to_dict("records") == [{"step": 3, "value": 3.0}]
     assert lake.metric_history("r", "loss")["step"].tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["in memory", "state cache"])
+def test_a_reader_takes_a_merged_file_from_the_inputs_it_holds(lake_dir, tmp_path, monkeypatch, cached):
+    # A merged file names its inputs; a reader holding them all renames their rows instead of
+    # reading it, and stays equal to a fresh read through later changes, merges and a purge.
+    import pyarrow.fs as pafs
+
+    from runlake.core import writer
+    from runlake.lake import snapshot
+    from runlake.lake.maintenance import purge
+
+    monkeypatch.setattr(merge, "OWN_FILE_LIMIT", 10**9)  # merged by hand below
+    fs = pafs.LocalFileSystem()
+    client = LakeClient(lake_dir)
+    experiment_id = client.create_experiment("renamed")
+    runs = []
+    for i in range(5):
+        run_id = client.create_run(experiment_id, run_name=f"r{i}", start_time=1_700_000_000_000 + i)
+        client.set_tag(run_id, "t", str(i))
+        client.log_batch(run_id, params={"p": str(i)}, metrics=[("loss", float(i), 1_700_000_000_000, 0)])
+        client.flush()
+        runs.append(run_id)
+    lake = Lake(lake_dir, cache=str(tmp_path / "cache") if cached else False)
+    client.delete_run(runs[4])
+    client.flush()
+    assert lake.get_run(runs[4]).info["lifecycle_stage"] == "deleted"
+    read: list[str] = []
+    real_read = snapshot.read_file
+    monkeypatch.setattr(
+        snapshot, "read_file", lambda fs_, table, path, n: read.append(path) or real_read(fs_, table, path, n)
+    )
+
+    def merge_all(table: str) -> str:
+        paths = [info.path for info in writer.list_parts(fs, lake_dir, table) if f"={experiment_id}" in info.path]
+        output, _size = merge.merge_files(fs, lake_dir, table, experiment_id, paths)
+        assert output is not None
+        return output
+
+    def same_as_fresh() -> None:
+        fresh = Lake(lake_dir, cache=False)
+        for view in ("runs", "params", "tags", "latest_metrics"):
+            query = (
+                f"SELECT * EXCLUDE (artifact_uri) FROM {view} ORDER BY ALL"
+                if view == "runs"
+                else (f"SELECT * FROM {view} ORDER BY ALL")
+            )
+            assert lake.sql(query).astype(str).equals(fresh.sql(query).astype(str)), view
+        assert sorted(lake.search_run_ids(run_view_type="ALL")) == sorted(fresh.search_run_ids(run_view_type="ALL"))
+
+    merged = [merge_all(table) for table in (layout.RUNS, layout.PARAMS, layout.TAGS)]
+    assert lake.refresh()
+    assert not set(merged) & set(read)  # taken from the rows the state held
+    same_as_fresh()
+    # A change after the merge, then a merge of the merged file with a file this reader never saw:
+    # that one is read.
+    client.set_tag(runs[0], "t", "late")
+    client.flush()
+    merged_again = merge_all(layout.TAGS)
+    lake.refresh()
+    assert merged_again in read and lake.get_run(runs[0]).tags["t"] == "late"
+    same_as_fresh()
+    # The renamed rows go with their new file: a purge rewrites it without the deleted run.
+    purge(lake_dir, older_than_s=0)
+    lake.refresh()
+    same_as_fresh()
+    assert runs[4] not in lake.search_run_ids(run_view_type="ALL")
+    if cached:  # and a reopened state holds the same
+        del lake
+        import gc
+
+        gc.collect()
+        lake = Lake(lake_dir, cache=str(tmp_path / "cache"))
+        assert lake.connection.cached
+        same_as_fresh()
