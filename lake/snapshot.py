@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from runlake.core import damage, layout, writer
+from runlake.core import damage, layout, merge, writer
 from runlake.core.damage import DamagedFile
 from runlake.lake import search_index, views
 from runlake.lake.search_index import SearchIndex
@@ -154,7 +154,7 @@ def read_changes(
                 # Only once no input is listed: a merge killed before it removed its inputs
                 # leaves both, and the merged file may yet go alone (quarantined) - then the
                 # inputs' rows must still be theirs.
-                inputs = merged_inputs(fs, path) if known_files else None
+                inputs = merged_inputs(fs, path) if known_files and table in merge.RELABELED_TABLES else None
                 if inputs is not None and all(
                     file in known_files and file not in listed_now and file not in claimed and file[0] not in unreadable
                     for file in inputs
