@@ -411,7 +411,7 @@ class Snapshot:
                 search_index.drop(con)
             con.execute(f"CREATE OR REPLACE TABLE raw_{table} AS SELECT * FROM _all_rows")
             order = f" ORDER BY {_PHYSICAL_ORDER[view]}" if view in _PHYSICAL_ORDER else ""
-            con.execute(f"CREATE OR REPLACE TABLE {view} AS SELECT * FROM ({views.fold_sql(view)}){order}")
+            con.execute(f"CREATE OR REPLACE TABLE {view} AS SELECT * FROM ({views.split_fold_sql(view)}){order}")
             if view != "experiments":
                 # An ART index on run_id turns a page's lookups (run_id IN (...100 ids)) into
                 # index probes instead of full scans of a million rows.

@@ -326,3 +326,35 @@ def test_histories_count_each_point_once_as_duckdb_distinct(points):
         0.0 if math.isnan(r["value"]) else r["value"],
     )
     assert sorted(map(key, ours)) == sorted(map(key, expected))
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.sampled_from(["params", "tags"]),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", None]),
+            st.sampled_from(["lr", "seed", None]),
+            st.sampled_from(["x", "y", "", None]),
+            st.integers(0, 3),
+        ),
+        max_size=30,
+    ),
+)
+def test_a_fold_that_passes_single_rows_through_gives_the_folds_rows(view, raw):
+    # ``split_fold_sql`` folds only the (run_id, key) pairs with several rows: the same rows as
+    # the plain fold, with version ties, tombstones and NULL keys among them.
+    table = pa.Table.from_pylist(
+        [
+            {"run_id": r, "key": k, "value": v, "version": version, "experiment_id": f"e-{r}", "_file_no": 1}
+            for r, k, v, version in raw
+        ],
+        schema=layout.SCHEMAS[view]
+        .append(pa.field("experiment_id", pa.string()))
+        .append(pa.field("_file_no", pa.int32())),
+    )
+    con = duckdb.connect()
+    con.register(f"raw_{view}", table)
+    plain = con.execute(f"SELECT * FROM ({views.fold_sql(view)}) ORDER BY ALL").fetchall()
+    split = con.execute(f"SELECT * FROM ({views.split_fold_sql(view)}) ORDER BY ALL").fetchall()
+    assert split == plain
