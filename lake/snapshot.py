@@ -383,11 +383,15 @@ class Snapshot:
                     f"UPDATE raw_{table} SET {SOURCE_COLUMN} = m.new FROM _renumbered m "
                     f"WHERE raw_{table}.{SOURCE_COLUMN} = m.old"
                 )
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE _touched AS SELECT DISTINCT {key} FROM _new_rows UNION "
-                f"SELECT DISTINCT {key} FROM raw_{table} WHERE {SOURCE_COLUMN} IN (SELECT file_no FROM _gone)"
-            )
-            con.execute(f"DELETE FROM raw_{table} WHERE {SOURCE_COLUMN} IN (SELECT file_no FROM _gone)")
+            if gone:
+                con.execute(
+                    f"CREATE OR REPLACE TEMP TABLE _touched AS SELECT DISTINCT {key} FROM _new_rows UNION "
+                    f"SELECT DISTINCT {key} FROM raw_{table} WHERE {SOURCE_COLUMN} IN (SELECT file_no FROM _gone)"
+                )
+                con.execute(f"DELETE FROM raw_{table} WHERE {SOURCE_COLUMN} IN (SELECT file_no FROM _gone)")
+            else:
+                # Files only added (writers flushing): no scan of the raw rows for gone files'.
+                con.execute(f"CREATE OR REPLACE TEMP TABLE _touched AS SELECT DISTINCT {key} FROM _new_rows")
             con.execute(f"INSERT INTO raw_{table} SELECT * FROM _new_rows")
             indexed = self.index is not None and key == "run_id"
             if indexed:
