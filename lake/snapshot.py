@@ -390,7 +390,8 @@ class Snapshot:
                 )
                 con.execute(f"DELETE FROM raw_{table} WHERE {SOURCE_COLUMN} IN (SELECT file_no FROM _gone)")
             else:
-                # Files only added (writers flushing): no scan of the raw rows for gone files'.
+                # Files only added (writers flushing): nothing to drop, so the raw rows are not
+                # scanned for the rows of gone files.
                 con.execute(f"CREATE OR REPLACE TEMP TABLE _touched AS SELECT DISTINCT {key} FROM _new_rows")
             con.execute(f"INSERT INTO raw_{table} SELECT * FROM _new_rows")
             indexed = self.index is not None and key == "run_id"
