@@ -101,7 +101,7 @@ class Connection:
         """Leave the cached state for a fresh in-memory one."""
         self._finalizer.detach()
         state_cache.release(self._con, self._cache_key)
-        self._con, self.cached, self._cache_key = duckdb.connect(":memory:"), False, None
+        self._con, self.cached, self._cache_key = state_cache.new_connection(), False, None
         self._finalizer = weakref.finalize(self, state_cache.release, self._con, None)
         if self.sql_access == "views":
             self._con.execute("SET enable_external_access = false")
@@ -177,7 +177,7 @@ class Connection:
         if cursor is None:
             with self._files_lock:
                 if self._files_con is None:
-                    self._files_con = duckdb.connect(":memory:")
+                    self._files_con = state_cache.new_connection()
                     # Part files are immutable under unique names, so a footer read once stays
                     # true: kept, a live run's history no longer reads every file's footer
                     # again (about a third of a 100,000-point history over 6 files).

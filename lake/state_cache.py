@@ -105,7 +105,7 @@ def connect(
         cache: False for an in-memory state; True for the default cache directory; or a directory.
     """
     if cache is False:
-        return duckdb.connect(":memory:"), None
+        return new_connection(), None
     directory = default_dir() if cache is True else Path(cache)
     # One key per file, however the directory is spelled (relative, symlinked, ~): DuckDB
     # shares one database between connections to the same file in a process.
@@ -114,7 +114,7 @@ def connect(
     key = str(path)
     with _in_use_lock:
         if key in _in_use:
-            return duckdb.connect(":memory:"), None
+            return new_connection(), None
         _in_use.add(key)
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -123,13 +123,26 @@ def connect(
         with _in_use_lock:
             _in_use.discard(key)
         log.info("runlake: state cache %s not used (%s); reading the lake in memory", path, exc)
-        return duckdb.connect(":memory:"), None
+        return new_connection(), None
     try:
         os.utime(path)  # "last used", which sweeps go by
         sweep(directory)
     except OSError as exc:
         log.info("runlake: state cache directory %s not swept (%s)", directory, exc)
     return con, key
+
+
+def new_connection(database: str = ":memory:") -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection that draws no progress bar.
+
+    DuckDB draws one on standard output, terminal or not, for any statement of a connection
+    (not of its cursors) that runs over two seconds: the first fold of a big lake would land in
+    the output of ``runlake sql --format csv > file``. Set before any caller locks the
+    configuration (``sql_access="views"``).
+    """
+    con = duckdb.connect(database)
+    con.execute("SET enable_progress_bar = false")
+    return con
 
 
 def sweep(directory: Path, now: float | None = None) -> list[Path]:
@@ -176,15 +189,15 @@ def sweep(directory: Path, now: float | None = None) -> list[Path]:
 
 def _open(path: Path) -> duckdb.DuckDBPyConnection:
     try:
-        con = duckdb.connect(str(path))
+        con = new_connection(str(path))
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
             raise  # another process holds it: theirs to use
         _discard(path)  # damaged or unreadable: a cache, so start it again
-        con = duckdb.connect(str(path))
+        con = new_connection(str(path))
     except duckdb.Error:
         _discard(path)
-        con = duckdb.connect(str(path))
+        con = new_connection(str(path))
     con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
     con.execute("SET force_compression = 'uncompressed'")
     return con

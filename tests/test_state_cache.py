@@ -403,3 +403,30 @@ def test_warming_with_a_bad_sample_says_so(tmp_path: Path, sample: Any) -> None:
 
     with pytest.raises(InvalidArgument, match="sample must be a whole number"):
         Lake(str(tmp_path / "lake")).warm(sample=sample)
+
+
+def test_no_state_connection_draws_a_progress_bar(tmp_path):
+    # DuckDB draws a progress bar on standard output, terminal or not, for any statement of a
+    # connection that runs over two seconds (the first fold of a big lake): in the output of
+    # `runlake sql --format csv > file` it would corrupt the file. A bar shows only after two
+    # seconds, so the setting is what is checked, on both kinds of state connection and in a
+    # plain interpreter (under pytest DuckDB starts with the bar off).
+    script = textwrap.dedent(
+        """
+        import sys
+        import pyarrow.fs as pafs
+        from runlake.lake import state_cache
+        root, cache = sys.argv[1], sys.argv[2]
+        for where in (False, cache):
+            con, key = state_cache.connect(pafs.LocalFileSystem(), root, where)
+            print(where is False, key is None, con.execute("SELECT current_setting('enable_progress_bar')").fetchall())
+            state_cache.release(con, key)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "lake"), str(tmp_path / "cache")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert out == ["True True [(False,)]", "False False [(False,)]"]

@@ -21,14 +21,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from runlake.core import damage, layout, writer
 from runlake.core.lease import delete_quietly, maintenance_lease
-from runlake.lake import views
+from runlake.lake import state_cache, views
 from runlake.lake.maintenance.common import (
     PartFile,
     Progress,
@@ -368,7 +367,7 @@ class _Job:
         self.target_bytes = target_bytes
         self.report = report
         self.on_written = on_written
-        self.con = duckdb.connect(":memory:")
+        self.con = state_cache.new_connection()
 
     def _read(self, table: str, files: list[PartFile]) -> tuple[pa.Table, list[PartFile]]:
         """The rows of the readable files and which files those are (only they may be removed).
