@@ -145,6 +145,10 @@ def group_series(points: pa.Table) -> pa.Table:
     a sort of (run_id, key, step, timestamp, value); the inputs' own order (each is sorted,
     and a run's flushes come in time order) keeps most series in step order, and readers
     sort a series that is not (``is_sorted``).
+
+    Never puts a string column in one array (the ranks come from a dictionary encoding of its
+    chunks, the rows are taken by ``take_rows``): a merge of tens of millions of points has
+    more than 2 GB of run ids, which Arrow cannot hold in one string array.
     """
     import pyarrow.compute as pc
 
@@ -152,13 +156,44 @@ def group_series(points: pa.Table) -> pa.Table:
         return points
     code: Any = None
     for name in ("run_id", "key"):
-        encoded = pc.dictionary_encode(points.column(name).combine_chunks())
-        rank = pc.rank(encoded.dictionary, sort_keys="ascending", tiebreaker="dense")
-        ranks = pc.cast(pc.take(rank, encoded.indices), pa.int64())
-        code = ranks if code is None else pc.add(pc.multiply(code, len(encoded.dictionary) + 1), ranks)
+        # Of a chunked column, every chunk comes with the same dictionary (one memo table).
+        encoded = pc.dictionary_encode(points.column(name))
+        dictionary = encoded.chunk(0).dictionary
+        indices = pa.chunked_array([chunk.indices for chunk in encoded.chunks], encoded.type.index_type)
+        rank = pc.rank(dictionary, sort_keys="ascending", tiebreaker="dense")
+        ranks = pc.cast(pc.take(rank, indices), pa.int64())
+        code = ranks if code is None else pc.add(pc.multiply(code, len(dictionary) + 1), ranks)
+    code = code.combine_chunks()  # 8 bytes a row: no limit to reach
     if pc.all(pc.less_equal(code.slice(0, len(code) - 1), code.slice(1))).as_py():
         return points
-    return points.take(pc.sort_indices(code))  # Arrow's sort_indices is stable
+    return take_rows(points, pc.sort_indices(code))  # Arrow's sort_indices is stable
+
+
+# Arrow keeps a string array's text behind 32-bit offsets, so ``take`` (which first puts a
+# column's chunks in one array) fails on more than 2 GB of it. A string column with more text
+# than this is taken as large strings and cut back into string chunks of about this much.
+TEXT_LIMIT = 1 << 30
+
+
+def take_rows(table: pa.Table, indices: pa.Array) -> pa.Table:
+    """``table.take(indices)`` for a table of any size (see ``TEXT_LIMIT``)."""
+    import pyarrow.compute as pc
+
+    columns = []
+    for column in table.columns:
+        if not pa.types.is_string(column.type) or column.nbytes <= TEXT_LIMIT:
+            columns.append(column.take(indices))
+            continue
+        text = column.cast(pa.large_string()).combine_chunks()
+        # The output rows by the block of TEXT_LIMIT bytes their text ends in: each block is
+        # taken on its own, so its offsets start at 0 and it fits a string array.
+        ends = pc.cumulative_sum(pc.take(pc.fill_null(pc.binary_length(text), 0), indices))
+        chunks, start = [], 0
+        for end in pc.run_end_encode(pc.divide(ends, TEXT_LIMIT)).run_ends.to_pylist() if len(ends) else []:
+            chunks.append(text.take(indices.slice(start, end - start)).cast(pa.string()))
+            start = end
+        columns.append(pa.chunked_array(chunks, pa.string()))
+    return pa.Table.from_arrays(columns, schema=table.schema)
 
 
 def is_sorted(points: pa.Table, columns: list[str]) -> bool:

@@ -6,6 +6,7 @@ import math
 import tempfile
 from collections import defaultdict
 
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -656,3 +657,54 @@ def test_a_shared_row_group_within_the_edges_leaves_them_sure(lake_dir, monkeypa
     known = series_module.statistics_bounds(query, dataset, set(dataset.files))
     assert known is not None and (known.lo, known.hi) == (0.0, 999.0)
     assert (known.unsure is None) == sure
+
+
+def _chunked_points(chunks: int = 3, rows: int = 40) -> pa.Table:
+    import pyarrow as pa
+
+    # Each chunk its own file's rows: other runs in another order, so each chunk's dictionary
+    # of run ids differs from the others'.
+    return pa.concat_tables(
+        [
+            pa.table(
+                {
+                    "run_id": [f"run-{(i * (c + 3)) % 11 + 4 * c:02d}" * 3 for i in range(rows)],
+                    "key": ["loss" if i % 3 else "acc" for i in range(rows)],
+                    "step": list(range(c * rows, (c + 1) * rows)),
+                }
+            )
+            for c in range(chunks)
+        ]
+    )
+
+
+def test_series_are_grouped_alike_whether_the_rows_come_in_one_chunk_or_several():
+    # A merge's rows come as one chunk per input file, some runs only in later chunks: the
+    # ranks of run and key must be the same across chunks (one dictionary for all of them).
+    from runlake.core import points
+
+    table = _chunked_points()
+    assert table.column("run_id").num_chunks == 3
+    grouped = points.group_series(table).to_pylist()
+    assert grouped == points.group_series(table.combine_chunks()).to_pylist()
+    assert [(r["run_id"], r["key"]) for r in grouped] == sorted((r["run_id"], r["key"]) for r in grouped)
+
+
+def test_rows_taken_past_the_text_limit_are_the_same_rows_in_chunks_under_it(monkeypatch):
+    # Over 2 GB of text, Arrow cannot take a string column's rows into one array (a merge of
+    # tens of millions of points: `runlake demo --runs 1000000` failed so). The limit is made
+    # small here; the rows must be those of a plain take, the text cut into chunks under it.
+    import pyarrow.compute as pc
+
+    from runlake.core import points
+
+    monkeypatch.setattr(points, "TEXT_LIMIT", 100)
+    table = _chunked_points()
+    indices = pa.array(list(reversed(range(table.num_rows))), pa.int64())
+    taken = points.take_rows(table, indices)
+    assert taken.to_pylist() == table.take(indices).to_pylist()
+    assert taken.schema == table.schema
+    chunks = taken.column("run_id").chunks
+    assert len(chunks) > 1
+    assert all(pc.sum(pc.binary_length(chunk)).as_py() <= 100 + 18 for chunk in chunks)
+    assert points.group_series(table).to_pylist() == points.group_series(table.combine_chunks()).to_pylist()
