@@ -708,3 +708,15 @@ def test_rows_taken_past_the_text_limit_are_the_same_rows_in_chunks_under_it(mon
     assert len(chunks) > 1
     assert all(pc.sum(pc.binary_length(chunk)).as_py() <= 100 + 18 for chunk in chunks)
     assert points.group_series(table).to_pylist() == points.group_series(table.combine_chunks()).to_pylist()
+
+
+def test_a_merge_past_the_grouping_limit_keeps_its_inputs_order(monkeypatch):
+    # Grouping a merge copies it whole in memory: past the limit (a partition's top tier at a
+    # million runs) the merged file keeps the inputs' order, as compaction sorts it later.
+    from runlake.core import layout, merge
+
+    table = _chunked_points()
+    grouped = merge.combine(layout.METRICS, table)
+    assert grouped.to_pylist() != table.to_pylist()  # grouped below the limit
+    monkeypatch.setattr(merge, "GROUP_SERIES_LIMIT", table.num_rows - 1)
+    assert merge.combine(layout.METRICS, table).to_pylist() == table.to_pylist()
