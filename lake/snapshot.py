@@ -383,16 +383,13 @@ class Snapshot:
                     f"UPDATE raw_{table} SET {SOURCE_COLUMN} = m.new FROM _renumbered m "
                     f"WHERE raw_{table}.{SOURCE_COLUMN} = m.old"
                 )
+            # Files only added (writers flushing): nothing to drop, so the raw rows are not
+            # scanned for the rows of gone files.
+            of_gone = f"{SOURCE_COLUMN} IN (SELECT file_no FROM _gone)"
+            gone_keys = f" UNION SELECT DISTINCT {key} FROM raw_{table} WHERE {of_gone}" if gone else ""
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _touched AS SELECT DISTINCT {key} FROM _new_rows{gone_keys}")
             if gone:
-                con.execute(
-                    f"CREATE OR REPLACE TEMP TABLE _touched AS SELECT DISTINCT {key} FROM _new_rows UNION "
-                    f"SELECT DISTINCT {key} FROM raw_{table} WHERE {SOURCE_COLUMN} IN (SELECT file_no FROM _gone)"
-                )
-                con.execute(f"DELETE FROM raw_{table} WHERE {SOURCE_COLUMN} IN (SELECT file_no FROM _gone)")
-            else:
-                # Files only added (writers flushing): nothing to drop, so the raw rows are not
-                # scanned for the rows of gone files.
-                con.execute(f"CREATE OR REPLACE TEMP TABLE _touched AS SELECT DISTINCT {key} FROM _new_rows")
+                con.execute(f"DELETE FROM raw_{table} WHERE {of_gone}")
             con.execute(f"INSERT INTO raw_{table} SELECT * FROM _new_rows")
             indexed = self.index is not None and key == "run_id"
             if indexed:
