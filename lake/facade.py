@@ -297,8 +297,8 @@ class Lake:
             created_before,
             has_model,
         )
-        run_ids, _total = results.search_ids(self.connection, search, limit, 0, count=False)
-        return frames.build_frame(self.connection, run_ids)
+        frame, _run_ids, _total = results.search_frame(self.connection, search, limit, 0, count=False)
+        return frame
 
     @fresh
     def search_page(
@@ -334,10 +334,11 @@ class Lake:
             created_before,
             has_model,
         )
-        run_ids, total = results.search_ids(self.connection, search, page_size, start, count=True)
+        frame, run_ids, total = results.search_frame(
+            self.connection, search, page_size, start, count=True, columns=columns
+        )
         next_offset = start + len(run_ids)
         token = results.encode_token(next_offset) if next_offset < total else None
-        frame = frames.build_frame(self.connection, run_ids, columns)
         return Page(frame=frame, total=total, next_page_token=token, run_ids=run_ids)
 
     @fresh

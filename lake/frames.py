@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -57,6 +58,39 @@ PYTHON_PIVOT_LIMIT = 2500
 INDEX_PROBE_LIMIT = 100
 
 
+@dataclass(frozen=True)
+class IndexSelection:
+    """What a frame reads from the search index's wide rows: its columns and the keys they hold."""
+
+    wanted: dict[str, list[str] | None]
+    # (prefix, key, the key's index column or None when no run holds it)
+    picked: list[tuple[str, str, str | None]]
+
+    @property
+    def columns(self) -> list[str]:
+        """The wide table's columns to select, the frame's leading ones first."""
+        return list(FRAME_COLUMNS) + [column for _p, _k, column in self.picked if column is not None]
+
+
+def index_selection(index: SearchIndex | None, columns: Sequence[str] | None) -> IndexSelection | None:
+    """How to read a frame with these ``columns`` from the search index, or None when the index
+    does not hold all of them (absent, or an entity not yet complete)."""
+    wanted = {prefix: _wanted(columns, prefix) for prefix, _, _ in _ENTITIES}
+    if index is None or not all(
+        keys == [] or ENTITY_OF_PREFIX[prefix] in index.complete for prefix, keys in wanted.items()
+    ):
+        return None
+    picked: list[tuple[str, str, str | None]] = []
+    for prefix, _table, _missing in _ENTITIES:
+        keys = wanted[prefix]
+        if keys == []:
+            continue
+        held = index.columns[ENTITY_OF_PREFIX[prefix]]
+        for key in sorted(held if keys is None else set(keys)):
+            picked.append((prefix, key, held.get(key)))
+    return IndexSelection(wanted, picked)
+
+
 def build_frame(db: Connection, run_ids: list[str], columns: Sequence[str] | None = None) -> pd.DataFrame:
     """The wide frame of ``run_ids`` in that order.
 
@@ -67,13 +101,11 @@ def build_frame(db: Connection, run_ids: list[str], columns: Sequence[str] | Non
         run_ids: runs in output order.
         columns: only these ``metrics.*``/``params.*``/``tags.*`` columns (all when None).
     """
+    selection = index_selection(db.search_index(), columns)
+    if selection is not None:
+        return frame_from_index_rows(_aligned(_index_rows(db, selection, run_ids), run_ids), selection, run_ids)
     wanted = {prefix: _wanted(columns, prefix) for prefix, _, _ in _ENTITIES}
-    index = db.search_index()
-    if index is not None and all(
-        keys == [] or ENTITY_OF_PREFIX[prefix] in index.complete for prefix, keys in wanted.items()
-    ):
-        base, wide = _from_index(db, index, run_ids, wanted)
-    elif len(run_ids) <= PYTHON_PIVOT_LIMIT:
+    if len(run_ids) <= PYTHON_PIVOT_LIMIT:
         ids = indexed_ids("run_id", run_ids) if len(run_ids) <= INDEX_PROBE_LIMIT else id_list("run_id", run_ids)
         base = db.arrow(join([f"SELECT {', '.join(FRAME_COLUMNS)} FROM runs WHERE", ids]))
         wide = _pivot_in_python(db, ids, run_ids, wanted)
@@ -84,53 +116,53 @@ def build_frame(db: Connection, run_ids: list[str], columns: Sequence[str] | Non
             registered,
         )
         wide = _pivot_in_duckdb(db, registered, run_ids, wanted)
-    base = _aligned(base, run_ids).set_column(0, "run_id", pa.array(run_ids, pa.string()))
-    for column in _TIME_COLUMNS:
-        index = base.schema.get_field_index(column)
-        as_time = pc.cast(pc.cast(base.column(column), pa.timestamp("ms", tz="UTC")), pa.timestamp("us", tz="UTC"))
-        base = base.set_column(index, column, as_time)
-    for name, values in wide:
-        base = base.append_column(name, values)
-    frame = base.to_pandas()
-    # A text attribute no run on the page has (source_version, parent_run_id...) is None in
-    # every cell, as mlflow.search_runs gives it, rather than a column of NaN.
-    for column in FRAME_COLUMNS:
-        if column not in _TIME_COLUMNS and base.column(column).null_count == base.num_rows:
-            frame[column] = pd.Series([None] * base.num_rows, dtype=object, index=frame.index)
-    return frame
+    return _assembled(_aligned(base, run_ids), wide, run_ids)
 
 
-def _from_index(
-    db: Connection, index: SearchIndex, run_ids: list[str], wanted: dict[str, list[str] | None]
-) -> tuple[pa.Table, list[tuple[str, pa.Array]]]:
-    """The runs' attributes and key columns, read from the search index's wide rows: one
-    lookup instead of one per table, and no pivot (the index is the pivot)."""
-    picked: list[tuple[str, str, str | None]] = []  # (prefix, key, its index column or None)
-    for prefix, _table, _missing in _ENTITIES:
-        keys = wanted[prefix]
-        if keys == []:
-            continue
-        held = index.columns[ENTITY_OF_PREFIX[prefix]]
-        for key in sorted(held if keys is None else set(keys)):
-            picked.append((prefix, key, held.get(key)))
-    selected = list(FRAME_COLUMNS) + [column for _p, _k, column in picked if column is not None]
-    select = f"SELECT {', '.join(selected)} FROM {WIDE_TABLE} WHERE"
-    if len(run_ids) <= INDEX_LOOKUP_LIMIT:
-        rows = db.arrow(join([select, indexed_ids("run_id", run_ids)]))
-    else:
-        registered = {"_frame_ids": pa.table({"run_id": pa.array(run_ids, pa.string())})}
-        rows = db.arrow(q(f"{select} run_id IN (SELECT run_id FROM _frame_ids)"), registered)
-    rows = _aligned(rows, run_ids)
+def frame_from_index_rows(rows: pa.Table, selection: IndexSelection, run_ids: list[str]) -> pd.DataFrame:
+    """The frame of wide index rows already in ``run_ids`` order (one row per run, a run the
+    lake lacks a row of nulls), with ``selection``'s columns: no pivot, the index is the pivot.
+
+    A search over the index selects these rows in its own query, so its page and its frame
+    come from one statement (``search.results.search_frame``).
+    """
     wide: list[tuple[str, pa.Array]] = []
-    for prefix, key, column in picked:
+    for prefix, key, column in selection.picked:
         values = rows.column(column).combine_chunks() if column is not None else None
         if values is None:
             # Asked for by name and held by no run: present, and missing in every cell.
             wide.append((f"{prefix}.{key}", pa.nulls(len(run_ids), _value_type(prefix))))
-        elif wanted[prefix] is not None or values.null_count < len(values):
+        elif selection.wanted[prefix] is not None or values.null_count < len(values):
             # Without a list, the keys some run on the page has, as the pivots give them.
             wide.append((f"{prefix}.{key}", values.cast(_value_type(prefix))))
-    return rows.select(list(FRAME_COLUMNS)), wide
+    return _assembled(rows.select(list(FRAME_COLUMNS)), wide, run_ids)
+
+
+def _assembled(base: pa.Table, wide: list[tuple[str, pa.Array]], run_ids: list[str]) -> pd.DataFrame:
+    """The frame of the runs' attribute rows (in ``run_ids`` order) and their key columns."""
+    base = base.set_column(0, "run_id", pa.array(run_ids, pa.string()))
+    for index, column in enumerate(FRAME_COLUMNS):
+        values = base.column(index)
+        if column in _TIME_COLUMNS:
+            as_time = pc.cast(pc.cast(values, pa.timestamp("ms", tz="UTC")), pa.timestamp("us", tz="UTC"))
+            base = base.set_column(index, column, as_time)
+        elif values.null_count == base.num_rows:
+            # A text attribute no run on the page has (source_version, parent_run_id...) is
+            # None in every cell, as mlflow.search_runs gives it, rather than a column of NaN:
+            # Arrow's null type becomes an object column of None.
+            base = base.set_column(index, column, pa.nulls(base.num_rows))
+    for name, values in wide:
+        base = base.append_column(name, values)
+    return base.to_pandas()
+
+
+def _index_rows(db: Connection, selection: IndexSelection, run_ids: list[str]) -> pa.Table:
+    """The wide index rows of ``run_ids`` (in no particular order): one lookup instead of one per table."""
+    select = f"SELECT {', '.join(selection.columns)} FROM {WIDE_TABLE} WHERE"
+    if len(run_ids) <= INDEX_LOOKUP_LIMIT:
+        return db.arrow(join([select, indexed_ids("run_id", run_ids)]))
+    registered = {"_frame_ids": pa.table({"run_id": pa.array(run_ids, pa.string())})}
+    return db.arrow(q(f"{select} run_id IN (SELECT run_id FROM _frame_ids)"), registered)
 
 
 def _aligned(table: pa.Table, run_ids: list[str]) -> pa.Table:

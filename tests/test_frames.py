@@ -13,6 +13,7 @@ import pytest
 from runlake.ingest import LakeClient
 from runlake.lake import Lake, frames
 from runlake.lake.connection import Connection
+from runlake.lake.search import results
 
 # (read the search index, PYTHON_PIVOT_LIMIT, INDEX_PROBE_LIMIT, INDEX_LOOKUP_LIMIT)
 WAYS = ((True, 0, 0, 10**6), (True, 0, 0, 0), (False, 10**6, 10**6, 10**6), (False, 10**6, 0, 10**6), (False, 0, 0, 0))
@@ -118,3 +119,38 @@ def test_a_page_has_the_columns_of_its_own_runs_only(lake: Lake, monkeypatch: py
         # run-0 has nothing, run-20 two metrics (20 % 3), no params (20 % 5) and no tags (20 % 4).
         keys = [c for c in frame.columns if "." in c]
         assert [c for c in keys if not c.startswith("tags.mlflow.")] == ["metrics.acc.top-1", "metrics.loss"], way
+
+
+@pytest.mark.parametrize(
+    "filter_string, order_by",
+    [
+        ("", None),
+        ("metrics.loss < 0.2", ["metrics.loss"]),
+        ("tags.t = 'v1' OR params.lr = '3'", ["params.lr DESC"]),
+        ("attributes.run_name LIKE 'run-1%'", ["attributes.run_name"]),
+        ("metrics.nan > 0", None),
+    ],
+)
+@pytest.mark.parametrize("columns", [None, ["metrics.loss", "tags.nobody", "params.lr"], []])
+def test_a_search_reads_the_same_frame_as_its_ids_give(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch, filter_string: str, order_by: Any, columns: Any
+) -> None:
+    """Over the search index one query selects the page and its frame; it must give what the
+    page's ids pivoted by ``build_frame`` give, totals included, with or without the index."""
+    search = results.Search(filter_string=filter_string, order_by=order_by)
+    for use_index in (True, False):
+        monkeypatch.undo()
+        if not use_index:
+            monkeypatch.setattr(Connection, "search_index", lambda self: None)
+        for limit, offset, count in ((7, 0, True), (7, 14, True), (5, 100, True), (1000, 0, False), (3, 2, False)):
+            with lake.connection.fresh():
+                frame, run_ids, total = results.search_frame(
+                    lake.connection, search, limit, offset, count=count, columns=columns
+                )
+                want_ids, want_total = results.search_ids(lake.connection, search, limit, offset, count=count)
+                want = frames.build_frame(lake.connection, want_ids, columns)
+            assert (run_ids, total) == (want_ids, want_total)
+            assert list(frame["run_id"]) == run_ids
+            assert list(frame.columns) == list(want.columns)
+            assert [str(t) for t in frame.dtypes] == [str(t) for t in want.dtypes]
+            assert _cells(frame) == _cells(want)
