@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -92,6 +93,25 @@ def metric_histories(
     return distinct_sorted(db.scan_metrics(POINT_COLUMNS, condition), POINT_COLUMNS).to_pandas()
 
 
+def _sorted(points: pa.Table, columns: list[str]) -> pa.Table:
+    """``points`` sorted by ``columns`` (which name every column: equal rows are the same row).
+
+    One series read from several files comes as stretches each in step order (DuckDB hands a
+    scan's vectors over in no fixed order, and a writer's merges hold steps of different
+    times): a stable argsort of the steps (numpy's timsort, which merges sorted stretches)
+    puts them in order for a fifth of a three-column sort. Equal steps keep their scan order,
+    so the whole order is checked after, and sorted fully when they were out of it.
+    """
+    first = points.column(columns[0])
+    if pa.types.is_integer(first.type) and not first.null_count and points.num_rows > 1:
+        order = np.argsort(first.to_numpy(), kind="stable")
+        if not np.array_equal(order, np.arange(len(order))):
+            points = points.take(pa.array(order))
+    if core_points.is_sorted(points, columns):
+        return points
+    return points.sort_by([(c, "ascending") for c in columns])
+
+
 def distinct_sorted(points: pa.Table, columns: list[str]) -> pa.Table:
     """Points sorted by ``columns`` (a suffix of run_id, key, step, timestamp, value), each once.
 
@@ -100,7 +120,7 @@ def distinct_sorted(points: pa.Table, columns: list[str]) -> pa.Table:
     neighbours, so one vectorised comparison with the previous row finds them (NaN equals NaN
     here, as in DuckDB's DISTINCT).
     """
-    ordered = points if core_points.is_sorted(points, columns) else points.sort_by([(c, "ascending") for c in columns])
+    ordered = _sorted(points, columns)
     n = ordered.num_rows
     if n < 2:
         return ordered

@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import math
 import os
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -358,3 +359,40 @@ def test_a_fold_that_passes_single_rows_through_gives_the_folds_rows(view, raw):
     plain = con.execute(f"SELECT * FROM ({views.fold_sql(view)}) ORDER BY ALL").fetchall()
     split = con.execute(f"SELECT * FROM ({views.split_fold_sql(view)}) ORDER BY ALL").fetchall()
     assert split == plain
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(
+                st.integers(-5, 40),
+                st.integers(0, 2),
+                st.sampled_from([0.0, -0.0, 1.5, -2.0, float("nan"), float("inf"), -float("inf")]),
+            ),
+            max_size=12,
+        ),
+        max_size=6,
+    ),
+    st.randoms(use_true_random=False),
+)
+def test_one_series_from_stretches_in_any_order_comes_back_sorted_and_distinct(stretches, rng):
+    """A series read from several files comes as stretches each in step order, in any order
+    and overlapping (the argsort of the steps, then a check): the same rows, in the same order,
+    as DuckDB's DISTINCT ... ORDER BY."""
+    parts = [sorted(s, key=lambda p: (p[0], p[1], math.isnan(p[2]), p[2])) for s in stretches]
+    rng.shuffle(parts)
+    schema = pa.schema([("step", pa.int64()), ("timestamp", pa.int64()), ("value", pa.float64())])
+    tables = [
+        pa.Table.from_pylist([dict(zip(history.SERIES_COLUMNS, p)) for p in part], schema=schema) for part in parts
+    ]
+    table = pa.concat_tables(tables) if tables else schema.empty_table()
+    ours = history.distinct_sorted(table, history.SERIES_COLUMNS).to_pylist()
+    con = duckdb.connect()
+    con.register("t", table)
+    rows = con.execute("SELECT DISTINCT * FROM t ORDER BY step, timestamp, value").fetchall()
+
+    def key(step: int, timestamp: int, value: float) -> tuple[Any, ...]:
+        return (step, timestamp, math.isnan(value), 0.0 if math.isnan(value) else value)
+
+    assert [key(r["step"], r["timestamp"], r["value"]) for r in ours] == [key(*r) for r in rows]
