@@ -72,10 +72,19 @@ class IndexSelection:
         return list(FRAME_COLUMNS) + [column for _p, _k, column in self.picked if column is not None]
 
 
-def index_selection(index: SearchIndex | None, columns: Sequence[str] | None) -> IndexSelection | None:
+def index_selection(
+    index: SearchIndex | None, columns: Sequence[str] | None, prefixes: Sequence[str] | None = None
+) -> IndexSelection | None:
     """How to read a frame with these ``columns`` from the search index, or None when the index
-    does not hold all of them (absent, or an entity not yet complete)."""
-    wanted = {prefix: _wanted(columns, prefix) for prefix, _, _ in _ENTITIES}
+    does not hold all of them (absent, or an entity not yet complete).
+
+    ``prefixes`` instead (with ``columns`` None): every key of those entities ("params",
+    "tags") and none of the others.
+    """
+    if prefixes is None:
+        wanted = {prefix: _wanted(columns, prefix) for prefix, _, _ in _ENTITIES}
+    else:
+        wanted = {prefix: None if prefix in prefixes else [] for prefix, _, _ in _ENTITIES}
     if index is None or not all(
         keys == [] or ENTITY_OF_PREFIX[prefix] in index.complete for prefix, keys in wanted.items()
     ):

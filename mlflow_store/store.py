@@ -21,6 +21,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
+import pyarrow as pa
 from mlflow.entities import (
     Dataset,
     DatasetInput,
@@ -79,9 +80,9 @@ from mlflow.utils.validation import (
 from runlake.core import layout, rows, vocab, writer
 from runlake.core.errors import InvalidArgument
 from runlake.ingest import LakeClient
-from runlake.lake import Lake
-from runlake.lake.search.results import Search, decode_token, encode_token, search_ids
-from runlake.lake.sql import id_list, indexed_ids, join, q
+from runlake.lake import Lake, frames
+from runlake.lake.search.results import Search, decode_token, encode_token, search_ids, search_rows
+from runlake.lake.sql import Fragment, id_list, indexed_ids, join, q
 from runlake.mlflow_store import uri
 from runlake.mlflow_store.documents import (
     EXPERIMENT_TAGS,
@@ -510,10 +511,44 @@ class RunlakeStore(AbstractStore):
             )
             for is_param, run_id, key, value in db.rows(pairs):
                 (params if is_param else tags).setdefault(run_id, []).append((key, value))
-            metrics: dict[str, list[tuple[str, float, int, int]]] = {}
-            query = join(["SELECT run_id, key, value, timestamp, step FROM latest_metrics WHERE", ids])
-            for run_id, key, value, timestamp, step in db.rows(query):
-                metrics.setdefault(run_id, []).append((key, value, timestamp, step))
+            metrics = self._latest_metrics(ids)
+        return self._assembled(run_ids, infos, params, tags, metrics)
+
+    def _latest_metrics(self, ids: Fragment) -> dict[str, list[tuple[str, float, int, int]]]:
+        """Run id -> its metrics' latest points (key, value, timestamp, step)."""
+        metrics: dict[str, list[tuple[str, float, int, int]]] = {}
+        query = join(["SELECT run_id, key, value, timestamp, step FROM latest_metrics WHERE", ids])
+        for run_id, key, value, timestamp, step in self.lake.connection.rows(query):
+            metrics.setdefault(run_id, []).append((key, value, timestamp, step))
+        return metrics
+
+    def _records_of_wide_rows(self, wide: pa.Table, selection: frames.IndexSelection) -> list[RunRecord]:
+        """The records of a search's page read from the search index's wide rows (attributes,
+        and a column per param and tag key: a value, or null where the run lacks the key)
+        plus the runs' latest metrics."""
+        run_ids = wide.column("run_id").to_pylist()
+        if not run_ids:
+            return []
+        infos = list(zip(*(wide.column(c).to_pylist() for c in RUN_INFO_COLUMNS)))
+        held: dict[str, dict[str, list[tuple[str, str]]]] = {"params": {}, "tags": {}}
+        for prefix, key, column in selection.picked:
+            if column is None:
+                continue
+            for run_id, value in zip(run_ids, wide.column(column).to_pylist()):
+                if value is not None:
+                    held[prefix].setdefault(run_id, []).append((key, value))
+        ids = indexed_ids("run_id", run_ids) if len(run_ids) <= INDEXED_READ_LIMIT else id_list("run_id", run_ids)
+        metrics = self._latest_metrics(ids)
+        return self._assembled(run_ids, infos, held["params"], held["tags"], metrics)
+
+    def _assembled(
+        self,
+        run_ids: list[str],
+        infos: list[tuple[Any, ...]],
+        params: dict[str, list[tuple[str, str]]],
+        tags: dict[str, list[tuple[str, str]]],
+        metrics: dict[str, list[tuple[str, float, int, int]]],
+    ) -> list[RunRecord]:
         with_io = self.docs.keys(RUN_IO) & set(run_ids)
         by_id: dict[str, RunRecord] = {}
         for info in infos:
@@ -745,9 +780,18 @@ class RunlakeStore(AbstractStore):
         db = self.lake.connection
         with db.fresh():
             # One more than the page tells whether another page follows; no count, no frame.
-            run_ids, _ = search_ids(db, search, max_results + 1, start, count=False)
+            # Over the search index the page's query reads its runs' rows and their params and
+            # tags too (a wide row each): one query where the ids and then each table took one.
+            selection = frames.index_selection(db.search_index(), None, prefixes=("params", "tags"))
+            found = search_rows(db, search, max_results + 1, start, count=False, selection=selection)
+            if found is None:
+                run_ids, _ = search_ids(db, search, max_results + 1, start, count=False)
+                token = encode_token(start + max_results) if len(run_ids) > max_results else None
+                return self.run_records(run_ids[:max_results]), token
+            assert selection is not None
+            wide, run_ids, _ = found
             token = encode_token(start + max_results) if len(run_ids) > max_results else None
-            return self.run_records(run_ids[:max_results]), token
+            return self._records_of_wide_rows(wide.slice(0, max_results), selection), token
 
     def _search_scope(self, experiment_ids: Sequence[str] | None) -> list[str]:
         """The experiments a search covers: MLflow searches those that exist and ignores the others."""

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from runlake.core import vocab
 from runlake.core.errors import InvalidArgument
@@ -104,24 +105,44 @@ def search_frame(
     shape), their ids and the total (counted as ``search_ids`` counts it).
 
     Over the search index the page's query selects the frame's columns itself: the index's
-    wide rows are the frame, so one statement finds the page and reads it (a parent lookup's
-    two queries, ids then frame, were a third of its 12 ms). Without the index, or with a
-    column it does not hold yet, the ids come first and ``build_frame`` pivots them.
+    wide rows are the frame, so one statement finds the page and reads it (a page's second
+    query, probing the index for 100 ids, cost more than the search). Without the index, or
+    with a column it does not hold yet, the ids come first and ``build_frame`` pivots them.
     """
+    with db.fresh():
+        selection = frames.index_selection(db.search_index(), columns)
+        found = search_rows(db, search, limit, offset, count=count, selection=selection)
+        if found is None:
+            run_ids, total = search_ids(db, search, limit, offset, count=count)
+            return frames.build_frame(db, run_ids, columns), run_ids, total
+        rows, run_ids, total = found
+        assert selection is not None
+        return frames.frame_from_index_rows(rows, selection, run_ids), run_ids, total
+
+
+def search_rows(
+    db: Connection,
+    search: Search,
+    limit: int,
+    offset: int,
+    *,
+    count: bool,
+    selection: frames.IndexSelection | None,
+) -> tuple[pa.Table, list[str], int] | None:
+    """The search index's wide rows of the matching runs ``offset .. offset+limit`` with
+    ``selection``'s columns, found and read by one query, their ids and the total; None when
+    there is no selection or no index to read (the caller then looks the runs up by id)."""
     limit, offset = _checked_window(limit, offset)
     with db.fresh():
         index = db.search_index()
-        selection = frames.index_selection(index, columns)
         if selection is None or index is None:
-            run_ids, total = search_ids(db, search, limit, offset, count=count)
-            return frames.build_frame(db, run_ids, columns), run_ids, total
+            return None
         plan, where, runs = _compiled(db, search, index)
         select = [f"r.{column}" for column in selection.columns]
         rows = db.arrow(_page_query(plan, where, runs, limit, offset, count, select))
         run_ids = rows.column("run_id").to_pylist()
         counted = rows.column("total")[0].as_py() if count and run_ids else None
-        total = _total(db, where, runs, len(run_ids), offset, count, counted)
-        return frames.frame_from_index_rows(rows, selection, run_ids), run_ids, total
+        return rows, run_ids, _total(db, where, runs, len(run_ids), offset, count, counted)
 
 
 def _checked_window(limit: int, offset: int) -> tuple[int, int]:
