@@ -269,6 +269,56 @@ def test_points_a_killed_writer_left_without_summary_reach_latest_metrics_throug
 
 
 @pytest.mark.parametrize("cached", [False, True], ids=["in memory", "state cache"])
+def test_a_merged_file_listed_beside_its_inputs_is_read_not_taken_from_them(lake_dir, tmp_path, monkeypatch, cached):
+    # A merge killed after writing its output but before removing its inputs leaves both
+    # listed; the output may yet go alone (quarantined, or merged away). A reader must read it
+    # then, not rename its inputs' rows to it: those rows would go with it.
+    import shutil
+
+    import pyarrow.fs as pafs
+
+    from runlake.core import writer
+    from runlake.lake import snapshot
+
+    monkeypatch.setattr(merge, "OWN_FILE_LIMIT", 10**9)  # merged by hand below
+    fs = pafs.LocalFileSystem()
+    client = LakeClient(lake_dir)
+    experiment_id = client.create_experiment("half-merged")
+    runs = []
+    for i in range(4):
+        run_id = client.create_run(experiment_id, run_name=f"r{i}", start_time=1_700_000_000_000 + i)
+        client.set_tag(run_id, "t", str(i))
+        client.flush()
+        runs.append(run_id)
+    lake = Lake(lake_dir, cache=str(tmp_path / "cache") if cached else False)
+    assert lake.get_run(runs[3]).tags["t"] == "3"
+    read: list[str] = []
+    real_read = snapshot.read_file
+    monkeypatch.setattr(
+        snapshot, "read_file", lambda fs_, table, path, n: read.append(path) or real_read(fs_, table, path, n)
+    )
+    inputs = [info.path for info in writer.list_parts(fs, lake_dir, layout.TAGS) if f"={experiment_id}" in info.path]
+    assert len(inputs) >= 2
+    kept = tmp_path / "inputs"
+    kept.mkdir()
+    for path in inputs:
+        shutil.copy2(path, kept / os.path.basename(path))
+    output, _size = merge.merge_files(fs, lake_dir, layout.TAGS, experiment_id, inputs)
+    assert output is not None
+    for path in inputs:  # the merge "died" before its inputs went
+        shutil.copy2(kept / os.path.basename(path), path)
+    lake.refresh()
+    assert output in read  # read, since its inputs are still listed
+    assert [lake.get_run(r).tags["t"] for r in runs] == ["0", "1", "2", "3"]
+    os.remove(output)  # the output goes alone
+    lake.refresh()
+    fresh = Lake(lake_dir, cache=False)
+    query = "SELECT * FROM tags ORDER BY ALL"
+    assert lake.sql(query).astype(str).equals(fresh.sql(query).astype(str))
+    assert [lake.get_run(r).tags["t"] for r in runs] == ["0", "1", "2", "3"]
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["in memory", "state cache"])
 def test_a_reader_takes_a_merged_file_from_the_inputs_it_holds(lake_dir, tmp_path, monkeypatch, cached):
     # A merged file names its inputs; a reader holding them all renames their rows instead of
     # reading it, and stays equal to a fresh read through later changes, merges and a purge.
