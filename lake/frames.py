@@ -112,7 +112,7 @@ def build_frame(db: Connection, run_ids: list[str], columns: Sequence[str] | Non
     """
     selection = index_selection(db.search_index(), columns)
     if selection is not None:
-        return frame_from_index_rows(_aligned(_index_rows(db, selection, run_ids), run_ids), selection, run_ids)
+        return frame_from_index_rows(index_rows(db, selection, run_ids), selection, run_ids)
     wanted = {prefix: _wanted(columns, prefix) for prefix, _, _ in _ENTITIES}
     if len(run_ids) <= PYTHON_PIVOT_LIMIT:
         ids = indexed_ids("run_id", run_ids) if len(run_ids) <= INDEX_PROBE_LIMIT else id_list("run_id", run_ids)
@@ -132,8 +132,8 @@ def frame_from_index_rows(rows: pa.Table, selection: IndexSelection, run_ids: li
     """The frame of wide index rows already in ``run_ids`` order (one row per run, a run the
     lake lacks a row of nulls), with ``selection``'s columns: no pivot, the index is the pivot.
 
-    A search over the index selects these rows in its own query, so its page and its frame
-    come from one statement (``search.results.search_frame``).
+    A search asking for more runs than a page selects these rows in its own query, so its
+    runs and their frame come from one statement (``search.results.search_rows``).
     """
     wide: list[tuple[str, pa.Array]] = []
     for prefix, key, column in selection.picked:
@@ -165,13 +165,16 @@ def _assembled(base: pa.Table, wide: list[tuple[str, pa.Array]], run_ids: list[s
     return base.to_pandas()
 
 
-def _index_rows(db: Connection, selection: IndexSelection, run_ids: list[str]) -> pa.Table:
-    """The wide index rows of ``run_ids`` (in no particular order): one lookup instead of one per table."""
+def index_rows(db: Connection, selection: IndexSelection, run_ids: list[str]) -> pa.Table:
+    """The wide index rows of ``run_ids`` in that order (a run the index lacks, a row of
+    nulls): one lookup instead of one per table."""
     select = f"SELECT {', '.join(selection.columns)} FROM {WIDE_TABLE} WHERE"
     if len(run_ids) <= INDEX_LOOKUP_LIMIT:
-        return db.arrow(join([select, indexed_ids("run_id", run_ids)]))
-    registered = {"_frame_ids": pa.table({"run_id": pa.array(run_ids, pa.string())})}
-    return db.arrow(q(f"{select} run_id IN (SELECT run_id FROM _frame_ids)"), registered)
+        rows = db.arrow(join([select, indexed_ids("run_id", run_ids)]))
+    else:
+        registered = {"_frame_ids": pa.table({"run_id": pa.array(run_ids, pa.string())})}
+        rows = db.arrow(q(f"{select} run_id IN (SELECT run_id FROM _frame_ids)"), registered)
+    return _aligned(rows, run_ids)
 
 
 def _aligned(table: pa.Table, run_ids: list[str]) -> pa.Table:

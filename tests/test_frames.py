@@ -132,14 +132,18 @@ def test_a_page_has_the_columns_of_its_own_runs_only(lake: Lake, monkeypatch: py
     ],
 )
 @pytest.mark.parametrize("columns", [None, ["metrics.loss", "tags.nobody", "params.lr"], []])
+@pytest.mark.parametrize("fused", [True, False], ids=["one query", "ids first"])
 def test_a_search_reads_the_same_frame_as_its_ids_give(
-    lake: Lake, monkeypatch: pytest.MonkeyPatch, filter_string: str, order_by: Any, columns: Any
+    lake: Lake, monkeypatch: pytest.MonkeyPatch, filter_string: str, order_by: Any, columns: Any, fused: bool
 ) -> None:
-    """Over the search index one query selects the page and its frame; it must give what the
-    page's ids pivoted by ``build_frame`` give, totals included, with or without the index."""
+    """Over the search index a search reads its runs' wide rows, in the search's own query
+    (``fused``) or by id after it; either must give what the ids pivoted by ``build_frame``
+    give, totals included, with or without the index."""
     search = results.Search(filter_string=filter_string, order_by=order_by)
     for use_index in (True, False):
         monkeypatch.undo()
+        if fused:
+            monkeypatch.setattr(results, "FUSED_SEARCH_LIMIT", 0)
         if not use_index:
             monkeypatch.setattr(Connection, "search_index", lambda self: None)
         for limit, offset, count in ((7, 0, True), (7, 14, True), (5, 100, True), (1000, 0, False), (3, 2, False)):
