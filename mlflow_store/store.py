@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from mlflow.entities import (
     Dataset,
     DatasetInput,
@@ -526,6 +527,8 @@ class RunlakeStore(AbstractStore):
         """The records of a search's page read from the search index's wide rows (attributes,
         and a column per param and tag key: a value, or null where the run lacks the key)
         plus the runs' latest metrics."""
+        # A run gone since the search (another thread's refresh) is a row of nulls: left out.
+        wide = wide.filter(pc.is_valid(wide.column("run_id")))
         run_ids = wide.column("run_id").to_pylist()
         if not run_ids:
             return []
@@ -780,8 +783,8 @@ class RunlakeStore(AbstractStore):
         db = self.lake.connection
         with db.fresh():
             # One more than the page tells whether another page follows; no count, no frame.
-            # Over the search index the page's query reads its runs' rows and their params and
-            # tags too (a wide row each): one query where the ids and then each table took one.
+            # Over the search index the runs' attributes, params and tags are their wide rows
+            # (one lookup where the runs, params and tags tables took two queries).
             selection = frames.index_selection(db.search_index(), None, prefixes=("params", "tags"))
             found = search_rows(db, search, max_results + 1, start, count=False, selection=selection)
             if found is None:

@@ -248,3 +248,25 @@ def test_logged_models_order_by_a_metric_on_a_dataset_given_by_digest(store, run
     assert names(dataset_digest="d1") == ["first", "second"]
     assert names(dataset_digest="d2") == ["second", "first"]
     assert names(dataset_name="one", dataset_digest="d1") == ["first", "second"]
+
+
+def test_a_search_page_reads_params_and_tags_from_the_index_as_from_the_tables(store, run_id):
+    # A search page's records come from the search index's wide rows; the same runs read from
+    # the runs, params and tags tables (run_records) must give the same Runs. A run gone
+    # between the search and the read (another thread's refresh) is a row of nulls: left out.
+    from runlake.lake import frames
+
+    experiment_id = store.get_run(run_id).info.experiment_id
+    store.log_batch(run_id, [Metric("loss", 0.5, 1, 3)], [Param("lr", "0.1")], [RunTag("team", "a")])
+    other = store.create_run(experiment_id, "user", 1, [RunTag("only", "here")], "s").info.run_id
+    store.log_batch(other, [], [Param("depth", "4"), Param("lr", "1")], [])
+    db = store.lake.connection
+    with db.fresh():
+        selection = frames.index_selection(db.search_index(), None, prefixes=("params", "tags"))
+        assert selection is not None
+        wide = frames.index_rows(db, selection, [other, "0" * 32, run_id])
+        records = store._records_of_wide_rows(wide, selection)
+    from_tables = store.run_records([other, run_id])
+    assert [r.info[0] for r in records] == [other, run_id]
+    assert [r.to_run().to_dictionary() for r in records] == [r.to_run().to_dictionary() for r in from_tables]
+    assert [r.info.run_id for r in store.search_runs([experiment_id], "params.lr = '0.1'", ViewType.ALL)] == [run_id]
