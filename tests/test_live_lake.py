@@ -268,6 +268,37 @@ def test_points_a_killed_writer_left_without_summary_reach_latest_metrics_throug
     assert lake.metric_history("r", "loss")["step"].tolist() == [0, 1, 2, 3]
 
 
+def _hand_merged_lake(lake_dir, tmp_path, monkeypatch, cached, name, count, *, data):
+    """A lake whose merges are left to the test: a client, ``count`` runs of a new experiment
+    each flushed alone (a file per run and table) with a tag ``t`` (and with ``data`` a param
+    and a metric point), and a reader opened on them, in memory or with a state cache."""
+    monkeypatch.setattr(merge, "OWN_FILE_LIMIT", 10**9)  # merged by hand
+    client = LakeClient(lake_dir)
+    experiment_id = client.create_experiment(name)
+    runs = []
+    for i in range(count):
+        run_id = client.create_run(experiment_id, run_name=f"r{i}", start_time=1_700_000_000_000 + i)
+        client.set_tag(run_id, "t", str(i))
+        if data:
+            client.log_batch(run_id, params={"p": str(i)}, metrics=[("loss", float(i), 1_700_000_000_000, 0)])
+        client.flush()
+        runs.append(run_id)
+    lake = Lake(lake_dir, cache=str(tmp_path / "cache") if cached else False)
+    return client, experiment_id, runs, lake
+
+
+def _recorded_reads(monkeypatch):
+    """The paths of the part files the state reads from now on."""
+    from runlake.lake import snapshot
+
+    read: list[str] = []
+    real_read = snapshot.read_file
+    monkeypatch.setattr(
+        snapshot, "read_file", lambda fs_, table, path, n: read.append(path) or real_read(fs_, table, path, n)
+    )
+    return read
+
+
 @pytest.mark.parametrize("cached", [False, True], ids=["in memory", "state cache"])
 def test_a_merged_file_listed_beside_its_inputs_is_read_not_taken_from_them(lake_dir, tmp_path, monkeypatch, cached):
     # A merge killed after writing its output but before removing its inputs leaves both
@@ -278,25 +309,13 @@ def test_a_merged_file_listed_beside_its_inputs_is_read_not_taken_from_them(lake
     import pyarrow.fs as pafs
 
     from runlake.core import writer
-    from runlake.lake import snapshot
 
-    monkeypatch.setattr(merge, "OWN_FILE_LIMIT", 10**9)  # merged by hand below
-    fs = pafs.LocalFileSystem()
-    client = LakeClient(lake_dir)
-    experiment_id = client.create_experiment("half-merged")
-    runs = []
-    for i in range(4):
-        run_id = client.create_run(experiment_id, run_name=f"r{i}", start_time=1_700_000_000_000 + i)
-        client.set_tag(run_id, "t", str(i))
-        client.flush()
-        runs.append(run_id)
-    lake = Lake(lake_dir, cache=str(tmp_path / "cache") if cached else False)
-    assert lake.get_run(runs[3]).tags["t"] == "3"
-    read: list[str] = []
-    real_read = snapshot.read_file
-    monkeypatch.setattr(
-        snapshot, "read_file", lambda fs_, table, path, n: read.append(path) or real_read(fs_, table, path, n)
+    _client, experiment_id, runs, lake = _hand_merged_lake(
+        lake_dir, tmp_path, monkeypatch, cached, "half-merged", 4, data=False
     )
+    fs = pafs.LocalFileSystem()
+    assert lake.get_run(runs[3]).tags["t"] == "3"
+    read = _recorded_reads(monkeypatch)
     inputs = [info.path for info in writer.list_parts(fs, lake_dir, layout.TAGS) if f"={experiment_id}" in info.path]
     assert len(inputs) >= 2
     kept = tmp_path / "inputs"
@@ -325,29 +344,16 @@ def test_a_reader_takes_a_merged_file_from_the_inputs_it_holds(lake_dir, tmp_pat
     import pyarrow.fs as pafs
 
     from runlake.core import writer
-    from runlake.lake import snapshot
     from runlake.lake.maintenance import purge
 
-    monkeypatch.setattr(merge, "OWN_FILE_LIMIT", 10**9)  # merged by hand below
+    client, experiment_id, runs, lake = _hand_merged_lake(
+        lake_dir, tmp_path, monkeypatch, cached, "renamed", 5, data=True
+    )
     fs = pafs.LocalFileSystem()
-    client = LakeClient(lake_dir)
-    experiment_id = client.create_experiment("renamed")
-    runs = []
-    for i in range(5):
-        run_id = client.create_run(experiment_id, run_name=f"r{i}", start_time=1_700_000_000_000 + i)
-        client.set_tag(run_id, "t", str(i))
-        client.log_batch(run_id, params={"p": str(i)}, metrics=[("loss", float(i), 1_700_000_000_000, 0)])
-        client.flush()
-        runs.append(run_id)
-    lake = Lake(lake_dir, cache=str(tmp_path / "cache") if cached else False)
     client.delete_run(runs[4])
     client.flush()
     assert lake.get_run(runs[4]).info["lifecycle_stage"] == "deleted"
-    read: list[str] = []
-    real_read = snapshot.read_file
-    monkeypatch.setattr(
-        snapshot, "read_file", lambda fs_, table, path, n: read.append(path) or real_read(fs_, table, path, n)
-    )
+    read = _recorded_reads(monkeypatch)
 
     def merge_all(table: str) -> str:
         paths = [info.path for info in writer.list_parts(fs, lake_dir, table) if f"={experiment_id}" in info.path]
