@@ -82,7 +82,14 @@ from runlake.core import layout, rows, vocab, writer
 from runlake.core.errors import InvalidArgument
 from runlake.ingest import LakeClient
 from runlake.lake import Lake, frames
-from runlake.lake.search.results import Search, decode_token, encode_token, search_ids, search_rows
+from runlake.lake.search.results import (
+    FUSED_SEARCH_LIMIT,
+    Search,
+    decode_token,
+    encode_token,
+    search_ids,
+    search_rows,
+)
 from runlake.lake.sql import Fragment, id_list, indexed_ids, join, q
 from runlake.mlflow_store import uri
 from runlake.mlflow_store.documents import (
@@ -785,14 +792,21 @@ class RunlakeStore(AbstractStore):
             # One more than the page tells whether another page follows; no count, no frame.
             # Over the search index the runs' attributes, params and tags are their wide rows
             # (one lookup where the runs, params and tags tables took two queries).
-            selection = frames.index_selection(db.search_index(), None, prefixes=("params", "tags"))
-            found = search_rows(db, search, max_results + 1, start, count=False, selection=selection)
+            # (The page size decides the one-query read, not the one extra run asked for.)
+            found = search_rows(
+                db,
+                search,
+                max_results + 1,
+                start,
+                count=False,
+                prefixes=("params", "tags"),
+                fused=max_results > FUSED_SEARCH_LIMIT,
+            )
             if found is None:
                 run_ids, _ = search_ids(db, search, max_results + 1, start, count=False)
                 token = encode_token(start + max_results) if len(run_ids) > max_results else None
                 return self.run_records(run_ids[:max_results]), token
-            assert selection is not None
-            wide, run_ids, _ = found
+            wide, selection, run_ids, _ = found
             token = encode_token(start + max_results) if len(run_ids) > max_results else None
             return self._records_of_wide_rows(wide.slice(0, max_results), selection), token
 

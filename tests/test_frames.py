@@ -132,29 +132,74 @@ def test_a_page_has_the_columns_of_its_own_runs_only(lake: Lake, monkeypatch: py
     ],
 )
 @pytest.mark.parametrize("columns", [None, ["metrics.loss", "tags.nobody", "params.lr"], []])
-@pytest.mark.parametrize("fused", [True, False], ids=["one query", "ids first"])
-def test_a_search_reads_the_same_frame_as_its_ids_give(
-    lake: Lake, monkeypatch: pytest.MonkeyPatch, filter_string: str, order_by: Any, columns: Any, fused: bool
+def test_a_search_reads_from_the_index_the_frame_the_tables_give(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch, filter_string: str, order_by: Any, columns: Any
 ) -> None:
     """Over the search index a search reads its runs' wide rows, in the search's own query
-    (``fused``) or by id after it; either must give what the ids pivoted by ``build_frame``
-    give, totals included, with or without the index."""
+    (fused) or by id after it; either must give the frame, ids and total that the search over
+    the tables and the pivot of the runs' rows give (the index patched away)."""
     search = results.Search(filter_string=filter_string, order_by=order_by)
-    for use_index in (True, False):
-        monkeypatch.undo()
-        if fused:
-            monkeypatch.setattr(results, "FUSED_SEARCH_LIMIT", 0)
-        if not use_index:
-            monkeypatch.setattr(Connection, "search_index", lambda self: None)
-        for limit, offset, count in ((7, 0, True), (7, 14, True), (5, 100, True), (1000, 0, False), (3, 2, False)):
+    windows = ((7, 0, True), (7, 14, True), (5, 100, True), (1000, 0, False), (3, 2, False))
+    monkeypatch.setattr(Connection, "search_index", lambda self: None)
+    wanted = []
+    for limit, offset, count in windows:
+        with lake.connection.fresh():
+            want_ids, want_total = results.search_ids(lake.connection, search, limit, offset, count=count)
+            wanted.append((frames.build_frame(lake.connection, want_ids, columns), want_ids, want_total))
+    monkeypatch.undo()
+    assert lake.connection.search_index() is not None
+    for fused in (True, False):
+        for (limit, offset, count), (want, want_ids, want_total) in zip(windows, wanted):
+            found = results.search_rows(
+                lake.connection, search, limit, offset, count=count, columns=columns, fused=fused
+            )
+            assert found is not None
             with lake.connection.fresh():
                 frame, run_ids, total = results.search_frame(
                     lake.connection, search, limit, offset, count=count, columns=columns
                 )
-                want_ids, want_total = results.search_ids(lake.connection, search, limit, offset, count=count)
-                want = frames.build_frame(lake.connection, want_ids, columns)
-            assert (run_ids, total) == (want_ids, want_total)
+            assert (found[2], found[3]) == (run_ids, total) == (want_ids, want_total)
             assert list(frame["run_id"]) == run_ids
             assert list(frame.columns) == list(want.columns)
             assert [str(t) for t in frame.dtypes] == [str(t) for t in want.dtypes]
             assert _cells(frame) == _cells(want)
+            rows, selection = found[0], found[1]
+            assert _cells(frames.frame_from_index_rows(rows, selection, run_ids)) == _cells(want)
+            # A text attribute no run here has is None in every cell, as in mlflow.search_runs.
+            for column in ("parent_run_id", "source_version"):
+                if run_ids and frame[column].isna().all():
+                    assert frame[column].dtype == object and list(frame[column]) == [None] * len(run_ids)
+
+
+def test_a_search_reads_again_when_another_thread_replaced_the_index(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The columns a search reads come from the index it compiled against: when a refresh of
+    another thread replaces the index during the read (a new key, a rebuild), it reads again,
+    and falls back to the tables when the index keeps changing."""
+    import dataclasses
+
+    snapshot = lake.connection._snapshot
+    real_read = results._index_read
+    calls = []
+
+    def read_then_replace(*args: Any) -> Any:
+        calls.append(1)
+        found = real_read(*args)
+        if len(calls) <= replaced_times:
+            snapshot.index = dataclasses.replace(snapshot.index)  # another thread's refresh
+        return found
+
+    monkeypatch.setattr(results, "_index_read", read_then_replace)
+    search = results.Search(filter_string="params.lr = '3'")
+    replaced_times = 1
+    found = results.search_rows(lake.connection, search, 10, 0, count=True)
+    assert found is not None and len(calls) == 2
+    assert found[2] == lake.search_run_ids(filter_string="params.lr = '3'")
+    calls.clear()
+    replaced_times = results.INDEX_READ_TRIES
+    assert results.search_rows(lake.connection, search, 10, 0, count=True) is None
+    assert len(calls) == results.INDEX_READ_TRIES
+    calls.clear()
+    page = lake.search_page(filter_string="params.lr = '3'")
+    assert list(page.frame["run_id"]) == found[2] and page.frame["params.lr"].tolist() == ["3"]

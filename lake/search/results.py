@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import duckdb
 import pandas as pd
 import pyarrow as pa
 
@@ -117,14 +118,17 @@ def search_frame(
     (``search_rows``); otherwise the ids come first and ``build_frame`` pivots them.
     """
     with db.fresh():
-        selection = frames.index_selection(db.search_index(), columns)
-        found = search_rows(db, search, limit, offset, count=count, selection=selection)
+        found = search_rows(db, search, limit, offset, count=count, columns=columns)
         if found is None:
             run_ids, total = search_ids(db, search, limit, offset, count=count)
             return frames.build_frame(db, run_ids, columns), run_ids, total
-        rows, run_ids, total = found
-        assert selection is not None
+        rows, selection, run_ids, total = found
         return frames.frame_from_index_rows(rows, selection, run_ids), run_ids, total
+
+
+# Reads of one search from the index that another thread's refresh may interrupt (it replaced
+# the index: new keys, or a rebuild) before the search falls back to the runs' tables.
+INDEX_READ_TRIES = 3
 
 
 def search_rows(
@@ -134,29 +138,61 @@ def search_rows(
     offset: int,
     *,
     count: bool,
-    selection: frames.IndexSelection | None,
-) -> tuple[pa.Table, list[str], int] | None:
-    """The search index's wide rows of the matching runs ``offset .. offset+limit`` with
-    ``selection``'s columns, in order, their ids and the total; None when there is no
-    selection or no index to read (the caller then reads the runs' tables).
+    columns: Sequence[str] | None = None,
+    prefixes: Sequence[str] | None = None,
+    fused: bool | None = None,
+) -> tuple[pa.Table, frames.IndexSelection, list[str], int] | None:
+    """The search index's wide rows of the matching runs ``offset .. offset+limit``, in order,
+    with the columns ``frames.index_selection(index, columns, prefixes)`` picks, that
+    selection, the runs' ids and the total; None when the index does not hold them (the caller
+    then reads the runs' tables).
 
-    Up to ``FUSED_SEARCH_LIMIT`` runs the ids come first and their rows are probed by id;
-    beyond it one query finds the runs and reads their rows.
+    ``fused`` (default: more than ``FUSED_SEARCH_LIMIT`` runs asked for) finds the runs and
+    reads their rows in one query; otherwise the ids come first and their rows are probed by
+    id. The selection, the compiled search and the read all use one index: when another
+    thread's refresh replaces it meanwhile (a new key may then be missing from the selection),
+    the read is made again.
     """
     limit, offset = _checked_window(limit, offset)
+    fused = limit > FUSED_SEARCH_LIMIT if fused is None else fused
     with db.fresh():
-        index = db.search_index()
-        if selection is None or index is None:
-            return None
-        if limit <= FUSED_SEARCH_LIMIT:
-            run_ids, total = search_ids(db, search, limit, offset, count=count)
-            return frames.index_rows(db, selection, run_ids), run_ids, total
-        plan, where, runs = _compiled(db, search, index)
-        select = [f"r.{column}" for column in selection.columns]
-        rows = db.arrow(_page_query(plan, where, runs, limit, offset, count, select))
-        run_ids = rows.column("run_id").to_pylist()
-        counted = rows.column("total")[0].as_py() if count and run_ids else None
-        return rows, run_ids, _total(db, where, runs, len(run_ids), offset, count, counted)
+        for _attempt in range(INDEX_READ_TRIES):
+            index = db.search_index()
+            selection = frames.index_selection(index, columns, prefixes)
+            if selection is None or index is None:
+                return None
+            try:
+                rows, run_ids, total = _index_read(db, search, index, selection, limit, offset, count, fused)
+            except duckdb.Error:
+                if db.search_index() is index:
+                    raise
+                continue  # the index was rebuilt under the read
+            if db.search_index() is index:
+                return rows, selection, run_ids, total
+    return None
+
+
+def _index_read(
+    db: Connection,
+    search: Search,
+    index: SearchIndex,
+    selection: frames.IndexSelection,
+    limit: int,
+    offset: int,
+    count: bool,
+    fused: bool,
+) -> tuple[pa.Table, list[str], int]:
+    plan, where, runs = _compiled(db, search, index)
+    if not fused:
+        found = db.rows(_page_query(plan, where, runs, limit, offset, count, ["r.run_id"]))
+        run_ids = [r[0] for r in found]
+        total = _total(db, where, runs, len(run_ids), offset, count, found[0][1] if count and found else None)
+        return frames.index_rows(db, selection, run_ids), run_ids, total
+    select = [f"r.{column}" for column in selection.columns]
+    rows = db.arrow(_page_query(plan, where, runs, limit, offset, count, select))
+    run_ids = rows.column("run_id").to_pylist()
+    counted = rows.column("total")[0].as_py() if count and run_ids else None
+    return rows, run_ids, _total(db, where, runs, len(run_ids), offset, count, counted)
 
 
 def _checked_window(limit: int, offset: int) -> tuple[int, int]:

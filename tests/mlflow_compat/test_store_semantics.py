@@ -270,3 +270,30 @@ def test_a_search_page_reads_params_and_tags_from_the_index_as_from_the_tables(s
     assert [r.info[0] for r in records] == [other, run_id]
     assert [r.to_run().to_dictionary() for r in records] == [r.to_run().to_dictionary() for r in from_tables]
     assert [r.info.run_id for r in store.search_runs([experiment_id], "params.lr = '0.1'", ViewType.ALL)] == [run_id]
+
+
+def test_a_search_page_read_in_one_query_gives_the_runs_a_page_by_ids_gives(store, run_id, monkeypatch):
+    # Pages up to FUSED_SEARCH_LIMIT runs find their ids first; larger ones read their wide
+    # rows in the search query itself. Both must give the same runs, pages and tokens.
+    import runlake.mlflow_store.store as store_module
+
+    experiment_id = store.get_run(run_id).info.experiment_id
+    for i in range(5):
+        other = store.create_run(experiment_id, "user", i + 1, [RunTag("i", str(i))], f"r{i}").info.run_id
+        store.log_batch(other, [Metric("loss", i / 10, 1, 0)], [Param("lr", str(i % 2))], [])
+
+    def pages() -> list[list[dict]]:
+        found, token = [], None
+        while True:
+            runs = store.search_runs(
+                [experiment_id], "params.lr = '1' OR tags.i = '0'", ViewType.ALL, 2, ["metrics.loss DESC"], token
+            )
+            found.append([r.to_dictionary() for r in runs])
+            token = runs.token
+            if not token:
+                return found
+
+    by_ids = pages()
+    monkeypatch.setattr(store_module, "FUSED_SEARCH_LIMIT", 0)
+    assert pages() == by_ids
+    assert [len(p) for p in by_ids] == [2, 1]
