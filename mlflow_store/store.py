@@ -229,6 +229,10 @@ class RunlakeStore(AbstractStore):
         self._lock = threading.Lock()
         # Runs known active or deleted in this process, so logging checks no lake state each call.
         self._stages: dict[str, str] = {}
+        # Held while a run's model-history tag is read, extended and written back, so request
+        # threads logging models at once do not each write back a list without the other's.
+        # (Two processes doing so for one run can still race.)
+        self._model_history_lock = threading.Lock()
         # Names this store last found missing, with when (see ``create_experiment``).
         # Per name, when each lookup that found it missing happened (see ``create_experiment``).
         self._missing_names: dict[str, list[float]] = {}
@@ -882,26 +886,27 @@ class RunlakeStore(AbstractStore):
         # that tag (the dashboard's Model section, ``has_model`` search, runlake.ingest.load_model),
         # so an output is entered there too, MLflow 2's shape plus the ``model_id`` whose folder
         # (``<experiment artifacts>/models/<model_id>/artifacts``) holds it.
-        history = json.loads(self.client.run_tags(run_id).get(vocab.MODEL_HISTORY_TAG, "[]"))
-        known = {entry.get("model_id") for entry in history if isinstance(entry, dict)}
-        added = False
-        for output in models:
-            if output.model_id in known:
-                continue
-            model = self._load_model(output.model_id)
-            created = datetime.datetime.fromtimestamp(model.creation_timestamp / 1000, datetime.UTC)
-            history.append(
-                {
-                    "run_id": run_id,
-                    "artifact_path": model.name,
-                    "utc_time_created": created.strftime("%Y-%m-%d %H:%M:%S.%f"),
-                    "model_id": model.model_id,
-                }
-            )
-            known.add(output.model_id)
-            added = True
-        if added:
-            self.client.set_tag(run_id, vocab.MODEL_HISTORY_TAG, json.dumps(history))
+        with self._model_history_lock:
+            history = json.loads(self.client.run_tags(run_id).get(vocab.MODEL_HISTORY_TAG, "[]"))
+            known = {entry.get("model_id") for entry in history if isinstance(entry, dict)}
+            added = False
+            for output in models:
+                if output.model_id in known:
+                    continue
+                model = self._load_model(output.model_id)
+                created = datetime.datetime.fromtimestamp(model.creation_timestamp / 1000, datetime.UTC)
+                history.append(
+                    {
+                        "run_id": run_id,
+                        "artifact_path": model.name,
+                        "utc_time_created": created.strftime("%Y-%m-%d %H:%M:%S.%f"),
+                        "model_id": model.model_id,
+                    }
+                )
+                known.add(output.model_id)
+                added = True
+            if added:
+                self.client.set_tag(run_id, vocab.MODEL_HISTORY_TAG, json.dumps(history))
 
     @mlflow_errors
     def record_logged_model(self, run_id: str, mlflow_model: Any) -> None:
@@ -909,11 +914,11 @@ class RunlakeStore(AbstractStore):
 
         if not isinstance(mlflow_model, Model):
             raise TypeError(f"Argument 'mlflow_model' should be mlflow.models.Model, got '{type(mlflow_model)}'")
-        run = self.get_run(run_id)
         self._check_active(run_id)
-        history = json.loads(run.data.tags.get(vocab.MODEL_HISTORY_TAG, "[]"))
-        history.append(mlflow_model.get_tags_dict())
-        self.client.set_tag(run_id, vocab.MODEL_HISTORY_TAG, json.dumps(history))
+        with self._model_history_lock:
+            history = json.loads(self.client.run_tags(run_id).get(vocab.MODEL_HISTORY_TAG, "[]"))
+            history.append(mlflow_model.get_tags_dict())
+            self.client.set_tag(run_id, vocab.MODEL_HISTORY_TAG, json.dumps(history))
 
     def _save_model(self, model: LoggedModel, stage: str = LifecycleStage.ACTIVE) -> None:
         # The model's metrics are kept as their own documents (``_model_metrics``), not in its.

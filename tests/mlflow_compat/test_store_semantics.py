@@ -297,3 +297,29 @@ def test_a_search_page_read_in_one_query_gives_the_runs_a_page_by_ids_gives(stor
     monkeypatch.setattr(store_module, "FUSED_SEARCH_LIMIT", 0)
     assert pages() == by_ids
     assert [len(p) for p in by_ids] == [2, 1]
+
+
+def test_outputs_logged_at_once_by_several_threads_all_enter_the_model_history(store, run_id):
+    # log_outputs reads the run's model-history tag, adds the new models and writes it back: two
+    # threads of one process (a server's request threads) must not each write back a list
+    # without the other's model.
+    import json
+    import threading
+
+    from mlflow.entities import LoggedModelOutput
+
+    experiment_id = store.get_run(run_id).info.experiment_id
+    models = [store.create_logged_model(experiment_id, name=f"m{i}", source_run_id=run_id) for i in range(8)]
+    start = threading.Barrier(len(models))
+
+    def log(model):
+        start.wait()
+        store.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=0)])
+
+    threads = [threading.Thread(target=log, args=(m,)) for m in models]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    history = json.loads(store.get_run(run_id).data.tags["mlflow.log-model.history"])
+    assert sorted(h["model_id"] for h in history) == sorted(m.model_id for m in models)
