@@ -112,6 +112,13 @@ _RUN_INFO_COLUMNS = ", ".join(RUN_INFO_COLUMNS)
 # costs 16-95 ms a query in binding and probing, the bound list 4-28 ms; at 100 ids the two are
 # within a few ms of each other either way (the index ahead on large lakes).
 INDEXED_READ_LIMIT = 100
+
+
+def _run_id_condition(run_ids: list[str]) -> Fragment:
+    """``run_id`` among ``run_ids``: index probes up to ``INDEXED_READ_LIMIT`` ids, else a bound list."""
+    return indexed_ids("run_id", run_ids) if len(run_ids) <= INDEXED_READ_LIMIT else id_list("run_id", run_ids)
+
+
 # The run columns MLflow keeps as tags too; on create they fill runlake's run columns.
 _SOURCE_BY_TAG = {tag: column for column, tag in vocab.SOURCE_TAGS.items()}
 
@@ -508,7 +515,7 @@ class RunlakeStore(AbstractStore):
             return []
         db = self.lake.connection
         with db.fresh():
-            ids = indexed_ids("run_id", run_ids) if len(run_ids) <= INDEXED_READ_LIMIT else id_list("run_id", run_ids)
+            ids = _run_id_condition(run_ids)
             infos = db.rows(join([f"SELECT {_RUN_INFO_COLUMNS} FROM runs WHERE", ids]))
             params: dict[str, list[tuple[str, str]]] = {}
             tags: dict[str, list[tuple[str, str]]] = {}
@@ -551,8 +558,7 @@ class RunlakeStore(AbstractStore):
             for run_id, value in zip(run_ids, wide.column(column).to_pylist()):
                 if value is not None:
                     held[prefix].setdefault(run_id, []).append((key, value))
-        ids = indexed_ids("run_id", run_ids) if len(run_ids) <= INDEXED_READ_LIMIT else id_list("run_id", run_ids)
-        metrics = self._latest_metrics(ids)
+        metrics = self._latest_metrics(_run_id_condition(run_ids))
         return self._assembled(run_ids, infos, held["params"], held["tags"], metrics)
 
     def _assembled(
@@ -795,8 +801,8 @@ class RunlakeStore(AbstractStore):
         with db.fresh():
             # One more than the page tells whether another page follows; no count, no frame.
             # Over the search index the runs' attributes, params and tags are their wide rows
-            # (one lookup where the runs, params and tags tables took two queries).
-            # (The page size decides the one-query read, not the one extra run asked for.)
+            # (one lookup where the runs, params and tags tables took two queries); the page
+            # size, not the one extra run, decides a read in the search query itself.
             found = search_rows(
                 db,
                 search,
@@ -808,11 +814,12 @@ class RunlakeStore(AbstractStore):
             )
             if found is None:
                 run_ids, _ = search_ids(db, search, max_results + 1, start, count=False)
-                token = encode_token(start + max_results) if len(run_ids) > max_results else None
-                return self.run_records(run_ids[:max_results]), token
-            wide, selection, run_ids, _ = found
+                records = self.run_records(run_ids[:max_results])
+            else:
+                wide, selection, run_ids, _ = found
+                records = self._records_of_wide_rows(wide.slice(0, max_results), selection)
             token = encode_token(start + max_results) if len(run_ids) > max_results else None
-            return self._records_of_wide_rows(wide.slice(0, max_results), selection), token
+            return records, token
 
     def _search_scope(self, experiment_ids: Sequence[str] | None) -> list[str]:
         """The experiments a search covers: MLflow searches those that exist and ignores the others."""
