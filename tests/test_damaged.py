@@ -61,6 +61,17 @@ def _corrupt_page(path: str) -> None:
     Path(path).write_bytes(bytes(data))
 
 
+def _points_beside(victim: str, files: list[str]) -> int:
+    """The metric points of the files other than ``victim``: what a reader skipping it keeps.
+
+    Counted from the footers rather than assumed (one run's 20 points a file): the writer's
+    own merges may have joined files, and a failure then says what the lake held.
+    """
+    import pyarrow.parquet as pq
+
+    return sum(pq.read_metadata(path).num_rows for path in files if path != victim)
+
+
 def _runs_of(lake: Lake) -> set[str]:
     return set(lake.search_run_ids(run_view_type="ALL"))
 
@@ -136,14 +147,17 @@ def test_rl_d03_truncated_metrics_file_history_keeps_the_rest(lake_dir):
 def test_rl_d04_corrupt_page_behind_a_good_footer_is_found_and_skipped(lake_dir):
     _client, made = _lake(lake_dir, experiments=1, runs=3)
     exp, runs = next(iter(made.items()))
-    victim = _files(lake_dir, layout.METRICS, exp)[1]
+    files = _files(lake_dir, layout.METRICS, exp)
+    victim = files[1]
+    kept = _points_beside(victim, files)
     _corrupt_page(victim)
     lake = Lake(lake_dir)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         points = lake.metric_histories(runs)
-    assert len(points) == 40
-    assert [victim in m for m in _damaged_warnings(record)] == [True]
+    said = _damaged_warnings(record)
+    assert (len(points), [victim in m for m in said]) == (kept, [True]), (files, said)
+    assert 0 < kept < 60
 
 
 def test_rl_d05_compaction_quarantines_and_keeps_every_readable_row(lake_dir):
@@ -320,14 +334,18 @@ def test_rl_d10_runlake_ui_starts_on_a_damaged_lake_and_checks_hosts(lake_dir):
 def test_rl_d11_sql_over_metrics_skips_a_file_whose_pages_are_corrupt(lake_dir):
     _client, made = _lake(lake_dir, experiments=1, runs=3)
     exp, _runs = next(iter(made.items()))
-    victim = _files(lake_dir, layout.METRICS, exp)[1]
+    files = _files(lake_dir, layout.METRICS, exp)
+    victim = files[1]
+    kept = _points_beside(victim, files)
     _corrupt_page(victim)
     lake = Lake(lake_dir)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         points = lake.sql("SELECT count(*) AS n FROM metrics")["n"][0]
-    assert points == 40
-    assert [victim in m for m in _damaged_warnings(record)] == [True]
+    said = _damaged_warnings(record)
+    # Diagnostics on failure: CI once counted 20 here (of 60 points in 3 files), not seen since.
+    assert (points, [victim in m for m in said]) == (kept, [True]), (files, said, lake.damaged_files())
+    assert 0 < kept < 60
 
 
 def test_rl_d12_compaction_quarantines_a_damaged_file_it_would_not_merge(lake_dir):
