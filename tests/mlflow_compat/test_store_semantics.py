@@ -323,3 +323,25 @@ def test_outputs_logged_at_once_by_several_threads_all_enter_the_model_history(s
         thread.join()
     history = json.loads(store.get_run(run_id).data.tags["mlflow.log-model.history"])
     assert sorted(h["model_id"] for h in history) == sorted(m.model_id for m in models)
+
+
+def test_get_run_refreshes_once_more_before_it_says_not_found(store, monkeypatch):
+    # A refresh that met writers merging faster than it listed leaves the state one refresh
+    # behind (``snapshot.read_changes``): a run created just before must still be found.
+    experiment_id = store.create_experiment("lagging")
+    store.search_runs([experiment_id], "", ViewType.ALL)  # the state is folded before the run exists
+    run_id = store.create_run(experiment_id, "user", 0, [], "r").info.run_id
+    snapshot = store.lake.connection._snapshot
+    real_refresh = snapshot.refresh
+    calls = []
+
+    def lagging(*args, **kwargs):
+        calls.append(1)
+        return False if len(calls) == 1 else real_refresh(*args, **kwargs)
+
+    monkeypatch.setattr(snapshot, "refresh", lagging)
+    assert store.get_run(run_id).info.run_name == "r"
+    assert len(calls) == 2
+    with pytest.raises(MlflowException, match="not found") as err:
+        store.get_run("0" * 32)
+    assert err.value.error_code == "RESOURCE_DOES_NOT_EXIST"
