@@ -501,23 +501,43 @@ class Snapshot:
         """Scan each metric file alone; leave out the ones whose pages do not decode.
 
         Only called after a scan failed (it reads every file the scan would have read).
-        Returns whether any damaged file was found.
+        A file is left out only when a read of its own (``damage.check_file``, not the
+        fragment the failed scan used) fails too: a passing error of a fragment must not hide
+        a file's points for the rest of this lake's life. A file that reads then gets a new
+        fragment.
+
+        Returns:
+            Whether another try of the scan may succeed: a damaged file was found and left
+            out, or fragments were replaced.
         """
         dataset = self.metrics_dataset()
         found: dict[str, DamagedFile] = {}
         bad: list[tuple[str, int]] = []
+        renewed: list[tuple[str, int]] = []
         for file, fragment in list(self._fragments.items()):
             try:
                 fragment.to_table(schema=dataset.schema, columns=columns, filter=condition)
             except Exception as inner:
-                if damage.is_read_failure(inner) and not isinstance(inner, FileNotFoundError):
-                    found[fragment.path] = damage.damaged_file(fragment.path, layout.METRICS, inner)
+                if not damage.is_read_failure(inner) or isinstance(inner, FileNotFoundError):
+                    continue
+                confirmed = damage.check_file(self._fs, fragment.path, layout.METRICS)
+                if confirmed is None:
+                    renewed.append(file)
+                else:
+                    found[fragment.path] = confirmed
                     bad.append(file)
-        if not found:
+        if not found and not renewed:
             return False
         self._record_damage(found, bad)
         for file in bad:
             self._fragments.pop(file, None)
+        present = [info.path for info in self._fs.get_file_info([path for path, _size in renewed]) if info.is_file]
+        for file in renewed:
+            self._fragments.pop(file, None)  # vanished ones: the next listing says where they went
+        if present:
+            sizes = dict(renewed)
+            for fragment in partitioned_dataset(self._fs, self._root, layout.METRICS, present).get_fragments():
+                self._fragments[(fragment.path, sizes[fragment.path])] = fragment
         self._metrics_cache = None
         return True
 

@@ -483,3 +483,37 @@ def test_rl_d16_tier_merges_leave_a_damaged_summaries_file_for_doctor(lake_dir):
         report = diagnose(lake_dir, repair=True)
     assert [q["path"] for q in report.quarantined] == [summary] and report.summaries_rebuilt == [exp]
     assert _latest_loss(lake_dir) == before
+
+
+class _FailingFragment:
+    """A fragment whose reads fail with a decoding error although its file is sound (as one
+    reused from a cancelled scan might)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def to_table(self, **_kwargs):
+        import pyarrow as pa
+
+        raise pa.ArrowInvalid(f"passing failure reading {self.path}")
+
+
+def test_rl_d16_a_sound_file_whose_fragment_fails_is_read_again_not_skipped(lake_dir):
+    _client, made = _lake(lake_dir, experiments=1, runs=3)
+    exp = next(iter(made))
+    files = _files(lake_dir, layout.METRICS, exp)
+    victim, sound = files[1], files[2]
+    kept = _points_beside(victim, files)
+    _corrupt_page(victim)
+    lake = Lake(lake_dir)
+    snapshot = lake.connection._snapshot
+    snapshot.metrics_dataset()  # the footers are read and kept
+    (file,) = [f for f in snapshot._fragments if f[0] == sound]
+    snapshot._fragments[file] = _FailingFragment(sound)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        points = lake.sql("SELECT count(*) AS n FROM metrics")["n"][0]
+    said = _damaged_warnings(record)
+    # Only the damaged file is left out; the sound one is read through a fragment of its own.
+    assert (points, [victim in m for m in said]) == (kept, [True]), (files, said)
+    assert [d.path for d in lake.damaged_files()] == [victim]
