@@ -27,6 +27,18 @@ def metric_history(db: Connection, run_id: str, key: str) -> pd.DataFrame:
     Raises:
         RunNotFound: no run has this id.
     """
+    # Arrow all the way: no per-point Python, and the numeric columns become the DataFrame's
+    # without a consolidating copy.
+    return metric_history_table(db, run_id, key).to_pandas(split_blocks=True, self_destruct=True)
+
+
+def metric_history_table(db: Connection, run_id: str, key: str) -> pa.Table:
+    """``metric_history`` as an Arrow table, for callers that want Python lists of it (the
+    MLflow store's ``get_metric_history``): no DataFrame made and taken apart again.
+
+    Raises:
+        RunNotFound: no run has this id.
+    """
     run_id = check_id(run_id)
     check_id(key, "key")
     # The points come straight from the metric files listed now, so they are current without
@@ -38,9 +50,7 @@ def metric_history(db: Connection, run_id: str, key: str) -> pd.DataFrame:
     if not points.num_rows and not refreshed:
         # No points: perhaps the run is gone since the last refresh (purged). Ask the state again.
         db.run_partition(run_id, refresh=True)
-    # Arrow all the way: no per-point Python, and the numeric columns become the DataFrame's
-    # without a consolidating copy.
-    return distinct_sorted(points, SERIES_COLUMNS).to_pandas(split_blocks=True, self_destruct=True)
+    return distinct_sorted(points, SERIES_COLUMNS)
 
 
 def _scan_series(db: Connection, experiment_id: str, run_id: str, key: str) -> pa.Table:

@@ -13,6 +13,7 @@ import dataclasses
 import datetime
 import gc
 import json
+import math
 import os
 import threading
 import time
@@ -82,6 +83,7 @@ from runlake.core import layout, rows, vocab, writer
 from runlake.core.errors import InvalidArgument
 from runlake.ingest import LakeClient
 from runlake.lake import Lake, frames
+from runlake.lake.history import metric_history_table
 from runlake.lake.search.results import (
     FUSED_SEARCH_LIMIT,
     Search,
@@ -739,11 +741,12 @@ class RunlakeStore(AbstractStore):
     ) -> tuple[tuple[list[int], list[int], list[float]], str | None]:
         """``get_metric_history`` as columns: one page of (steps, timestamps, values), and the
         next page's token."""
-        frame = self.lake.metric_history(run_id, metric_key)
+        points = metric_history_table(self.lake.connection, run_id, metric_key)
+        # Arrow's lists are Python ints and floats already (no pandas frame on the way).
         columns = (
-            [int(s) for s in frame["step"].tolist()],
-            [int(t) for t in frame["timestamp"].tolist()],
-            [float(v) for v in frame["value"].tolist()],
+            points.column("step").to_pylist(),
+            points.column("timestamp").to_pylist(),
+            points.column("value").fill_null(math.nan).to_pylist(),
         )
         start = decode_token(page_token)  # a token not made here is refused, with or without max_results
         if max_results is None:
