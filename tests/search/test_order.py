@@ -82,8 +82,8 @@ def test_nan_and_infinities_order_as_in_mlflow(mode):
 
 def test_tie_breaks():
     assert compile_order_by([]).order_sql == "r.start_time DESC NULLS LAST, r.run_id COLLATE C ASC"
-    by_time = compile_order_by(["start_time ASC"]).order_sql
-    assert by_time.count("start_time") == 2 and by_time.endswith("r.run_id COLLATE C ASC")  # rank + key
+    # A key of the user's replaces the default tie-break on the same attribute.
+    assert compile_order_by(["start_time ASC"]).order_sql == "r.start_time ASC NULLS LAST, r.run_id COLLATE C ASC"
     by_id = compile_order_by(["run_id DESC"]).order_sql
     assert by_id.endswith("r.start_time DESC NULLS LAST") and "run_id COLLATE C ASC" not in by_id
 
@@ -102,6 +102,11 @@ def test_plan_shape():
         "start_time ASC",
         "MAX(metrics.loss) ASC",
     ]
+    # Metrics: numbers in the direction asked, then NaN, then no value, each one plain key.
+    assert plan.order_sql == (
+        "-o0.value ASC NULLS LAST, o1.value COLLATE C ASC NULLS LAST, r.start_time ASC NULLS LAST, "
+        "o2.max_value ASC NULLS LAST, r.run_id COLLATE C ASC"
+    )
 
 
 @pytest.mark.parametrize("page_size", [1, 3, 5, 7, 13, 14, 15, 100])
