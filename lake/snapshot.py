@@ -503,8 +503,8 @@ class Snapshot:
         Only called after a scan failed (it reads every file the scan would have read).
         A file is left out only when a read of its own (``damage.check_file``, not the
         fragment the failed scan used) fails too: a passing error of a fragment must not hide
-        a file's points for the rest of this lake's life. A file that reads then gets a new
-        fragment.
+        a file's points for the rest of this lake's life. A file that reads gets a new fragment
+        from the next ``metrics_dataset``.
 
         Returns:
             Whether another try of the scan may succeed: a damaged file was found and left
@@ -529,15 +529,10 @@ class Snapshot:
         if not found and not renewed:
             return False
         self._record_damage(found, bad)
-        for file in bad:
+        # Damaged files go for good; sound ones whose fragment failed are dropped too, so the
+        # next ``metrics_dataset`` opens them as new files (or finds them gone) with fresh fragments.
+        for file in bad + renewed:
             self._fragments.pop(file, None)
-        present = [info.path for info in self._fs.get_file_info([path for path, _size in renewed]) if info.is_file]
-        for file in renewed:
-            self._fragments.pop(file, None)  # vanished ones: the next listing says where they went
-        if present:
-            sizes = dict(renewed)
-            for fragment in partitioned_dataset(self._fs, self._root, layout.METRICS, present).get_fragments():
-                self._fragments[(fragment.path, sizes[fragment.path])] = fragment
         self._metrics_cache = None
         return True
 
