@@ -10,13 +10,25 @@ mlflow = pytest.importorskip("mlflow")
 
 
 def reset_mlflow() -> None:
-    """Leave no active run, experiment or autolog behind (MLflow keeps them process-global)."""
+    """Leave no active run, experiment or autolog behind (MLflow keeps them process-global).
+
+    ``mlflow.autolog(disable=True)`` does not turn off a flavor's own ``mlflow.sklearn.autolog()``:
+    left on, it made every later ``fit`` in the test process (the demo's model) log a run into
+    MLflow's default store, ``mlflow.db`` in the working directory. So each flavor still enabled
+    is turned off through its own module.
+    """
+    import importlib
+
     import mlflow.tracking.fluent as fluent
+    from mlflow.utils.autologging_utils import AUTOLOGGING_INTEGRATIONS, autologging_is_disabled
 
     while mlflow.active_run() is not None:
         mlflow.end_run()
     fluent._active_experiment_id = None
     mlflow.autolog(disable=True)
+    for flavor in list(AUTOLOGGING_INTEGRATIONS):
+        if flavor != "mlflow" and not autologging_is_disabled(flavor):
+            importlib.import_module(f"mlflow.{flavor}").autolog(disable=True)
 
 
 @pytest.fixture

@@ -253,6 +253,26 @@ def test_sklearn_autolog_log_model_and_datasets(lake_uri):
     assert [m.model_id for m in models] == [info.model_id]
 
 
+def test_the_test_reset_turns_a_flavors_own_autolog_off(tmp_path, monkeypatch):
+    """A flavor's autolog left on by one test made later fits log into ``./mlflow.db``."""
+    pytest.importorskip("sklearn")
+    import mlflow.sklearn
+    from sklearn.linear_model import LogisticRegression
+
+    from tests.mlflow_compat.conftest import reset_mlflow
+
+    monkeypatch.chdir(tmp_path)
+    mlflow.set_tracking_uri(f"runlake://{tmp_path / 'lake'}")
+    mlflow.sklearn.autolog(log_models=False)
+    reset_mlflow()
+    try:
+        LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
+        assert not os.path.exists(tmp_path / "lake") or Lake(str(tmp_path / "lake")).search_runs().empty
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert not os.path.exists(tmp_path / "mlflow.db")
+
+
 def test_what_a_lake_does_not_hold_is_mlflows_not_supported_error(lake_uri):
     _, uri = lake_uri
     from mlflow.tracking._tracking_service.utils import _get_store
