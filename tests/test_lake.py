@@ -396,3 +396,34 @@ def test_one_series_from_stretches_in_any_order_comes_back_sorted_and_distinct(s
         return (step, timestamp, math.isnan(value), 0.0 if math.isnan(value) else value)
 
     assert [key(r["step"], r["timestamp"], r["value"]) for r in ours] == [key(*r) for r in rows]
+
+
+def test_kept_parsed_statements_answer_like_text_and_stay_bounded(client, lake_dir, monkeypatch):
+    """Queries run from parsed statements kept per thread: each text answers with its own
+    values, a kept statement is reused, and no more than ``STATEMENTS_KEPT`` are kept."""
+    import threading
+
+    from runlake.lake import connection
+    from runlake.lake.sql import q
+
+    monkeypatch.setattr(connection, "STATEMENTS_KEPT", 3)
+    run_id = client.create_run(client.create_experiment("kept"), run_name="kept")
+    client.flush()
+    db = Lake(lake_dir).connection
+    for i in range(6):
+        assert db.rows(q(f"SELECT {i} + ?, (SELECT run_name FROM runs WHERE run_id = ?)", 10, run_id)) == [
+            (i + 10, "kept")
+        ]
+        assert db.arrow(q("SELECT ? AS v", i)).column("v").to_pylist() == [i]
+    kept = db._local.statements
+    assert len(kept) == 3 and "SELECT ? AS v" in kept
+    # Not one statement: the text goes to DuckDB as it is, which says what is wrong.
+    with pytest.raises(duckdb.ParserException):
+        db.rows(q("SELEC 1"))
+    assert db.rows(q("SELECT 1; SELECT 2")) == [(2,)]
+    # Another thread keeps its own.
+    seen: list[Any] = []
+    worker = threading.Thread(target=lambda: seen.append((db.rows(q("SELECT ?", 7)), len(db._local.statements))))
+    worker.start()
+    worker.join()
+    assert seen == [([(7,)], 1)]
