@@ -15,7 +15,7 @@ import threading
 import warnings
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import duckdb
@@ -131,6 +131,19 @@ class Connection:
         """
         batch.before_read(self.root)
         return self._snapshot.refresh()
+
+    @property
+    def generation(self) -> int:
+        """Grows whenever a refresh changed the state (a key for what was computed from it)."""
+        return self._snapshot.generation
+
+    def remembered_count(self, key: Hashable) -> int | None:
+        """A count kept by ``remember_count`` for ``key`` while the state has not changed."""
+        return self._snapshot.remembered_count(key)
+
+    def remember_count(self, key: Hashable, generation: int, count: int) -> None:
+        """Keep a count made from the state at ``generation`` (dropped as soon as it changes)."""
+        self._snapshot.remember_count(key, generation, count)
 
     def run_partition(self, run_id: str, *, refresh: bool = False) -> tuple[str, bool]:
         """The experiment (partition) a run's rows live in, and whether the state was refreshed

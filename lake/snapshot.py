@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +52,9 @@ def list_table(fs: pafs.FileSystem, root: str, table: str) -> Listing:
 # cost about 120 bytes a row, a third of the state at a million runs.
 SOURCE_COLUMN = "_file_no"
 SOURCE_TYPE = pa.int32()
+# Search totals kept per state generation (a dashboard paging or sorting one filter, polling an
+# unchanged lake) before the memo starts again.
+COUNTS_KEPT = 256
 # A metric row group's statistics of (run_id, key, step, timestamp): each {"min", "max", ...} or None.
 GroupStatistics = tuple[Any, Any, Any, Any]
 
@@ -221,6 +224,9 @@ class Snapshot:
             self._listings, self._numbers = _stored_listings(con)
         self._next_number = max(self._numbers.values(), default=0) + 1
         self.generation = 0
+        # Totals of searches counted in this generation of the state (``remembered_count``).
+        self._counts: dict[Hashable, int] = {}
+        self._counts_lock = threading.Lock()
         # The search index over the folded tables (``lake/search_index.py``), None until built.
         self.index: SearchIndex | None = search_index.load(con) if persistent else None
         # Whether some runs' index rows are behind their folds (caught up at the end of a refresh).
@@ -281,8 +287,26 @@ class Snapshot:
                     caught = search_index.catch_up(self._con, self.index)
                 self.index, self._index_behind = caught, False
             if changed:
-                self.generation += 1
+                with self._counts_lock:
+                    self.generation += 1
+                    self._counts.clear()
             return changed
+
+    def remembered_count(self, key: Hashable) -> int | None:
+        """A count ``remember_count`` kept for ``key`` in this generation of the state."""
+        with self._counts_lock:
+            return self._counts.get(key)
+
+    def remember_count(self, key: Hashable, generation: int, count: int) -> None:
+        """Keep ``count`` for ``key`` if the state is still at ``generation`` (read before the
+        count was made): a refresh that changed anything meanwhile drops every kept count,
+        and a count made across one is not kept."""
+        with self._counts_lock:
+            if self.generation != generation:
+                return
+            if len(self._counts) >= COUNTS_KEPT:
+                self._counts.clear()
+            self._counts[key] = count
 
     def _number(self, file: tuple[str, int]) -> int:
         """The number of a part file's rows in this state: one per (path, size), unique among the

@@ -235,3 +235,53 @@ def test_page_token_of_the_wrong_type(lake):
 def test_cli_refuses_a_missing_lake(tmp_path):
     result = subprocess.run([RUNLAKE, "search", "--lake", str(tmp_path / "typo")], capture_output=True, text=True)
     assert result.returncode == 2 and "No lake at" in result.stderr
+
+
+def test_a_total_is_counted_once_per_state_and_again_after_a_change(tmp_path, monkeypatch):
+    """Pages of one filter (another page, another order) take the total counted by the first
+    while the state is unchanged; a new run makes the next page count again."""
+    from runlake.lake.connection import Connection
+
+    root = str(tmp_path / "lake")
+    client = LakeClient(root)
+    experiment = client.create_experiment("counts")
+    for i in range(7):
+        run_id = client.create_run(experiment, run_name=f"r{i}")
+        client.log_batch(run_id, metrics=[("loss", float(i), 0, 0)])
+    client.flush()
+    lake = Lake(root)
+    counted: list[bool] = []
+    rows = Connection.rows
+
+    def spy(self, query):
+        counted.append("count(*)" in query.sql)
+        return rows(self, query)
+
+    monkeypatch.setattr(Connection, "rows", spy)
+    search = {"filter_string": "metrics.loss >= 2"}
+    first = lake.search_page(page_size=2, **search)
+    second = lake.search_page(page_size=2, page_token=first.next_page_token, **search)
+    other_order = lake.search_page(page_size=2, order_by=["metrics.loss DESC"], **search)
+    assert (first.total, second.total, other_order.total) == (5, 5, 5)
+    assert counted == [True, False, False]
+    assert lake.search_page(page_size=2, filter_string="metrics.loss >= 5").total == 2  # its own count
+    client.log_batch(client.create_run(experiment, run_name="new"), metrics=[("loss", 9.0, 0, 0)])
+    client.flush()
+    counted.clear()
+    assert lake.search_page(page_size=2, **search).total == 6
+    assert counted == [True]
+
+
+def test_a_count_made_across_a_refresh_is_not_kept(tmp_path):
+    client = LakeClient(str(tmp_path / "lake"))
+    client.create_run(client.create_experiment("e"))
+    client.flush()
+    db = Lake(str(tmp_path / "lake")).connection
+    before = db.generation
+    client.create_run(client.create_experiment("e"))
+    client.flush()
+    assert db.refresh() and db.generation == before + 1
+    db.remember_count("k", before, 1)  # counted from the state before the refresh
+    assert db.remembered_count("k") is None
+    db.remember_count("k", db.generation, 2)
+    assert db.remembered_count("k") == 2

@@ -184,15 +184,38 @@ def _index_read(
 ) -> tuple[pa.Table, list[str], int]:
     plan, where, runs = _compiled(db, search, index)
     if not fused:
-        found = db.rows(_page_query(plan, where, runs, limit, offset, count, ["r.run_id"]))
+        # The total of a condition counted before in this state is taken as it is: paging
+        # through one filter, sorting it another way or polling an unchanged lake counts
+        # the matches once (at a million runs the count is 7-11 ms of a 50 ms page).
+        generation, key = db.generation, _count_key(runs, where)
+        known = db.remembered_count(key) if count and key is not None else None
+        counting = count and known is None
+        found = db.rows(_page_query(plan, where, runs, limit, offset, counting, ["r.run_id"]))
         run_ids = [r[0] for r in found]
-        total = _total(db, where, runs, len(run_ids), offset, count, found[0][1] if count and found else None)
+        if known is not None:
+            total = known
+        else:
+            counted = found[0][1] if counting and found else None
+            total = _total(db, where, runs, len(run_ids), offset, count, counted)
+            if count and key is not None:
+                db.remember_count(key, generation, total)
         return frames.index_rows(db, selection, run_ids), run_ids, total
     select = [f"r.{column}" for column in selection.columns]
     rows = db.arrow(_page_query(plan, where, runs, limit, offset, count, select))
     run_ids = rows.column("run_id").to_pylist()
     counted = rows.column("total")[0].as_py() if count and run_ids else None
     return rows, run_ids, _total(db, where, runs, len(run_ids), offset, count, counted)
+
+
+def _count_key(runs: str, where: Fragment) -> tuple[Any, ...] | None:
+    """What a search's total depends on besides the state: its table and condition (None when
+    a bound value cannot be a key, such as a list)."""
+    key = (runs, where.sql, where.params)
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
 
 
 def _checked_window(limit: int, offset: int) -> tuple[int, int]:
