@@ -25,9 +25,11 @@ from runlake.core.damage import DamagedFile
 from runlake.lake import search_index, views
 from runlake.lake.search_index import SearchIndex
 
-# Key-major physical order: a filter on one key (metrics.loss, params.lr) then skips the row
-# groups of every other key through DuckDB's min/max zone maps.
-_PHYSICAL_ORDER = {"params": "key, run_id", "tags": "key, run_id", "latest_metrics": "key, run_id"}
+# The folded tables are not sorted. A key-major order let a filter on one key skip the other
+# keys' row groups, but searches filter the search index's columns now, and the sort was most
+# of a first fold: a fresh Lake opened 15 % faster without it (10,000 runs 0.76 -> 0.64 s,
+# 100,000 runs 5.5 -> 4.7 s, paired). What still filters a folded table by key (a key the
+# index has no column for) scans it whole: at 100,000 runs 16 ms instead of 4 ms.
 _MATERIALISED = tuple(raw for _sql, raw, _key in views.CURRENT_STATE.values())
 
 
@@ -436,8 +438,7 @@ class Snapshot:
                 # Built again from every folded table at the end of the refresh.
                 search_index.drop(con)
             con.execute(f"CREATE OR REPLACE TABLE raw_{table} AS SELECT * FROM _all_rows")
-            order = f" ORDER BY {_PHYSICAL_ORDER[view]}" if view in _PHYSICAL_ORDER else ""
-            con.execute(f"CREATE OR REPLACE TABLE {view} AS SELECT * FROM ({views.split_fold_sql(view)}){order}")
+            con.execute(f"CREATE OR REPLACE TABLE {view} AS {views.split_fold_sql(view)}")
             if view != "experiments":
                 # An ART index on run_id turns a page's lookups (run_id IN (...100 ids)) into
                 # index probes instead of full scans of a million rows.

@@ -148,7 +148,7 @@ def test_invalid_filter_raises_search_syntax_error_with_position(lake):
     assert "^" in shape["message"] and isinstance(info.value, ValueError)
 
 
-def test_has_model_filter(tmp_path):
+def test_has_model_filter(tmp_path, monkeypatch):
     np = pytest.importorskip("numpy")
     import runlake.ingest as rl
 
@@ -158,7 +158,17 @@ def test_has_model_filter(tmp_path):
     with_model.log_model({"w": np.ones(2).tolist()})
     with_model.end()
     plain = client.create_run(exp)
+    client.set_tag(plain, "other", "x")
     lake = Lake(str(tmp_path / "m"))
+    # Through the search index's column of the model-history tag, and through the tags table.
+    from runlake.core import vocab
+
+    assert lake.connection.search_index().column("tag", vocab.MODEL_HISTORY_TAG) is not None
+    assert lake.search_run_ids(has_model=True) == [with_model.run_id]
+    assert lake.search_run_ids(has_model=False) == [plain]
+    from runlake.lake.connection import Connection
+
+    monkeypatch.setattr(Connection, "search_index", lambda self: None)
     assert lake.search_run_ids(has_model=True) == [with_model.run_id]
     assert lake.search_run_ids(has_model=False) == [plain]
 

@@ -77,8 +77,13 @@ def _where(db: Connection, search: Search, index: SearchIndex | None) -> Fragmen
     if search.created_before is not None:
         conditions.append(q("r.start_time <= ?", int(search.created_before)))
     if search.has_model is not None:
-        exists = "EXISTS (SELECT 1 FROM tags mt WHERE mt.run_id = r.run_id AND mt.key = ?)"
-        conditions.append(q(exists if search.has_model else f"NOT {exists}", vocab.MODEL_HISTORY_TAG))
+        column = index.column("tag", vocab.MODEL_HISTORY_TAG) if index is not None else None
+        if column is not None:
+            # The index's column of the tag: NULL exactly where the run has no such tag.
+            conditions.append(q(f"r.{column} IS {'NOT ' if search.has_model else ''}NULL"))
+        else:
+            exists = "EXISTS (SELECT 1 FROM tags mt WHERE mt.run_id = r.run_id AND mt.key = ?)"
+            conditions.append(q(exists if search.has_model else f"NOT {exists}", vocab.MODEL_HISTORY_TAG))
     conditions.append(as_fragment(compile_filter(search.filter_string or "", index)))
     return all_of(conditions)
 
