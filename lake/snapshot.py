@@ -288,6 +288,9 @@ class Snapshot:
                 with _transaction(self._con):
                     caught = search_index.catch_up(self._con, self.index)
                 self.index, self._index_behind = caught, False
+                # Index rows changed (a refresh that failed before catching up left them
+                # behind): what was computed from the state is stale, such as kept counts.
+                changed = True
             if changed:
                 with self._counts_lock:
                     self.generation += 1

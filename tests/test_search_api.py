@@ -295,3 +295,16 @@ def test_a_count_made_across_a_refresh_is_not_kept(tmp_path):
     assert db.remembered_count("k") is None
     db.remember_count("k", db.generation, 2)
     assert db.remembered_count("k") == 2
+
+
+def test_index_rows_caught_up_late_drop_the_kept_counts(tmp_path):
+    """A refresh that finds index rows behind (a process stopped between a fold and the index
+    catching up) changes what searches see, so counts kept before are dropped."""
+    client = LakeClient(str(tmp_path / "lake"))
+    client.create_run(client.create_experiment("e"))
+    client.flush()
+    db = Lake(str(tmp_path / "lake")).connection
+    db.remember_count("k", db.generation, 1)
+    assert not db.refresh() and db.remembered_count("k") == 1
+    db._snapshot._index_behind = True
+    assert db.refresh() and db.remembered_count("k") is None
