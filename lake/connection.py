@@ -275,7 +275,7 @@ class Connection:
         cursor = self.cursor()
         cursor.register(name, table)
         try:
-            return cursor.execute(self._statement(query.sql), list(query.params)).df()
+            return self._execute(query).df()
         finally:
             cursor.unregister(name)
 
