@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +40,29 @@ def pytest_configure(config: pytest.Config) -> None:
         BaseDashRunner._next_port = int(base)
 
 
+# Chromium makes a folder in TMPDIR for each browser it starts (its singleton socket, a profile)
+# and leaves it there when the browser is stopped rather than closed: hundreds per run. The
+# browsers of a test session get a TMPDIR of their own, removed at the end of the session.
+_BROWSER_TMP: str | None = None
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    global _BROWSER_TMP
+    if _BROWSER_TMP is not None:
+        shutil.rmtree(_BROWSER_TMP, ignore_errors=True)
+        _BROWSER_TMP = None
+
+
 def pytest_setup_options() -> Any:
     from selenium.webdriver.chrome.options import Options
 
+    global _BROWSER_TMP
+    if _BROWSER_TMP is None:
+        # Python's own temporary directory is chosen once and kept (tempfile caches it), so
+        # only the processes started from here on - chromedriver and Chromium - use this one.
+        _BROWSER_TMP = tempfile.mkdtemp(prefix="runlake-test-browsers-")
+        tempfile.gettempdir()
+        os.environ["TMPDIR"] = _BROWSER_TMP
     options = Options()
     for arg in CHROME_ARGS:
         options.add_argument(arg)
