@@ -430,3 +430,67 @@ def test_no_state_connection_draws_a_progress_bar(tmp_path):
         check=True,
     ).stdout.splitlines()
     assert out == ["True True [(False,)]", "False False [(False,)]"]
+
+
+def _compressions(lake: Lake, table: str) -> set[str]:
+    rows = lake.connection._con.execute(
+        "SELECT DISTINCT compression FROM pragma_storage_info(?) WHERE segment_type <> 'VALIDITY'", [table]
+    ).fetchall()
+    return {compression for (compression,) in rows}
+
+
+def test_a_first_fold_in_memory_compresses_the_raw_rows_and_nothing_a_page_reads(tmp_path: Path) -> None:
+    # The raw rows are read only when a refresh folds a run again; the folded tables and the
+    # search index are read row by row by every page, and compressed ones made pages slower.
+    root = str(tmp_path / "lake")
+    client = LakeClient(root)
+    experiment = client.create_experiment("compressed")
+    _log(client, experiment, 0, 30)
+    lake = Lake(root)
+    for table in ("raw_runs", "raw_params", "raw_tags", "raw_metric_summaries"):
+        assert "Uncompressed" not in _compressions(lake, table), table
+    for table in ("runs", "params", "tags", "latest_metrics", "_runs_wide"):
+        assert _compressions(lake, table) == {"Uncompressed"}, table
+
+    # Later refreshes fold into the same tables (nothing is checkpointed after the first fold)
+    # and read as a fresh fold does.
+    first = _log(client, experiment, 30, 5)
+    client.delete_run(first[0])
+    client.set_tag(first[1], "t", "changed")
+    client.flush()
+    compact(root, grace_s=0)
+    _log(client, experiment, 35, 2)
+    assert len(lake.search_runs()) == 36
+    assert _state(lake) == _state(Lake(root))
+    assert _compressions(lake, "params") == {"Uncompressed"}
+
+
+def test_a_first_fold_that_fails_half_way_is_done_again_by_the_next_refresh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyarrow.fs as pafs
+
+    from runlake.lake import views
+
+    root = str(tmp_path / "lake")
+    client = LakeClient(root)
+    _log(client, client.create_experiment("half"), 0, 10)
+    state = snapshot.Snapshot(state_cache.new_connection(), pafs.LocalFileSystem(), root)
+    real_fold = views.split_fold_sql
+
+    def failing_fold(view: str) -> str:
+        if view == "tags":
+            raise RuntimeError("the fold stopped here")
+        return real_fold(view)
+
+    monkeypatch.setattr(views, "split_fold_sql", failing_fold)
+    with pytest.raises(RuntimeError, match="stopped here"):
+        state.refresh()
+    monkeypatch.setattr(views, "split_fold_sql", real_fold)
+
+    assert state.refresh()
+    con, fresh = state._con, Lake(root)
+    assert con.execute("SELECT count(*) FROM _runs_wide").fetchone() == (10,)
+    for view in ("runs", "params", "tags", "latest_metrics"):
+        query = f"SELECT * FROM {view} ORDER BY ALL"
+        assert con.execute(query).df().equals(fresh.sql(query)), view
