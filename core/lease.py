@@ -36,6 +36,57 @@ class MaintenanceBusy(RunlakeError):
     """Another compaction or retention job holds the lake's maintenance lease."""
 
 
+class LeaseLost(RunlakeError):
+    """The lease this job held is gone: another job judged it abandoned and took the lake.
+
+    That happens only when the job's process stood still for ``LEASE_TTL_S`` (its heartbeat
+    silent) and a job on another host took over. The job stops before its next removal, as if
+    it had been killed there: what it wrote beside the files it did not remove folds to the
+    same rows (DESIGN.md, rule 3), so nothing is lost or doubled.
+    """
+
+
+# The lease each thread holds (jobs run their steps in the thread that took the lease):
+# (filesystem, lease path, set when the heartbeat found the file gone).
+_held = threading.local()
+
+
+def check_held() -> None:
+    """Raise ``LeaseLost`` if the lease this thread holds is no longer there; nothing when the
+    thread holds none (a writer merging its own files takes no lease).
+
+    Jobs call it before each step that removes files of the lake, so a job that stood still
+    past the lease's time to live and woke up does not remove what another job now rewrites.
+    It narrows the window to one step; no storage here offers the conditional write that
+    would close it.
+    """
+    held = getattr(_held, "lease", None)
+    if held is None:
+        return
+    fs, path, lost = held
+    if lost.is_set() or fs.get_file_info(path).type != pafs.FileType.File:
+        lost.set()
+        raise LeaseLost(
+            "This job's maintenance lease was taken over by another job (the lease went without a "
+            f"heartbeat for {LEASE_TTL_S:.0f} s); it stopped before removing anything more. Run it again.",
+            lease=path,
+        )
+
+
+@contextmanager
+def _holding(fs: pafs.FileSystem, path: str) -> Iterator[None]:
+    """Hold ``path`` as this thread's lease for the block: heartbeat, ``check_held``, release."""
+    lost = threading.Event()
+    previous = getattr(_held, "lease", None)
+    _held.lease = (fs, path, lost)
+    try:
+        with _heartbeat(fs, path, lost):
+            yield
+    finally:
+        _held.lease = previous
+        delete_quietly(fs, path)  # a unique name: ours, even if a heartbeat wrote it back
+
+
 def delete_quietly(fs: pafs.FileSystem, path: str) -> bool:
     """Delete a file; False when it was already gone (another job or a retry removed it)."""
     try:
@@ -109,9 +160,10 @@ def _write_lease(fs: pafs.FileSystem, path: str, owner: dict[str, object]) -> No
 
 
 @contextmanager
-def _heartbeat(fs: pafs.FileSystem, path: str) -> Iterator[None]:
+def _heartbeat(fs: pafs.FileSystem, path: str, lost: threading.Event) -> Iterator[None]:
     """Rewrite the held lease every ``LEASE_HEARTBEAT_S`` until the block ends (a daemon
-    thread), so a job on another host can tell a long compaction from a dead one."""
+    thread), so a job on another host can tell a long compaction from a dead one; ``lost`` is
+    set when the file is found gone."""
     stop = threading.Event()
 
     def beat() -> None:
@@ -120,6 +172,7 @@ def _heartbeat(fs: pafs.FileSystem, path: str) -> Iterator[None]:
                 with fs.open_input_stream(path) as stream:
                     owner = json.loads(stream.read().decode("utf-8"))
             except FileNotFoundError:
+                lost.set()
                 return  # gone: another job judged it abandoned; never write it back
             except (OSError, ValueError, UnicodeDecodeError):
                 continue  # a passing storage error: the next beat tries again
@@ -162,11 +215,8 @@ def maintenance_lease(fs: pafs.FileSystem, root: str, job: str, wait_s: float = 
                 job=job,
             )
         time.sleep(random.uniform(0.05, 0.5))  # jitter, so two waiting jobs stop colliding
-    try:
-        with _heartbeat(fs, path):
-            yield
-    finally:
-        delete_quietly(fs, path)
+    with _holding(fs, path):
+        yield
 
 
 @contextmanager
@@ -179,8 +229,5 @@ def try_lease(fs: pafs.FileSystem, root: str, job: str) -> Iterator[bool]:
     if path is None:
         yield False
         return
-    try:
-        with _heartbeat(fs, path):
-            yield True
-    finally:
-        delete_quietly(fs, path)
+    with _holding(fs, path):
+        yield True

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from runlake.core import damage, layout, points, writer
-from runlake.core.lease import delete_quietly
+from runlake.core.lease import LeaseLost, check_held, delete_quietly
 
 OWN_FILE_LIMIT = 4
 TIER_FANOUT = 4
@@ -196,6 +196,7 @@ def merge_files(
         summaries = _raw_summaries(list(zip(paths, parts, strict=True)))
         if summaries is not None:
             writer.write_part(fs, root, layout.METRIC_SUMMARIES, summaries, experiment_id)
+    check_held()  # under a lease (tier merges), stop here if another job took the lake
     for path in paths:
         delete_quietly(fs, path)
     return output, (fs.get_file_info(output).size or 0) if output else 0
@@ -260,6 +261,8 @@ def merge_tiers(
                     merge_files(fs, root, table, experiment_id, [p.path for p in group], resummarize=True)
                 except FileNotFoundError:
                     continue  # a concurrent cron compaction took these; plan again
+                except LeaseLost:
+                    return merged  # another job took the lake: the merges are its to do now
                 except DamagedInputs as exc:
                     if table == layout.METRIC_SUMMARIES:
                         # Left in place (readers skip it, the dashboard's banner and doctor name

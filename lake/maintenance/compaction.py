@@ -26,7 +26,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from runlake.core import damage, layout, writer
-from runlake.core.lease import delete_quietly, maintenance_lease
+from runlake.core.lease import check_held, delete_quietly, maintenance_lease
 from runlake.lake import state_cache, views
 from runlake.lake.maintenance.common import (
     PartFile,
@@ -404,6 +404,7 @@ class _Job:
         return path
 
     def _remove(self, files: list[PartFile]) -> None:
+        check_held()
         for part in files:
             delete_quietly(self.fs, part.path)
         self.report.files_merged += len(files)

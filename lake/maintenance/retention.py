@@ -26,7 +26,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from runlake.core import damage, layout, writer
-from runlake.core.lease import delete_quietly, maintenance_lease
+from runlake.core.lease import check_held, delete_quietly, maintenance_lease
 from runlake.lake.connection import Connection
 from runlake.lake.maintenance.common import (
     PartFile,
@@ -285,6 +285,7 @@ def _purge(
             _discard(fs, rewrites)
             continue
         failed = {}
+        check_held()
         with Progress("removing artifacts", len(targets), quiet=not progress) as bar:
             for run_id, experiment_id in sorted(targets.items()):
                 bar.advance()
@@ -316,6 +317,7 @@ def _purge(
     else:
         _discard(fs, rewrites)
         return
+    check_held()
     for item in rewrites:
         if delete_quietly(fs, item.source.path):
             report.rows_removed[item.table] += item.rows_in - item.rows_out
@@ -326,6 +328,7 @@ def _purge(
         leftovers = _rewrite(fs, root, targets, report)
         if not leftovers:
             break
+        check_held()
         for item in leftovers:
             if delete_quietly(fs, item.source.path):
                 report.rows_removed[item.table] += item.rows_in - item.rows_out

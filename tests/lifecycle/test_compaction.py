@@ -257,3 +257,89 @@ def test_a_held_lease_is_rewritten_while_its_job_runs(small_lake, monkeypatch):
     assert os.listdir(directory) == []  # released, and no beat wrote it back
     time.sleep(0.2)
     assert os.listdir(directory) == []
+
+
+def _take_over(lake_dir: str) -> None:
+    """What a job on another host does to a lease silent past its TTL: remove it, hold its own."""
+    directory = os.path.join(lake_dir, "_maintenance")
+    for name in os.listdir(directory):
+        os.remove(os.path.join(directory, name))
+    with open(os.path.join(directory, "lease-1-elsewhere.json"), "w") as handle:
+        json.dump({"host": "another-host.example", "pid": 1, "job": "retention"}, handle)
+
+
+def test_a_compaction_whose_lease_was_taken_over_stops_before_removing_anything(small_lake):
+    """A job that stood still past the lease's TTL and woke up must not remove files another
+    job now rewrites: it stops at its next removal, as if killed there, and nothing is lost
+    or doubled."""
+    from runlake.core.lease import LeaseLost
+
+    lake_dir, _exp, ids = small_lake
+    before = _answers(lake_dir, ids)
+    tables = (layout.RUNS, layout.PARAMS, layout.TAGS, layout.METRICS, layout.METRIC_SUMMARIES)
+    files = sum(part_count(lake_dir, table) for table in tables)
+    written: list[str] = []
+
+    def stood_still(path: str) -> None:
+        written.append(path)
+        if len(written) == 1:
+            _take_over(lake_dir)
+
+    with pytest.raises(LeaseLost, match="taken over"):
+        compact(lake_dir, grace_s=0, on_written=stood_still)
+    # The first partition's merged points and summaries were written, no input was removed.
+    assert [path.split("/")[-3] for path in written] == [layout.METRICS, layout.METRIC_SUMMARIES]
+    assert sum(part_count(lake_dir, table) for table in tables) == files + 2
+    assert _answers(lake_dir, ids) == before
+    # Its own lease file went with it; the other job's stays.
+    assert os.listdir(os.path.join(lake_dir, "_maintenance")) == ["lease-1-elsewhere.json"]
+
+
+def test_an_automatic_merge_whose_lease_was_taken_over_stops_quietly(small_lake, monkeypatch):
+    from runlake.core import lease, merge
+
+    lake_dir, _exp, ids = small_lake
+    before = _answers(lake_dir, ids)
+    fs, root = layout.resolve_lake(lake_dir)
+    # Files of writers long gone: the tiers take them.
+    old = time.time() - merge.ABANDONED_AFTER_S - 60
+    for directory, _dirs, names in os.walk(lake_dir):
+        for name in names:
+            if name.endswith(".parquet"):
+                os.utime(os.path.join(directory, name), (old, old))
+    tables = (layout.RUNS, layout.PARAMS, layout.TAGS, layout.METRICS, layout.METRIC_SUMMARIES)
+    files = sum(part_count(lake_dir, table) for table in tables)
+    real_write = writer.write_part
+    writes: list[str] = []
+
+    def write_then_stand_still(*args, **kwargs):
+        path = real_write(*args, **kwargs)
+        writes.append(path)
+        _take_over(lake_dir)
+        return path
+
+    monkeypatch.setattr(merge.writer, "write_part", write_then_stand_still)
+    with lease.try_lease(fs, root, "merge") as held:
+        assert held
+        merged = merge.merge_tiers(fs, root, merge.partitions(fs, root), budget_s=60)
+    assert merged == 0 and len(writes) == 1  # one merged file written, then it stopped
+    assert sum(part_count(lake_dir, table) for table in tables) == files + 1
+    assert _answers(lake_dir, ids) == before
+
+
+def test_a_heartbeat_that_finds_its_lease_gone_never_writes_it_back(small_lake, monkeypatch):
+    from runlake.core import lease
+
+    lake_dir, _exp, _ids = small_lake
+    monkeypatch.setattr(lease, "LEASE_HEARTBEAT_S", 0.05)
+    fs, root = layout.resolve_lake(lake_dir)
+    directory = os.path.join(lake_dir, "_maintenance")
+    with maintenance_lease(fs, root, "compact"):
+        lease.check_held()  # held: nothing to say
+        _take_over(lake_dir)
+        time.sleep(0.5)  # ten beats
+        assert os.listdir(directory) == ["lease-1-elsewhere.json"]
+        with pytest.raises(lease.LeaseLost):
+            lease.check_held()
+    lease.check_held()  # this thread holds no lease any more
+    assert os.listdir(directory) == ["lease-1-elsewhere.json"]

@@ -175,3 +175,28 @@ def test_a_purged_runs_mlflow_documents_go_with_it(aged):
     assert ids[0] in report.runs and report.ok
     assert not os.path.exists(paths.run_documents_dir(ids[0]))
     assert os.path.exists(paths.run_documents_dir(ids[2]))  # an active run's documents stay
+
+
+def test_a_purge_whose_lease_was_taken_over_stops_before_removing_anything(aged):
+    from runlake.core.lease import LeaseLost
+
+    lake_dir, ids = aged
+    before = _rows_of(lake_dir, ids[1])
+    directory = os.path.join(lake_dir, "_maintenance")
+
+    def stood_still(run_ids):
+        # Everything rewritten, nothing removed yet: another host's job takes the lake.
+        for name in os.listdir(directory):
+            os.remove(os.path.join(directory, name))
+        with open(os.path.join(directory, "lease-1-elsewhere.json"), "w") as handle:
+            handle.write('{"host": "another-host.example", "pid": 1, "job": "compact"}')
+
+    with pytest.raises(LeaseLost):
+        purge(lake_dir, now_ms=layout.now_ms() + 31 * DAY_MS, on_rewritten=stood_still)
+    lake = Lake(lake_dir)
+    for run_id in ids[:2]:
+        run = lake.get_run(run_id)  # still there, deleted, with its artifacts
+        assert run.info["lifecycle_stage"] == "deleted"
+        assert os.path.exists(run.info["artifact_uri"].removeprefix("file://") + "/model/weights.txt")
+    assert len(lake.metric_history(ids[1], "loss")) == 20
+    assert _rows_of(lake_dir, ids[1]) == before  # every row of the run still read
