@@ -103,15 +103,23 @@ def load(con: duckdb.DuckDBPyConnection) -> SearchIndex | None:
     return _loaded_keys(con) if tables == set(_TABLES) else None
 
 
-def keep_before(con: duckdb.DuckDBPyConnection, view: str) -> None:
+def touched_runs(con: duckdb.DuckDBPyConnection, alias: str) -> tuple[str, list[str]]:
+    """The condition keeping ``alias``'s rows of the runs in ``_touched``, and its bound values:
+    probes of the run_id index for a few runs (a refresh after a flush), a join for many."""
+    count = con.execute(f"SELECT count(*) FROM {TOUCHED}").fetchall()[0][0]
+    if count > PROBE_LIMIT:
+        return f"{alias}.run_id IN (SELECT run_id FROM {TOUCHED})", []
+    return _only(alias, [run_id for (run_id,) in con.execute(f"SELECT run_id FROM {TOUCHED}").fetchall()])
+
+
+def keep_before(con: duckdb.DuckDBPyConnection, view: str, only: tuple[str, list[str]]) -> None:
     """Keep the folded rows of the runs in ``_touched`` as they are before their fold (inside
-    the fold's transaction), for ``mark`` to compare with."""
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {BEFORE} AS SELECT * FROM {view} WHERE run_id IN (SELECT run_id FROM {TOUCHED})"
-    )
+    the fold's transaction), for ``mark`` to compare with; ``only`` is ``touched_runs(con, view)``."""
+    condition, params = only
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {BEFORE} AS SELECT * FROM {view} WHERE {condition}", params)
 
 
-def mark(con: duckdb.DuckDBPyConnection, view: str) -> None:
+def mark(con: duckdb.DuckDBPyConnection, view: str, only: tuple[str, list[str]]) -> None:
     """Note as behind the runs in ``_touched`` whose folded rows in ``view`` the fold changed
     (inside the fold's transaction, after ``keep_before``).
 
@@ -120,10 +128,12 @@ def mark(con: duckdb.DuckDBPyConnection, view: str) -> None:
     (At 10 ms flushes a refresh saw every run of a merged partition: 4,900 touched, a handful
     changed, and their index rows cost 230 ms.)
     """
-    after = f"(SELECT * FROM {view} WHERE run_id IN (SELECT run_id FROM {TOUCHED}))"
+    condition, params = only
+    after = f"(SELECT * FROM {view} WHERE {condition})"
     con.execute(
         f"INSERT INTO {PENDING_TABLE} SELECT DISTINCT run_id FROM "
-        f"(({after} EXCEPT SELECT * FROM {BEFORE}) UNION ALL (SELECT * FROM {BEFORE} EXCEPT {after}))"
+        f"(({after} EXCEPT SELECT * FROM {BEFORE}) UNION ALL (SELECT * FROM {BEFORE} EXCEPT {after}))",
+        params * 2,
     )
     con.execute(f"DROP TABLE {BEFORE}")
 
