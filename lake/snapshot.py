@@ -445,10 +445,23 @@ class Snapshot:
             if indexed:
                 search_index.keep_before(con, view, only)
             condition, params = only
+            if view == "latest_metrics" and not gone:
+                # Files only added: summaries fold associatively (max of the latest point,
+                # NaN-ignoring min and max), so a run's folded row stands for every summary row
+                # read before, and the new rows fold with it - no scan of all the raw rows.
+                con.execute(
+                    f"CREATE OR REPLACE TEMP TABLE _summaries AS SELECT run_id, experiment_id, key, "
+                    f"step AS latest_step, timestamp AS latest_timestamp, value AS latest_value, min_value, "
+                    f"max_value FROM {view} WHERE {condition} UNION ALL BY NAME SELECT run_id, experiment_id, "
+                    "key, latest_step, latest_timestamp, latest_value, min_value, max_value FROM _new_rows",
+                    params,
+                )
+                touched, fold_params = "_summaries", []
+            else:
+                raw_condition = condition.replace(f"{view}.{key}", f"raw_{table}.{key}", 1)
+                touched, fold_params = f"(SELECT * FROM raw_{table} WHERE {raw_condition})", params
             con.execute(f"DELETE FROM {view} WHERE {condition}", params)
-            raw_condition = condition.replace(f"{view}.{key}", f"raw_{table}.{key}", 1)
-            touched = f"(SELECT * FROM raw_{table} WHERE {raw_condition})"
-            con.execute(f"INSERT INTO {view} {views.fold_sql(view, touched)}", params)
+            con.execute(f"INSERT INTO {view} {views.fold_sql(view, touched)}", fold_params)
             if indexed:
                 # Marked in the same transaction as their fold; rewritten at the end of the refresh.
                 search_index.mark(con, view, only)

@@ -397,3 +397,34 @@ def test_a_reader_takes_a_merged_file_from_the_inputs_it_holds(lake_dir, tmp_pat
         lake = Lake(lake_dir, cache=str(tmp_path / "cache"))
         assert lake.connection.cached
         same_as_fresh()
+
+
+@pytest.mark.parametrize("probe_limit", [100, 0])
+def test_latest_metrics_folded_from_new_summaries_match_a_fresh_fold(lake_dir, monkeypatch, probe_limit):
+    """A refresh that only found new files folds a run's new summary rows with its current
+    latest row instead of all its raw rows: the result must be what a fresh fold of every row
+    gives, through NaN, steps going back, equal steps and merges in between."""
+    from runlake.lake import search_index
+
+    monkeypatch.setattr(search_index, "PROBE_LIMIT", probe_limit)
+    client = LakeClient(lake_dir)
+    experiment_id = client.create_experiment("summaries")
+    runs = [client.create_run(experiment_id, run_id=f"run{r}") for r in range(3)]
+    client.flush()
+    live = Lake(lake_dir)
+    nan = float("nan")
+    flushes = [
+        [("m", nan, 10, 0), ("m", nan, 11, 1)],  # only NaN so far: min and max NaN
+        [("m", 3.0, 12, 1), ("n", -1.0, 5, 7)],  # the same step again, later: it wins
+        [("m", 9.0, 9, 0), ("m", -2.0, 13, 1)],  # a step back, and a lower value at step 1
+        [("m", nan, 14, 5), ("n", -1.0, 5, 7)],  # NaN as the latest value; a point again
+        [("m", 1.0, 14, 5)],  # equal step and timestamp: the greater value is latest (NaN)
+    ]
+    for number, points in enumerate(flushes):
+        for r, run_id in enumerate(runs[: number % 3 + 1]):
+            client.log_batch(run_id, metrics=[(key, value + r, ts, step) for key, value, ts, step in points])
+        client.flush()
+        live.refresh()
+        query = "SELECT * FROM latest_metrics ORDER BY ALL"
+        assert live.sql(query).astype(str).equals(Lake(lake_dir).sql(query).astype(str)), number
+    assert live.sql("SELECT count(*) AS n FROM latest_metrics")["n"][0] == 5  # run2 never logged n
