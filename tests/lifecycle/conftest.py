@@ -69,3 +69,12 @@ def small_lake(lake_dir: str, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str
         patch.setattr(merge, "OWN_FILE_LIMIT", 10**9)
         experiment_id, ids = log_runs(lake_dir)
     return lake_dir, experiment_id, ids
+
+
+def take_over_lease(lake_dir: str) -> None:
+    """What a job on another host does to a lease silent past its TTL: remove it, hold its own."""
+    directory = os.path.join(lake_dir, "_maintenance")
+    for name in os.listdir(directory):
+        os.remove(os.path.join(directory, name))
+    with open(os.path.join(directory, "lease-1-elsewhere.json"), "w") as handle:
+        handle.write('{"host": "another-host.example", "pid": 1, "job": "retention"}')

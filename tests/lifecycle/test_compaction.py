@@ -16,7 +16,7 @@ from runlake.core.lease import maintenance_lease
 from runlake.ingest.client import LakeClient
 from runlake.lake import Lake
 from runlake.lake.maintenance import MaintenanceBusy, compact
-from tests.lifecycle.conftest import part_count
+from tests.lifecycle.conftest import part_count, take_over_lease
 
 
 def _answers(lake_dir: str, ids: list[str]) -> dict:
@@ -259,15 +259,6 @@ def test_a_held_lease_is_rewritten_while_its_job_runs(small_lake, monkeypatch):
     assert os.listdir(directory) == []
 
 
-def _take_over(lake_dir: str) -> None:
-    """What a job on another host does to a lease silent past its TTL: remove it, hold its own."""
-    directory = os.path.join(lake_dir, "_maintenance")
-    for name in os.listdir(directory):
-        os.remove(os.path.join(directory, name))
-    with open(os.path.join(directory, "lease-1-elsewhere.json"), "w") as handle:
-        json.dump({"host": "another-host.example", "pid": 1, "job": "retention"}, handle)
-
-
 def test_a_compaction_whose_lease_was_taken_over_stops_before_removing_anything(small_lake):
     """A job that stood still past the lease's TTL and woke up must not remove files another
     job now rewrites: it stops at its next removal, as if killed there, and nothing is lost
@@ -283,7 +274,7 @@ def test_a_compaction_whose_lease_was_taken_over_stops_before_removing_anything(
     def stood_still(path: str) -> None:
         written.append(path)
         if len(written) == 1:
-            _take_over(lake_dir)
+            take_over_lease(lake_dir)
 
     with pytest.raises(LeaseLost, match="taken over"):
         compact(lake_dir, grace_s=0, on_written=stood_still)
@@ -315,7 +306,7 @@ def test_an_automatic_merge_whose_lease_was_taken_over_stops_quietly(small_lake,
     def write_then_stand_still(*args, **kwargs):
         path = real_write(*args, **kwargs)
         writes.append(path)
-        _take_over(lake_dir)
+        take_over_lease(lake_dir)
         return path
 
     monkeypatch.setattr(merge.writer, "write_part", write_then_stand_still)
@@ -336,7 +327,7 @@ def test_a_heartbeat_that_finds_its_lease_gone_never_writes_it_back(small_lake, 
     directory = os.path.join(lake_dir, "_maintenance")
     with maintenance_lease(fs, root, "compact"):
         lease.check_held()  # held: nothing to say
-        _take_over(lake_dir)
+        take_over_lease(lake_dir)
         time.sleep(0.5)  # ten beats
         assert os.listdir(directory) == ["lease-1-elsewhere.json"]
         with pytest.raises(lease.LeaseLost):

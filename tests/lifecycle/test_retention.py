@@ -12,7 +12,7 @@ from runlake.core.errors import InvalidArgument, RunNotFound
 from runlake.ingest.client import LakeClient
 from runlake.lake import Lake
 from runlake.lake.maintenance import compact, purge, retention
-from tests.lifecycle.conftest import listing, log_runs
+from tests.lifecycle.conftest import listing, log_runs, take_over_lease
 
 DAY_MS = 86_400_000
 
@@ -182,14 +182,9 @@ def test_a_purge_whose_lease_was_taken_over_stops_before_removing_anything(aged)
 
     lake_dir, ids = aged
     before = _rows_of(lake_dir, ids[1])
-    directory = os.path.join(lake_dir, "_maintenance")
 
     def stood_still(run_ids):
-        # Everything rewritten, nothing removed yet: another host's job takes the lake.
-        for name in os.listdir(directory):
-            os.remove(os.path.join(directory, name))
-        with open(os.path.join(directory, "lease-1-elsewhere.json"), "w") as handle:
-            handle.write('{"host": "another-host.example", "pid": 1, "job": "compact"}')
+        take_over_lease(lake_dir)  # everything rewritten, nothing removed yet
 
     with pytest.raises(LeaseLost):
         purge(lake_dir, now_ms=layout.now_ms() + 31 * DAY_MS, on_rewritten=stood_still)
