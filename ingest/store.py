@@ -22,6 +22,10 @@ from runlake.core.batch import Buffer, register_pending
 from runlake.core.lease import try_lease
 
 FLUSH_INTERVAL_S = float(os.environ.get("RUNLAKE_FLUSH_INTERVAL", "3"))
+# A flusher that finds nothing to do this many intervals in a row stops (one minute at the
+# default interval): a process that keeps clients of many lakes but logs nothing holds no
+# thread for them. The next call that buffers something starts one again.
+IDLE_ROUNDS = 20
 # A buffer this large is flushed early, to bound memory in runs that log very fast.
 MAX_BUFFERED_POINTS = 2_000_000
 
@@ -89,9 +93,11 @@ class Store:
                 self._thread.start()
 
     def _loop(self) -> None:
+        idle = 0
         while not self._stop.is_set():
             self._wake.wait(FLUSH_INTERVAL_S)
             self._wake.clear()
+            busy = self.buffer.pending()
             try:
                 self.flush()
                 self.flush_error = None
@@ -99,9 +105,32 @@ class Store:
                 # The rows stay buffered for the next try (a full disk may clear); an explicit
                 # flush or end_run raises the error, and the user hears of it once here.
                 self.flush_error = exc
+                busy = True
                 if str(exc) != self._reported_error:
                     self._reported_error = str(exc)
                     print(f"runlake: background flush to {self.root} failed, will retry: {exc}", file=sys.stderr)
+            idle = 0 if busy else idle + 1
+            if idle >= IDLE_ROUNDS and self._retire():
+                return
+
+    def _retire(self) -> bool:
+        """Stop this flusher thread if nothing is buffered; True when it stops.
+
+        ``add_metric`` buffers its point, then starts a thread only if it reads none, without a
+        lock. A call that buffered after the first look below but read the thread before it was
+        cleared started none, so the thread looks again after clearing itself and stays on.
+        """
+        me = threading.current_thread()
+        with self._thread_lock:
+            if self._thread is not me or self.buffer.pending():
+                return False
+            self._thread = None
+        if self.buffer.pending():
+            with self._thread_lock:
+                if self._thread is None:  # no call started another meanwhile: carry on
+                    self._thread = me
+                    return False
+        return True
 
     def add_metric(self, experiment_id: str, run_id: str, key: str, value: float, step: int, timestamp: int) -> None:
         if self.buffer.add_metric(experiment_id, run_id, key, value, step, timestamp) >= MAX_BUFFERED_POINTS:

@@ -145,3 +145,73 @@ def test_training_side_reads_survive_compaction(tmp_path):
         stop.set()
         thread.join()
     assert not errors
+
+
+def _flushers(store) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "runlake-flusher" and t is store._thread]
+
+
+def test_an_idle_flusher_stops_and_the_next_log_call_starts_one(lake_dir, monkeypatch):
+    """A process holding clients of many lakes keeps no thread for those it no longer logs to,
+    and what it logs later is still written in the background, without an explicit flush."""
+    import time
+
+    from runlake.ingest import store as store_module
+
+    monkeypatch.setattr(store_module, "FLUSH_INTERVAL_S", 0.02)
+    monkeypatch.setattr(store_module, "IDLE_ROUNDS", 3)
+    clients = [LakeClient(os.path.join(lake_dir, f"lake{i}")) for i in range(5)]
+    runs = [(client, client.create_run(client.create_experiment("idle"))) for client in clients]
+    threads = [client.store._thread for client in clients]
+    assert all(thread is not None and thread.is_alive() for thread in threads)
+
+    def settled(condition) -> bool:
+        deadline = time.monotonic() + 10
+        while not condition():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    assert settled(lambda: all(not thread.is_alive() for thread in threads))
+    assert all(client.store._thread is None and not client.store.buffer.pending() for client in clients)
+
+    for client, run_id in runs:
+        client.log_metric(run_id, "loss", 0.5, step=1)
+    assert all(client.store._thread is not None and client.store._thread.is_alive() for client in clients)
+    # Written by the new threads: a reader in another process sees the points.
+    assert settled(lambda: not any(client.store.buffer.pending() for client, _ in runs))
+    for client, run_id in runs:
+        out = run_python(
+            f"from runlake.lake import Lake; print(len(Lake({client.store.root!r}).metric_history({run_id!r}, 'loss')))"
+        )
+        assert out.stdout.strip() == "1", out.stderr
+
+
+def test_a_point_logged_while_the_flusher_retires_is_still_written(lake_dir, monkeypatch):
+    """The race ``_retire`` closes: a call buffers a point after the flusher's last look and
+    reads the old thread before it is cleared, so it starts none."""
+
+    client = LakeClient(lake_dir)
+    experiment_id = client.create_experiment("race")
+    run_id = client.create_run(experiment_id)
+    client.flush()
+    store = client.store
+    real_pending = store.buffer.pending
+    looks = []
+
+    def pending() -> bool:
+        looks.append(True)
+        answer = real_pending()
+        if len(looks) == 1:  # right after the first look: the call buffers its point
+            store.buffer.add_metric(experiment_id, run_id, "loss", 1.0, 0, 0)
+        return answer
+
+    monkeypatch.setattr(store.buffer, "pending", pending)
+    store._thread = threading.current_thread()  # this thread plays the flusher
+    assert store._retire() is False  # it saw the point on its second look and stays on
+    assert store._thread is threading.current_thread()
+    monkeypatch.setattr(store.buffer, "pending", real_pending)
+    store._thread = None
+    client.flush()
+    assert len(Lake(lake_dir).metric_history(run_id, "loss")) == 1
