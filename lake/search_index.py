@@ -109,7 +109,7 @@ def touched_runs(con: duckdb.DuckDBPyConnection, alias: str) -> tuple[str, list[
     count = con.execute(f"SELECT count(*) FROM {TOUCHED}").fetchall()[0][0]
     if count > PROBE_LIMIT:
         return f"{alias}.run_id IN (SELECT run_id FROM {TOUCHED})", []
-    return _only(alias, [run_id for (run_id,) in con.execute(f"SELECT run_id FROM {TOUCHED}").fetchall()])
+    return runs_condition(alias, [run_id for (run_id,) in con.execute(f"SELECT run_id FROM {TOUCHED}").fetchall()])
 
 
 def keep_before(con: duckdb.DuckDBPyConnection, view: str, only: tuple[str, list[str]]) -> None:
@@ -195,7 +195,7 @@ def update(con: duckdb.DuckDBPyConnection, index: SearchIndex) -> SearchIndex:
     # Up to thousands of runs (a live refresh): their values come back in one query and are
     # pivoted here. The SQL pivot's fixed cost (a plan with an aggregate per column) was about
     # 10 ms however few the runs.
-    only, only_params = _only("x", ids)
+    only, only_params = runs_condition("x", ids)
     parts = []
     for number, (table, _aggregates) in enumerate(_SOURCES.values()):
         numbers = (
@@ -208,7 +208,7 @@ def update(con: duckdb.DuckDBPyConnection, index: SearchIndex) -> SearchIndex:
     for number, _run_id, key, *_cells in values:
         found[ENTITIES[number]].add(key)
     index = _add_keys(con, index, {entity: sorted(found[entity] - held[entity]) for entity in _SOURCES})
-    only, only_params = _only("r", ids)
+    only, only_params = runs_condition("r", ids)
     rows = con.sql(f"SELECT * FROM runs r WHERE {only}", params=only_params or None).to_arrow_table()
     position = {run_id: i for i, run_id in enumerate(rows.column("run_id").to_pylist())}
     names: dict[tuple[int, str], list[str] | None] = {}
@@ -230,7 +230,7 @@ def update(con: duckdb.DuckDBPyConnection, index: SearchIndex) -> SearchIndex:
             types[column] = pa.float64() if entity == "metric" else pa.string()
     for column, column_cells in cells.items():
         rows = rows.append_column(column, pa.array(column_cells, types[column]))
-    only, only_params = _only(WIDE_TABLE, ids)
+    only, only_params = runs_condition(WIDE_TABLE, ids)
     con.execute(f"DELETE FROM {WIDE_TABLE} WHERE {only}", only_params)
     con.register("_wide_rows", rows)
     try:
@@ -284,8 +284,9 @@ PROBE_LIMIT = 100
 PYTHON_LIMIT = 5000
 
 
-def _only(alias: str, ids: list[str]) -> tuple[str, list[str]]:
-    """The condition keeping ``alias``'s rows of the runs ``ids``, and its bound values."""
+def runs_condition(alias: str, ids: list[str]) -> tuple[str, list[str]]:
+    """The condition keeping ``alias``'s rows of the runs ``ids``, and its bound values: the
+    ids themselves up to ``PROBE_LIMIT``, else a join on ``_touched`` (which holds them)."""
     if len(ids) <= PROBE_LIMIT:
         return f"{alias}.run_id IN ({', '.join('?' * len(ids))})", list(ids)
     return f"{alias}.run_id IN (SELECT run_id FROM {TOUCHED})", []

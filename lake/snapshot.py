@@ -18,6 +18,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
@@ -430,15 +431,23 @@ class Snapshot:
             # Files only added (writers flushing): nothing to drop, so the raw rows are not
             # scanned for the rows of gone files.
             of_gone = f"{SOURCE_COLUMN} IN (SELECT file_no FROM _gone)"
-            gone_keys = f" UNION SELECT DISTINCT {key} FROM raw_{table} WHERE {of_gone}" if gone else ""
-            con.execute(f"CREATE OR REPLACE TEMP TABLE _touched AS SELECT DISTINCT {key} FROM _new_rows{gone_keys}")
+            # A few runs (a refresh after a flush) are looked up through the folded table's
+            # run_id index; the raw rows, which have none, are scanned either way. With files
+            # only added, the runs touched are the new rows' own, found here without SQL.
+            new_runs = None
+            if key == "run_id" and not gone:
+                found = pc.unique(rows.column(key)) if rows is not None else pa.array([], pa.string())
+                new_runs = found.to_pylist() if len(found) <= search_index.PROBE_LIMIT else None
+            if new_runs is None:
+                gone_keys = f" UNION SELECT DISTINCT {key} FROM raw_{table} WHERE {of_gone}" if gone else ""
+                con.execute(f"CREATE OR REPLACE TEMP TABLE _touched AS SELECT DISTINCT {key} FROM _new_rows{gone_keys}")
             if gone:
                 con.execute(f"DELETE FROM raw_{table} WHERE {of_gone}")
             con.execute(f"INSERT INTO raw_{table} SELECT * FROM _new_rows")
             indexed = self.index is not None and key == "run_id"
-            if key == "run_id":
-                # A few runs (a refresh after a flush) are looked up through the folded table's
-                # run_id index; the raw rows, which have none, are scanned either way.
+            if new_runs is not None:
+                only = search_index.runs_condition(view, new_runs)
+            elif key == "run_id":
                 only = search_index.touched_runs(con, view)
             else:
                 only = (f"{view}.{key} IN (SELECT {key} FROM _touched)", [])
