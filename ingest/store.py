@@ -84,7 +84,8 @@ class Store:
 
     # -- buffering -----------------------------------------------------------------------
     def ensure_flusher(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
+        thread = self._thread  # read once: a retiring flusher may clear it meanwhile
+        if thread is not None and thread.is_alive():
             return
         with self._thread_lock:
             if self._thread is None or not self._thread.is_alive():

@@ -462,7 +462,10 @@ class Snapshot:
                     f"CREATE OR REPLACE TEMP TABLE _summaries AS SELECT run_id, experiment_id, key, "
                     f"step AS latest_step, timestamp AS latest_timestamp, value AS latest_value, min_value, "
                     f"max_value FROM {view} WHERE {condition} UNION ALL BY NAME SELECT run_id, experiment_id, "
-                    "key, latest_step, latest_timestamp, latest_value, min_value, max_value FROM _new_rows",
+                    "key, latest_step, latest_timestamp, latest_value, min_value, max_value FROM _new_rows "
+                    # Rows without a run (a foreign file) match no condition, so the DELETE
+                    # would never take their folded row: left out, as the raw path leaves them.
+                    "WHERE run_id IS NOT NULL",
                     params,
                 )
                 touched, fold_params = "_summaries", []

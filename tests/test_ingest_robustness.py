@@ -197,6 +197,12 @@ def test_a_point_logged_while_the_flusher_retires_is_still_written(lake_dir, mon
     run_id = client.create_run(experiment_id)
     client.flush()
     store = client.store
+    # The real flusher stops first, so only this thread looks at the buffer.
+    flusher = store._thread
+    store._stop.set()
+    store._wake.set()
+    flusher.join()
+    store._stop.clear()
     real_pending = store.buffer.pending
     looks = []
 

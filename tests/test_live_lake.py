@@ -428,3 +428,31 @@ def test_latest_metrics_folded_from_new_summaries_match_a_fresh_fold(lake_dir, m
         query = "SELECT * FROM latest_metrics ORDER BY ALL"
         assert live.sql(query).astype(str).equals(Lake(lake_dir).sql(query).astype(str)), number
     assert live.sql("SELECT count(*) AS n FROM latest_metrics")["n"][0] == 5  # run2 never logged n
+
+
+def test_summary_rows_without_a_run_never_pile_up_in_latest_metrics(lake_dir):
+    """A foreign summaries file whose rows name no run: the incremental fold must not add a
+    folded row per refresh for them (no condition on run ids matches NULL)."""
+    import pyarrow as pa
+
+    from runlake.core import writer
+
+    client = LakeClient(lake_dir)
+    experiment_id = client.create_experiment("foreign")
+    run_id = client.create_run(experiment_id, run_id="r")
+    client.log_metric(run_id, "m", 1.0, step=0)
+    client.flush()
+    live = Lake(lake_dir)
+    fs, root = layout.resolve_lake(lake_dir)
+    for value in (5.0, 7.0, 9.0):
+        rows = {name: [None] for name in layout.SCHEMAS[layout.METRIC_SUMMARIES].names}
+        rows.update(key=["m"], latest_step=[1], latest_timestamp=[1], latest_value=[value])
+        rows.update(min_value=[value], max_value=[value], value_count=[1])
+        table = pa.table(rows, schema=layout.SCHEMAS[layout.METRIC_SUMMARIES])
+        writer.write_part(fs, root, layout.METRIC_SUMMARIES, table, experiment_id, sort=False)
+        client.log_metric(run_id, "m", value, step=int(value))  # and a real run's point beside it
+        client.flush()
+        live.refresh()
+        assert live.sql("SELECT count(*) AS n FROM latest_metrics WHERE run_id IS NULL")["n"][0] <= 1
+    query = "SELECT * FROM latest_metrics WHERE run_id = 'r'"
+    assert live.sql(query).equals(Lake(lake_dir).sql(query))

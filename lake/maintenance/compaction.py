@@ -404,7 +404,8 @@ class _Job:
         return path
 
     def _remove(self, files: list[PartFile]) -> None:
-        check_held()
+        if files:
+            check_held()
         for part in files:
             delete_quietly(self.fs, part.path)
         self.report.files_merged += len(files)
