@@ -103,18 +103,15 @@ def load(con: duckdb.DuckDBPyConnection) -> SearchIndex | None:
     return _loaded_keys(con) if tables == set(_TABLES) else None
 
 
-def touched_runs(con: duckdb.DuckDBPyConnection, alias: str) -> tuple[str, list[str]]:
-    """The condition keeping ``alias``'s rows of the runs in ``_touched``, and its bound values:
-    probes of the run_id index for a few runs (a refresh after a flush), a join for many."""
-    count = con.execute(f"SELECT count(*) FROM {TOUCHED}").fetchall()[0][0]
-    if count > PROBE_LIMIT:
-        return f"{alias}.run_id IN (SELECT run_id FROM {TOUCHED})", []
-    return runs_condition(alias, [run_id for (run_id,) in con.execute(f"SELECT run_id FROM {TOUCHED}").fetchall()])
+def touched_ids(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The run ids in ``_touched``, or more than ``PROBE_LIMIT`` of them: enough for
+    ``runs_condition`` to choose between probes and a join."""
+    return [run_id for (run_id,) in con.execute(f"SELECT run_id FROM {TOUCHED} LIMIT ?", [PROBE_LIMIT + 1]).fetchall()]
 
 
 def keep_before(con: duckdb.DuckDBPyConnection, view: str, only: tuple[str, list[str]]) -> None:
     """Keep the folded rows of the runs in ``_touched`` as they are before their fold (inside
-    the fold's transaction), for ``mark`` to compare with; ``only`` is ``touched_runs(con, view)``."""
+    the fold's transaction), for ``mark`` to compare with; ``only`` is their ``runs_condition``."""
     condition, params = only
     con.execute(f"CREATE OR REPLACE TEMP TABLE {BEFORE} AS SELECT * FROM {view} WHERE {condition}", params)
 

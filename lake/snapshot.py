@@ -445,15 +445,21 @@ class Snapshot:
                 con.execute(f"DELETE FROM raw_{table} WHERE {of_gone}")
             con.execute(f"INSERT INTO raw_{table} SELECT * FROM _new_rows")
             indexed = self.index is not None and key == "run_id"
-            if new_runs is not None:
-                only = search_index.runs_condition(view, new_runs)
-            elif key == "run_id":
-                only = search_index.touched_runs(con, view)
-            else:
-                only = (f"{view}.{key} IN (SELECT {key} FROM _touched)", [])
+            ids = None
+            if key == "run_id":
+                ids = new_runs if new_runs is not None else search_index.touched_ids(con)
+
+            def touching(alias: str) -> tuple[str, list[str]]:
+                """The condition keeping ``alias``'s rows of the touched keys, and its values."""
+                if ids is None:  # experiments: joined on _touched
+                    return f"{alias}.{key} IN (SELECT {key} FROM _touched)", []
+                return search_index.runs_condition(alias, ids)
+
+            only = touching(view)
             if indexed:
                 search_index.keep_before(con, view, only)
             condition, params = only
+            fold_params: list[str] = []
             if view == "latest_metrics" and not gone:
                 # Files only added: summaries fold associatively (max of the latest point,
                 # NaN-ignoring min and max), so a run's folded row stands for every summary row
@@ -468,10 +474,10 @@ class Snapshot:
                     "WHERE run_id IS NOT NULL",
                     params,
                 )
-                touched, fold_params = "_summaries", []
+                touched = "_summaries"
             else:
-                raw_condition = condition.replace(f"{view}.{key}", f"raw_{table}.{key}", 1)
-                touched, fold_params = f"(SELECT * FROM raw_{table} WHERE {raw_condition})", params
+                raw_condition, fold_params = touching(f"raw_{table}")
+                touched = f"(SELECT * FROM raw_{table} WHERE {raw_condition})"
             con.execute(f"DELETE FROM {view} WHERE {condition}", params)
             con.execute(f"INSERT INTO {view} {views.fold_sql(view, touched)}", fold_params)
             if indexed:

@@ -238,13 +238,19 @@ def test_a_lease_of_another_host_counts_while_its_heartbeat_beats(small_lake, mo
     assert os.listdir(directory) == []
 
 
-def test_a_held_lease_is_rewritten_while_its_job_runs(small_lake, monkeypatch):
+@pytest.fixture
+def fast_beats(small_lake, monkeypatch):
+    """The small lake, its filesystem and root, and its lease folder, with a heartbeat every 50 ms."""
     from runlake.core import lease
 
     lake_dir, _exp, _ids = small_lake
     monkeypatch.setattr(lease, "LEASE_HEARTBEAT_S", 0.05)
     fs, root = layout.resolve_lake(lake_dir)
-    directory = os.path.join(lake_dir, "_maintenance")
+    return lake_dir, fs, root, os.path.join(lake_dir, "_maintenance")
+
+
+def test_a_held_lease_is_rewritten_while_its_job_runs(fast_beats):
+    _lake_dir, fs, root, directory = fast_beats
     with maintenance_lease(fs, root, "compact"):
         (name,) = os.listdir(directory)
         first = os.stat(os.path.join(directory, name)).st_mtime_ns
@@ -318,13 +324,10 @@ def test_an_automatic_merge_whose_lease_was_taken_over_stops_quietly(small_lake,
     assert _answers(lake_dir, ids) == before
 
 
-def test_a_heartbeat_that_finds_its_lease_gone_never_writes_it_back(small_lake, monkeypatch):
+def test_a_heartbeat_that_finds_its_lease_gone_never_writes_it_back(fast_beats):
     from runlake.core import lease
 
-    lake_dir, _exp, _ids = small_lake
-    monkeypatch.setattr(lease, "LEASE_HEARTBEAT_S", 0.05)
-    fs, root = layout.resolve_lake(lake_dir)
-    directory = os.path.join(lake_dir, "_maintenance")
+    lake_dir, fs, root, directory = fast_beats
     with maintenance_lease(fs, root, "compact"):
         lease.check_held()  # held: nothing to say
         take_over_lease(lake_dir)
