@@ -3,8 +3,9 @@
 A search over the folded tables joins ``runs`` with ``latest_metrics``, ``params`` and
 ``tags`` once per key it filters or orders by: hash joins on run ids over every run, most of
 a first page's time at 100,000 runs and more at a million. The index, ``_runs_wide``, is a
-copy of ``runs`` with one column per metric aggregate (latest, min, max), param and tag key,
-so ``metrics.loss < 0.5 ORDER BY metrics.acc`` becomes a filter and a top-N over one table.
+copy of ``runs`` (and whether each run is active, ``ACTIVE_COLUMN``) with one column per metric
+aggregate (latest, min, max), param and tag key, so ``metrics.loss < 0.5 ORDER BY
+metrics.acc`` becomes a filter and a top-N over one table.
 
 It is derived state, kept in step through the state's own transactions: each fold marks the
 runs it touched in its transaction (``mark``), and the end of the refresh rewrites the marked
@@ -33,6 +34,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from runlake.core import layout
+
 WIDE_TABLE = "_runs_wide"
 KEYS_TABLE = "_runs_wide_keys"
 # The entities whose every key has a column (a frame can then be read from the index alone).
@@ -59,6 +62,11 @@ _KINDS = {"metric": "DOUBLE", "param": "VARCHAR", "tag": "VARCHAR"}
 TOUCHED = "_touched"
 # The touched runs' folded rows before their fold (``keep_before``).
 BEFORE = "_folded_before"
+# A column of the index beside the runs' own: whether the run is active. Every search filters
+# on the stage, and in memory DuckDB stores strings uncompressed: comparing 1,000,000
+# ``lifecycle_stage`` strings took 7 ms of a count and 8 ms of a top-N, a boolean about none.
+ACTIVE_COLUMN = "lifecycle_active"
+_RUN_COLUMNS = f"r.*, r.lifecycle_stage = '{layout.LIFECYCLE_ACTIVE}' AS {ACTIVE_COLUMN}"
 
 
 def column_name(entity: str, key: str, aggregate: str = "") -> str:
@@ -206,7 +214,7 @@ def update(con: duckdb.DuckDBPyConnection, index: SearchIndex) -> SearchIndex:
         found[ENTITIES[number]].add(key)
     index = _add_keys(con, index, {entity: sorted(found[entity] - held[entity]) for entity in _SOURCES})
     only, only_params = runs_condition("r", ids)
-    rows = con.sql(f"SELECT * FROM runs r WHERE {only}", params=only_params or None).to_arrow_table()
+    rows = con.sql(f"SELECT {_RUN_COLUMNS} FROM runs r WHERE {only}", params=only_params or None).to_arrow_table()
     position = {run_id: i for i, run_id in enumerate(rows.column("run_id").to_pylist())}
     names: dict[tuple[int, str], list[str] | None] = {}
     cells: dict[str, list[Any]] = {}
@@ -309,7 +317,7 @@ def _rows_sql(con: duckdb.DuckDBPyConnection, *, touched: bool) -> str:
     numbered: dict[str, list[tuple[str, int]]] = {entity: [] for entity in _SOURCES}
     for entity, key, number in con.execute(f"SELECT entity, key, n FROM {KEYS_TABLE} ORDER BY entity, n").fetchall():
         numbered[entity].append((key, number))
-    selects = ["r.*"]
+    selects = [_RUN_COLUMNS]
     joins = []
     for entity, (table, aggregates) in _SOURCES.items():
         if not numbered[entity]:

@@ -678,7 +678,7 @@ class Snapshot:
 LISTINGS_TABLE = "_runlake_listings"
 # Changes whenever the raw tables or the listings table change shape: part of the state
 # cache's key, so a cache file of another layout is never reused.
-STATE_LAYOUT = "2: raw rows carry a file number"
+STATE_LAYOUT = "3: raw rows carry a file number; the search index a lifecycle_active column"
 
 
 def _stored_listings(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, Listing], dict[tuple[str, int], int]]:

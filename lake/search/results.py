@@ -17,7 +17,7 @@ from runlake.core.errors import InvalidArgument
 from runlake.lake import catalog, frames
 from runlake.lake.connection import Connection
 from runlake.lake.search.compiler import OrderPlan, compile_filter, compile_order_by
-from runlake.lake.search_index import WIDE_TABLE, SearchIndex
+from runlake.lake.search_index import ACTIVE_COLUMN, WIDE_TABLE, SearchIndex
 from runlake.lake.sql import Fragment, all_of, as_fragment, join, q
 
 DEFAULT_MAX_RESULTS = 100_000
@@ -69,7 +69,9 @@ class Search:
 def _where(db: Connection, search: Search, index: SearchIndex | None) -> Fragment:
     """The search's whole condition over ``runs r``: stage, scope, time, model, filter."""
     conditions: list[Fragment] = [
-        catalog.stage_condition("r.lifecycle_stage", search.run_view_type),
+        catalog.stage_condition(
+            "r.lifecycle_stage", search.run_view_type, None if index is None else f"r.{ACTIVE_COLUMN}"
+        ),
         catalog.scope(catalog.resolve_experiments(db, search.experiment_ids, search.experiment_names)),
     ]
     if search.created_after is not None:
