@@ -28,6 +28,7 @@ from runlake.core import batch, layout, writer
 from runlake.core.damage import DamagedFile
 from runlake.core.errors import InvalidArgument, RunNotFound
 from runlake.lake import snapshot, state_cache, views
+from runlake.lake.file_series import FileSeries
 from runlake.lake.search_index import SearchIndex
 from runlake.lake.sql import Fragment
 
@@ -97,6 +98,9 @@ class Connection:
         self._snapshot = snapshot.Snapshot(self._con, fs, root, persistent=self.cached)
         self._files_con: duckdb.DuckDBPyConnection | None = None
         self._files_lock = threading.Lock()
+        # Metric files' points of the series read before (keyed by file version, so they
+        # outlive any change of the state).
+        self.file_series = FileSeries()
         self._local = threading.local()
         try:
             self.refresh()
@@ -353,9 +357,10 @@ class Connection:
         """The metric part files as a lazily scanned dataset (its ``files`` are the listing)."""
         return self._snapshot.metrics_dataset()
 
-    def metric_paths(self) -> list[str]:
-        """The metric part files listed now, less damaged ones, without reading their footers."""
-        return self._snapshot.metric_paths()
+    def metric_files(self) -> list[tuple[str, int]]:
+        """The metric part files (path, size) listed now, less damaged ones, without reading
+        their footers."""
+        return self._snapshot.metric_files()
 
     def row_group_statistics(self, path: str) -> list[snapshot.GroupStatistics] | None:
         """A metric file's row-group statistics (run_id, key, step, timestamp), read once per file."""

@@ -594,15 +594,15 @@ class Snapshot:
         self._metrics_cache = (listing, dataset)
         return dataset
 
-    def metric_paths(self) -> list[str]:
-        """The metric files listed now, less those found damaged: what DuckDB's own Parquet
-        reader is given (it reads and keeps the footers itself). Unlike ``metrics_dataset``,
-        no footer is read here: a live run's history over newly merged files read each footer
-        twice, once with pyarrow for a dataset it did not use."""
+    def metric_files(self) -> list[tuple[str, int]]:
+        """The metric files (path, size) listed now, less those found damaged: what DuckDB's
+        own Parquet reader is given (it reads and keeps the footers itself). Unlike
+        ``metrics_dataset``, no footer is read here: a live run's history over newly merged
+        files read each footer twice, once with pyarrow for a dataset it did not use."""
         listing = list_table(self._fs, self._root, layout.METRICS)
         with self._damage_lock:
             damaged = set(self._damaged_metrics)
-        return [path for path, size in listing.files if (path, size) not in damaged]
+        return [file for file in listing.files if file not in damaged]
 
     def row_group_statistics(self, path: str) -> list[GroupStatistics] | None:
         """The (run_id, key, step, timestamp) statistics of each row group of a metric file of

@@ -7,6 +7,7 @@ import random
 import warnings
 from pathlib import Path
 
+import pandas.testing as pd_testing
 import pytest
 
 from runlake.core.damage import DamagedFileWarning
@@ -91,3 +92,86 @@ def test_a_metric_file_rewritten_in_place_is_read_anew(tmp_path: Path) -> None:
     assert history["step"].tolist() == [*range(kept), *range(POINTS, 2 * POINTS)]
     assert (history["value"][:kept] == 7.0).all() and (history["value"][kept:] != 7.0).all()
     assert lake.damaged_files() == []
+
+
+def test_a_history_read_again_scans_only_the_files_written_since(tmp_path: Path, monkeypatch) -> None:
+    """Each file's points of a series are kept by file version: a live run's history read
+    again reads the new flushes and merges only, and still equals a fresh reader's."""
+    from runlake.lake import history
+    from runlake.lake.maintenance import compact
+
+    root, run_id = _lake(tmp_path)
+    lake = Lake(root)
+    read: list[list[str]] = []
+    real = history._read_files
+
+    def spy(db, files, run, key):  # type: ignore[no-untyped-def]
+        read.append(sorted(path for path, _size in files))
+        return real(db, files, run, key)
+
+    monkeypatch.setattr(history, "_read_files", spy)
+    first = lake.metric_history(run_id, "loss")
+    assert len(first) == 2 * POINTS and len(read) == 1 and len(read[0]) == 2
+    again = lake.metric_history(run_id, "loss")
+    assert len(read) == 1  # nothing new: every point from memory
+    pd_testing.assert_frame_equal(again, first)
+
+    before = {str(p) for p in Path(root, "metrics").rglob("*.parquet")}
+    client = LakeClient(root)
+    client.log_batch(run_id, metrics=[("loss", 0.5, 0, s) for s in range(2 * POINTS, 2 * POINTS + 10)])
+    client.flush()
+    written = sorted({str(p) for p in Path(root, "metrics").rglob("*.parquet")} - before)
+    grown = lake.metric_history(run_id, "loss")
+    assert read[-1] == written
+    pd_testing.assert_frame_equal(grown, Lake(root, cache=False).metric_history(run_id, "loss"))
+    assert len(grown) == 2 * POINTS + 10
+
+    compact(root, grace_s=0)  # every file replaced by a merged one
+    compacted = lake.metric_history(run_id, "loss")
+    assert read[-1] == sorted(str(p) for p in Path(root, "metrics").rglob("*.parquet"))
+    pd_testing.assert_frame_equal(compacted, grown)
+
+
+def test_each_metric_file_keeps_its_own_points_of_a_series(tmp_path: Path) -> None:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    root, run_id = _lake(tmp_path)
+    client = LakeClient(root)
+    other = client.create_run(client.create_experiment("other"))
+    client.log_batch(other, metrics=[("loss", 1.0, 0, 0)])
+    client.log_batch(run_id, metrics=[("acc", 1.0, 0, 0)])  # a file with other series of the run
+    client.flush()
+    lake = Lake(root)
+    lake.metric_history(run_id, "loss")
+    files = lake.connection.metric_files()
+    assert len(files) >= 4
+    for path, size in files:
+        kept, missing = lake.connection.file_series.get([(path, size)], run_id, "loss")
+        if lake.connection.run_partition(run_id)[0] not in path:
+            assert missing == [(path, size)]  # another experiment's partition: never read
+            continue
+        assert missing == [] and len(kept) == 1
+        table = pq.read_table(path)
+        own = table.filter(pc.and_(pc.equal(table["run_id"], run_id), pc.equal(table["key"], "loss")))
+        assert kept[0].to_pydict() == own.select(["step", "timestamp", "value"]).to_pydict()
+
+
+def test_kept_series_points_stay_within_their_bounds() -> None:
+    import pyarrow as pa
+
+    from runlake.lake.file_series import FileSeries
+
+    def points(n: int) -> pa.Table:
+        return pa.table({"step": list(range(n)), "timestamp": [0] * n, "value": [0.0] * n})
+
+    kept = FileSeries(max_points=10, max_entries=3)
+    kept.put("r", "k", {("a", 1): points(6)})
+    kept.put("r", "k", {("b", 1): points(6)})  # 12 points: the older file goes
+    assert kept.get([("a", 1), ("b", 1)], "r", "k")[1] == [("a", 1)]
+    kept.put("r", "k", {("huge", 1): points(11)})  # above the bound alone: never kept
+    assert kept.get([("huge", 1)], "r", "k")[1] == [("huge", 1)] and kept.points == 6
+    kept.put("r", "k", {("c", 1): points(0)})
+    kept.get([("b", 1)], "r", "k")  # used: now newer than c
+    kept.put("r", "k", {("d", 1): points(0), ("e", 1): points(0)})  # 4 files: the least recently used goes
+    assert len(kept) == 3 and kept.get([("b", 1), ("c", 1)], "r", "k")[1] == [("c", 1)]
