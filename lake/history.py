@@ -116,18 +116,23 @@ def _read_files(
     if len(files) == 1:
         return points, {files[0]: points}
     places = numbers.to_numpy() - 1
-    by_file = points
     if not (np.diff(places) >= 0).all():  # DuckDB keeps the files' order; checked all the same
         order = np.argsort(places, kind="stable")
-        by_file, places = points.take(pa.array(order)), places[order]
+        points, places = points.take(pa.array(order)), places[order]
     bounds = np.searchsorted(places, np.arange(len(files) + 1))
-    empty = _SERIES_SCHEMA.empty_table()
-    # A file without points of the series is kept as an empty table of its own (a zero-row
-    # slice would keep the whole result's buffers alive).
+    # Each file's points are copied out of the result (a slice would keep the whole result's
+    # buffers alive as long as any one file's entry is kept, whatever the bound counts); a
+    # file without points of the series is kept as one shared empty table.
+    empty = points.schema.empty_table()
     return points, {
-        file: by_file.slice(start, stop - start) if stop > start else empty
+        file: _copied(points.slice(start, stop - start)) if stop > start else empty
         for file, start, stop in zip(files, bounds[:-1], bounds[1:], strict=True)
     }
+
+
+def _copied(points: pa.Table) -> pa.Table:
+    """``points`` in buffers of their own."""
+    return pa.table({name: pa.concat_arrays(points.column(name).chunks) for name in points.column_names})
 
 
 def metric_histories(

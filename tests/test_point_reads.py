@@ -132,6 +132,20 @@ def test_a_history_read_again_scans_only_the_files_written_since(tmp_path: Path,
     pd_testing.assert_frame_equal(compacted, grown)
 
 
+def test_kept_points_and_a_merged_copy_of_them_count_once(tmp_path: Path) -> None:
+    """Between a merge's two steps its output and its inputs are listed together: the points
+    kept from the inputs and the ones read from the output are the same points, counted once."""
+    import shutil
+
+    root, run_id = _lake(tmp_path)
+    lake = Lake(root)
+    assert len(lake.metric_history(run_id, "loss")) == 2 * POINTS  # both files' points kept
+    first = sorted(Path(root, "metrics").rglob("*.parquet"))[0]
+    shutil.copy(first, first.with_name("merged-" + first.name))
+    history = lake.metric_history(run_id, "loss")
+    assert history["step"].tolist() == list(range(2 * POINTS))
+
+
 def test_each_metric_file_keeps_its_own_points_of_a_series(tmp_path: Path) -> None:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
