@@ -8,6 +8,10 @@
     steps, 5 % deleted, 10 % nested) logged run by run through ``LakeClient``, no compaction,
     then the query table. MLflow's column is the reference measured on this workload (MLflow
     3.17.2 on SQLite, this machine kind), quoted from the issue that set the goals.
+(c) One reader at scale (``--scale-runs``).
+(d) A live run's history polled at the real pace: two writers flushing every 3 s, a reader
+    calling ``metric_history`` every 3 s, with the points it read before kept and, right
+    after, without them (the same ``Lake`` with its kept points set aside).
 """
 
 from __future__ import annotations
@@ -267,7 +271,91 @@ def bench_live(
     tables = [team_day(seconds), peer_queries(runs, repeat)]
     if scale_runs:
         tables.append(scale(scale_runs, scale_dir))
+    tables.append(history_poll(seconds + 15))
     return "\n\n".join(tables)
+
+
+# (d) Two writers at the default pace (a flush every 3 s), 16 steps x 3 metrics every 10 ms:
+# about 100,000 points of the polled series in a minute, the size the history goal names.
+POLL_WRITER = textwrap.dedent(
+    """
+    import sys, time, math
+    from runlake.ingest import LakeClient
+    from runlake.ingest.run import Run
+    lake, name, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    client = LakeClient(lake)
+    experiment_id = client.create_experiment("poll")
+    run = Run(client, client.create_run(experiment_id, run_id=name, run_name=name), experiment_id)
+    step, deadline = 0, time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for _ in range(16):
+            for key in ("loss", "val_loss", "acc"):
+                run.log_metric(key, math.sin(step / 100.0), step=step)
+            step += 1
+        time.sleep(0.01)
+    run.end()
+    """
+)
+
+
+def history_poll(seconds: float = 75.0, writers: int = 2, interval: float = 3.0) -> str:
+    """Table (d): a live run's ``metric_history`` every ``interval`` while it is written."""
+    from runlake.lake import Lake, RunNotFound
+    from runlake.lake.file_series import FileSeries
+
+    samples: list[tuple[int, int, float, float]] = []
+    with tempfile.TemporaryDirectory(prefix="runlake-bench-poll-") as tmp:
+        root = os.path.join(tmp, "lake")
+        env = {**os.environ, "RUNLAKE_FLUSH_INTERVAL": str(interval)}
+        procs = [
+            subprocess.Popen([sys.executable, "-c", POLL_WRITER, root, f"writer{i}", str(seconds)], env=env)
+            for i in range(writers)
+        ]
+        lake = None
+        while any(p.poll() is None for p in procs):
+            time.sleep(interval)
+            if not os.path.isdir(os.path.join(root, "runs")):
+                continue
+            lake = lake or Lake(root)
+            db = lake.connection
+            try:
+                kept_ms, history = _timed(lambda lake=lake: lake.metric_history("writer0", "loss"))
+                kept, db.file_series = db.file_series, FileSeries()
+                try:
+                    cold_ms, _cold = _timed(lambda lake=lake: lake.metric_history("writer0", "loss"))
+                finally:
+                    db.file_series = kept
+            except RunNotFound:
+                continue  # not flushed yet
+            samples.append((len(history), len(db.metric_files()), kept_ms, cold_ms))
+        for p in procs:
+            p.wait()
+    rows: list[Row] = []
+    for lower, upper in ((0, 25_000), (25_000, 50_000), (50_000, 75_000), (75_000, 10**12)):
+        band = [s for s in samples if lower <= s[0] < upper]
+        if not band:
+            continue
+        rows.append(
+            (
+                f"{lower:,}+ points" if upper == 10**12 else f"{lower:,}-{upper:,} points",
+                str(len(band)),
+                f"{max(s[1] for s in band)}",
+                _spread([s[2] for s in band]),
+                _spread([s[3] for s in band]),
+            )
+        )
+    header: Row = ("live series", "polls", "max metric files", "kept points: median (max)", "none kept: median (max)")
+    title = (
+        f"(d) a live run's history polled every {interval:.0f} s: {writers} writers flushing every {interval:.0f} s, "
+        f"{seconds:.0f} s"
+    )
+    return table(title, rows, header)
+
+
+def _spread(values: list[float]) -> str:
+    import statistics
+
+    return f"{statistics.median(values):.1f} ms ({max(values):.1f} ms)"
 
 
 # (c) One reader at scale, each figure in a fresh process (as a notebook or a restarted dashboard
