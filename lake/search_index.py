@@ -143,6 +143,12 @@ def mark(con: duckdb.DuckDBPyConnection, view: str, only: tuple[str, list[str]])
     con.execute(f"DROP TABLE {BEFORE}")
 
 
+def mark_runs(con: duckdb.DuckDBPyConnection, ids: list[str]) -> None:
+    """Note the runs ``ids`` as behind, changed or not (inside the fold's transaction)."""
+    if ids:
+        con.execute(f"INSERT INTO {PENDING_TABLE} SELECT unnest(?::VARCHAR[])", [ids])
+
+
 def behind(con: duckdb.DuckDBPyConnection) -> bool:
     """Whether some runs' index rows wait for ``catch_up`` (a process stopped in between)."""
     return bool(con.execute(f"SELECT EXISTS (SELECT 1 FROM {PENDING_TABLE})").fetchall()[0][0])
