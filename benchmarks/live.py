@@ -33,14 +33,17 @@ WRITER = textwrap.dedent(
     from runlake.ingest import LakeClient
     from runlake.ingest.run import Run
     lake, name, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    # Optional: steps per 10 ms and the metric keys (default 20 steps of 5 keys).
+    steps = int(sys.argv[4]) if len(sys.argv) > 4 else 20
+    keys = sys.argv[5].split(",") if len(sys.argv) > 5 else ["loss", "val_loss", "acc", "lr", "grad_norm"]
     client = LakeClient(lake)
     experiment_id = client.create_experiment("team-day")
     run = Run(client, client.create_run(experiment_id, run_id=name, run_name=name), experiment_id)
     run.log_params({f"p{i}": i for i in range(10)})
     step, deadline = 0, time.monotonic() + seconds
     while time.monotonic() < deadline:
-        for _ in range(20):
-            for key in ("loss", "val_loss", "acc", "lr", "grad_norm"):
+        for _ in range(steps):
+            for key in keys:
                 run.log_metric(key, math.sin(step / 100.0), step=step)
             step += 1
         time.sleep(0.01)
@@ -275,27 +278,10 @@ def bench_live(
     return "\n\n".join(tables)
 
 
-# (d) Two writers at the default pace (a flush every 3 s), 16 steps x 3 metrics every 10 ms:
-# about 100,000 points of the polled series in a minute, the size the history goal names.
-POLL_WRITER = textwrap.dedent(
-    """
-    import sys, time, math
-    from runlake.ingest import LakeClient
-    from runlake.ingest.run import Run
-    lake, name, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
-    client = LakeClient(lake)
-    experiment_id = client.create_experiment("poll")
-    run = Run(client, client.create_run(experiment_id, run_id=name, run_name=name), experiment_id)
-    step, deadline = 0, time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        for _ in range(16):
-            for key in ("loss", "val_loss", "acc"):
-                run.log_metric(key, math.sin(step / 100.0), step=step)
-            step += 1
-        time.sleep(0.01)
-    run.end()
-    """
-)
+# (d) Two writers at the default pace (a flush every 3 s), ``WRITER`` with 16 steps x 3 metrics
+# every 10 ms: about 100,000 points of the polled series in a minute, the size the history goal
+# names.
+POLL_STEPS, POLL_KEYS = "16", "loss,val_loss,acc"
 
 
 def history_poll(seconds: float = 75.0, writers: int = 2, interval: float = 3.0) -> str:
@@ -308,7 +294,11 @@ def history_poll(seconds: float = 75.0, writers: int = 2, interval: float = 3.0)
         root = os.path.join(tmp, "lake")
         env = {**os.environ, "RUNLAKE_FLUSH_INTERVAL": str(interval)}
         procs = [
-            subprocess.Popen([sys.executable, "-c", POLL_WRITER, root, f"writer{i}", str(seconds)], env=env)
+            subprocess.Popen(
+                [sys.executable, "-c", WRITER, root, f"writer{i}", str(seconds), POLL_STEPS, POLL_KEYS],
+                env=env,
+                stdout=subprocess.DEVNULL,
+            )
             for i in range(writers)
         ]
         lake = None
