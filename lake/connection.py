@@ -198,15 +198,21 @@ class Connection:
             self._local.depth = depth
 
     def file_cursor(self) -> duckdb.DuckDBPyConnection:
-        """This thread's cursor of a second, empty in-memory DuckDB that reads the lake's Parquet
-        files itself (DuckDB's reader prunes and decodes in parallel). It holds no state and is
-        never handed user SQL, so ``sql_access="views"`` can lock the state's connection off the
-        file system while metric scans keep the fast reader."""
+        """This thread's cursor of a DuckDB that reads the lake's Parquet files itself (DuckDB's
+        reader prunes and decodes in parallel).
+
+        With ``sql_access="views"`` or a state cache it is a second, empty in-memory DuckDB: it
+        holds no state and is never handed user SQL, so ``"views"`` can lock the state's
+        connection off the file system while metric scans keep the fast reader, and big scans
+        are not held to the cache's memory limit. Otherwise it is the state's own in-memory
+        database: a new DuckDB costs 14-25 ms to start, most of a fresh process's first
+        ``metric_history``."""
         cursor = getattr(self._local, "file_cursor", None)
         if cursor is None:
             with self._files_lock:
                 if self._files_con is None:
-                    self._files_con = state_cache.new_connection()
+                    shared = self.sql_access == "full" and not self.cached
+                    self._files_con = self._con if shared else state_cache.new_connection()
                     # Part files are immutable under unique names, so a footer read once stays
                     # true: kept, a live run's history no longer reads every file's footer
                     # again (about a third of a 100,000-point history over 6 files).
