@@ -30,6 +30,12 @@ LEASE_HEARTBEAT_S = 30.0
 # A lease whose owner cannot be checked (another host) counts as abandoned once its file has not
 # been rewritten for this long: the owner died, or froze for twenty heartbeats.
 LEASE_TTL_S = 20 * LEASE_HEARTBEAT_S
+# A job that takes over an abandoned lease leaves ``taken-<lease name>`` beside it before
+# removing it. The lease's owner may only be frozen, and its heartbeat may have read the lease
+# just before the removal and write it back just after: the marker is what tells the owner,
+# whatever its lease file says. Markers go with their owner's release, or after this long.
+TAKEN_PREFIX = "taken-"
+TAKEN_KEPT_S = 7 * 24 * 3600.0
 
 
 class MaintenanceBusy(RunlakeError):
@@ -64,8 +70,11 @@ def check_held() -> None:
     if held is None:
         return
     fs, path, lost = held
-    if lost.is_set() or fs.get_file_info(path).type != pafs.FileType.File:
-        lost.set()
+    if not lost.is_set():
+        lease, taken = fs.get_file_info([path, _taken_path(path)])
+        if lease.type != pafs.FileType.File or taken.type != pafs.FileType.NotFound:
+            lost.set()
+    if lost.is_set():
         raise LeaseLost(
             "This job's maintenance lease was taken over by another job (the lease went without a "
             f"heartbeat for {LEASE_TTL_S:.0f} s); it stopped before removing anything more. Run it again.",
@@ -85,6 +94,32 @@ def _holding(fs: pafs.FileSystem, path: str) -> Iterator[None]:
     finally:
         _held.lease = previous
         delete_quietly(fs, path)  # a unique name: ours, even if a heartbeat wrote it back
+        if lost.is_set():
+            delete_quietly(fs, _taken_path(path))  # its marker told us; nobody else needs it
+
+
+def _taken_path(path: str) -> str:
+    directory, name = path.rsplit("/", 1)
+    return f"{directory}/{TAKEN_PREFIX}{name}"
+
+
+def take_over(fs: pafs.FileSystem, path: str, remove: bool = True) -> None:
+    """Mark the abandoned lease ``path`` as taken, then (``remove``) delete it.
+
+    The marker comes first, so an owner that was only frozen learns of it at its next
+    ``check_held`` or heartbeat even if its heartbeat writes the lease file back after the
+    removal: any write of it that lands after the removal landed after the marker too.
+    ``runlake doctor --repair`` marks (``remove=False``) before it moves the file away.
+    """
+    with fs.open_output_stream(_taken_path(path)) as out:
+        out.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "at": layout.now_ms()}).encode())
+    if remove:
+        delete_quietly(fs, path)
+
+
+def _is_taken(fs: pafs.FileSystem, path: str) -> bool:
+    info: pafs.FileInfo = fs.get_file_info(_taken_path(path))
+    return bool(info.type != pafs.FileType.NotFound)
 
 
 def delete_quietly(fs: pafs.FileSystem, path: str) -> bool:
@@ -97,22 +132,28 @@ def delete_quietly(fs: pafs.FileSystem, path: str) -> bool:
 
 
 def _lease_alive(fs: pafs.FileSystem, info: pafs.FileInfo, now: float) -> bool:
+    return _lease_state(fs, info, now) == "alive"
+
+
+def _lease_state(fs: pafs.FileSystem, info: pafs.FileInfo, now: float) -> str:
+    """``"alive"``; ``"dead"`` when its owner certainly is (or it never was a lease);
+    ``"silent"`` when its owner, on another host or unaskable, has not beaten for the TTL."""
     try:
         with fs.open_input_stream(info.path) as stream:
             owner = json.loads(stream.read().decode("utf-8"))
     except (FileNotFoundError, ValueError, UnicodeDecodeError):
-        return False  # released meanwhile, or a torn write that never was a lease
+        return "dead"  # released meanwhile, or a torn write that never was a lease
     if owner.get("host") == socket.gethostname():
         try:
             os.kill(int(owner.get("pid", -1)), 0)
         except ProcessLookupError:
-            return False  # its owner died (SIGKILL, OOM): the lease is abandoned
+            return "dead"  # its owner died (SIGKILL, OOM): the lease is abandoned
         except (PermissionError, ValueError, OverflowError):
             pass  # alive under another user, or unreadable: fall back to the age
         else:
-            return True
+            return "alive"
     mtime = info.mtime.timestamp() if info.mtime is not None else 0.0
-    return now - mtime < LEASE_TTL_S
+    return "alive" if now - mtime < LEASE_TTL_S else "silent"
 
 
 def stale_leases(fs: pafs.FileSystem, root: str) -> list[pafs.FileInfo]:
@@ -142,12 +183,20 @@ def _try_acquire(fs: pafs.FileSystem, root: str, job: str) -> str | None:
     # leases and backs off, so at most one proceeds (both backing off is safe; they retry).
     now = time.time()
     for info in fs.get_file_info(pafs.FileSelector(directory)):
+        if info.base_name.startswith(TAKEN_PREFIX):
+            if info.mtime is not None and now - info.mtime.timestamp() > TAKEN_KEPT_S:
+                delete_quietly(fs, info.path)  # its owner never came back to read it
+            continue
         if info.path == path or not info.base_name.startswith(LEASE_PREFIX):
             continue
-        if _lease_alive(fs, info, now):
+        state = _lease_state(fs, info, now)
+        if state == "alive":
             delete_quietly(fs, path)
             return None
-        delete_quietly(fs, info.path)
+        if state == "silent":
+            take_over(fs, info.path)  # its owner may only be frozen: tell it
+        else:
+            delete_quietly(fs, info.path)
     return path
 
 
@@ -178,7 +227,14 @@ def _heartbeat(fs: pafs.FileSystem, path: str, lost: threading.Event) -> Iterato
                 continue  # a passing storage error: the next beat tries again
             owner["beat"] = layout.now_ms()
             try:
-                _write_lease(fs, path, owner)
+                if not _is_taken(fs, path):
+                    _write_lease(fs, path, owner)
+                if _is_taken(fs, path):
+                    # Taken over; perhaps removed between our read and our write, which then
+                    # put it back: remove it again, so no job takes it for a live one.
+                    lost.set()
+                    delete_quietly(fs, path)
+                    return
             except OSError:
                 pass  # the next beat tries again
 

@@ -274,6 +274,10 @@ def merge_tiers(
                         break
                     # The caller holds the lease, as compaction does: damaged files go to
                     # quarantine (moved, never deleted) and the readable ones merge next round.
+                    try:
+                        check_held()  # a move removes a file from the lake, as a merge does
+                    except LeaseLost:
+                        return merged
                     for found in exc.files:
                         if found.damaged:
                             damage.quarantine(fs, root, found.path, found.reason)

@@ -71,10 +71,19 @@ def small_lake(lake_dir: str, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str
     return lake_dir, experiment_id, ids
 
 
-def take_over_lease(lake_dir: str) -> None:
-    """What a job on another host does to a lease silent past its TTL: remove it, hold its own."""
+def take_over_lease(lake_dir: str, marked: bool = True) -> None:
+    """What a job on another host does to a lease silent past its TTL: mark it taken and remove
+    it, then hold its own (``marked=False``: remove it only, as runlake before the markers did)."""
+    from runlake.core import lease
+
     directory = os.path.join(lake_dir, "_maintenance")
+    fs, _root = layout.resolve_lake(lake_dir)
     for name in os.listdir(directory):
-        os.remove(os.path.join(directory, name))
+        if not name.startswith(lease.LEASE_PREFIX):
+            continue
+        if marked:
+            lease.take_over(fs, os.path.join(directory, name))
+        else:
+            os.remove(os.path.join(directory, name))
     with open(os.path.join(directory, "lease-1-elsewhere.json"), "w") as handle:
         handle.write('{"host": "another-host.example", "pid": 1, "job": "retention"}')

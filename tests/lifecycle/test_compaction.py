@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import time
 
 import pandas as pd
@@ -235,7 +236,8 @@ def test_a_lease_of_another_host_counts_while_its_heartbeat_beats(small_lake, mo
     silent = time.time() - lease.LEASE_TTL_S - 5
     os.utime(path, (silent, silent))
     assert compact(lake_dir, grace_s=0, wait_s=0).files_merged > 0
-    assert os.listdir(directory) == []
+    # Its owner may only be frozen: the marker that tells it stays (a week at most).
+    assert os.listdir(directory) == ["taken-lease-0-elsewhere.json"]
 
 
 @pytest.fixture
@@ -292,18 +294,25 @@ def test_a_compaction_whose_lease_was_taken_over_stops_before_removing_anything(
     assert os.listdir(os.path.join(lake_dir, "_maintenance")) == ["lease-1-elsewhere.json"]
 
 
+def _abandon_files(lake_dir: str) -> float:
+    """Make every part file look like a writer's long gone, for the tiers to take."""
+    from runlake.core import merge
+
+    old = time.time() - merge.ABANDONED_AFTER_S - 60
+    for directory, _dirs, names in os.walk(lake_dir):
+        for name in names:
+            if name.endswith(".parquet"):
+                os.utime(os.path.join(directory, name), (old, old))
+    return old
+
+
 def test_an_automatic_merge_whose_lease_was_taken_over_stops_quietly(small_lake, monkeypatch):
     from runlake.core import lease, merge
 
     lake_dir, _exp, ids = small_lake
     before = _answers(lake_dir, ids)
     fs, root = layout.resolve_lake(lake_dir)
-    # Files of writers long gone: the tiers take them.
-    old = time.time() - merge.ABANDONED_AFTER_S - 60
-    for directory, _dirs, names in os.walk(lake_dir):
-        for name in names:
-            if name.endswith(".parquet"):
-                os.utime(os.path.join(directory, name), (old, old))
+    _abandon_files(lake_dir)
     tables = (layout.RUNS, layout.PARAMS, layout.TAGS, layout.METRICS, layout.METRIC_SUMMARIES)
     files = sum(part_count(lake_dir, table) for table in tables)
     real_write = writer.write_part
@@ -324,6 +333,35 @@ def test_an_automatic_merge_whose_lease_was_taken_over_stops_quietly(small_lake,
     assert _answers(lake_dir, ids) == before
 
 
+def test_an_automatic_merge_whose_lease_was_taken_over_quarantines_nothing(small_lake):
+    """Moving a damaged file to quarantine removes it from the lake, as a merge's removals
+    do: a merge whose lease another job took leaves it where it is."""
+    from runlake.core import lease, merge
+
+    lake_dir, _exp, _ids = small_lake
+    fs, root = layout.resolve_lake(lake_dir)
+    old = _abandon_files(lake_dir)
+    damaged = sorted(info.path for info in writer.list_parts(fs, root, layout.METRICS))[0]
+    with open(damaged, "r+b") as handle:
+        handle.seek(0)
+        handle.write(b"garbage!" * 64)
+    os.utime(damaged, (old, old))
+    partition = [(layout.METRICS, writer.partition_of(damaged))]
+    with lease.try_lease(fs, root, "merge") as held:
+        assert held
+        take_over_lease(lake_dir)
+        merge.merge_tiers(fs, root, partition, budget_s=60)
+    assert os.path.exists(damaged)
+    assert not os.path.exists(os.path.join(lake_dir, "_quarantine"))
+    # Held, the same merge moves it.
+    os.remove(os.path.join(lake_dir, "_maintenance", "lease-1-elsewhere.json"))
+    with lease.try_lease(fs, root, "merge") as held:
+        assert held
+        merge.merge_tiers(fs, root, partition, budget_s=60)
+    assert not os.path.exists(damaged)
+    assert os.path.exists(os.path.join(lake_dir, "_quarantine"))
+
+
 def test_a_heartbeat_that_finds_its_lease_gone_never_writes_it_back(fast_beats):
     from runlake.core import lease
 
@@ -332,8 +370,69 @@ def test_a_heartbeat_that_finds_its_lease_gone_never_writes_it_back(fast_beats):
         lease.check_held()  # held: nothing to say
         take_over_lease(lake_dir)
         time.sleep(0.5)  # ten beats
-        assert os.listdir(directory) == ["lease-1-elsewhere.json"]
+        assert [n for n in os.listdir(directory) if n.startswith("lease-")] == ["lease-1-elsewhere.json"]
         with pytest.raises(lease.LeaseLost):
             lease.check_held()
     lease.check_held()  # this thread holds no lease any more
+    assert os.listdir(directory) == ["lease-1-elsewhere.json"]  # its marker went with it
+
+
+def test_a_lease_written_back_after_its_take_over_still_counts_as_lost(fast_beats):
+    """A frozen job's heartbeat read its lease just before another job removed it and wrote it
+    back just after: the file is there again, but the taker's marker says it is not ours."""
+    from runlake.core import lease
+
+    lake_dir, fs, root, directory = fast_beats
+    with maintenance_lease(fs, root, "compact"):
+        (name,) = os.listdir(directory)
+        with open(os.path.join(directory, name), "rb") as handle:
+            body = handle.read()
+        take_over_lease(lake_dir)
+        with open(os.path.join(directory, name), "wb") as handle:
+            handle.write(body)  # the late write
+        with pytest.raises(lease.LeaseLost):
+            lease.check_held()
     assert os.listdir(directory) == ["lease-1-elsewhere.json"]
+
+
+def test_a_heartbeat_that_wrote_its_lease_back_after_a_take_over_removes_it(fast_beats, monkeypatch):
+    from runlake.core import lease
+
+    lake_dir, fs, root, directory = fast_beats
+    real_write = lease._write_lease
+    raced: list[str] = []
+
+    def write_after_a_take_over(fs, path, owner):
+        # Between the beat's read of its lease and this write, another job took it over.
+        if threading.current_thread().name == "runlake-lease-heartbeat" and not raced:
+            raced.append(path)
+            take_over_lease(lake_dir)
+        real_write(fs, path, owner)
+
+    monkeypatch.setattr(lease, "_write_lease", write_after_a_take_over)
+    with maintenance_lease(fs, root, "compact"):
+        deadline = time.monotonic() + 10
+        while not raced or os.path.exists(raced[0]):
+            assert time.monotonic() < deadline, "the written-back lease stayed"
+            time.sleep(0.02)
+        time.sleep(0.3)  # six beats more: none writes it back again
+        assert not os.path.exists(raced[0])
+        with pytest.raises(lease.LeaseLost):
+            lease.check_held()
+    assert os.listdir(directory) == ["lease-1-elsewhere.json"]
+
+
+def test_take_over_markers_are_kept_a_week_then_removed(fast_beats):
+    from runlake.core import lease
+
+    _lake_dir, fs, root, directory = fast_beats
+    os.makedirs(directory, exist_ok=True)
+    old, recent = (os.path.join(directory, f"taken-lease-{n}.json") for n in ("old", "recent"))
+    for path in (old, recent):
+        with open(path, "w") as handle:
+            handle.write("{}")
+    week_ago = time.time() - lease.TAKEN_KEPT_S - 60
+    os.utime(old, (week_ago, week_ago))
+    with maintenance_lease(fs, root, "compact"):
+        pass
+    assert os.listdir(directory) == ["taken-lease-recent.json"]
