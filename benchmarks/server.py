@@ -10,6 +10,12 @@ throughput (operations per second over the wall time of all clients).
 
 The search experiment is filled through each backend's in-process store (``log_batch`` per run:
 3 metrics, 2 params); the servers then serve the same files.
+
+The "MLflow client alone" rows put a bound on every server: the same workload against a stub
+process that answers each request with an answer ``runlake server`` gave before (reads by the
+whole request, writes by the endpoint), so what they time is MLflow's client (building and
+parsing JSON, its HTTP stack) plus the stub's own parsing of a request. Their "speedup" is
+MLflow's server p50 over that: the most any server behind the same client could reach.
 """
 
 from __future__ import annotations
@@ -39,6 +45,47 @@ OPS_PER_CLIENT = {
     "get_metric_history": 10,
 }
 SEARCH_OPS = {"search_runs first page": 16, "search_runs all": 3}
+
+
+# The replaying stub (a process of its own, so its work does not share the clients' interpreter).
+REPLAY = r"""
+import http.server, sys, threading, urllib.request
+upstream, port = sys.argv[1], int(sys.argv[2])
+answers, lock = {}, threading.Lock()
+READS = ("/runs/search", "/metrics/get-history", "/runs/get", "/health")
+
+class Replay(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms stall
+
+    def answer(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        endpoint = self.path.split("?")[0]
+        key = (self.command, self.path, body) if endpoint.endswith(READS) else (self.command, endpoint)
+        with lock:
+            known = answers.get(key)
+        if known is None:
+            request = urllib.request.Request(upstream + self.path, data=body or None, method=self.command,
+                                             headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request) as response:
+                known = (response.status, response.read())
+            with lock:
+                answers[key] = known
+        status, data = known
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = answer
+
+    def log_message(self, *args):
+        pass
+
+http.server.ThreadingHTTPServer(("127.0.0.1", port), Replay).serve_forever()
+"""
+CLIENT_ALONE = "MLflow client alone"
 
 
 def _free_port() -> int:
@@ -221,6 +268,11 @@ def bench_server(runs: int = 1000, concurrency: tuple[int, ...] = (1, 16)) -> st
         with _process(runlake_cmd, f"http://127.0.0.1:{rl_port}") as url:
             for clients in concurrency:
                 measured[("runlake server", clients)] = _measure(url, search["runlake"], clients)
+            replay_port = _free_port()
+            replay_cmd = [sys.executable, "-c", REPLAY, url, str(replay_port)]
+            with _process(replay_cmd, f"http://127.0.0.1:{replay_port}") as replay:
+                for clients in concurrency:
+                    measured[(CLIENT_ALONE, clients)] = _measure(replay, search["runlake"], clients)
         with _process(mlflow_cmd, f"http://127.0.0.1:{ml_port}") as url:
             for clients in concurrency:
                 measured[("mlflow server (SQLite)", clients)] = _measure(url, search["sqlite"], clients)
@@ -228,7 +280,11 @@ def bench_server(runs: int = 1000, concurrency: tuple[int, ...] = (1, 16)) -> st
         shutil.rmtree(work, ignore_errors=True)
 
     rows = []
-    pairs = (("runlake server", "mlflow server (SQLite)"), ("runlake: in process", "sqlite: in process"))
+    pairs = (
+        ("runlake server", "mlflow server (SQLite)"),
+        ("runlake: in process", "sqlite: in process"),
+        (CLIENT_ALONE, "mlflow server (SQLite)"),
+    )
     for name in [*OPS_PER_CLIENT, *SEARCH_OPS]:
         for clients in concurrency:
             for ours, theirs in pairs:
@@ -261,6 +317,7 @@ def bench_server(runs: int = 1000, concurrency: tuple[int, ...] = (1, 16)) -> st
     )
     title = (
         f"MLflow client workload: runlake vs MLflow on SQLite ({runs:,} runs in the search experiment; "
-        "servers over HTTP, in process through the tracking URI; concurrent clients are threads)"
+        "servers over HTTP, in process through the tracking URI; concurrent clients are threads; "
+        f"'{CLIENT_ALONE}': the client against a stub replaying recorded answers, its speedup the most any server can reach)"
     )
     return table(title, rows, header)
