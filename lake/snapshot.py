@@ -35,6 +35,17 @@ log = logging.getLogger(__name__)
 # 100,000 runs 5.5 -> 4.7 s, paired). What still filters a folded table by key (a key the
 # index has no column for) scans it whole: at 100,000 runs 16 ms instead of 4 ms.
 _MATERIALISED = tuple(raw for _sql, raw, _key in views.CURRENT_STATE.values())
+# Tables whose touched runs are folded again from their raw rows (metric summaries fold with
+# their folded rows instead). A refresh tells the runs new to such a table - a sweep's or an
+# importer's runs - whose new rows are all the rows they have: those are folded from the new
+# rows alone, with no scan of every raw row. A run has raw params rows exactly when it has
+# folded ones (every (run, key) folds to a row), so the folded table and its run id index tell.
+# Runs and tags fold some runs to no row (updates of a run not created yet; a tag deleted):
+# for them ``_seen_runs_<table>`` holds every run id that has raw rows of the table (more,
+# after rows went; never fewer). Built at the first refresh that can use it (a cached state
+# keeps it), dropped with its raw table.
+_NEW_RUNS_TABLES = (layout.RUNS, layout.PARAMS, layout.TAGS)
+_SEEN_TABLES = (layout.RUNS, layout.TAGS)
 
 
 @dataclass(frozen=True)
@@ -233,6 +244,11 @@ class Snapshot:
         # whether a folded table exists yet (see ``_rebuild``).
         self._unfolded: list[tuple[str, str]] = []
         self._folded = False
+        # The tables whose ``_seen_runs_<table>`` exists (see ``_SEEN_TABLES``).
+        self._seen: set[str] = set()
+        if persistent:
+            existing = {name for (name,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+            self._seen = {t for t in _SEEN_TABLES if _seen_table(t) in existing}
         self.generation = 0
         # Totals of searches counted in this generation of the state (``remembered_count``).
         self._counts: dict[Hashable, int] = {}
@@ -420,8 +436,11 @@ class Snapshot:
             }
         )
         marked = False
-        with _transaction(
-            con, _new_rows=rows if rows is not None else _empty(table), _gone=gone_files, _renumbered=numbers
+        with (
+            self._seen_as_rolled_back(),
+            _transaction(
+                con, _new_rows=rows if rows is not None else _empty(table), _gone=gone_files, _renumbered=numbers
+            ),
         ):
             if renumbered:
                 con.execute(
@@ -443,6 +462,8 @@ class Snapshot:
                 con.execute(f"CREATE OR REPLACE TEMP TABLE _touched AS SELECT DISTINCT {key} FROM _new_rows{gone_keys}")
             if gone:
                 con.execute(f"DELETE FROM raw_{table} WHERE {of_gone}")
+            # Before the new rows go in: are the runs new to the table?
+            only_new = new_runs is not None and table in _NEW_RUNS_TABLES and self._only_new_runs(table, view, new_runs)
             con.execute(f"INSERT INTO raw_{table} SELECT * FROM _new_rows")
             indexed = self.index is not None and key == "run_id"
             ids = None
@@ -481,6 +502,10 @@ class Snapshot:
                     params,
                 )
                 touched = "_summaries"
+            elif only_new:
+                # No raw rows of these runs before this refresh: the new rows are all of them.
+                new_condition, fold_params = touching("_new_rows")
+                touched = f"(SELECT * FROM _new_rows WHERE {new_condition})"
             else:
                 raw_condition, fold_params = touching(f"raw_{table}")
                 touched = f"(SELECT * FROM raw_{table} WHERE {raw_condition})"
@@ -497,6 +522,49 @@ class Snapshot:
         if marked:
             self._index_behind = True
 
+    def _only_new_runs(self, table: str, view: str, ids: list[str]) -> bool:
+        """Whether none of the runs ``ids`` has raw rows of ``table`` yet (inside the caller's
+        transaction, before their new rows go in and ``view`` is folded); notes them all as
+        having some now."""
+        ids = [run_id for run_id in ids if run_id is not None]
+        if not ids:
+            return False
+        con = self._con
+        if table not in _SEEN_TABLES:
+            condition, params = search_index.runs_condition(view, ids)
+            return not con.execute(f"SELECT 1 FROM {view} WHERE {condition} LIMIT 1", params).fetchall()
+        seen = _seen_table(table)
+        if table not in self._seen:
+            # Once per state (a cached state keeps it).
+            con.execute(
+                f"CREATE OR REPLACE TABLE {seen} AS SELECT DISTINCT run_id FROM raw_{table} WHERE run_id IS NOT NULL"
+            )
+            con.execute(f"CREATE INDEX {seen}_run_id ON {seen}(run_id)")
+            self._seen.add(table)
+        condition, params = search_index.runs_condition(seen, ids)
+        known = {run_id for (run_id,) in con.execute(f"SELECT run_id FROM {seen} WHERE {condition}", params).fetchall()}
+        new = [run_id for run_id in ids if run_id not in known]
+        if new:
+            con.execute(f"INSERT INTO {seen} SELECT unnest(?::VARCHAR[])", [new])
+        return not known
+
+    @contextlib.contextmanager
+    def _seen_as_rolled_back(self) -> Iterator[None]:
+        """Around a transaction: if it fails, the seen-run tables are as before it (what it
+        created or dropped was rolled back with it)."""
+        before = set(self._seen)
+        try:
+            yield
+        except BaseException:
+            self._seen = before
+            raise
+
+    def _forget_seen(self, table: str) -> None:
+        """Drop ``table``'s seen run ids (inside the transaction that replaces its raw rows)."""
+        if table in _SEEN_TABLES:
+            self._con.execute(f"DROP TABLE IF EXISTS {_seen_table(table)}")
+            self._seen.discard(table)
+
     def _rebuild(self, table: str, view: str, rows: pa.Table | None, listing: Listing) -> None:
         con = self._con
         if not self._persistent and not self._folded:
@@ -506,6 +574,7 @@ class Snapshot:
             if view != "experiments":
                 # Built again from every folded table at the end of the refresh.
                 search_index.drop(con)
+            self._forget_seen(table)
             con.execute(f"CREATE OR REPLACE TABLE raw_{table} AS SELECT * FROM _all_rows")
             con.execute(f"CREATE OR REPLACE TABLE {view} AS {views.split_fold_sql(view)}")
             if view != "experiments":
@@ -531,6 +600,7 @@ class Snapshot:
         """
         con = self._con
         with _transaction(con, _all_rows=rows if rows is not None else _empty(table)):
+            self._forget_seen(table)
             con.execute(f"CREATE OR REPLACE TABLE raw_{table} AS SELECT * FROM _all_rows")
         try:
             con.execute("CHECKPOINT")
@@ -687,7 +757,11 @@ class Snapshot:
 LISTINGS_TABLE = "_runlake_listings"
 # Changes whenever the raw tables or the listings table change shape: part of the state
 # cache's key, so a cache file of another layout is never reused.
-STATE_LAYOUT = "3: raw rows carry a file number; the search index a lifecycle_active column"
+STATE_LAYOUT = "4: raw rows carry a file number; the search index a lifecycle_active column; seen run ids"
+
+
+def _seen_table(table: str) -> str:
+    return f"_seen_runs_{table}"
 
 
 def _stored_listings(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, Listing], dict[tuple[str, int], int]]:

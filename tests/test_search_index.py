@@ -228,3 +228,74 @@ def test_a_process_stopped_between_a_fold_and_its_index_rows_leaves_them_to_the_
     assert reopened.search_run_ids(filter_string="params.late = 'yes'") == [run_ids[0]]
     assert reopened.search_run_ids(order_by=["metrics.loss"])[0] == run_ids[0]
     assert _nonempty_columns(_index_rows(reopened)) == _nonempty_columns(_index_rows(Lake(lake_dir, cache=False)))
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["in memory", "state cache reopened"])
+def test_runs_new_to_a_table_fold_from_their_rows_and_others_from_all_of_theirs(
+    tmp_path: Any, cached: bool
+) -> None:
+    """A refresh folds a run that had no rows of a table from its new rows alone, and a run that
+    had some - even rows that arrived before its creation row - from all of them: after each
+    change the live state answers as one folded from scratch."""
+    from runlake.core import layout, rows, vocab
+
+    root = str(tmp_path / "lake")
+    client = LakeClient(root)
+    experiment = client.create_experiment("seen")
+    first = _log(client, experiment, 0)
+    client.flush()
+    cache = tmp_path / "cache" if cached else False
+    state: dict[str, Lake] = {"lake": Lake(root, cache=cache)}
+    early = "early-rows-run"
+    made: list[str] = []
+    # A tag set before it was deleted, but written after the deletion (a slow process): the
+    # deletion, newer, wins. Until then the run's only tag row is a tombstone, which folds to
+    # no row.
+    set_before = rows.tag_row(early, "stage", "old")
+
+    def early_rows() -> None:
+        # Params and an end of a run whose creation row another process has not flushed yet:
+        # the runs fold has no row for it until then, and its end time must outlive that.
+        client._store.add_rows(layout.PARAMS, experiment, client.param_rows(early, {"lr": "0.5", "seed": "1"}))
+        client._store.add_rows(layout.RUNS, experiment, [rows.run_update_row(early, status="FAILED", end_time=1234)])
+        client._store.add_rows(layout.TAGS, experiment, [rows.tag_delete_row(early, "stage")])
+
+    def create_early() -> None:
+        # Its creation row and name tag, flushed late (as ``create_run`` writes them).
+        uri = layout.artifact_uri_for(root, experiment, early)
+        created = rows.new_run_row(early, artifact_uri=uri, run_name="early", start_time=None, user_id="someone")
+        client._store.add_rows(layout.RUNS, experiment, [created])
+        client._store.add_rows(layout.TAGS, experiment, [*rows.tag_rows(early, {vocab.RUN_NAME_TAG: "early"}), set_before])
+
+    steps = [
+        lambda: made.append(_log(client, experiment, 1)),  # new to every table
+        lambda: client.set_tag(made[0], "team", "q"),  # tags it had since this Lake opened
+        lambda: client.set_terminated(made[0], "FINISHED"),
+        lambda: client.log_batch(first, params={"extra": "x"}),  # params it had, and one more
+        lambda: client.delete_tag(first, "team"),  # a tombstone for a tag it had
+        lambda: client.set_tags(first, {"team": "z", "other": "y"}),
+        lambda: client.set_terminated(first, "KILLED"),
+        early_rows,
+        create_early,
+        lambda: client.log_batch(early, params={"batch": "32"}),
+    ]
+    for step in steps:
+        step()
+        client.flush()
+        if cached:  # each step read by a reopened cached state
+            del state["lake"]
+            lake = None
+            gc.collect()  # the cache's file is free again
+            state["lake"] = Lake(root, cache=cache)
+        lake = state["lake"]
+        assert lake.connection.cached == cached
+        lake.refresh()
+        fresh = Lake(root, cache=False)
+        for view in ("runs", "params", "tags"):
+            assert lake.sql(f"SELECT * FROM {view} ORDER BY ALL").equals(fresh.sql(f"SELECT * FROM {view} ORDER BY ALL"))
+        assert _nonempty_columns(_index_rows(lake)) == _nonempty_columns(_index_rows(fresh))
+        assert _searches(lake) == _searches(fresh)
+    params = lake.sql(f"SELECT key, value FROM params WHERE run_id = '{early}' ORDER BY key")
+    assert params.values.tolist() == [["batch", "32"], ["lr", "0.5"], ["seed", "1"]]
+    assert lake.sql(f"SELECT end_time FROM runs WHERE run_id = '{early}'").values.tolist() == [[1234]]
+    assert lake.sql(f"SELECT key FROM tags WHERE run_id = '{early}'").values.tolist() == [[vocab.RUN_NAME_TAG]]
