@@ -48,8 +48,11 @@ def metric_history_table(db: Connection, run_id: str, key: str) -> pa.Table:
     # One series: only its numbers are read back and sorted (no string columns to decode).
     points = with_relisting(lambda: _scan_series(db, experiment_id, run_id, key))
     if not points.num_rows and not refreshed:
-        # No points: perhaps the run is gone since the last refresh (purged). Ask the state again.
-        db.run_partition(run_id, refresh=True)
+        # No points: perhaps the run is gone since the last refresh (purged; raises), or its id
+        # was purged and used again in another experiment. Ask the state again.
+        again, _refreshed = db.run_partition(run_id, refresh=True)
+        if again != experiment_id:
+            points = with_relisting(lambda: _scan_series(db, again, run_id, key))
     return distinct_sorted(points, SERIES_COLUMNS)
 
 

@@ -4,6 +4,8 @@ lake opened with ``sql_access="views"`` and skip a file whose pages are damaged.
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -189,3 +191,34 @@ def test_kept_series_points_stay_within_their_bounds() -> None:
     kept.get([("b", 1)], "r", "k")  # used: now newer than c
     kept.put("r", "k", {("d", 1): points(0), ("e", 1): points(0)})  # 4 files: the least recently used goes
     assert len(kept) == 3 and kept.get([("b", 1), ("c", 1)], "r", "k")[1] == [("c", 1)]
+
+
+def test_a_history_follows_its_run_through_a_purge_and_an_id_used_again(tmp_path: Path) -> None:
+    """The partition a history found its run in is kept; a purged run is still not found, and
+    a run id purged and created again in another experiment reads its new points."""
+    from runlake.core.errors import RunNotFound
+    from runlake.lake.maintenance import purge
+
+    root = str(tmp_path / "lake")
+    client = LakeClient(root)
+    first, second = client.create_experiment("first"), client.create_experiment("second")
+    for run_id in ("purged", "reused"):
+        client.create_run(first, run_id=run_id)
+        client.log_batch(run_id, metrics=[("loss", 1.0, 0, s) for s in range(3)])
+    client.flush()
+    lake = Lake(root)
+    for run_id in ("purged", "reused"):
+        assert lake.metric_history(run_id, "loss")["step"].tolist() == [0, 1, 2]
+        lake.delete_run(run_id)
+    purge(root, older_than_s=0)
+    # Another process (this one's writer remembers the id) creates it again elsewhere.
+    script = (
+        "import sys\nfrom runlake.ingest import LakeClient\n"
+        "client = LakeClient(sys.argv[1])\nclient.create_run(sys.argv[2], run_id='reused')\n"
+        "client.log_batch('reused', metrics=[('loss', 2.0, 0, s) for s in range(5, 7)])\nclient.flush()\n"
+    )
+    subprocess.run([sys.executable, "-c", script, root, second], check=True)
+    with pytest.raises(RunNotFound):
+        lake.metric_history("purged", "loss")
+    assert lake.metric_history("reused", "loss")["step"].tolist() == [5, 6]
+    assert lake.connection.run_partition("reused")[0] == second

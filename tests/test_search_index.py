@@ -231,9 +231,7 @@ def test_a_process_stopped_between_a_fold_and_its_index_rows_leaves_them_to_the_
 
 
 @pytest.mark.parametrize("cached", [False, True], ids=["in memory", "state cache reopened"])
-def test_runs_new_to_a_table_fold_from_their_rows_and_others_from_all_of_theirs(
-    tmp_path: Any, cached: bool
-) -> None:
+def test_runs_new_to_a_table_fold_from_their_rows_and_others_from_all_of_theirs(tmp_path: Any, cached: bool) -> None:
     """A refresh folds a run that had no rows of a table from its new rows alone, and a run that
     had some - even rows that arrived before its creation row - from all of them: after each
     change the live state answers as one folded from scratch."""
@@ -265,7 +263,9 @@ def test_runs_new_to_a_table_fold_from_their_rows_and_others_from_all_of_theirs(
         uri = layout.artifact_uri_for(root, experiment, early)
         created = rows.new_run_row(early, artifact_uri=uri, run_name="early", start_time=None, user_id="someone")
         client._store.add_rows(layout.RUNS, experiment, [created])
-        client._store.add_rows(layout.TAGS, experiment, [*rows.tag_rows(early, {vocab.RUN_NAME_TAG: "early"}), set_before])
+        client._store.add_rows(
+            layout.TAGS, experiment, [*rows.tag_rows(early, {vocab.RUN_NAME_TAG: "early"}), set_before]
+        )
 
     steps = [
         lambda: made.append(_log(client, experiment, 1)),  # new to every table
@@ -292,7 +292,9 @@ def test_runs_new_to_a_table_fold_from_their_rows_and_others_from_all_of_theirs(
         lake.refresh()
         fresh = Lake(root, cache=False)
         for view in ("runs", "params", "tags"):
-            assert lake.sql(f"SELECT * FROM {view} ORDER BY ALL").equals(fresh.sql(f"SELECT * FROM {view} ORDER BY ALL"))
+            assert lake.sql(f"SELECT * FROM {view} ORDER BY ALL").equals(
+                fresh.sql(f"SELECT * FROM {view} ORDER BY ALL")
+            )
         assert _nonempty_columns(_index_rows(lake)) == _nonempty_columns(_index_rows(fresh))
         assert _searches(lake) == _searches(fresh)
     params = lake.sql(f"SELECT key, value FROM params WHERE run_id = '{early}' ORDER BY key")
