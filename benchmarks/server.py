@@ -49,7 +49,7 @@ SEARCH_OPS = {"search_runs first page": 16, "search_runs all": 3}
 
 # The replaying stub (a process of its own, so its work does not share the clients' interpreter).
 REPLAY = r"""
-import http.server, sys, threading, urllib.request
+import http.server, sys, threading, urllib.error, urllib.request
 upstream, port = sys.argv[1], int(sys.argv[2])
 answers, lock = {}, threading.Lock()
 READS = ("/runs/search", "/metrics/get-history", "/runs/get", "/health")
@@ -67,8 +67,11 @@ class Replay(http.server.BaseHTTPRequestHandler):
         if known is None:
             request = urllib.request.Request(upstream + self.path, data=body or None, method=self.command,
                                              headers={"Content-Type": "application/json"})
-            with urllib.request.urlopen(request) as response:
-                known = (response.status, response.read())
+            try:
+                with urllib.request.urlopen(request) as response:
+                    known = (response.status, response.read())
+            except urllib.error.HTTPError as error:  # an error answer is an answer too
+                known = (error.code, error.read())
             with lock:
                 answers[key] = known
         status, data = known

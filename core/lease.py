@@ -94,8 +94,8 @@ def _holding(fs: pafs.FileSystem, path: str) -> Iterator[None]:
     finally:
         _held.lease = previous
         delete_quietly(fs, path)  # a unique name: ours, even if a heartbeat wrote it back
-        if lost.is_set():
-            delete_quietly(fs, _taken_path(path))  # its marker told us; nobody else needs it
+        # A marker of our lease (taken over, whether or not we noticed) is nobody else's.
+        delete_quietly(fs, _taken_path(path))
 
 
 def _taken_path(path: str) -> str:
@@ -115,6 +115,14 @@ def take_over(fs: pafs.FileSystem, path: str, remove: bool = True) -> None:
         out.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "at": layout.now_ms()}).encode())
     if remove:
         delete_quietly(fs, path)
+
+
+def mark_if_silent(fs: pafs.FileSystem, path: str) -> None:
+    """``take_over(path, remove=False)`` if the lease is still there and its owner silent (not
+    one of this host's processes that is known dead: such an owner never wakes up)."""
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.File and _lease_state(fs, info, time.time()) == "silent":
+        take_over(fs, path, remove=False)
 
 
 def _is_taken(fs: pafs.FileSystem, path: str) -> bool:
@@ -182,14 +190,18 @@ def _try_acquire(fs: pafs.FileSystem, root: str, job: str) -> str | None:
     # Write first, list second: of two jobs racing here, the one that lists later sees both
     # leases and backs off, so at most one proceeds (both backing off is safe; they retry).
     now = time.time()
-    for info in fs.get_file_info(pafs.FileSelector(directory)):
+    listed = fs.get_file_info(pafs.FileSelector(directory))
+    taken = {info.base_name[len(TAKEN_PREFIX) :] for info in listed if info.base_name.startswith(TAKEN_PREFIX)}
+    for info in listed:
         if info.base_name.startswith(TAKEN_PREFIX):
             if info.mtime is not None and now - info.mtime.timestamp() > TAKEN_KEPT_S:
                 delete_quietly(fs, info.path)  # its owner never came back to read it
             continue
         if info.path == path or not info.base_name.startswith(LEASE_PREFIX):
             continue
-        state = _lease_state(fs, info, now)
+        # Taken over already (and perhaps written back by a heartbeat of a runlake that does
+        # not look for markers): not a live lease, whatever its age.
+        state = "dead" if info.base_name in taken else _lease_state(fs, info, now)
         if state == "alive":
             delete_quietly(fs, path)
             return None

@@ -220,18 +220,22 @@ class Connection:
         connection off the file system while metric scans keep the fast reader, and big scans
         are not held to the cache's memory limit. Otherwise it is the state's own in-memory
         database: a new DuckDB costs 14-25 ms to start, most of a fresh process's first
-        ``metric_history``."""
+        ``metric_history``. There user SQL can change the settings these reads use (``SET
+        threads``, ``SET enable_external_access``); a history whose DuckDB read fails on them
+        falls back to a pyarrow scan, slower but the same points."""
         cursor = getattr(self._local, "file_cursor", None)
         if cursor is None:
             with self._files_lock:
                 if self._files_con is None:
                     shared = self.sql_access == "full" and not self.cached
                     self._files_con = self._con if shared else state_cache.new_connection()
-                    # Part files are immutable under unique names, so a footer read once stays
-                    # true: kept, a live run's history no longer reads every file's footer
-                    # again (about a third of a 100,000-point history over 6 files).
-                    self._files_con.execute("SET parquet_metadata_cache = true")
-                cursor = self._local.file_cursor = self._files_con.cursor()
+                cursor = self._files_con.cursor()
+            # Part files are immutable under unique names, so a footer read once stays true:
+            # kept, a live run's history no longer reads every file's footer again (about a
+            # third of a 100,000-point history over 6 files). Set through this thread's own
+            # cursor: the state's connection may be inside another thread's refresh.
+            cursor.execute("SET parquet_metadata_cache = true")
+            self._local.file_cursor = cursor
         return cursor
 
     def cursor(self) -> duckdb.DuckDBPyConnection:

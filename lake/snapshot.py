@@ -464,6 +464,14 @@ class Snapshot:
                 con.execute(f"DELETE FROM raw_{table} WHERE {of_gone}")
             # Before the new rows go in: are the runs new to the table?
             only_new = new_runs is not None and table in _NEW_RUNS_TABLES and self._only_new_runs(table, view, new_runs)
+            if new_runs is None and table in self._seen:
+                # Files went, or many runs came: no shortcut, but the seen run ids must still
+                # cover every run the raw rows hold.
+                seen = _seen_table(table)
+                con.execute(
+                    f"INSERT INTO {seen} SELECT DISTINCT run_id FROM _new_rows "
+                    f"WHERE run_id IS NOT NULL AND run_id NOT IN (SELECT run_id FROM {seen})"
+                )
             con.execute(f"INSERT INTO raw_{table} SELECT * FROM _new_rows")
             indexed = self.index is not None and key == "run_id"
             ids = None

@@ -271,6 +271,14 @@ def test_runs_new_to_a_table_fold_from_their_rows_and_others_from_all_of_theirs(
         lambda: made.append(_log(client, experiment, 1)),  # new to every table
         lambda: client.set_tag(made[0], "team", "q"),  # tags it had since this Lake opened
         lambda: client.set_terminated(made[0], "FINISHED"),
+        # Many runs in one refresh, then one read with a merge (files gone): folded from all
+        # their raw rows then, and still known to have rows when a small change comes later.
+        lambda: made.extend(_log(client, experiment, 100 + i) for i in range(search_index.PROBE_LIMIT + 20)),
+        lambda: client.set_tag(made[-1], "team", "late"),
+        lambda: client.set_terminated(made[-1], "FINISHED"),
+        lambda: (made.append(_log(client, experiment, 400)), client.flush(), compact(root, grace_s=0)),
+        lambda: client.set_tag(made[-1], "team", "merged"),
+        lambda: client.set_terminated(made[-1], "FINISHED"),
         lambda: client.log_batch(first, params={"extra": "x"}),  # params it had, and one more
         lambda: client.delete_tag(first, "team"),  # a tombstone for a tag it had
         lambda: client.set_tags(first, {"team": "z", "other": "y"}),

@@ -17,7 +17,7 @@ import pyarrow.fs as pafs
 
 from runlake.core import damage, layout, rows, vocab, writer
 from runlake.core.batch import Buffer
-from runlake.core.lease import maintenance_lease, stale_leases, take_over
+from runlake.core.lease import maintenance_lease, mark_if_silent, stale_leases
 from runlake.lake.maintenance.common import human_bytes, list_tmp_files
 from runlake.lake.maintenance.compaction import DEFAULT_TMP_MAX_AGE_S, resolve, resummarize_quarantined
 from runlake.lake.sql import q
@@ -166,7 +166,7 @@ def _repair(fs: pafs.FileSystem, root: str, report: DoctorReport, wait_s: float)
     # Dead leases first: taking the lease would otherwise delete them (they are not data,
     # but repair promises to move, never delete).
     for item in report.stale_leases:
-        take_over(fs, item["path"], remove=False)  # its owner, if only frozen, stops
+        mark_if_silent(fs, item["path"])  # its owner, if only frozen, stops
         move(item["path"], "stale maintenance lease: its job died")
     with maintenance_lease(fs, root, "doctor", wait_s=wait_s):
         for item in report.damaged:
