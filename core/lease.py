@@ -117,12 +117,17 @@ def take_over(fs: pafs.FileSystem, path: str, remove: bool = True) -> None:
         delete_quietly(fs, path)
 
 
-def mark_if_silent(fs: pafs.FileSystem, path: str) -> None:
+def mark_if_silent(fs: pafs.FileSystem, path: str) -> str:
     """``take_over(path, remove=False)`` if the lease is still there and its owner silent (not
-    one of this host's processes that is known dead: such an owner never wakes up)."""
+    one of this host's processes that is known dead: such an owner never wakes up). Returns the
+    lease's state now: ``"alive"``, ``"dead"`` (or gone) or ``"silent"``."""
     info = fs.get_file_info(path)
-    if info.type == pafs.FileType.File and _lease_state(fs, info, time.time()) == "silent":
+    if info.type != pafs.FileType.File:
+        return "dead"
+    state = _lease_state(fs, info, time.time())
+    if state == "silent":
         take_over(fs, path, remove=False)
+    return state
 
 
 def _is_taken(fs: pafs.FileSystem, path: str) -> bool:
@@ -189,6 +194,16 @@ def _try_acquire(fs: pafs.FileSystem, root: str, job: str) -> str | None:
     _write_lease(fs, path, {"host": socket.gethostname(), "pid": os.getpid(), "job": job, "since": layout.now_ms()})
     # Write first, list second: of two jobs racing here, the one that lists later sees both
     # leases and backs off, so at most one proceeds (both backing off is safe; they retry).
+    try:
+        return _claim(fs, directory, path)
+    except BaseException:
+        delete_quietly(fs, path)  # left behind, it would count as alive while this process lives
+        raise
+
+
+def _claim(fs: pafs.FileSystem, directory: str, path: str) -> str | None:
+    """The lease at ``path`` if no other live lease is in ``directory`` (others taken over or
+    removed), else None after removing ``path``."""
     now = time.time()
     listed = fs.get_file_info(pafs.FileSelector(directory))
     taken = {info.base_name[len(TAKEN_PREFIX) :] for info in listed if info.base_name.startswith(TAKEN_PREFIX)}

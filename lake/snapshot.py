@@ -578,7 +578,7 @@ class Snapshot:
         if not self._persistent and not self._folded:
             self._load_compressed(table, view, rows)
             return
-        with _transaction(con, _all_rows=rows if rows is not None else _empty(table)):
+        with self._seen_as_rolled_back(), _transaction(con, _all_rows=rows if rows is not None else _empty(table)):
             if view != "experiments":
                 # Built again from every folded table at the end of the refresh.
                 search_index.drop(con)
@@ -607,7 +607,7 @@ class Snapshot:
         checkpoint costs memory, not rows.
         """
         con = self._con
-        with _transaction(con, _all_rows=rows if rows is not None else _empty(table)):
+        with self._seen_as_rolled_back(), _transaction(con, _all_rows=rows if rows is not None else _empty(table)):
             self._forget_seen(table)
             con.execute(f"CREATE OR REPLACE TABLE raw_{table} AS SELECT * FROM _all_rows")
         try:
@@ -765,7 +765,7 @@ class Snapshot:
 LISTINGS_TABLE = "_runlake_listings"
 # Changes whenever the raw tables or the listings table change shape: part of the state
 # cache's key, so a cache file of another layout is never reused.
-STATE_LAYOUT = "4: raw rows carry a file number; the search index a lifecycle_active column; seen run ids"
+STATE_LAYOUT = "5: raw rows carry a file number; the search index a lifecycle_active column; seen run ids"
 
 
 def _seen_table(table: str) -> str:

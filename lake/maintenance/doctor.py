@@ -166,8 +166,10 @@ def _repair(fs: pafs.FileSystem, root: str, report: DoctorReport, wait_s: float)
     # Dead leases first: taking the lease would otherwise delete them (they are not data,
     # but repair promises to move, never delete).
     for item in report.stale_leases:
-        mark_if_silent(fs, item["path"])  # its owner, if only frozen, stops
-        move(item["path"], "stale maintenance lease: its job died")
+        # Checked again: its owner may have beaten since the report (then it is not stale). A
+        # silent owner, if only frozen, finds the marker and stops.
+        if mark_if_silent(fs, item["path"]) != "alive":
+            move(item["path"], "stale maintenance lease: its job died")
     with maintenance_lease(fs, root, "doctor", wait_s=wait_s):
         for item in report.damaged:
             # Checked again under the lease: a file may have been merged away meanwhile.

@@ -253,6 +253,49 @@ def test_a_lease_with_a_take_over_marker_is_not_alive_however_fresh(small_lake):
     assert os.listdir(directory) == ["taken-lease-0-elsewhere.json"]
 
 
+def test_an_acquire_that_fails_half_way_leaves_no_lease_behind(small_lake, monkeypatch):
+    """Left behind, a failed acquire's own lease would count as alive while its process lives:
+    every later job of that process would find the lake busy."""
+    from runlake.core import lease
+
+    lake_dir, _exp, _ids = small_lake
+    directory = os.path.join(lake_dir, "_maintenance")
+    os.makedirs(directory, exist_ok=True)
+    silent_lease = os.path.join(directory, "lease-0-elsewhere.json")
+    with open(silent_lease, "w") as handle:
+        json.dump({"host": "another-host.example", "pid": 1, "job": "compact"}, handle)
+    silent = time.time() - lease.LEASE_TTL_S - 5
+    os.utime(silent_lease, (silent, silent))
+
+    def storage_fails(*args, **kwargs):
+        raise OSError("the store said no")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(lease, "take_over", storage_fails)
+        with pytest.raises(OSError, match="said no"):
+            compact(lake_dir, grace_s=0, wait_s=0)
+    assert os.listdir(directory) == ["lease-0-elsewhere.json"]
+    assert compact(lake_dir, grace_s=0, wait_s=0).files_merged > 0
+
+
+def test_doctor_repair_leaves_a_lease_whose_owner_beats_again(small_lake):
+    """A lease reported stale whose owner beat again before the repair is not moved."""
+    from runlake.lake.maintenance import doctor
+
+    lake_dir, _exp, _ids = small_lake
+    fs, root = layout.resolve_lake(lake_dir)
+    directory = os.path.join(lake_dir, "_maintenance")
+    os.makedirs(directory, exist_ok=True)
+    live = os.path.join(directory, "lease-0-elsewhere.json")
+    with open(live, "w") as handle:
+        json.dump({"host": "another-host.example", "pid": 1, "job": "compact"}, handle)
+    report = doctor.DoctorReport(stale_leases=[{"path": f"{root}/_maintenance/lease-0-elsewhere.json"}])
+    with pytest.raises(MaintenanceBusy):  # it holds the lake, so the repair waits its turn
+        doctor._repair(fs, root, report, wait_s=0)
+    assert os.listdir(directory) == ["lease-0-elsewhere.json"]
+    assert report.quarantined == []
+
+
 @pytest.fixture
 def fast_beats(small_lake, monkeypatch):
     """The small lake, its filesystem and root, and its lease folder, with a heartbeat every 50 ms."""
