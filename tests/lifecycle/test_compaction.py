@@ -220,17 +220,31 @@ def test_progress_draws_on_a_terminal_and_is_silent_otherwise():
     assert quiet.text == ""
 
 
+def _other_host_lease(lake_dir: str, *names: str, silent: bool = False) -> str:
+    """Lease files (and markers) of a job on another host in the lake's lease folder; returns
+    the folder. ``silent``: not rewritten for longer than the lease's time to live."""
+    from runlake.core import lease
+
+    directory = os.path.join(lake_dir, "_maintenance")
+    os.makedirs(directory, exist_ok=True)
+    for name in names or ("lease-0-elsewhere.json",):
+        path = os.path.join(directory, name)
+        with open(path, "w") as handle:
+            json.dump({"host": "another-host.example", "pid": 1, "job": "compact"}, handle)
+        if silent:
+            then = time.time() - lease.LEASE_TTL_S - 5
+            os.utime(path, (then, then))
+    return directory
+
+
 def test_a_lease_of_another_host_counts_while_its_heartbeat_beats(small_lake, monkeypatch):
     """A job on another host cannot be asked whether it lives: its lease holds while rewritten
     within the TTL, and is taken over once it has been silent longer (a dead host)."""
     from runlake.core import lease
 
     lake_dir, _exp, _ids = small_lake
-    directory = os.path.join(lake_dir, "_maintenance")
-    os.makedirs(directory, exist_ok=True)
+    directory = _other_host_lease(lake_dir)
     path = os.path.join(directory, "lease-0-elsewhere.json")
-    with open(path, "w") as handle:
-        json.dump({"host": "another-host.example", "pid": 1, "job": "compact"}, handle)
     with pytest.raises(MaintenanceBusy):
         compact(lake_dir, grace_s=0, wait_s=0)
     silent = time.time() - lease.LEASE_TTL_S - 5
@@ -244,11 +258,7 @@ def test_a_lease_with_a_take_over_marker_is_not_alive_however_fresh(small_lake):
     """A lease written back after its take-over by a heartbeat that does not look for markers
     (an older runlake) is fresh, but its marker says it is nobody's."""
     lake_dir, _exp, _ids = small_lake
-    directory = os.path.join(lake_dir, "_maintenance")
-    os.makedirs(directory, exist_ok=True)
-    for name in ("lease-0-elsewhere.json", "taken-lease-0-elsewhere.json"):
-        with open(os.path.join(directory, name), "w") as handle:
-            json.dump({"host": "another-host.example", "pid": 1, "job": "compact"}, handle)
+    directory = _other_host_lease(lake_dir, "lease-0-elsewhere.json", "taken-lease-0-elsewhere.json")
     assert compact(lake_dir, grace_s=0, wait_s=0).files_merged > 0
     assert os.listdir(directory) == ["taken-lease-0-elsewhere.json"]
 
@@ -259,13 +269,7 @@ def test_an_acquire_that_fails_half_way_leaves_no_lease_behind(small_lake, monke
     from runlake.core import lease
 
     lake_dir, _exp, _ids = small_lake
-    directory = os.path.join(lake_dir, "_maintenance")
-    os.makedirs(directory, exist_ok=True)
-    silent_lease = os.path.join(directory, "lease-0-elsewhere.json")
-    with open(silent_lease, "w") as handle:
-        json.dump({"host": "another-host.example", "pid": 1, "job": "compact"}, handle)
-    silent = time.time() - lease.LEASE_TTL_S - 5
-    os.utime(silent_lease, (silent, silent))
+    directory = _other_host_lease(lake_dir, silent=True)
 
     def storage_fails(*args, **kwargs):
         raise OSError("the store said no")
@@ -284,11 +288,7 @@ def test_doctor_repair_leaves_a_lease_whose_owner_beats_again(small_lake):
 
     lake_dir, _exp, _ids = small_lake
     fs, root = layout.resolve_lake(lake_dir)
-    directory = os.path.join(lake_dir, "_maintenance")
-    os.makedirs(directory, exist_ok=True)
-    live = os.path.join(directory, "lease-0-elsewhere.json")
-    with open(live, "w") as handle:
-        json.dump({"host": "another-host.example", "pid": 1, "job": "compact"}, handle)
+    directory = _other_host_lease(lake_dir)
     report = doctor.DoctorReport(stale_leases=[{"path": f"{root}/_maintenance/lease-0-elsewhere.json"}])
     with pytest.raises(MaintenanceBusy):  # it holds the lake, so the repair waits its turn
         doctor._repair(fs, root, report, wait_s=0)
