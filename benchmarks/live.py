@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -343,8 +344,6 @@ def history_poll(seconds: float = 75.0, writers: int = 2, interval: float = 3.0)
 
 
 def _spread(values: list[float]) -> str:
-    import statistics
-
     return f"{statistics.median(values):.1f} ms ({max(values):.1f} ms)"
 
 

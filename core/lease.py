@@ -254,11 +254,10 @@ def _heartbeat(fs: pafs.FileSystem, path: str, lost: threading.Event) -> Iterato
                 continue  # a passing storage error: the next beat tries again
             owner["beat"] = layout.now_ms()
             try:
-                if not _is_taken(fs, path):
-                    _write_lease(fs, path, owner)
+                _write_lease(fs, path, owner)
                 if _is_taken(fs, path):
                     # Taken over; perhaps removed between our read and our write, which then
-                    # put it back: remove it again, so no job takes it for a live one.
+                    # put it back: remove it again (no job takes a marked lease for a live one).
                     lost.set()
                     delete_quietly(fs, path)
                     return

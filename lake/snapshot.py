@@ -463,15 +463,7 @@ class Snapshot:
             if gone:
                 con.execute(f"DELETE FROM raw_{table} WHERE {of_gone}")
             # Before the new rows go in: are the runs new to the table?
-            only_new = new_runs is not None and table in _NEW_RUNS_TABLES and self._only_new_runs(table, view, new_runs)
-            if new_runs is None and table in self._seen:
-                # Files went, or many runs came: no shortcut, but the seen run ids must still
-                # cover every run the raw rows hold.
-                seen = _seen_table(table)
-                con.execute(
-                    f"INSERT INTO {seen} SELECT DISTINCT run_id FROM _new_rows "
-                    f"WHERE run_id IS NOT NULL AND run_id NOT IN (SELECT run_id FROM {seen})"
-                )
+            only_new = self._only_new_runs(table, view, new_runs)
             con.execute(f"INSERT INTO raw_{table} SELECT * FROM _new_rows")
             indexed = self.index is not None and key == "run_id"
             ids = None
@@ -530,14 +522,23 @@ class Snapshot:
         if marked:
             self._index_behind = True
 
-    def _only_new_runs(self, table: str, view: str, ids: list[str]) -> bool:
-        """Whether none of the runs ``ids`` has raw rows of ``table`` yet (inside the caller's
-        transaction, before their new rows go in and ``view`` is folded); notes them all as
-        having some now."""
-        ids = [run_id for run_id in ids if run_id is not None]
-        if not ids:
-            return False
+    def _only_new_runs(self, table: str, view: str, new_runs: list[str] | None) -> bool:
+        """Whether none of the runs ``new_runs`` (the new rows' runs; None when files went or
+        many runs came) has raw rows of ``table`` yet, inside the caller's transaction before
+        the new rows go in and ``view`` is folded. Either way the seen run ids, where kept,
+        come to cover the new rows' runs: the one place that keeps them in step."""
         con = self._con
+        if new_runs is None:
+            if table in self._seen:
+                seen = _seen_table(table)
+                con.execute(
+                    f"INSERT INTO {seen} SELECT DISTINCT run_id FROM _new_rows "
+                    f"WHERE run_id IS NOT NULL AND run_id NOT IN (SELECT run_id FROM {seen})"
+                )
+            return False
+        ids = [run_id for run_id in new_runs if run_id is not None]
+        if not ids or table not in _NEW_RUNS_TABLES:
+            return False
         if table not in _SEEN_TABLES:
             condition, params = search_index.runs_condition(view, ids)
             return not con.execute(f"SELECT 1 FROM {view} WHERE {condition} LIMIT 1", params).fetchall()
