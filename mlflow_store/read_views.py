@@ -27,6 +27,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from runlake.mlflow_store import fastpath
 from runlake.mlflow_store.records import RunRecord
 
 SEARCH_FIELDS = frozenset({"experiment_ids", "filter", "run_view_type", "max_results", "order_by", "page_token"})
@@ -200,23 +201,30 @@ def search_json(records: list[RunRecord], token: str | None) -> str:
 
 def history_json(metric_key: str, columns: tuple[list[int], list[int], list[float]], token: str | None) -> str:
     """The ``metrics/get-history`` response: ``message_to_json(GetMetricHistory.Response)``'s
-    content, compact."""
+    content, compact.
+
+    Written point by point with one f-string each (the key encoded once): building a dict per
+    point for ``json.dumps`` took 0.95 ms of a 500-point answer, this 0.4 ms. A finite float's
+    ``repr`` is what ``json.dumps`` writes for it; the int64 columns are checked whole.
+    """
     steps, timestamps, values = columns
-    payload: dict[str, Any] = {}
+    for column in (steps, timestamps):
+        if column and (not set(map(type, column)) <= {int} or min(column) < _INT64.start or max(column) >= _INT64.stop):
+            raise Unusual("int64 column")
+    parts = []
     if steps:
+        head = '{"key":' + json.dumps(metric_key) + ',"value":'
         finite = math.isfinite
-        payload["metrics"] = [
-            {
-                "key": metric_key,
-                "value": v if type(v) is float and finite(v) else proto_double(v),
-                "timestamp": _int64(t),
-                "step": _int64(s),
-            }
-            for s, t, v in zip(steps, timestamps, values)
+        spelled = [
+            # NaN and the infinities as protobuf's strings, an int value as a float
+            repr(v) if type(v) is float and finite(v) else json.dumps(proto_double(v))
+            for v in values
         ]
+        points = [f'{head}{v},"timestamp":{t},"step":{s}}}' for s, t, v in zip(steps, timestamps, spelled)]
+        parts.append('"metrics":[' + ",".join(points) + "]")
     if token:
-        payload["next_page_token"] = token
-    return json.dumps(payload, separators=(",", ":"))
+        parts.append('"next_page_token":' + json.dumps(token))
+    return "{" + ",".join(parts) + "}"
 
 
 # -- the views ------------------------------------------------------------------------------------
@@ -252,7 +260,7 @@ def search_view(mlflow_view: Callable[[], Any]) -> Callable[[], Any]:
     def search_runs() -> Any:
         parsed = None
         if request.method == "POST" and request.mimetype == "application/json" and not _mlflow_handles_it():
-            parsed = plain_search(request.get_json(silent=True))
+            parsed = plain_search(fastpath.request_json())
         store = _store() if parsed is not None else None
         if parsed is None or store is None:
             return mlflow_view()

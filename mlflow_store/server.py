@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from runlake.mlflow_store import fastpath
 from runlake.mlflow_store.uri import tracking_uri
 
 Environ = dict[str, Any]
@@ -146,9 +147,10 @@ class Guard:
         if method in ("POST", "PATCH", "PUT", "DELETE") and path.startswith(_API_PREFIXES) and not is_artifact:
             body = environ["wsgi.input"].read(length) if length else b""
             if body or method in ("POST", "PATCH"):
-                problem = _json_problem(body)
+                problem, value = _json_problem(body)
                 if problem is not None:
                     return _json_response(start_response, "400 Bad Request", "MALFORMED_REQUEST", problem)
+                environ[fastpath.PARSED_BODY] = value  # the fast views read it, not a second parse
             environ["wsgi.input"] = io.BytesIO(body)
             environ["CONTENT_LENGTH"] = str(len(body))
         return self._remap(environ, start_response)
@@ -198,15 +200,15 @@ class Guard:
         return _json_response(start_response, _STATUS_FOR_CODE.get(code, "500 Internal Server Error"), code, message)
 
 
-def _json_problem(body: bytes) -> str | None:
-    """Why a request body is not a JSON object, or None when it is one."""
+def _json_problem(body: bytes) -> tuple[str | None, Any]:
+    """Why a request body is not a JSON object (None when it is one), and the object."""
     try:
         value = json.loads(body.decode("utf-8")) if body else None
     except (UnicodeDecodeError, ValueError) as exc:
-        return f"Malformed JSON in the request body: {exc}"
+        return f"Malformed JSON in the request body: {exc}", None
     if not isinstance(value, dict):
-        return "The request body must be a JSON object"
-    return None
+        return "The request body must be a JSON object", None
+    return None, value
 
 
 def artifacts_destination(lake: str) -> str:
@@ -243,7 +245,7 @@ def build_app(
     os.environ[ARTIFACTS_DESTINATION_ENV_VAR] = artifacts_destination(lake)
     from mlflow.server import app as mlflow_app
 
-    from runlake.mlflow_store import fastpath, read_views, tracking_store
+    from runlake.mlflow_store import read_views, tracking_store
 
     fastpath.install(mlflow_app)
     read_views.install(mlflow_app)

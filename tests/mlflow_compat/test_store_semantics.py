@@ -345,3 +345,35 @@ def test_get_run_refreshes_once_more_before_it_says_not_found(store, monkeypatch
     with pytest.raises(MlflowException, match="not found") as err:
         store.get_run("0" * 32)
     assert err.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_the_servers_plain_batches_are_checked_worded_and_written_as_log_batch(store, run_id):
+    # ``runlake server``'s log-batch fast path calls log_plain_batch with the points as tuples.
+    bad = [("ok", 1.0, 5, 0), ("../up", 2.0, 5, 1)]
+    refusals = []
+    for log in (
+        lambda: store.log_batch(run_id, [Metric(*point) for point in bad], [], []),
+        lambda: store.log_plain_batch(run_id, bad, [], []),
+    ):
+        with pytest.raises(MlflowException) as err:
+            log()
+        refusals.append((err.value.error_code, err.value.message))
+    assert refusals[0] == refusals[1] and "../up" in refusals[0][1]
+
+    points = [("loss", 1 / (s + 1), 7, s) for s in range(3)]
+    store.log_plain_batch(run_id, points, [Param("lr", "0.1")], [RunTag("mlflow.runName", "renamed")])
+    history = store.get_metric_history(run_id, "loss")
+    assert [(m.key, m.value, m.timestamp, m.step) for m in history] == points
+    run = store.get_run(run_id)
+    assert run.data.params == {"lr": "0.1"} and run.info.run_name == "renamed"
+
+    store.delete_run(run_id)
+    refusals = []
+    for log in (
+        lambda: store.log_batch(run_id, [Metric(*points[0])], [], []),
+        lambda: store.log_plain_batch(run_id, points[:1], [], []),
+    ):
+        with pytest.raises(MlflowException) as err:
+            log()
+        refusals.append((err.value.error_code, err.value.message))
+    assert refusals[0] == refusals[1]
