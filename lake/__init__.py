@@ -17,6 +17,7 @@ from runlake.core.errors import (
 )
 
 if TYPE_CHECKING:
+    from runlake.lake.connection import StateCacheHint
     from runlake.lake.facade import Lake, Page, RunRecord
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "RunNotFound",
     "RunRecord",
     "RunlakeError",
+    "StateCacheHint",
 ]
 
 
@@ -39,4 +41,8 @@ def __getattr__(name: str) -> Any:
         from runlake.lake import facade
 
         return getattr(facade, name)
+    if name == "StateCacheHint":
+        from runlake.lake import connection
+
+        return connection.StateCacheHint
     raise AttributeError(f"module 'runlake.lake' has no attribute {name!r}")

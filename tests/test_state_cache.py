@@ -6,6 +6,7 @@ import gc
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -494,3 +495,25 @@ def test_a_first_fold_that_fails_half_way_is_done_again_by_the_next_refresh(
     for view in ("runs", "params", "tags", "latest_metrics"):
         query = f"SELECT * FROM {view} ORDER BY ALL"
         assert con.execute(query).df().equals(fresh.sql(query)), view
+
+
+def test_a_slow_open_in_memory_suggests_the_state_cache_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from runlake.lake import StateCacheHint, connection
+
+    root = str(tmp_path / "lake")
+    client = LakeClient(root)
+    _log(client, client.create_experiment("hinted"), 0, 3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Lake(root)  # quick: no hint
+        monkeypatch.setattr(connection, "SLOW_OPEN_S", 0.0)
+        slow = Lake(root)
+        slow.refresh()  # only the open hints, not a later refresh
+        Lake(root, cache=tmp_path / "cache")  # a cache asked for: nothing to suggest
+        first = Lake(root, cache=tmp_path / "cache2")
+        Lake(root, cache=tmp_path / "cache2")  # held by `first`, so read in memory: no hint either
+        del first
+    hints = [w for w in caught if issubclass(w.category, StateCacheHint)]
+    assert len(hints) == 1
+    assert "cache=True" in str(hints[0].message) and root in str(hints[0].message)
+    assert hints[0].filename == __file__  # points at the caller's line
