@@ -100,13 +100,16 @@ def plain_batch(
 
 
 def request_json() -> Any:
-    """The current request's JSON body, as ``request.get_json(silent=True)`` reads it.
+    """The current request's JSON body, as ``request.get_json(silent=True)`` reads it: None
+    unless the request says its body is JSON.
 
     The guard's parse when there is one: it decoded the same bytes as strict UTF-8, and any body
     it could not parse was answered with a 400 before reaching a view, so both parses agree.
     """
     from flask import request
 
+    if not request.is_json:
+        return None
     if PARSED_BODY in request.environ:
         return request.environ[PARSED_BODY]
     return request.get_json(silent=True)

@@ -8,7 +8,8 @@ indented JSON with Python's pure-Python encoder (``indent=2`` turns off the C en
 page of 100 runs that is about 17 ms of the server's 40; for 1,000 runs about 150 ms. These
 views read the same rows through the same store methods and write the JSON those steps produce
 (the same fields, int64 as numbers, NaN and infinities spelled as protobuf spells them, absent
-fields left out where MLflow leaves them out), compact, with the C encoder.
+fields left out where MLflow leaves them out), compact: a search with the C encoder, a history
+point by point with f-strings.
 
 They take only the requests MLflow's client sends (the fields it sends, of the JSON types it
 sends); anything else - another field, a type MLflow would coerce, a value MLflow's entities

@@ -8,8 +8,9 @@ as ``mlflow server --backend-store-uri runlake:///lake --serve-artifacts --artif
 - a body that is not a JSON object gets a 400 with ``error_code`` MALFORMED_REQUEST (MLflow's own
   server answers it with a 500 page), and MLflow's error codes that it maps to 500 although they
   are the caller's or a missing feature (MALFORMED_REQUEST, FEATURE_DISABLED) keep their code
-  with a 4xx/501 status, so MLflow's client does not retry them as transient failures (the
-  parsed object is left in the request for the fast views, which parse nothing again);
+  with a 4xx/501 status, so MLflow's client does not retry them as transient failures;
+- the JSON object a body was parsed into is left in the request for the fast views
+  (``fastpath``, ``read_views``), which then parse nothing again;
 - with a credentials file, every request but ``/health`` and ``/version`` must carry one of its
   credentials (MLflow's client sends ``MLFLOW_TRACKING_TOKEN`` as a bearer token, and
   ``MLFLOW_TRACKING_USERNAME``/``PASSWORD`` as basic auth).

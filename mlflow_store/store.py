@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -673,13 +673,7 @@ class RunlakeStore(AbstractStore):
         params: Sequence[Param] | None,
         tags: Sequence[RunTag] | None,
     ) -> None:
-        metrics = list(metrics or [])
-        points = [(m.key, m.value, m.timestamp, m.step) for m in metrics]
-        by_model: dict[str, list[dict[str, Any]]] = {}
-        for m in metrics:
-            if m.model_id:
-                by_model.setdefault(str(m.model_id), []).append({**m.to_dictionary(), "run_id": run_id})
-        self._log_batch(run_id, points, list(params or []), list(tags or []), by_model, lambda: metrics)
+        self._log_batch(run_id, metrics, None, params, tags)
 
     @mlflow_errors
     def log_plain_batch(
@@ -687,19 +681,22 @@ class RunlakeStore(AbstractStore):
     ) -> None:
         """``log_batch`` of what the server's log-batch fast path read: ``(key, value, timestamp,
         step)`` points, none naming a model. Metric entities are made only to word an error."""
-        self._log_batch(run_id, points, params, tags, {}, lambda: [Metric(*point) for point in points])
+        self._log_batch(run_id, None, points, params, tags)
 
     def _log_batch(
         self,
         run_id: str,
-        points: list[tuple[str, Any, Any, Any]],
-        params: list[Param],
-        tags: list[RunTag],
-        by_model: dict[str, list[dict[str, Any]]],
-        metrics: Callable[[], list[Metric]],
+        metrics: Sequence[Metric] | None,
+        points: list[tuple[str, Any, Any, Any]] | None,
+        params: Sequence[Param] | None,
+        tags: Sequence[RunTag] | None,
     ) -> None:
+        """The batch's metrics as entities (``metrics``), or as tuples (``points``, then
+        ``metrics`` is None); checked, in order, as MLflow's stores check a batch."""
         self._check_active(run_id)
-        _validate_batch_log_limits(points, params, tags)  # counts only
+        entities = list(metrics or []) if points is None else None
+        params, tags = list(params or []), list(tags or [])
+        _validate_batch_log_limits(entities if entities is not None else points, params, tags)
         # MLflow's checks of params and tags, with its messages; values over MLflow's limits are
         # truncated with a warning, as MLflow's stores do, unless MLFLOW_TRUNCATE_LONG_VALUES=false.
         # (Metrics are checked by runlake as they are buffered: cheaper for large batches; MLflow's
@@ -714,12 +711,19 @@ class RunlakeStore(AbstractStore):
                 )
             param_map[param.key] = param.value
         tag_map = {t.key: t.value for t in tags}
+        by_model: dict[str, list[dict[str, Any]]] = {}
+        if entities is not None:
+            points = [(m.key, m.value, m.timestamp, m.step) for m in entities]
+            for m in entities:
+                if m.model_id:
+                    by_model.setdefault(str(m.model_id), []).append({**m.to_dictionary(), "run_id": run_id})
         for model_id in by_model:
             self._load_model(model_id)  # a metric for a model that does not exist is refused, as in MLflow
         try:
             self.client.log_batch(run_id, metrics=points, params=param_map, tags=tag_map)
         except InvalidArgument:
-            _validate_batch_log_data(metrics(), [], [])  # MLflow's own words, where it refuses too
+            worded = entities if entities is not None else [Metric(*point) for point in points]
+            _validate_batch_log_data(worded, [], [])  # MLflow's own words, where it refuses too
             raise
         # MLflow 3 links a metric logged with ``model_id`` to that logged model as well (its
         # ``LoggedModel.metrics``, what ``search_logged_models`` filters on): one document per

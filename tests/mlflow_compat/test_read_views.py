@@ -680,3 +680,17 @@ def test_the_fast_views_take_the_guards_parse_of_a_body(app, monkeypatch):
     response = unguarded.post("/api/2.0/mlflow/runs/log-batch", json={"run_id": run_id, "metrics": points[:1]})
     assert (response.status_code, response.data) == (200, b"{}")
     assert parses == [1]
+
+    # As get_json(silent=True): no body unless the request says it is JSON.
+    from runlake.mlflow_store import fastpath
+
+    for content_type, expected in (("text/plain", None), ("application/json", {"a": 1})):
+        with flask_app.test_request_context(
+            "/api/2.0/mlflow/runs/search",
+            method="POST",
+            data=b'{"a": 1}',
+            content_type=content_type,
+            environ_overrides={fastpath.PARSED_BODY: {"a": 1}},
+        ):
+            assert fastpath.request_json() == expected
+    assert parses == [1]
