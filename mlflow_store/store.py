@@ -114,6 +114,8 @@ _RUN_INFO_COLUMNS = ", ".join(RUN_INFO_COLUMNS)
 # costs 16-95 ms a query in binding and probing, the bound list 4-28 ms; at 100 ids the two are
 # within a few ms of each other either way (the index ahead on large lakes).
 INDEXED_READ_LIMIT = 100
+# Runs whose stage a store keeps (``_known_stage``); all dropped when full.
+STAGES_KEPT = 100_000
 
 
 def _run_id_condition(run_ids: list[str]) -> Fragment:
@@ -236,7 +238,8 @@ class RunlakeStore(AbstractStore):
         self._lake: Lake | None = None
         self._lake_pid = 0
         self._lock = threading.Lock()
-        # Runs known active or deleted in this process, so logging checks no lake state each call.
+        # Runs known active or deleted in this process, so logging checks no lake state each call
+        # (at most STAGES_KEPT: a server up for months meets every run of the lake).
         self._stages: dict[str, str] = {}
         # Held while a run's model-history tag is read, extended and written back, so request
         # threads logging models at once do not each write back a list without the other's.
@@ -420,7 +423,8 @@ class RunlakeStore(AbstractStore):
                 layout.RUNS, experiment_id, [rows.lifecycle_row(run_id, deleted=deleted, now=now) for run_id in changed]
             )
         for run_id, _ in found:
-            self._stages[run_id] = stage
+            self._stages.pop(run_id, None)  # looked up again when next logged to (a big experiment
+            # would otherwise fill the known stages at once)
 
     @mlflow_errors
     def rename_experiment(self, experiment_id: str, new_name: str) -> None:
@@ -491,7 +495,7 @@ class RunlakeStore(AbstractStore):
             parent_run_id=tag_map.get(vocab.PARENT_TAG) or None,
             source=source,
         )
-        self._stages[run_id] = LifecycleStage.ACTIVE
+        self._known_stage(run_id, LifecycleStage.ACTIVE)
         info = RunInfo(
             run_id=run_id,
             experiment_id=str(experiment_id),
@@ -628,8 +632,13 @@ class RunlakeStore(AbstractStore):
             runs = self._runs([run_id])
         if not runs:
             raise MlflowException(f"Run with id={run_id} not found", RESOURCE_DOES_NOT_EXIST)
-        self._stages[run_id] = runs[0].info.lifecycle_stage
+        self._known_stage(run_id, runs[0].info.lifecycle_stage)
         return runs[0]
+
+    def _known_stage(self, run_id: str, stage: str) -> None:
+        if len(self._stages) >= STAGES_KEPT and run_id not in self._stages:
+            self._stages.clear()  # each is looked up once more when next logged to
+        self._stages[run_id] = stage
 
     def _check_active(self, run_id: str) -> None:
         """MLflow refuses changes to a deleted run; the stage is looked up once per run here."""
@@ -657,12 +666,12 @@ class RunlakeStore(AbstractStore):
     @mlflow_errors
     def delete_run(self, run_id: str) -> None:
         self.client.delete_run(run_id)
-        self._stages[run_id] = LifecycleStage.DELETED
+        self._known_stage(run_id, LifecycleStage.DELETED)
 
     @mlflow_errors
     def restore_run(self, run_id: str) -> None:
         self.client.restore_run(run_id)
-        self._stages[run_id] = LifecycleStage.ACTIVE
+        self._known_stage(run_id, LifecycleStage.ACTIVE)
 
     # -- params, metrics, tags -----------------------------------------------------------
     @mlflow_errors

@@ -377,3 +377,21 @@ def test_the_servers_plain_batches_are_checked_worded_and_written_as_log_batch(s
             log()
         refusals.append((err.value.error_code, err.value.message))
     assert refusals[0] == refusals[1]
+
+
+def test_the_stages_a_store_keeps_are_bounded_and_still_refuse_deleted_runs(store, monkeypatch):
+    from runlake.mlflow_store import store as store_module
+
+    monkeypatch.setattr(store_module, "STAGES_KEPT", 3)
+    experiment_id = store.create_experiment("stages")
+    run_ids = [store.create_run(experiment_id, "u", 0, [], f"r{i}").info.run_id for i in range(6)]
+    store.delete_run(run_ids[0])
+    for run_id in run_ids[1:]:
+        store.log_metric(run_id, Metric("m", 1.0, 0, 0))
+        assert len(store._stages) <= 3
+    with pytest.raises(MlflowException, match="must be in the 'active' state"):
+        store.log_metric(run_ids[0], Metric("m", 1.0, 0, 0))  # its stage was dropped: read again
+    store.delete_experiment(experiment_id)  # drops what is kept of its runs' stages
+    assert not set(run_ids) & set(store._stages)
+    with pytest.raises(MlflowException, match="must be in the 'active' state"):
+        store.log_metric(run_ids[5], Metric("m", 1.0, 0, 0))
