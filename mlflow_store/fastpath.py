@@ -146,5 +146,5 @@ def install(flask_app: Any) -> None:
             store.log_plain_batch(run_id, metrics, [Param(k, v) for k, v in params], [RunTag(k, v) for k, v in tags])
             return Response("{}", mimetype="application/json")
 
-        log_batch.runlake_fast_path = True  # type: ignore[attr-defined]
+        log_batch.runlake_fast_path = True
         flask_app.view_functions[endpoint] = log_batch

@@ -26,7 +26,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from runlake.mlflow_store import fastpath
 from runlake.mlflow_store.records import RunRecord
@@ -113,7 +113,7 @@ def proto_double(value: Any) -> float | str:
     elif type(value) is not float:
         raise Unusual(f"metric value {value!r}")
     if math.isfinite(value):
-        return value
+        return float(value)
     if value != value:
         return "NaN"
     return "Infinity" if value > 0 else "-Infinity"
@@ -237,7 +237,7 @@ def _mlflow_handles_it() -> bool:
     auth app or not). ``runlake server`` never runs that app - its credentials file admits a
     caller to everything or nothing - so there are no per-experiment permissions to apply.
     """
-    from mlflow.server import ARTIFACTS_ONLY_ENV_VAR
+    from mlflow.server.constants import ARTIFACTS_ONLY_ENV_VAR
 
     return bool(os.environ.get(ARTIFACTS_ONLY_ENV_VAR))
 
@@ -279,7 +279,7 @@ def search_view(mlflow_view: Callable[[], Any]) -> Callable[[], Any]:
             return mlflow_view()
         return Response(text, mimetype="application/json")
 
-    return search_runs
+    return cast(Callable[[], Any], search_runs)  # MLflow's decorator is unannotated
 
 
 def history_view(mlflow_view: Callable[[], Any]) -> Callable[[], Any]:
@@ -303,7 +303,7 @@ def history_view(mlflow_view: Callable[[], Any]) -> Callable[[], Any]:
             return mlflow_view()
         return Response(text, mimetype="application/json")
 
-    return get_metric_history
+    return cast(Callable[[], Any], get_metric_history)
 
 
 VIEWS: dict[str, Callable[[Callable[[], Any]], Callable[[], Any]]] = {

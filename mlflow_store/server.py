@@ -277,7 +277,7 @@ def serve(
         max_request_body_size=max(max_request_bytes, max_artifact_bytes),
         ident="runlake",
     )
-    url = f"http://{host}:{server.effective_port}"  # type: ignore[union-attr]
+    url = f"http://{host}:{server.effective_port}"
     access = (
         f"credentials required (from {credentials_file})"
         if credentials

@@ -20,7 +20,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -731,7 +731,7 @@ class RunlakeStore(AbstractStore):
         try:
             self.client.log_batch(run_id, metrics=points, params=param_map, tags=tag_map)
         except InvalidArgument:
-            worded = entities if entities is not None else [Metric(*point) for point in points]
+            worded = entities if entities is not None else [Metric(*point) for point in points or []]
             _validate_batch_log_data(worded, [], [])  # MLflow's own words, where it refuses too
             raise
         # MLflow 3 links a metric logged with ``model_id`` to that logged model as well (its
@@ -1003,7 +1003,7 @@ class RunlakeStore(AbstractStore):
         return list(latest.values()) or None
 
     def _model_from_doc(self, doc: dict[str, Any]) -> LoggedModel:
-        model = LoggedModel.from_dictionary(doc["model"])
+        model = cast(LoggedModel, LoggedModel.from_dictionary(doc["model"]))
         model.metrics = self._model_metrics(model.model_id)
         return model
 
@@ -1101,7 +1101,7 @@ class RunlakeStore(AbstractStore):
         parse_logged_model_filter(filter_string)
         if page_token:
             token = SearchLoggedModelsPaginationToken.decode(page_token)
-            token.validate(experiment_ids, filter_string, order_by)  # a token of another search is refused
+            token.validate(list(experiment_ids), filter_string, order_by)  # a token of another search is refused
             offset = token.offset
         else:
             offset = 0
@@ -1130,7 +1130,7 @@ class RunlakeStore(AbstractStore):
         if len(ordered) > offset + max_results:
             next_token = SearchLoggedModelsPaginationToken(
                 offset=offset + max_results,
-                experiment_ids=experiment_ids,
+                experiment_ids=list(experiment_ids),
                 filter_string=filter_string,
                 order_by=order_by,
             ).encode()
