@@ -116,6 +116,9 @@ _RUN_INFO_COLUMNS = ", ".join(RUN_INFO_COLUMNS)
 INDEXED_READ_LIMIT = 100
 # Runs whose stage a store keeps (``_known_stage``); all dropped when full.
 STAGES_KEPT = 100_000
+# How long a kept stage is trusted before the lake is asked again: a run deleted in another
+# process (the dashboard, another client) refuses this store's writes within this time.
+STAGE_TRUSTED_S = 5.0
 
 
 def _run_id_condition(run_ids: list[str]) -> Fragment:
@@ -240,7 +243,7 @@ class RunlakeStore(AbstractStore):
         self._lock = threading.Lock()
         # Runs known active or deleted in this process, so logging checks no lake state each call
         # (at most STAGES_KEPT: a server up for months meets every run of the lake).
-        self._stages: dict[str, str] = {}
+        self._stages: dict[str, tuple[str, float]] = {}
         # Held while a run's model-history tag is read, extended and written back, so request
         # threads logging models at once do not each write back a list without the other's.
         # (Two processes doing so for one run can still race.)
@@ -638,12 +641,15 @@ class RunlakeStore(AbstractStore):
     def _known_stage(self, run_id: str, stage: str) -> None:
         if len(self._stages) >= STAGES_KEPT and run_id not in self._stages:
             self._stages.clear()  # each is looked up once more when next logged to
-        self._stages[run_id] = stage
+        self._stages[run_id] = (stage, time.monotonic())
 
     def _check_active(self, run_id: str) -> None:
-        """MLflow refuses changes to a deleted run; the stage is looked up once per run here."""
-        stage = self._stages.get(run_id)
-        if stage is None:
+        """MLflow refuses changes to a deleted run; a run's stage is looked up at most once per
+        ``STAGE_TRUSTED_S`` here."""
+        known = self._stages.get(run_id)
+        if known is not None and time.monotonic() - known[1] < STAGE_TRUSTED_S:
+            stage = known[0]
+        else:
             stage = self.get_run(run_id).info.lifecycle_stage
         if stage != LifecycleStage.ACTIVE:
             raise MlflowException(

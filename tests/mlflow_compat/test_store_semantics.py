@@ -395,3 +395,20 @@ def test_the_stages_a_store_keeps_are_bounded_and_still_refuse_deleted_runs(stor
     assert not set(run_ids) & set(store._stages)
     with pytest.raises(MlflowException, match="must be in the 'active' state"):
         store.log_metric(run_ids[5], Metric("m", 1.0, 0, 0))
+
+
+def test_a_run_deleted_by_another_process_refuses_this_stores_writes_soon_after(store, run_id, lake_uri, monkeypatch):
+    import subprocess
+    import sys
+
+    from runlake.ingest.store import flush_all
+    from runlake.mlflow_store import store as store_module
+
+    store.log_metric(run_id, Metric("m", 1.0, 0, 0))  # its stage is now kept
+    flush_all()  # the run's rows, for the other process to find
+    delete = "import sys; from runlake.ingest import LakeClient; c = LakeClient(sys.argv[1]); c.delete_run(sys.argv[2]); c.flush()"
+    subprocess.run([sys.executable, "-c", delete, lake_uri[0], run_id], check=True)
+    store.log_metric(run_id, Metric("m", 2.0, 0, 1))  # within STAGE_TRUSTED_S the kept stage is trusted
+    monkeypatch.setattr(store_module, "STAGE_TRUSTED_S", 0.0)
+    with pytest.raises(MlflowException, match="must be in the 'active' state"):
+        store.log_metric(run_id, Metric("m", 3.0, 0, 2))
