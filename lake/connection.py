@@ -141,6 +141,12 @@ class Connection:
                 stacklevel=3,
             )
 
+    @property
+    def closed(self) -> bool:
+        """Whether the state's DuckDB connection was closed (the Lake collected, or the
+        interpreter exiting: its finalizer runs before exit hooks registered earlier)."""
+        return not self._finalizer.alive
+
     def _in_memory(self) -> None:
         """Leave the cached state for a fresh in-memory one."""
         self._finalizer.detach()

@@ -116,8 +116,11 @@ _RUN_INFO_COLUMNS = ", ".join(RUN_INFO_COLUMNS)
 INDEXED_READ_LIMIT = 100
 # Runs whose stage a store keeps (``_known_stage``); all dropped when full.
 STAGES_KEPT = 100_000
-# How long a kept stage is trusted before the lake is asked again: a run deleted in another
-# process (the dashboard, another client) refuses this store's writes within this time.
+# How long a kept stage is trusted before the lake is asked again, by a store that has a reader
+# open (``runlake server``, a process that searched): a run deleted in another process (the
+# dashboard, another client) then refuses this store's writes within this time. A store that
+# only writes (a training process) opens no reader for it, and neither does one whose reader was
+# closed (at interpreter exit, before MLflow's own exit hook ends the active run).
 STAGE_TRUSTED_S = 5.0
 
 
@@ -261,6 +264,11 @@ class RunlakeStore(AbstractStore):
         """Drop the DuckDB reader (reopened on the next read)."""
         with self._lock:
             self._lake = None
+
+    def _reading(self) -> bool:
+        """Whether this process has an open reader of the lake (no new one is opened to ask)."""
+        lake = self._lake
+        return lake is not None and self._lake_pid == os.getpid() and not lake.connection.closed
 
     @property
     def lake(self) -> Lake:
@@ -644,10 +652,10 @@ class RunlakeStore(AbstractStore):
         self._stages[run_id] = (stage, time.monotonic())
 
     def _check_active(self, run_id: str) -> None:
-        """MLflow refuses changes to a deleted run; a run's stage is looked up at most once per
-        ``STAGE_TRUSTED_S`` here."""
+        """MLflow refuses changes to a deleted run; a run's stage is looked up once, and again
+        after ``STAGE_TRUSTED_S`` while this store has a reader open."""
         known = self._stages.get(run_id)
-        if known is not None and time.monotonic() - known[1] < STAGE_TRUSTED_S:
+        if known is not None and (time.monotonic() - known[1] < STAGE_TRUSTED_S or not self._reading()):
             stage = known[0]
         else:
             stage = self.get_run(run_id).info.lifecycle_stage

@@ -404,11 +404,23 @@ def test_a_run_deleted_by_another_process_refuses_this_stores_writes_soon_after(
     from runlake.ingest.store import flush_all
     from runlake.mlflow_store import store as store_module
 
-    store.log_metric(run_id, Metric("m", 1.0, 0, 0))  # its stage is now kept
+    # A store that only writes (a training process) never opens a reader to check a stage.
+    monkeypatch.setattr(store_module, "STAGE_TRUSTED_S", 0.0)
+    store.log_metric(run_id, Metric("m", 1.0, 0, 0))
+    store.log_metric(run_id, Metric("m", 1.5, 0, 1))
+    assert store._lake is None
+    monkeypatch.undo()
+
+    store.get_run(run_id)  # now it reads, as runlake server does
     flush_all()  # the run's rows, for the other process to find
     delete = "import sys; from runlake.ingest import LakeClient; c = LakeClient(sys.argv[1]); c.delete_run(sys.argv[2]); c.flush()"
     subprocess.run([sys.executable, "-c", delete, lake_uri[0], run_id], check=True)
-    store.log_metric(run_id, Metric("m", 2.0, 0, 1))  # within STAGE_TRUSTED_S the kept stage is trusted
+    store.log_metric(run_id, Metric("m", 2.0, 0, 2))  # within STAGE_TRUSTED_S the kept stage is trusted
     monkeypatch.setattr(store_module, "STAGE_TRUSTED_S", 0.0)
     with pytest.raises(MlflowException, match="must be in the 'active' state"):
-        store.log_metric(run_id, Metric("m", 3.0, 0, 2))
+        store.log_metric(run_id, Metric("m", 3.0, 0, 3))
+    # A reader closed by its finalizer (as at interpreter exit, before MLflow's exit hook ends
+    # the active run) is not asked: the kept stage stands, and the write goes through.
+    other = store.create_run(store.get_run(run_id).info.experiment_id, "u", 0, [], "other").info.run_id
+    store.lake.connection._finalizer()
+    store.log_metric(other, Metric("m", 1.0, 0, 0))
