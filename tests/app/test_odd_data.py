@@ -350,3 +350,30 @@ def test_rl_o11_a_damaged_file_found_after_the_page_rendered_shows_the_banner(da
     dash_duo.wait_for_contains_text(f"#{ids.DAMAGE_BANNER}", "1 damaged file skipped", timeout=15)
     assert victim in dash_duo.find_element(f"#{ids.DAMAGE_BANNER}").text
     assert severe_logs(dash_duo) == []
+
+
+def test_a_tag_change_on_a_run_purged_meanwhile_says_so(tmp_path, monkeypatch):
+    """The run's record read back after a tag change can be gone (retention purged it in
+    between): the page says so instead of failing the callback."""
+    from runlake.app.web import services as services_module
+
+    root = str(tmp_path / "lake")
+    client = LakeClient(root)
+    run_id = client.create_run(client.create_experiment("purged"), run_name="soon gone")
+    client.flush()
+    app = _app(root)
+    monkeypatch.setattr(services_module.Services, "get_run", lambda self, run_id: None)
+    name = next(n for n in app.callback_map if f"{ids.RUN_TAGS}.children" in n and ids.RUN_MESSAGE in n)
+    callback = app.callback_map[name]
+    values = {ids.RUN_TAG_SET: 1, ids.RUN_TAG_KEY: "team", ids.RUN_TAG_VALUE: "a", ids.RUN_ID: run_id}
+    body = {
+        "output": name,
+        "outputs": [{"id": o.component_id, "property": o.component_property} for o in callback["output"]],
+        "inputs": [{**i, "value": values.get(i["id"]) if isinstance(i["id"], str) else []} for i in callback["inputs"]],
+        "state": [{**s, "value": values.get(s["id"])} for s in callback["state"]],
+        "changedPropIds": [f"{ids.RUN_TAG_SET}.n_clicks"],
+    }
+    response = app.server.test_client().post("/_dash-update-component", json=body, headers={"Host": "localhost"})
+    assert response.status_code == 200, response.get_data(as_text=True)[:500]
+    assert "no longer exists" in response.get_data(as_text=True)
+    assert Lake(root).get_run(run_id).tags.get("team") == "a"  # the change itself was made

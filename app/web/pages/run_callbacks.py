@@ -120,6 +120,8 @@ def register(app: Dash, services: Services) -> None:
         except RunlakeError as exc:
             return no_update, _error(exc)
         record = services.get_run(run_id)
+        if record is None:  # purged between the change and this read
+            return no_update, message("This run no longer exists.", "warning")
         user_tags = {k: v for k, v in record.tags.items() if not k.startswith("mlflow.")}
         return tags_body(user_tags, record.tags), message(note, "success")
 
