@@ -27,7 +27,7 @@ _BATCH_FIELDS = frozenset({"run_id", "metrics", "params", "tags"})
 _SPECIAL_FLOATS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
-_INT64 = range(-(2**63), 2**63)
+INT64 = range(-(2**63), 2**63)  # protobuf's int64, which MLflow's messages use
 # Where ``runlake server``'s guard leaves the JSON object it parsed from an API request's body
 # (it parses every one, to answer malformed JSON with a 400): the fast views take it from there
 # rather than parse a 500-metric body a second time.
@@ -40,7 +40,7 @@ _INTEGER_TEXT = re.compile(r"-?[0-9]{1,19}")
 def _integer(value: Any) -> int | None:
     if type(value) is str and _INTEGER_TEXT.fullmatch(value):
         value = int(value)  # int64 in proto JSON may be a string
-    return value if type(value) is int and value in _INT64 else None
+    return value if type(value) is int and value in INT64 else None
 
 
 def _number(value: Any) -> float | None:
@@ -69,7 +69,7 @@ def plain_batch(
     if any(type(body.get(field, [])) is not list for field in ("metrics", "params", "tags")):
         return None
     metrics: list[tuple[str, float, int, int]] = []
-    finite, low, high = math.isfinite, _INT64.start, _INT64.stop
+    finite, low, high = math.isfinite, INT64.start, INT64.stop
     for item in body.get("metrics", []):
         if type(item) is not dict or not item.keys() <= _METRIC_FIELDS:
             return None

@@ -41,7 +41,6 @@ SEARCH_MAX_RESULTS = 50000
 # GetMetricHistory.max_results is an int32 that MLflow's handler requires to be positive.
 _POSITIVE_INT32 = re.compile(r"[1-9][0-9]{0,9}")
 _INT32_MAX = 2**31 - 1
-_INT64 = range(-(2**63), 2**63)
 # RunStatus names (RunInfo.to_proto refuses any other status).
 RUN_STATUSES = frozenset({"RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"})
 
@@ -120,7 +119,7 @@ def proto_double(value: Any) -> float | str:
 
 
 def _int64(value: Any) -> int:
-    if type(value) is not int or value not in _INT64:
+    if type(value) is not int or value not in fastpath.INT64:
         raise Unusual(f"int64 {value!r}")
     return value
 
@@ -210,7 +209,11 @@ def history_json(metric_key: str, columns: tuple[list[int], list[int], list[floa
     """
     steps, timestamps, values = columns
     for column in (steps, timestamps):
-        if column and (not set(map(type, column)) <= {int} or min(column) < _INT64.start or max(column) >= _INT64.stop):
+        if column and (
+            not set(map(type, column)) <= {int}
+            or min(column) < fastpath.INT64.start
+            or max(column) >= fastpath.INT64.stop
+        ):
             raise Unusual("int64 column")
     parts = []
     if steps:

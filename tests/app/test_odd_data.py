@@ -75,6 +75,21 @@ def _app(root: str, **settings):
     return create_app(Settings(lake=root, refresh_seconds=2.0, **settings), Lake(root))
 
 
+def _post_callback(app, output_parts: list[str], values: dict[str, object], changed: str):
+    """POST to the server-side callback whose output names all ``output_parts``, as a browser
+    does: each input and state its value in ``values`` (a pattern-matched input: none)."""
+    name = next(n for n in app.callback_map if all(part in n for part in output_parts))
+    callback = app.callback_map[name]
+    body = {
+        "output": name,
+        "outputs": [{"id": o.component_id, "property": o.component_property} for o in callback["output"]],
+        "inputs": [{**i, "value": values.get(i["id"]) if isinstance(i["id"], str) else []} for i in callback["inputs"]],
+        "state": [{**s, "value": values.get(s["id"])} for s in callback["state"]],
+        "changedPropIds": [changed],
+    }
+    return app.server.test_client().post("/_dash-update-component", json=body, headers={"Host": "localhost"})
+
+
 def _open(duo, path: str) -> None:
     duo.driver.get(duo.server_url + path)
 
@@ -254,18 +269,8 @@ def test_rl_o09_read_only_dashboard_hides_and_refuses_changes(dash_duo, odd):
     dash_duo.wait_for_element(f"#{ids.RUNS_GRID} .ag-row .run-link", timeout=15)
     assert not dash_duo.find_element(f"#{ids.RUNS_DELETE}").is_displayed()
     # The server refuses a change whatever the browser sends.
-    client = app.server.test_client()
-    name = next(n for n in app.callback_map if f"{ids.RUN_NAME}.children" in n)
-    callback = app.callback_map[name]
     values = {ids.RUN_RENAME_SAVE: 1, ids.RUN_RENAME_INPUT: "hacked", ids.RUN_ID: made["plain"]}
-    body = {
-        "output": name,
-        "outputs": [{"id": o.component_id, "property": o.component_property} for o in callback["output"]],
-        "inputs": [{**i, "value": values.get(i["id"])} for i in callback["inputs"]],
-        "state": [{**s, "value": values.get(s["id"])} for s in callback["state"]],
-        "changedPropIds": [f"{ids.RUN_RENAME_SAVE}.n_clicks"],
-    }
-    response = client.post("/_dash-update-component", json=body, headers={"Host": "localhost"})
+    response = _post_callback(app, [f"{ids.RUN_NAME}.children"], values, f"{ids.RUN_RENAME_SAVE}.n_clicks")
     assert response.status_code == 200 and "read-only" in response.get_data(as_text=True)
     assert Lake(root).get_run(made["plain"]).info["run_name"] == "plain"
 
@@ -363,17 +368,8 @@ def test_a_tag_change_on_a_run_purged_meanwhile_says_so(tmp_path, monkeypatch):
     client.flush()
     app = _app(root)
     monkeypatch.setattr(services_module.Services, "get_run", lambda self, run_id: None)
-    name = next(n for n in app.callback_map if f"{ids.RUN_TAGS}.children" in n and ids.RUN_MESSAGE in n)
-    callback = app.callback_map[name]
     values = {ids.RUN_TAG_SET: 1, ids.RUN_TAG_KEY: "team", ids.RUN_TAG_VALUE: "a", ids.RUN_ID: run_id}
-    body = {
-        "output": name,
-        "outputs": [{"id": o.component_id, "property": o.component_property} for o in callback["output"]],
-        "inputs": [{**i, "value": values.get(i["id"]) if isinstance(i["id"], str) else []} for i in callback["inputs"]],
-        "state": [{**s, "value": values.get(s["id"])} for s in callback["state"]],
-        "changedPropIds": [f"{ids.RUN_TAG_SET}.n_clicks"],
-    }
-    response = app.server.test_client().post("/_dash-update-component", json=body, headers={"Host": "localhost"})
+    response = _post_callback(app, [f"{ids.RUN_TAGS}.children", ids.RUN_MESSAGE], values, f"{ids.RUN_TAG_SET}.n_clicks")
     assert response.status_code == 200, response.get_data(as_text=True)[:500]
     assert "no longer exists" in response.get_data(as_text=True)
     assert Lake(root).get_run(run_id).tags.get("team") == "a"  # the change itself was made
