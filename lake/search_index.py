@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,13 +155,26 @@ def behind(con: duckdb.DuckDBPyConnection) -> bool:
     return bool(con.execute(f"SELECT EXISTS (SELECT 1 FROM {PENDING_TABLE})").fetchall()[0][0])
 
 
-def catch_up(con: duckdb.DuckDBPyConnection, index: SearchIndex) -> SearchIndex:
+def catch_up(
+    con: duckdb.DuckDBPyConnection, index: SearchIndex, marked: Collection[str] = (), *, pending: bool = True
+) -> SearchIndex:
     """Rewrite the index rows of every marked run, once however many folds marked it (inside
-    the caller's transaction)."""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {TOUCHED} AS SELECT DISTINCT run_id FROM {PENDING_TABLE}")
-    index = update(con, index)
-    con.execute(f"DELETE FROM {PENDING_TABLE}")
-    return index
+    the caller's transaction): the runs in the marks table when ``pending``, and ``marked``,
+    runs a fold noted without writing them there (an in-memory state)."""
+    if pending:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {TOUCHED} AS SELECT DISTINCT run_id FROM "
+            f"(SELECT run_id FROM {PENDING_TABLE} UNION ALL SELECT unnest(?::VARCHAR[]))",
+            [sorted(marked)],
+        )
+        index = update(con, index)
+        con.execute(f"DELETE FROM {PENDING_TABLE}")
+        return index
+    ids = sorted(marked)
+    if len(ids) <= PROBE_LIMIT:
+        return update(con, index, ids)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {TOUCHED} AS SELECT unnest(?::VARCHAR[]) AS run_id", [ids])
+    return update(con, index)
 
 
 def drop(con: duckdb.DuckDBPyConnection) -> None:
@@ -195,10 +209,12 @@ def build(con: duckdb.DuckDBPyConnection, max_keys: int = MAX_KEYS) -> SearchInd
     return _loaded_keys(con)
 
 
-def update(con: duckdb.DuckDBPyConnection, index: SearchIndex) -> SearchIndex:
+def update(con: duckdb.DuckDBPyConnection, index: SearchIndex, ids: list[str] | None = None) -> SearchIndex:
     """Rewrite the index rows of the runs in ``_touched`` (inside the caller's transaction,
-    after the fold): new keys get columns while an entity has fewer than ``MAX_KEYS``."""
-    ids = [run_id for (run_id,) in con.execute(f"SELECT run_id FROM {TOUCHED}").fetchall()]
+    after the fold), or of ``ids``, at most ``PROBE_LIMIT`` distinct ones, given instead: new
+    keys get columns while an entity has fewer than ``MAX_KEYS``."""
+    if ids is None:
+        ids = [run_id for (run_id,) in con.execute(f"SELECT run_id FROM {TOUCHED}").fetchall()]
     if not ids:
         return index
     if len(ids) > PYTHON_LIMIT:

@@ -134,9 +134,11 @@ def test_a_merge_that_changes_no_run_rewrites_no_index_rows(lake_dir: str, monke
     rewritten: list[list[str]] = []
     update = search_index.update
 
-    def spy(con: Any, index: Any) -> Any:
-        rewritten.append(sorted(r for (r,) in con.execute(f"SELECT run_id FROM {search_index.TOUCHED}").fetchall()))
-        return update(con, index)
+    def spy(con: Any, index: Any, ids: list[str] | None = None) -> Any:
+        if ids is None:
+            ids = [r for (r,) in con.execute(f"SELECT run_id FROM {search_index.TOUCHED}").fetchall()]
+        rewritten.append(sorted(ids))
+        return update(con, index, ids)
 
     monkeypatch.setattr(search_index, "update", spy)
     compact(lake_dir, grace_s=0)
@@ -205,6 +207,35 @@ def test_a_reopened_state_cache_keeps_its_index(lake_dir: str, tmp_path, monkeyp
     assert _searches(again) == _searches(Lake(lake_dir, cache=False))
 
 
+def test_an_in_memory_refresh_that_failed_before_its_index_rows_catches_up_at_the_next(
+    lake_dir: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # In memory a flush's folds keep their marks in the process, not in the marks table: they
+    # must outlive a refresh that failed after its folds committed.
+    client = LakeClient(lake_dir)
+    experiment = client.create_experiment("failed")
+    run_ids = [_log(client, experiment, i) for i in range(3)]
+    lake = Lake(lake_dir, cache=False)
+    before = _searches(lake)
+    client.log_batch(run_ids[0], metrics=[("loss", -5.0, 0, 9)], params={"late": "yes"})
+    client.rename_run(run_ids[1], "renamed")
+    client.flush()
+
+    def failing(*_args: Any) -> None:
+        raise RuntimeError("stopped after the folds")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(search_index, "update", failing)
+        with pytest.raises(RuntimeError):
+            lake.refresh()
+    lake.refresh()
+    assert _searches(lake) != before
+    assert lake.search_run_ids(filter_string="params.late = 'yes'") == [run_ids[0]]
+    assert lake.search_run_ids(order_by=["metrics.loss"])[0] == run_ids[0]
+    assert _searches(lake) == _searches(Lake(lake_dir, cache=False))
+    assert _nonempty_columns(_index_rows(lake)) == _nonempty_columns(_index_rows(Lake(lake_dir, cache=False)))
+
+
 def test_a_process_stopped_between_a_fold_and_its_index_rows_leaves_them_to_the_next_open(
     lake_dir: str, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -214,7 +245,7 @@ def test_a_process_stopped_between_a_fold_and_its_index_rows_leaves_them_to_the_
     client.rename_run(run_ids[1], "renamed")
     client.flush()
 
-    def stopped(*_args: Any) -> None:
+    def stopped(*_args: Any, **_kwargs: Any) -> None:
         raise KeyboardInterrupt  # the process stops after the folds committed
 
     with monkeypatch.context() as patched:
