@@ -43,18 +43,17 @@ class Settings:
         env = dict(os.environ if env is None else env)
         values = vars(args) if args is not None else {}
 
-        def pick(name: str, env_name: str, default: object) -> object:
+        def pick(name: str, env_name: str, default: object) -> str:
+            # The flag, else the environment, else the default; as text, which the field parses.
             value = values.get(name)
-            if value is not None:
-                return value
-            return env.get(env_name, default)
+            return str(value if value is not None else env.get(env_name, default))
 
         return cls(
-            lake=str(pick("lake", "RUNLAKE_LAKE", DEFAULT_LAKE)),
-            host=str(pick("host", "RUNLAKE_HOST", "127.0.0.1")),
-            port=int(pick("port", "RUNLAKE_PORT", 8050)),  # type: ignore[arg-type]
+            lake=pick("lake", "RUNLAKE_LAKE", DEFAULT_LAKE),
+            host=pick("host", "RUNLAKE_HOST", "127.0.0.1"),
+            port=int(pick("port", "RUNLAKE_PORT", 8050)),
             debug=bool(values.get("debug") or False),
-            refresh_seconds=float(pick("refresh_seconds", "RUNLAKE_REFRESH_SECONDS", 5.0)),  # type: ignore[arg-type]
+            refresh_seconds=float(pick("refresh_seconds", "RUNLAKE_REFRESH_SECONDS", 5.0)),
             read_only=bool(values.get("read_only") or _truthy(env.get("RUNLAKE_READ_ONLY"))),
             allow_hosts=tuple(
                 h.strip().lower()

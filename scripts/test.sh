@@ -20,7 +20,7 @@ python3 -m venv .venv
 # mypy checks the installed names (runlake.core, ...): link the source folders the way
 # setuptools' package-dir mapping installs them.
 mkdir -p build/typecheck/runlake
-for folder in core ingest lake mlflow_store demo; do ln -sfn "../../../$folder" "build/typecheck/runlake/$folder"; done
+for folder in core ingest lake mlflow_store demo app; do ln -sfn "../../../$folder" "build/typecheck/runlake/$folder"; done
 .venv/bin/mypy
 
 # The venv's console scripts (runlake) come first, so nothing installed elsewhere is tested by mistake.

@@ -136,14 +136,15 @@ class RunArtifacts:
         if info.type != pafs.FileType.File:
             raise FileNotFoundError(rel)
         with self.fs.open_input_stream(full) as stream:
-            return stream.read(limit) if limit is not None else stream.read()
+            data: bytes = stream.read(limit) if limit is not None else stream.read()
+        return data
 
     def size(self, rel: str) -> int:
         return int(self.fs.get_file_info(self.resolve(rel)).size or 0)
 
     def exists(self, rel: str) -> bool:
         try:
-            return self.fs.get_file_info(self.resolve(rel)).type == pafs.FileType.File
+            return bool(self.fs.get_file_info(self.resolve(rel)).type == pafs.FileType.File)
         except UnsafeArtifactPath:
             return False
 

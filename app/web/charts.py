@@ -162,7 +162,8 @@ def finite(values: Any) -> list[float | None]:
 
 def _xs(values: pd.Series, x_axis: str) -> list[Any]:
     # Wall-time x stays epoch ms: a plotly date axis reads numbers as ms since the epoch.
-    return values.tolist()
+    xs: list[Any] = values.tolist()
+    return xs
 
 
 def band_traces(x: list[Any], low: Any, high: Any, color: str, group: str) -> list[dict[str, Any]]:
@@ -244,8 +245,8 @@ def series_figure(
     xaxis: dict[str, Any] = {"title": {"text": X_TITLES.get(x_axis, "Step")}}
     if x_axis == "wall":
         xaxis["type"] = "date"
-    if x_range is not None and x_range[0] is not None and x_range[1] is not None:
-        low, high = x_range
+    low, high = x_range if x_range is not None else (None, None)
+    if low is not None and high is not None:
         if x_axis == "wall":
             xaxis["range"] = [iso(low), iso(high)]
         else:
@@ -266,7 +267,7 @@ def series_figure(
 
 
 def iso(ms: float) -> str:
-    return pd.Timestamp(int(ms), unit="ms").strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    return str(pd.Timestamp(int(ms), unit="ms").strftime("%Y-%m-%d %H:%M:%S.%f"))[:-3]
 
 
 def zoom_range(relayout: Mapping[str, Any] | None, x_axis: str) -> tuple[float | None, float | None] | None:
@@ -457,8 +458,7 @@ def scatter_figure(frame: pd.DataFrame, x: str | None, y: str | None, names: Seq
 
 
 def contour_figure(frame: pd.DataFrame, x: str | None, y: str | None, z: str | None) -> go.Figure:
-    cols = [x, y, z]
-    if not all(cols) or any(c not in frame.columns for c in cols):
+    if not x or not y or not z or any(c not in frame.columns for c in (x, y, z)):
         return empty_figure("Pick x, y and z")
     xs, x_cats = numeric_or_codes(frame[x])
     ys, y_cats = numeric_or_codes(frame[y])

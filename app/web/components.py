@@ -46,7 +46,7 @@ def section(
 ) -> html.Details:
     """A collapsible section, like the panels of MLflow's run screen."""
     label = [title] + ([html.Span(f"{count:,}", className="count")] if count is not None else [])
-    kwargs = {"id": id} if id else {}
+    kwargs: dict[str, Any] = {"id": id} if id else {}
     return html.Details(
         [html.Summary(label, className="section-title"), html.Div(body, className="section-body")],
         open=open,
@@ -56,7 +56,7 @@ def section(
 
 
 def empty_state(message: Any, hint: Any = None, id: str | None = None) -> html.Div:
-    kwargs = {"id": id} if id else {}
+    kwargs: dict[str, Any] = {"id": id} if id else {}
     return html.Div(
         [html.Div(message, className="empty-title"), html.Div(hint, className="empty-hint") if hint else None],
         className="empty-state",
@@ -67,7 +67,7 @@ def empty_state(message: Any, hint: Any = None, id: str | None = None) -> html.D
 def key_value_table(
     rows: Iterable[tuple[str, Any]], *, className: str = "kv-table", id: str | None = None
 ) -> html.Table:
-    kwargs = {"id": id} if id else {}
+    kwargs: dict[str, Any] = {"id": id} if id else {}
     return html.Table(
         html.Tbody([html.Tr([html.Th(key), html.Td(value)]) for key, value in rows]), className=className, **kwargs
     )
@@ -82,7 +82,7 @@ def data_table(
     numeric: Sequence[int] = (),
 ) -> html.Table:
     """A plain table; the columns at ``numeric`` positions are right-aligned with tabular digits."""
-    kwargs = {"id": id} if id else {}
+    kwargs: dict[str, Any] = {"id": id} if id else {}
 
     def cls(i: int) -> str | None:
         return "num" if i in numeric else None

@@ -65,4 +65,4 @@ def _neutralise(value: object) -> object:
 
 def runs_csv(frame: pd.DataFrame) -> str:
     table = runs_csv_frame(frame)
-    return table.apply(lambda column: column.map(_neutralise)).to_csv(index=False)
+    return str(table.apply(lambda column: column.map(_neutralise)).to_csv(index=False))

@@ -19,7 +19,7 @@ def format_time(value: Any) -> str:
     stamp = pd.Timestamp(value, unit="ms", tz="UTC") if is_number else pd.Timestamp(value)
     if pd.isna(stamp):
         return ""
-    return stamp.strftime("%Y-%m-%d %H:%M:%S")
+    return str(stamp.strftime("%Y-%m-%d %H:%M:%S"))
 
 
 def format_number(value: Any, digits: int = 5) -> str:

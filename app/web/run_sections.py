@@ -18,6 +18,8 @@ from runlake.app.web.formatting import display_text, escape_figure, human_size
 from runlake.core import vocab
 
 if TYPE_CHECKING:
+    from dash.development.base_component import Component
+
     from runlake.lake import RunRecord
 
 ENVIRONMENT_FILE = vocab.ENVIRONMENT_FILE
@@ -47,7 +49,7 @@ def artifact_tree(entries: list[arts.Entry]) -> Any:
 
 
 def _tree_nodes(node: dict[str, Any], prefix: str) -> list[Any]:
-    out = []
+    out: list[Component] = []
     for name in sorted(node, key=lambda n: (not n.endswith("/"), n.lower())):
         child = node[name]
         if name.endswith("/"):
@@ -196,6 +198,7 @@ def reproduce_section(run_id: str, record: RunRecord, store: arts.RunArtifacts |
     has_diff = bool(store and store.exists(DIFF_FILE))
     has_requirements = bool(store and store.exists(REQUIREMENTS_FILE))
     git = (env or {}).get("git") or {}
+    dirty = git.get("dirty")  # runlake writes true, false or null; another writer anything
     rows = [
         ("Python", (env or {}).get("python") or "—"),
         ("Platform", (env or {}).get("platform") or "—"),
@@ -207,9 +210,11 @@ def reproduce_section(run_id: str, record: RunRecord, store: arts.RunArtifacts |
         ("Branch", git.get("branch") or record.tags.get(vocab.GIT_BRANCH_TAG) or "—"),
         (
             "Dirty",
-            {True: "yes (diff captured)", False: "no"}.get(
-                git.get("dirty"), record.tags.get(vocab.GIT_DIRTY_TAG) or "—"
-            ),
+            "yes (diff captured)"
+            if dirty is True
+            else "no"
+            if dirty is False
+            else record.tags.get(vocab.GIT_DIRTY_TAG) or "—",
         ),
     ]
     packages = (env or {}).get("packages") or {}

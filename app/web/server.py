@@ -9,6 +9,7 @@ import os
 import threading
 from collections.abc import Callable
 from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dash
@@ -35,7 +36,11 @@ PAGES = (experiments, runs, run, compare)
 
 def assets_folder() -> str:
     """The installed ``runlake.assets`` package directory (works from a wheel, not only a checkout)."""
-    return os.fspath(resources.files("runlake.assets"))
+    folder = resources.files("runlake.assets")
+    # Dash serves assets from a directory: a package imported from a zip archive has none.
+    if not isinstance(folder, Path):
+        raise RuntimeError(f"runlake.assets is not a directory on disk ({folder!r}): install runlake unzipped")
+    return os.fspath(folder)
 
 
 def create_app(settings: Settings, lake: Lake) -> dash.Dash:
@@ -57,7 +62,7 @@ def create_app(settings: Settings, lake: Lake) -> dash.Dash:
         pages_folder="",
         assets_folder=assets_folder(),
         title="runlake",
-        update_title=None,
+        update_title="",  # the tab keeps its title while callbacks run (Dash: None or "")
         suppress_callback_exceptions=True,
         on_error=_callback_error,
     )
@@ -196,7 +201,7 @@ def _register_damage_banner(app: dash.Dash, services: Services) -> None:
         Input("_pages_location", "pathname"),
         State(ids.DAMAGE_SHOWN, "data"),
     )
-    def show_damage(_tick: Any, _path: Any, shown: Any) -> tuple[Any, list[str]]:
+    def show_damage(_tick: Any, _path: Any, shown: Any) -> tuple[Any, Any]:
         paths = [f.path for f in services.lake.damaged_files()]
         if paths == shown and ctx.triggered_id == ids.DAMAGE_TICK:
             return no_update, no_update

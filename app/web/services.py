@@ -62,7 +62,7 @@ class Services:
     def cached(self, name: str, key: Any, compute: Callable[[], T]) -> T:
         """``compute()`` once per (name, key, lake fingerprint)."""
         cache_key = f"runlake:{name}:{json.dumps(key, sort_keys=True, default=str)}:{self.fingerprint()}"
-        hit = self.cache.get(cache_key)
+        hit: T | None = self.cache.get(cache_key)
         if hit is not None:
             return hit
         value = compute()

@@ -254,3 +254,24 @@ def test_reproduce_script_keeps_names_in_their_comment():
     assert not any(line.startswith("curl") for line in script.splitlines())
     assert "python3.11 -m venv" in script and "rm -rf" not in script
     assert "'0.1; ls'" in script
+
+
+def test_reproduce_section_survives_an_environment_file_of_another_shape(tmp_path):
+    """runlake writes git.dirty as true, false or null; a hand-written environment file with a
+    list there (the dirty files) shows the run's tag instead of failing the whole run page."""
+    import json
+    from types import SimpleNamespace
+
+    import pyarrow.fs as pafs
+
+    from runlake.app.web.artifacts import RunArtifacts
+    from runlake.app.web.run_sections import ENVIRONMENT_FILE, reproduce_section
+    from runlake.core import vocab
+
+    path = tmp_path / ENVIRONMENT_FILE
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"python": "3.11.7", "git": {"dirty": ["train.py"]}}))
+    record = SimpleNamespace(run_id="abc", tags={vocab.GIT_DIRTY_TAG: "true"}, info={})
+    section = reproduce_section("abc", record, RunArtifacts(pafs.LocalFileSystem(), str(tmp_path)))
+    rows = section.children[0].children.children
+    assert [row.children[1].children for row in rows if row.children[0].children == "Dirty"] == ["true"]

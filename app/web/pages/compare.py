@@ -86,7 +86,7 @@ def _text(value: Any) -> str:
 
 
 def detail_rows(frame: pd.DataFrame, names: dict[str, str]) -> list[dict[str, Any]]:
-    fields = [
+    fields: list[tuple[str, Callable[[Any], str]]] = [
         ("Run name", lambda r: display_text(r.run_name)),
         ("Experiment", lambda r: names.get(str(r.experiment_id), str(r.experiment_id))),
         ("Status", lambda r: _text(r.status).title()),
@@ -336,7 +336,7 @@ def _parallel_tab(plots: PlotChoices) -> list[Any]:
 def _scatter_tab(plots: PlotChoices) -> list[Any]:
     options, varying, params, first_metric = plots.options, plots.varying, plots.params, plots.first_metric
     controls = [
-        control("X", dcc.Dropdown(id=ids.CMP_SC_X, options=options, value=(varying or params or [None])[0]), "X axis"),
+        control("X", dcc.Dropdown(id=ids.CMP_SC_X, options=options, value=(varying + params + [None])[0]), "X axis"),
         control("Y", dcc.Dropdown(id=ids.CMP_SC_Y, options=options, value=first_metric), "Y axis"),
     ]
     return [html.Div(controls, className="plot-controls"), _graph("scatter")]
@@ -552,9 +552,7 @@ def curves_figure(
             x_range=window,
         )
         fig["layout"]["showlegend"] = 1 < len(names) <= 30
-    if window is not None:
-        fig["layout"]["xaxis"]["range"] = (
-            [charts.iso(window[0]), charts.iso(window[1])] if x_axis == "wall" else list(window)
-        )
+    if low is not None and high is not None:
+        fig["layout"]["xaxis"]["range"] = [charts.iso(low), charts.iso(high)] if x_axis == "wall" else [low, high]
         fig["layout"]["xaxis"]["autorange"] = False
     return fig

@@ -35,6 +35,7 @@ from runlake.core import vocab
 
 if TYPE_CHECKING:
     from dash import Dash
+    from dash.development.base_component import Component
 
     from runlake.app.web.services import Services
     from runlake.lake import RunRecord
@@ -150,7 +151,7 @@ def _meta(services: Services, record: RunRecord, source_path: str | None) -> htm
     commit = tags.get(vocab.GIT_COMMIT_TAG) or info.get("source_version") or ""
     branch = tags.get(vocab.GIT_BRANCH_TAG)
     dirty = tags.get(vocab.GIT_DIRTY_TAG)
-    version = [html.Code(commit[:10] or "—", title=commit)]
+    version: list[Component] = [html.Code(commit[:10] or "—", title=commit)]
     if branch:
         version.append(html.Span(f" on {branch}"))
     if dirty == "true":

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dash import ALL, MATCH, Input, Output, Patch, State, ctx, dcc, html, no_update
+from dash.dcc.express import send_string
 
 from runlake.app.web import artifacts as arts
 from runlake.app.web import charts, ids
@@ -273,7 +274,7 @@ def register(app: Dash, services: Services) -> None:
         if record is None:
             return no_update
         script = reproduce_script(record, load_environment(store), bool(store and store.exists(DIFF_FILE)))
-        return dcc.send_string(script, f"reproduce-{run_id[:8]}.sh", type="text/x-shellscript")
+        return send_string(script, f"reproduce-{run_id[:8]}.sh", type="text/x-shellscript")
 
 
 def chart_keys(record: RunRecord) -> list[str]:

@@ -26,6 +26,7 @@ from runlake.app.web.pages import runs_actions, runs_charts
 
 if TYPE_CHECKING:
     from dash import Dash
+    from dash.development.base_component import Component
 
     from runlake.app.web.services import Services
 
@@ -68,7 +69,7 @@ def layout(services: Services, **query_args: Any) -> html.Div:
     names = services.experiment_names()
     available, default = ([], []) if error else _columns(services, query)
     chosen = list(query.columns) if query.columns is not None else default
-    scope = [
+    scope: list[Component | str] = [
         dcc.Link(names.get(e, e), href=f"/runs?experiments={e}", className="chip") for e in query.experiment_ids
     ] or ["All experiments"]
     return html.Div(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from dash import Input, Output, State, ctx, dcc, html, no_update
+from dash.dcc.express import send_string
 
 from runlake.app.web import ids
 from runlake.app.web.components import message
@@ -74,6 +75,7 @@ def action_bar() -> html.Div:
 
 
 def confirm_dialog() -> html.Div:
+    modal: dict[str, Any] = {"aria-modal": "true"}  # not a Python name: passed as a keyword dict
     return html.Div(
         html.Div(
             [
@@ -99,7 +101,7 @@ def confirm_dialog() -> html.Div:
             ],
             className="dialog",
             role="dialog",
-            **{"aria-modal": "true"},
+            **modal,
         ),
         id=ids.CONFIRM,
         className="dialog-backdrop",
@@ -264,4 +266,4 @@ def register_callbacks(app: Dash, services: Services) -> None:
         if not run_ids:  # nothing selected: every run matching the view
             run_ids = selected_ids(services, None, True, data)
         frame = services.lake.frame_for(run_ids)
-        return dcc.send_string(runs_csv(frame), "runs.csv", type="text/csv")
+        return send_string(runs_csv(frame), "runs.csv", type="text/csv")

@@ -69,7 +69,7 @@ def register_callbacks(app: Dash, services: Services) -> None:
         prevent_initial_call=True,
     )
     def toggle(clicks: int | None) -> tuple[Any, str]:
-        shown = bool(clicks) and clicks % 2 == 1
+        shown = (clicks or 0) % 2 == 1
         return (None if shown else HIDDEN), ("button primary" if shown else "button")
 
     @app.callback(
