@@ -68,6 +68,7 @@ from mlflow.utils.search_utils import (
     SearchUtils,
 )
 from mlflow.utils.validation import (
+    _parse_experiment_id,
     _validate_batch_log_data,
     _validate_batch_log_limits,
     _validate_dataset_inputs,
@@ -86,6 +87,7 @@ from runlake.lake import Lake, frames
 from runlake.lake.history import metric_history_table
 from runlake.lake.search.results import (
     FUSED_SEARCH_LIMIT,
+    MAX_INT64,
     Search,
     decode_token,
     encode_token,
@@ -144,14 +146,23 @@ def _view_type(run_view_type: Any) -> str:
     return str(run_view_type or "ACTIVE_ONLY").upper()
 
 
+def _check_unknown_experiment_id(experiment_id: Any) -> None:
+    """An experiment id the lake does not hold: MLflow's error when it is no integer (MLflow's
+    ids all are), else nothing (the caller answers "does not exist" or leaves it out)."""
+    _parse_experiment_id(experiment_id)
+
+
 def _status(run_status: Any) -> str | None:
     if run_status is None:
         return None
     return str(RunStatus.to_string(run_status)) if isinstance(run_status, int) else str(run_status)
 
 
-def _check_max_results(max_results: Any) -> None:
-    """MLflow's SQL store's check of a search's ``max_results``, with its messages."""
+def _check_max_results(max_results: Any, *, allow_none: bool = False) -> None:
+    """MLflow's SQL store's check of a search's ``max_results``, with its messages; with
+    ``allow_none``, None (every match, as MLflow's ``search_runs`` takes it) passes."""
+    if max_results is None and allow_none:
+        return
     if not isinstance(max_results, int) or isinstance(max_results, bool) or max_results < 1:
         raise MlflowException(
             f"Invalid value {max_results} for parameter 'max_results' supplied. It must be a positive integer",
@@ -306,6 +317,7 @@ class RunlakeStore(AbstractStore):
     def _experiment_row(self, experiment_id: Any) -> dict[str, Any]:
         row = self.client.store.experiments().get(str(experiment_id))
         if row is None:
+            _check_unknown_experiment_id(experiment_id)
             raise MlflowException(f"No Experiment with id={experiment_id} exists", RESOURCE_DOES_NOT_EXIST)
         return row
 
@@ -810,11 +822,11 @@ class RunlakeStore(AbstractStore):
         experiment_ids: Sequence[str],
         filter_string: str | None,
         run_view_type: Any,
-        max_results: int,
+        max_results: int | None,
         order_by: Sequence[str] | None,
         page_token: str | None,
     ) -> tuple[list[Run], str | None]:
-        _check_max_results(max_results)
+        _check_max_results(max_results, allow_none=True)
         if names_datasets(filter_string):
             scope = self._search_scope(experiment_ids)
             if not scope:
@@ -833,14 +845,14 @@ class RunlakeStore(AbstractStore):
         experiment_ids: Sequence[str],
         filter_string: str | None,
         run_view_type: Any,
-        max_results: int,
+        max_results: int | None,
         order_by: Sequence[str] | None,
         page_token: str | None,
     ) -> tuple[list[RunRecord], str | None]:
         """``_search_runs`` up to the runs' stored rows: one page of records and the next token,
         for a filter that names no ``dataset.*`` (:func:`names_datasets`; those go through
-        ``_search_runs``)."""
-        _check_max_results(max_results)
+        ``_search_runs``). ``max_results`` None is every match from the token on, and no token."""
+        _check_max_results(max_results, allow_none=True)
         if names_datasets(filter_string):
             raise MlflowException(
                 "search_run_records takes no dataset.* clauses; search_runs does", INVALID_PARAMETER_VALUE
@@ -855,6 +867,8 @@ class RunlakeStore(AbstractStore):
             order_by=list(order_by) if order_by else None,
         )
         start = decode_token(page_token or None)
+        # One run fewer than the largest LIMIT DuckDB takes: the page asks for one more.
+        page = max_results if max_results is not None else MAX_INT64 - 1
         db = self.lake.connection
         with db.fresh():
             # One more than the page tells whether another page follows; no count, no frame.
@@ -864,32 +878,40 @@ class RunlakeStore(AbstractStore):
             found = search_rows(
                 db,
                 search,
-                max_results + 1,
+                page + 1,
                 start,
                 count=False,
                 prefixes=("params", "tags"),
-                fused=max_results > FUSED_SEARCH_LIMIT,
+                fused=page > FUSED_SEARCH_LIMIT,
             )
             if found is None:
-                run_ids, _ = search_ids(db, search, max_results + 1, start, count=False)
-                records = self.run_records(run_ids[:max_results])
+                run_ids, _ = search_ids(db, search, page + 1, start, count=False)
+                records = self.run_records(run_ids[:page])
             else:
                 wide, selection, run_ids, _ = found
-                records = self._records_of_wide_rows(wide.slice(0, max_results), selection)
-            token = encode_token(start + max_results) if len(run_ids) > max_results else None
+                records = self._records_of_wide_rows(wide.slice(0, page), selection)
+            token = encode_token(start + page) if len(run_ids) > page else None
             return records, token
 
     def _search_scope(self, experiment_ids: Sequence[str] | None) -> list[str]:
-        """The experiments a search covers: MLflow searches those that exist and ignores the others."""
+        """The experiments a search covers: MLflow searches those that exist and ignores the
+        others, but refuses an id that is no integer (as MLflow's SQL store, whose ids all are;
+        a runlake experiment created with another id of its own is known, so searched)."""
         known = self.client.store.experiments()
-        return [str(e) for e in experiment_ids or [] if str(e) in known]
+        scope = []
+        for experiment_id in experiment_ids or []:
+            if str(experiment_id) in known:
+                scope.append(str(experiment_id))
+            else:
+                _check_unknown_experiment_id(experiment_id)
+        return scope
 
     def _search_runs_by_datasets(
         self,
         scope: list[str],
         filter_string: str,
         run_view_type: Any,
-        max_results: int,
+        max_results: int | None,
         order_by: Sequence[str] | None,
         page_token: str | None,
     ) -> tuple[list[Run], str | None]:
@@ -909,6 +931,8 @@ class RunlakeStore(AbstractStore):
         ]
         matching = SearchUtils.filter(runs, filter_string)
         ordered = SearchUtils.sort(matching, list(order_by or []))
+        if max_results is None:  # every match from the token on
+            return ordered[SearchUtils.parse_start_offset_from_page_token(page_token) :], None
         page, token = SearchUtils.paginate(ordered, page_token, max_results)
         return page, token
 
@@ -1120,7 +1144,7 @@ class RunlakeStore(AbstractStore):
         else:
             offset = 0
         max_results = max_results or SEARCH_LOGGED_MODEL_MAX_RESULTS_DEFAULT
-        scope = {str(e) for e in experiment_ids}
+        scope = set(self._search_scope(experiment_ids))
         models = []
         for model_id in sorted(self.docs.keys(LOGGED_MODELS)):
             docs = self.docs.read(LOGGED_MODELS, model_id)

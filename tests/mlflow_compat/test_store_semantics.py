@@ -424,3 +424,56 @@ def test_a_run_deleted_by_another_process_refuses_this_stores_writes_soon_after(
     other = store.create_run(store.get_run(run_id).info.experiment_id, "u", 0, [], "other").info.run_id
     store.lake.connection._finalizer()
     store.log_metric(other, Metric("m", 1.0, 0, 0))
+
+
+def test_search_runs_with_no_max_results_answers_every_match_and_no_token(store):
+    # MLflow's SQL store takes max_results=None as "all of them" (its store tests page with it).
+    experiment_id = store.create_experiment("unbounded")
+    run_ids = [store.create_run(experiment_id, "user", i, [], f"r{i}").info.run_id for i in range(7)]
+    runs, token = store._search_runs([experiment_id], "", ViewType.ALL, None, ["attributes.start_time ASC"], None)
+    assert [r.info.run_id for r in runs] == run_ids and token is None
+    first = store.search_runs([experiment_id], "", ViewType.ALL, max_results=3, order_by=["attributes.start_time"])
+    rest, token = store._search_runs(
+        [experiment_id], "", ViewType.ALL, None, ["attributes.start_time ASC"], first.token
+    )
+    assert [r.info.run_id for r in rest] == run_ids[3:] and token is None
+    # The dataset-filter path pages in memory: None is every match there too.
+    runs, token = store._search_runs([experiment_id], "dataset.name = 'x'", ViewType.ALL, None, None, None)
+    assert runs == [] and token is None
+    for bad in (0, -1, 50001, "10", True):
+        with pytest.raises(MlflowException, match="for parameter 'max_results'") as err:
+            store._search_runs([experiment_id], "", ViewType.ALL, bad, None, None)
+        assert err.value.error_code == "INVALID_PARAMETER_VALUE"
+    with pytest.raises(MlflowException, match="for parameter 'max_results'"):
+        store.search_experiments(max_results=None)  # stays strict, as MLflow's
+
+
+def test_experiment_ids_that_are_no_integer_are_refused_as_mlflow_refuses_them(store, lake_uri):
+    from runlake.ingest import LakeClient
+
+    experiment_id = store.create_experiment("numbered")
+    run_id = store.create_run(experiment_id, "user", 0, [], "r").info.run_id
+    for bad in ("invalid_id", "1.5", "abc123"):
+        with pytest.raises(
+            MlflowException, match=f"Invalid experiment ID '{bad}'. Experiment ID must be a valid integer"
+        ):
+            store.get_experiment(bad)
+        with pytest.raises(MlflowException, match="must be a valid integer") as err:
+            store.search_runs([experiment_id, bad], "", ViewType.ALL)
+        assert err.value.error_code == "INVALID_PARAMETER_VALUE"
+        with pytest.raises(MlflowException, match="must be a valid integer"):
+            store.search_logged_models([bad])
+    # An integer id the lake does not hold is "not found", and searches leave it out.
+    with pytest.raises(MlflowException, match="No Experiment with id=424242 exists") as err:
+        store.get_experiment("424242")
+    assert err.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+    assert [r.info.run_id for r in store.search_runs([experiment_id, "424242"], "", ViewType.ALL)] == [run_id]
+    assert store.search_logged_models(["424242"]) == []
+    # An experiment runlake created with an id of its own choosing (LakeClient takes one) is
+    # known, so it is read and searched like any other.
+    client = LakeClient(lake_uri[0])
+    own = client.create_experiment("own-id", experiment_id="team-a")
+    own_run = client.create_run(own, run_name="mine")
+    client.flush()
+    assert store.get_experiment("team-a").name == "own-id"
+    assert [r.info.run_id for r in store.search_runs(["team-a"], "", ViewType.ALL)] == [own_run]
