@@ -157,7 +157,39 @@ def load_environment(store: arts.RunArtifacts | None) -> dict[str, Any] | None:
         data = json.loads(store.read(ENVIRONMENT_FILE, arts.PREVIEW_BYTES).decode("utf-8"))
     except (ValueError, OSError):
         return None
-    return data if isinstance(data, dict) else None
+    return _well_formed(data) if isinstance(data, dict) else None
+
+
+def _text_or_none(value: Any) -> str | None:
+    """A scalar as text; None for nothing, a list or an object."""
+    if value is None or isinstance(value, (list, dict)):
+        return None
+    return str(value)
+
+
+def _well_formed(data: dict[str, Any]) -> dict[str, Any]:
+    """The environment file's fields in the shapes the sections read. runlake writes them so
+    (``ingest/context.py``); a file written by hand or by another tool may hold a string where
+    an object belongs, or a list of dirty files in ``git.dirty``: what has another shape is
+    left out, and the page shows the run's tags or a dash instead of failing."""
+    shaped: dict[str, Any] = {}
+    for key in ("python", "platform", "hostname"):
+        text = _text_or_none(data.get(key))
+        if text is not None:
+            shaped[key] = text
+    for key in ("git", "source"):
+        fields = data.get(key)
+        if isinstance(fields, dict):
+            shaped[key] = {
+                name: value if isinstance(value, bool) else _text_or_none(value) for name, value in fields.items()
+            }
+    command = data.get("command_line")
+    if isinstance(command, list):
+        shaped["command_line"] = [str(part) for part in command if _text_or_none(part) is not None]
+    packages = data.get("packages")
+    if isinstance(packages, dict):
+        shaped["packages"] = {name: _text_or_none(version) or "" for name, version in packages.items()}
+    return shaped
 
 
 def reproduce_script(record: RunRecord, env: dict[str, Any] | None, has_diff: bool) -> str:
@@ -198,7 +230,7 @@ def reproduce_section(run_id: str, record: RunRecord, store: arts.RunArtifacts |
     has_diff = bool(store and store.exists(DIFF_FILE))
     has_requirements = bool(store and store.exists(REQUIREMENTS_FILE))
     git = (env or {}).get("git") or {}
-    dirty = git.get("dirty")  # runlake writes true, false or null; another writer anything
+    dirty = git.get("dirty")  # true, false or null as runlake writes it; other values show the tag
     rows = [
         ("Python", (env or {}).get("python") or "—"),
         ("Platform", (env or {}).get("platform") or "—"),

@@ -256,22 +256,40 @@ def test_reproduce_script_keeps_names_in_their_comment():
     assert "'0.1; ls'" in script
 
 
-def test_reproduce_section_survives_an_environment_file_of_another_shape(tmp_path):
-    """runlake writes git.dirty as true, false or null; a hand-written environment file with a
-    list there (the dirty files) shows the run's tag instead of failing the whole run page."""
+@pytest.mark.parametrize(
+    "environment",
+    [
+        {"python": "3.11.7", "git": {"dirty": ["train.py"]}},  # the list of dirty files
+        {"git": "abc123"},
+        {"git": ["abc123"], "source": "train.py"},
+        {"packages": ["numpy"], "command_line": "python train.py"},
+        {"python": {"version": "3.11"}, "platform": ["linux"], "packages": {"numpy": {"version": "2"}}},
+        {"command_line": ["train.py", {"lr": 1}, None], "git": {"commit": {"sha": "x"}, "dirty": 1}},
+    ],
+)
+def test_the_run_page_survives_an_environment_file_of_another_shape(tmp_path, environment):
+    """runlake writes its environment file in one shape; a file written by hand or by another
+    tool (strings where objects belong, a list of dirty files in git.dirty) shows what it can
+    and the run's tags for the rest, instead of failing the whole run page or the script."""
     import json
     from types import SimpleNamespace
 
     import pyarrow.fs as pafs
 
     from runlake.app.web.artifacts import RunArtifacts
-    from runlake.app.web.run_sections import ENVIRONMENT_FILE, reproduce_section
+    from runlake.app.web.run_sections import ENVIRONMENT_FILE, load_environment, reproduce_script, reproduce_section
     from runlake.core import vocab
 
     path = tmp_path / ENVIRONMENT_FILE
     path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({"python": "3.11.7", "git": {"dirty": ["train.py"]}}))
-    record = SimpleNamespace(run_id="abc", tags={vocab.GIT_DIRTY_TAG: "true"}, info={})
-    section = reproduce_section("abc", record, RunArtifacts(pafs.LocalFileSystem(), str(tmp_path)))
-    rows = section.children[0].children.children
-    assert [row.children[1].children for row in rows if row.children[0].children == "Dirty"] == ["true"]
+    path.write_text(json.dumps(environment))
+    record = SimpleNamespace(
+        run_id="abc", tags={vocab.GIT_DIRTY_TAG: "true", vocab.GIT_COMMIT_TAG: "feed"}, info={"run_name": "r"}
+    )
+    store = RunArtifacts(pafs.LocalFileSystem(), str(tmp_path))
+    section = reproduce_section("abc", record, store)
+    rows = {row.children[0].children: row.children[1].children for row in section.children[0].children.children}
+    assert all(isinstance(value, str) for value in rows.values())
+    assert rows["Dirty"] == "true" and rows["Git commit"] == "feed"
+    script = reproduce_script(record, load_environment(store), False)
+    assert "git checkout feed" in script and script.splitlines()[-1].startswith("python ")
