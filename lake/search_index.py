@@ -170,11 +170,7 @@ def catch_up(
         index = update(con, index)
         con.execute(f"DELETE FROM {PENDING_TABLE}")
         return index
-    ids = sorted(marked)
-    if len(ids) <= PROBE_LIMIT:
-        return update(con, index, ids)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {TOUCHED} AS SELECT unnest(?::VARCHAR[]) AS run_id", [ids])
-    return update(con, index)
+    return update(con, index, sorted(marked))
 
 
 def drop(con: duckdb.DuckDBPyConnection) -> None:
@@ -211,10 +207,13 @@ def build(con: duckdb.DuckDBPyConnection, max_keys: int = MAX_KEYS) -> SearchInd
 
 def update(con: duckdb.DuckDBPyConnection, index: SearchIndex, ids: list[str] | None = None) -> SearchIndex:
     """Rewrite the index rows of the runs in ``_touched`` (inside the caller's transaction,
-    after the fold), or of ``ids``, at most ``PROBE_LIMIT`` distinct ones, given instead: new
-    keys get columns while an entity has fewer than ``MAX_KEYS``."""
+    after the fold), or of ``ids`` (distinct) given instead: new keys get columns while an
+    entity has fewer than ``MAX_KEYS``."""
     if ids is None:
         ids = [run_id for (run_id,) in con.execute(f"SELECT run_id FROM {TOUCHED}").fetchall()]
+    elif len(ids) > PROBE_LIMIT:
+        # More than a probe's worth: the conditions below join on _touched, which must hold them.
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {TOUCHED} AS SELECT unnest(?::VARCHAR[]) AS run_id", [ids])
     if not ids:
         return index
     if len(ids) > PYTHON_LIMIT:

@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, cast
 
 import pyarrow as pa
@@ -146,10 +146,21 @@ def _view_type(run_view_type: Any) -> str:
     return str(run_view_type or "ACTIVE_ONLY").upper()
 
 
-def _check_unknown_experiment_id(experiment_id: Any) -> None:
-    """An experiment id the lake does not hold: MLflow's error when it is no integer (MLflow's
-    ids all are), else nothing (the caller answers "does not exist" or leaves it out)."""
-    _parse_experiment_id(experiment_id)
+def _check_unknown_experiment_id(experiment_id: Any, known: Collection[str]) -> None:
+    """An experiment id the lake does not hold: MLflow's error when it is no integer, else
+    nothing (the caller answers "does not exist" or leaves it out). MLflow's ids are all
+    integers; in a lake that also holds experiments runlake created with ids of their own
+    ("team-a"), any text may be an id, and a mistyped one is not found rather than refused."""
+    if all(_is_integer(k) for k in known):
+        _parse_experiment_id(experiment_id)
+
+
+def _is_integer(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _status(run_status: Any) -> str | None:
@@ -315,9 +326,12 @@ class RunlakeStore(AbstractStore):
         )
 
     def _experiment_row(self, experiment_id: Any) -> dict[str, Any]:
-        row = self.client.store.experiments().get(str(experiment_id))
+        # No id is the Default experiment, as in MLflow's SQL store.
+        experiment_id = experiment_id or layout.DEFAULT_EXPERIMENT_ID
+        known = self.client.store.experiments()
+        row = known.get(str(experiment_id))
         if row is None:
-            _check_unknown_experiment_id(experiment_id)
+            _check_unknown_experiment_id(experiment_id, known)
             raise MlflowException(f"No Experiment with id={experiment_id} exists", RESOURCE_DOES_NOT_EXIST)
         return row
 
@@ -903,7 +917,7 @@ class RunlakeStore(AbstractStore):
             if str(experiment_id) in known:
                 scope.append(str(experiment_id))
             else:
-                _check_unknown_experiment_id(experiment_id)
+                _check_unknown_experiment_id(experiment_id, known)
         return scope
 
     def _search_runs_by_datasets(

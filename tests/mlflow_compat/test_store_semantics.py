@@ -469,11 +469,16 @@ def test_experiment_ids_that_are_no_integer_are_refused_as_mlflow_refuses_them(s
     assert err.value.error_code == "RESOURCE_DOES_NOT_EXIST"
     assert [r.info.run_id for r in store.search_runs([experiment_id, "424242"], "", ViewType.ALL)] == [run_id]
     assert store.search_logged_models(["424242"]) == []
+    assert store.get_experiment("").experiment_id == "0"  # no id is the Default, as in MLflow
     # An experiment runlake created with an id of its own choosing (LakeClient takes one) is
-    # known, so it is read and searched like any other.
+    # known, so it is read and searched like any other; in such a lake any text may be an id,
+    # so a mistyped one is "not found" (not "must be an integer") and searches leave it out.
     client = LakeClient(lake_uri[0])
     own = client.create_experiment("own-id", experiment_id="team-a")
     own_run = client.create_run(own, run_name="mine")
     client.flush()
     assert store.get_experiment("team-a").name == "own-id"
-    assert [r.info.run_id for r in store.search_runs(["team-a"], "", ViewType.ALL)] == [own_run]
+    assert [r.info.run_id for r in store.search_runs(["team-a", "team-b"], "", ViewType.ALL)] == [own_run]
+    with pytest.raises(MlflowException, match="No Experiment with id=team-b exists") as err:
+        store.get_experiment("team-b")
+    assert err.value.error_code == "RESOURCE_DOES_NOT_EXIST"
