@@ -214,7 +214,12 @@ def test_search_pages_and_orders_like_mlflow(lake_uri):
     assert "Use a single '='" in info.value.message
     frame = mlflow.search_runs([experiment_id], filter_string="metrics.score >= 1")
     assert len(frame) == 4 and "params.i" in frame.columns
-    assert client.search_runs(["no-such-experiment"]) == []
+    # An experiment the lake does not hold is left out, as MLflow's SQL store leaves it out; an
+    # id that is no integer is refused, as there.
+    assert client.search_runs(["424242"]) == []
+    with pytest.raises(MlflowException, match="must be a valid integer") as info:
+        client.search_runs(["no-such-experiment"])
+    assert info.value.error_code == "INVALID_PARAMETER_VALUE"
 
 
 def test_sklearn_autolog_log_model_and_datasets(lake_uri):
