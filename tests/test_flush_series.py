@@ -99,3 +99,40 @@ def test_a_big_table_of_one_series_lands_whole_and_summarised(lake_dir, shuffled
     latest = lake.sql("SELECT * FROM latest_metrics WHERE run_id = ?", [run_id]).iloc[0]
     assert (latest["step"], latest["value"]) == (n - 1, float((n - 1) % 97))
     assert (latest["min_value"], latest["max_value"]) == (0.0, 96.0)
+
+
+_numbers = st.one_of(
+    st.none(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.sampled_from([2**63, -(2**63) - 1, 2**53 + 1, True, False, 1.0, 1.5, -3.0, math.nan, 2.0**60]),
+)
+
+
+def _outcome(items: list) -> object:
+    """The table ``metric_points_table`` makes of ``items`` (with the time it fills in for a
+    missing timestamp fixed), or the error it raises."""
+    try:
+        table = points_mod.metric_points_table("r" * 32, items)
+    except Exception as exc:  # the outcome compared, whatever it is
+        return (type(exc).__name__, str(exc))
+    return None if table is None else (_rows(table), table.schema.metadata)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.sampled_from(["a", "b", "c/d"]), values, _numbers, _numbers),
+            st.sampled_from([("a", 1.0, 5), ("a", 1.0, 5, 6, 7), "abcd", ("a", "x", 1, 2), (None, 1.0, 1, 2)]),
+        ),
+        max_size=40,
+    )
+)
+def test_small_batches_of_whole_numbers_convert_as_the_checked_way_does(items):
+    # A batch of up to _SMALL_BATCH tuples whose steps and timestamps are Python ints skips the
+    # whole-number check; every batch must come out as the checked way makes it, or fail alike.
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(points_mod.layout, "now_ms", lambda: T0)
+        fast = _outcome(items)
+        patched.setattr(points_mod, "_SMALL_BATCH", -1)
+        assert _outcome(items) == fast
