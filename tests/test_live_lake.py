@@ -399,6 +399,143 @@ def test_a_reader_takes_a_merged_file_from_the_inputs_it_holds(lake_dir, tmp_pat
         same_as_fresh()
 
 
+def _same_state_as_fresh(lake, lake_dir) -> None:
+    fresh = Lake(lake_dir, cache=False)
+    for view in ("runs", "params", "tags", "latest_metrics"):
+        query = (
+            f"SELECT * EXCLUDE (artifact_uri) FROM {view} ORDER BY ALL"
+            if view == "runs"
+            else f"SELECT * FROM {view} ORDER BY ALL"
+        )
+        assert lake.sql(query).astype(str).equals(fresh.sql(query).astype(str)), view
+    for table in (layout.RUNS, layout.PARAMS, layout.TAGS):
+        # No row twice where a fresh read has it once.
+        query = f"SELECT count(*) AS n FROM raw_{table}"
+        assert lake.connection.rows(_sql(query)) == fresh.connection.rows(_sql(query)), table
+    assert sorted(lake.search_run_ids(run_view_type="ALL")) == sorted(fresh.search_run_ids(run_view_type="ALL"))
+
+
+def _sql(text: str):
+    from runlake.lake.sql import Fragment
+
+    return Fragment(text)
+
+
+def _gone_by_table(monkeypatch) -> dict[str, list[int]]:
+    """The numbers of the files each refresh from now on took as gone, by table."""
+    from runlake.lake import snapshot
+
+    gone: dict[str, list[int]] = {}
+    real = snapshot.Snapshot._apply
+
+    def apply(self, table, view, key, rows, gone_numbers, listing, renumbered=()):
+        gone.setdefault(table, []).extend(gone_numbers)
+        return real(self, table, view, key, rows, gone_numbers, listing, renumbered)
+
+    monkeypatch.setattr(snapshot.Snapshot, "_apply", apply)
+    return gone
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["in memory", "state cache"])
+def test_a_merged_file_holding_a_flush_this_reader_never_saw_settles_against_the_inputs_it_holds(
+    lake_dir, tmp_path, monkeypatch, cached
+):
+    # A writer merges its own files right after a flush, so the merged file holds the new flush
+    # besides files a reader folded already. The reader takes those as renamed and adds only the
+    # new rows - no file gone, no run folded again for rows it had - and stays exact.
+    import pyarrow.fs as pafs
+
+    from runlake.core import writer
+
+    client, experiment_id, runs, lake = _hand_merged_lake(
+        lake_dir, tmp_path, monkeypatch, cached, "settled", 4, data=True
+    )
+    fs = pafs.LocalFileSystem()
+    # A row in two known files at once (a flush repeated by a retry): the merge holds it twice.
+    client.set_tag(runs[1], "t", "1")
+    client.flush()
+    lake.refresh()
+    gone = _gone_by_table(monkeypatch)
+    read = _recorded_reads(monkeypatch)
+    client.set_tag(runs[0], "t", "late")
+    client.log_batch(runs[2], params={"q": "new"})
+    client.set_terminated(runs[3])
+    client.flush()  # a flush the reader never saw, then the writer's merge
+    merged = []
+    for table in (layout.RUNS, layout.PARAMS, layout.TAGS):
+        paths = [info.path for info in writer.list_parts(fs, lake_dir, table) if f"={experiment_id}" in info.path]
+        output, _size = merge.merge_files(fs, lake_dir, table, experiment_id, paths)
+        merged.append(output)
+    assert lake.refresh()
+    assert set(merged) <= set(read)  # read: it holds rows the state lacks
+    assert all(not gone.get(table) for table in (layout.RUNS, layout.PARAMS, layout.TAGS)), gone
+    assert lake.get_run(runs[0]).tags["t"] == "late"
+    assert lake.get_run(runs[2]).params == {"p": "2", "q": "new"}
+    assert lake.get_run(runs[3]).info["status"] == "FINISHED"
+    _same_state_as_fresh(lake, lake_dir)
+    if cached:  # a reopened state holds the same
+        del lake
+        import gc
+
+        gc.collect()
+        lake = Lake(lake_dir, cache=str(tmp_path / "cache"))
+        assert lake.connection.cached
+        _same_state_as_fresh(lake, lake_dir)
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["in memory", "state cache"])
+def test_a_merged_file_lacking_a_row_of_its_named_inputs_is_read_as_it_is(lake_dir, tmp_path, monkeypatch, cached):
+    # A merged file is trusted to hold its inputs' rows only where it does: one rewritten
+    # without a row (by hand, by a tool that drops what it should not) is the lake's truth, so
+    # the reader takes its inputs as gone and its rows as they are.
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    from runlake.core import writer
+
+    client, experiment_id, runs, lake = _hand_merged_lake(
+        lake_dir, tmp_path, monkeypatch, cached, "short", 4, data=False
+    )
+    fs = pafs.LocalFileSystem()
+    assert lake.get_run(runs[1]).tags["t"] == "1"
+    gone = _gone_by_table(monkeypatch)
+    client.set_tag(runs[0], "t", "late")
+    client.flush()
+    paths = [info.path for info in writer.list_parts(fs, lake_dir, layout.TAGS) if f"={experiment_id}" in info.path]
+    output, _size = merge.merge_files(fs, lake_dir, layout.TAGS, experiment_id, paths)
+    table = pq.read_table(output)
+    pairs = zip(table.column("run_id").to_pylist(), table.column("key").to_pylist(), strict=True)
+    keep = [i for i, pair in enumerate(pairs) if pair != (runs[1], "t")]
+    assert len(keep) == table.num_rows - 1
+    pq.write_table(table.take(keep), output)  # the schema's metadata still names every input
+    assert merge_inputs_named(output)
+    lake.refresh()
+    assert gone.get(layout.TAGS)  # the inputs went, and the file was read as it is
+    assert "t" not in lake.get_run(runs[1]).tags
+    assert lake.get_run(runs[0]).tags["t"] == "late"
+    _same_state_as_fresh(lake, lake_dir)
+
+
+def merge_inputs_named(path: str) -> bool:
+    import pyarrow.parquet as pq
+
+    return layout.MERGED_FROM_KEY in (pq.read_metadata(path).metadata or {})
+
+
+def test_settling_a_merged_file_takes_out_one_row_for_each_known_row():
+    import pyarrow as pa
+
+    from runlake.lake.snapshot import _multiset_rest
+
+    merged = pa.table({"k": ["a", "a", "b", "c"], "v": [1, 1, 2, 3]})
+    assert _multiset_rest(merged, [("a", 1), ("b", 2)]) == [1, 3]
+    assert _multiset_rest(merged, [("a", 1), ("a", 1)]) == [2, 3]
+    assert _multiset_rest(merged, []) == [0, 1, 2, 3]
+    assert _multiset_rest(merged, [("a", 1)] * 3) is None  # a known row more often than merged
+    assert _multiset_rest(merged, [("d", 4)]) is None
+    assert _multiset_rest(merged, [("b", 3)]) is None  # the same key, another value
+
+
 @pytest.mark.parametrize("probe_limit", [100, 0])
 def test_latest_metrics_folded_from_new_summaries_match_a_fresh_fold(lake_dir, monkeypatch, probe_limit):
     """A refresh that only found new files folds a run's new summary rows with its current
