@@ -146,9 +146,11 @@ TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
 MERGED_SUFFIX = "-m"
 COMPACTED_SUFFIX = "-c"
 # A merged file's Parquet key-value metadata under this key: a JSON list of [name, size] of the
-# files whose rows it holds, exactly (names within its partition directory). A reader that holds
-# all of them, and lists none of them any more, takes their rows as the merged file's instead of
-# reading it (``runlake.lake.snapshot.read_changes``). Readers that ignore it read the file.
+# files whose rows it holds, exactly (names within its partition directory); for metric
+# summaries, the files whose rows it folds. A reader that holds all of them, and lists none of
+# them any more, takes their rows as the merged file's instead of reading it; one that holds
+# some reads it and takes only the rest of its rows as new, or for summaries drops the rows
+# it holds (``runlake.lake.snapshot.read_changes``). Readers that ignore it read the file.
 MERGED_FROM_KEY = b"runlake.merged_from"
 
 TMP_PREFIX = "."

@@ -88,6 +88,10 @@ def tier_of(size: int) -> int:
 # keep in their state row by row. Summaries fold to fewer rows (a reader keeping the inputs'
 # rows would keep a long run's every flush), and metric points are not kept in a state.
 RELABELED_TABLES = (layout.EXPERIMENTS, layout.RUNS, layout.PARAMS, layout.TAGS)
+# The tables whose merged files name their inputs: the relabeled ones, and metric summaries,
+# whose merged rows fold their inputs' (latest, min and max fold associatively), so a reader
+# holding the inputs' rows may drop them without folding their runs again.
+NAMING_TABLES = (*RELABELED_TABLES, layout.METRIC_SUMMARIES)
 
 
 # Metric merges of more points than this keep their inputs' order instead of being grouped
@@ -185,8 +189,9 @@ def merge_files(
     if bad:
         raise DamagedInputs(bad)
     data = combine(table, pa.concat_tables(parts))
-    if table in RELABELED_TABLES:
-        # Its rows are exactly its inputs', so a reader holding the inputs need not read it.
+    if table in NAMING_TABLES:
+        # Its rows are exactly its inputs' (or fold them), so a reader holding the inputs need
+        # not read it (or fold their runs again).
         inputs = [[path.rsplit("/", 1)[-1], size] for path, size in zip(paths, sizes, strict=True)]
         data = data.replace_schema_metadata({layout.MERGED_FROM_KEY: json.dumps(inputs).encode()})
     output = writer.write_part(

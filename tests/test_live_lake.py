@@ -408,7 +408,7 @@ def _same_state_as_fresh(lake, lake_dir) -> None:
             else f"SELECT * FROM {view} ORDER BY ALL"
         )
         assert lake.sql(query).astype(str).equals(fresh.sql(query).astype(str)), view
-    for table in (layout.RUNS, layout.PARAMS, layout.TAGS):
+    for table in (layout.RUNS, layout.PARAMS, layout.TAGS, layout.METRIC_SUMMARIES):
         # No row twice where a fresh read has it once.
         query = f"SELECT count(*) AS n FROM raw_{table}"
         assert lake.connection.rows(_sql(query)) == fresh.connection.rows(_sql(query)), table
@@ -428,9 +428,9 @@ def _gone_by_table(monkeypatch) -> dict[str, list[int]]:
     gone: dict[str, list[int]] = {}
     real = snapshot.Snapshot._apply
 
-    def apply(self, table, view, key, rows, gone_numbers, listing, renumbered=()):
+    def apply(self, table, view, key, rows, gone_numbers, *rest):
         gone.setdefault(table, []).extend(gone_numbers)
-        return real(self, table, view, key, rows, gone_numbers, listing, renumbered)
+        return real(self, table, view, key, rows, gone_numbers, *rest)
 
     monkeypatch.setattr(snapshot.Snapshot, "_apply", apply)
     return gone
@@ -513,6 +513,52 @@ def test_a_merged_file_lacking_a_row_of_its_named_inputs_is_read_as_it_is(lake_d
     assert gone.get(layout.TAGS)  # the inputs went, and the file was read as it is
     assert "t" not in lake.get_run(runs[1]).tags
     assert lake.get_run(runs[0]).tags["t"] == "late"
+    _same_state_as_fresh(lake, lake_dir)
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["in memory", "state cache"])
+@pytest.mark.parametrize("tampered", [False, True], ids=["as merged", "rewritten lower"])
+def test_a_merged_summaries_file_absorbs_the_known_rows_it_folds(lake_dir, tmp_path, monkeypatch, cached, tampered):
+    # A merged summaries file folds its inputs' rows, one of them a flush this reader never saw:
+    # the reader drops the inputs' rows it holds and folds the merged rows as any flush's, no
+    # file gone. Rewritten so its fold no longer covers them (a max lowered), it is read as it
+    # is, its inputs gone: what the lake holds is the answer.
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    from runlake.core import writer
+
+    client, experiment_id, runs, lake = _hand_merged_lake(
+        lake_dir, tmp_path, monkeypatch, cached, "summaries", 4, data=True
+    )
+    fs = pafs.LocalFileSystem()
+    gone = _gone_by_table(monkeypatch)
+    client.log_batch(runs[0], metrics=[("loss", 9.5, 1_700_000_000_001, 1), ("acc", 0.5, 1_700_000_000_001, 1)])
+    client.flush()  # a flush the reader never saw, then the merge
+    paths = [
+        info.path
+        for info in writer.list_parts(fs, lake_dir, layout.METRIC_SUMMARIES)
+        if f"={experiment_id}" in info.path
+    ]
+    output, _size = merge.merge_files(fs, lake_dir, layout.METRIC_SUMMARIES, experiment_id, paths)
+    assert output is not None and merge_inputs_named(output)
+    if tampered:
+        table = pq.read_table(output)
+        lowered = pc.if_else(pc.equal(table.column("run_id"), runs[2]), -1.0, table.column("max_value"))
+        table = table.set_column(table.schema.get_field_index("max_value"), "max_value", lowered)
+        pq.write_table(table.cast(pa.schema(table.schema, metadata=table.schema.metadata)), output)
+        assert merge_inputs_named(output)
+    lake.refresh()
+    assert bool(gone.get(layout.METRIC_SUMMARIES)) == tampered
+    latest = lake.sql(f"SELECT key, value, step, max_value FROM latest_metrics WHERE run_id = '{runs[0]}' ORDER BY key")
+    assert latest.to_dict("records") == [
+        {"key": "acc", "value": 0.5, "step": 1, "max_value": 0.5},
+        {"key": "loss", "value": 9.5, "step": 1, "max_value": 9.5},
+    ]
+    (max_2,) = lake.sql(f"SELECT max_value FROM latest_metrics WHERE run_id = '{runs[2]}'")["max_value"]
+    assert max_2 == (-1.0 if tampered else 2.0)
     _same_state_as_fresh(lake, lake_dir)
 
 
