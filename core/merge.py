@@ -26,6 +26,7 @@ import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -192,7 +193,16 @@ def merge_files(
     if table in NAMING_TABLES:
         # Its rows are exactly its inputs' (or fold them), so a reader holding the inputs need
         # not read it (or fold their runs again).
-        inputs = [[path.rsplit("/", 1)[-1], size] for path, size in zip(paths, sizes, strict=True)]
+        inputs: list[list[Any]] = []
+        for path, size in zip(paths, sizes, strict=True):
+            entry: list[Any] = [path.rsplit("/", 1)[-1], size]
+            inner = _named_inputs(fs, path)
+            if inner:
+                # A merged input's own inputs, one level down: a reader that never saw the
+                # input (written and merged again within one flush: a writer's own merge, then
+                # a tier merge taking it) may hold those.
+                entry.append(inner)
+            inputs.append(entry)
         data = data.replace_schema_metadata({layout.MERGED_FROM_KEY: json.dumps(inputs).encode()})
     output = writer.write_part(
         fs, root, table, data, experiment_id, sort=False, file_id=layout.new_file_id() + layout.MERGED_SUFFIX
@@ -205,6 +215,22 @@ def merge_files(
     for path in paths:
         delete_quietly(fs, path)
     return output, (fs.get_file_info(output).size or 0) if output else 0
+
+
+def _named_inputs(fs: pafs.FileSystem, path: str) -> list[list[Any]] | None:
+    """The [name, size] pairs a merged file's metadata names (their own inputs left out), or
+    None for a file that is no merge or names none it can be trusted for."""
+    import pyarrow.parquet as pq
+
+    if not path.endswith(layout.MERGED_SUFFIX + layout.DATA_SUFFIX):
+        return None
+    named = (pq.read_metadata(path, filesystem=fs).metadata or {}).get(layout.MERGED_FROM_KEY)
+    if named is None:
+        return None
+    try:
+        return [[str(entry[0]), int(entry[1])] for entry in json.loads(named)] or None
+    except (ValueError, TypeError, IndexError, KeyError):
+        return None
 
 
 def plan_tiers(files: list[PartInfo], now: float) -> list[list[PartInfo]]:

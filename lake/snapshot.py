@@ -111,9 +111,10 @@ def read_file(fs: pafs.FileSystem, table: str, path: str, number: int) -> pa.Tab
 File = tuple[str, int]
 
 
-def merged_inputs(fs: pafs.FileSystem, path: str) -> list[File] | None:
+def merged_inputs(fs: pafs.FileSystem, path: str) -> list[tuple[File, list[File] | None]] | None:
     """The files whose rows a merged file holds, as its metadata names them
-    (``layout.MERGED_FROM_KEY``); None for any other file, or one that names none."""
+    (``layout.MERGED_FROM_KEY``), each with the files it was merged from where it is a merge
+    itself (one level down; None otherwise); None for any other file, or one that names none."""
     if not path.endswith(layout.MERGED_SUFFIX + layout.DATA_SUFFIX):
         return None
     import pyarrow.parquet as pq
@@ -123,7 +124,13 @@ def merged_inputs(fs: pafs.FileSystem, path: str) -> list[File] | None:
         return None
     directory = path.rsplit("/", 1)[0]
     try:
-        return [(f"{directory}/{name}", int(size)) for name, size in json.loads(named)] or None
+        found: list[tuple[File, list[File] | None]] = []
+        for entry in json.loads(named):
+            if len(entry) not in (2, 3):
+                return None
+            inner = [(f"{directory}/{name}", int(size)) for name, size in entry[2]] if len(entry) == 3 else None
+            found.append(((f"{directory}/{entry[0]}", int(entry[1])), inner))
+        return found or None
     except (ValueError, TypeError):
         return None  # not ours to trust: read the file
 
@@ -187,19 +194,31 @@ def read_changes(
                 # Only once no input is listed: a merge killed before it removed its inputs
                 # leaves both, and the merged file may yet go alone (quarantined) - then the
                 # inputs' rows must still be theirs.
-                inputs = merged_inputs(fs, path) if known_files and table in merge.NAMING_TABLES else None
-                held = (
-                    []
-                    if inputs is None
-                    else [file for file in inputs if file in known_files and file[0] not in unreadable]
-                )
-                whole = inputs is not None and all(file not in listed_now and file not in claimed for file in inputs)
-                if whole and len(held) == len(inputs or ()) and table in merge.RELABELED_TABLES:
+                named = merged_inputs(fs, path) if known_files and table in merge.NAMING_TABLES else None
+                inputs = [file for file, _inner in named or ()]
+                held = [file for file in inputs if file in known_files and file[0] not in unreadable]
+                whole = named is not None and all(file not in listed_now and file not in claimed for file in inputs)
+                if whole and len(held) == len(inputs) and table in merge.RELABELED_TABLES:
                     number((path, size))
-                    renamed[(path, size)] = inputs or []
-                    claimed.update(inputs or ())
+                    renamed[(path, size)] = inputs
+                    claimed.update(inputs)
                     continue
                 parts[(path, size)] = read_file(fs, table, path, number((path, size)))
+                if whole:
+                    # An input this reader never saw may be a merge of files it holds (and of
+                    # others it never saw, whose rows are the rest): those it holds count.
+                    for file, inner in named or ():
+                        if file in known_files:
+                            continue
+                        held += [
+                            f
+                            for f in inner or ()
+                            if f in known_files
+                            and f[0] not in unreadable
+                            and f not in listed_now
+                            and f not in claimed
+                            and f not in held
+                        ]
                 if whole and held:
                     partial[(path, size)] = held
                     claimed.update(held)
@@ -519,7 +538,9 @@ class Snapshot:
                 continue  # some known row is not in the merged file: read it as new
             settled[file] = inputs
             taken.append(mask)
-            rest.append(merged.take(remaining))
+            # Typed: pyarrow reads an empty list as nulls, which take() refuses (a merged
+            # file may hold no row beyond the known ones: an empty file of another engine).
+            rest.append(merged.take(pa.array(remaining, pa.int64())))
         if not settled:
             return rows, settled
         others = rows.filter(pc.invert(functools.reduce(pc.or_, taken)))

@@ -562,6 +562,74 @@ def test_a_merged_summaries_file_absorbs_the_known_rows_it_folds(lake_dir, tmp_p
     _same_state_as_fresh(lake, lake_dir)
 
 
+@pytest.mark.parametrize("cached", [False, True], ids=["in memory", "state cache"])
+@pytest.mark.parametrize("table", [layout.TAGS, layout.METRIC_SUMMARIES])
+def test_a_tier_merge_of_a_merge_this_reader_never_saw_settles_against_the_files_that_merge_took(
+    lake_dir, tmp_path, monkeypatch, cached, table
+):
+    # Within one flush a writer merges its own files (one of them new) and then, holding the
+    # lease, merges the tier that file joined: the reader never sees the first merged file. The
+    # second names it with the files it was merged from, which the reader holds.
+    import pyarrow.fs as pafs
+
+    from runlake.core import writer
+
+    client, experiment_id, runs, lake = _hand_merged_lake(
+        lake_dir, tmp_path, monkeypatch, cached, "nested", 4, data=True
+    )
+    fs = pafs.LocalFileSystem()
+    gone = _gone_by_table(monkeypatch)
+
+    def files() -> list[str]:
+        return sorted(info.path for info in writer.list_parts(fs, lake_dir, table) if f"={experiment_id}" in info.path)
+
+    held = files()
+    assert len(held) >= 4
+    client.set_tag(runs[0], "t", "late")
+    client.log_batch(runs[0], metrics=[("loss", 7.5, 1_700_000_000_001, 1)])
+    client.flush()  # a flush the reader never saw
+    new = [path for path in files() if path not in held]
+    first, _size = merge.merge_files(fs, lake_dir, table, experiment_id, held[:2] + new)
+    second, _size = merge.merge_files(fs, lake_dir, table, experiment_id, [first, held[2]])
+    assert not os.path.exists(first) and merge_inputs_named(second)
+    lake.refresh()
+    assert not gone.get(table), gone  # every file the reader held is in the second merge
+    assert lake.get_run(runs[0]).tags["t"] == "late"
+    assert lake.sql(f"SELECT value FROM latest_metrics WHERE run_id = '{runs[0]}'")["value"].tolist() == [7.5]
+    _same_state_as_fresh(lake, lake_dir)
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["in memory", "state cache"])
+def test_a_merged_file_with_nothing_beyond_the_rows_this_reader_holds_settles(lake_dir, tmp_path, monkeypatch, cached):
+    # The input this reader lacks is an empty part file (another engine writes those for an
+    # empty partition): the merged file holds no row beyond the known ones. Found by review:
+    # the empty remainder made every refresh, and every reopen of the state cache, raise.
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    from runlake.core import writer
+
+    _client, experiment_id, runs, lake = _hand_merged_lake(
+        lake_dir, tmp_path, monkeypatch, cached, "empty", 2, data=False
+    )
+    fs = pafs.LocalFileSystem()
+    held = [info.path for info in writer.list_parts(fs, lake_dir, layout.TAGS) if f"={experiment_id}" in info.path]
+    empty = held[0].rsplit("/", 1)[0] + "/part-foreign-empty.parquet"
+    pq.write_table(layout.SCHEMAS[layout.TAGS].empty_table(), empty)
+    merge.merge_files(fs, lake_dir, layout.TAGS, experiment_id, [*held, empty])
+    gone = _gone_by_table(monkeypatch)
+    lake.refresh()
+    assert not gone.get(layout.TAGS)
+    assert [lake.get_run(run_id).tags["t"] for run_id in runs] == ["0", "1"]
+    _same_state_as_fresh(lake, lake_dir)
+    if cached:
+        del lake
+        import gc
+
+        gc.collect()
+        _same_state_as_fresh(Lake(lake_dir, cache=str(tmp_path / "cache")), lake_dir)
+
+
 def merge_inputs_named(path: str) -> bool:
     import pyarrow.parquet as pq
 
