@@ -459,7 +459,7 @@ class Snapshot:
 
     def _absorbed_summaries(self, rows: pa.Table, partial: dict[File, list[File]]) -> list[File]:
         """The known inputs of merged summary files read (``read_changes``) whose rows their
-        merged file's fold: their rows may go with no run folded again.
+        merged file folds: their rows may go with no run folded again.
 
         A merged summaries file is its inputs' rows folded (``merge.combine``), and the fold is
         associative, so once it is read its inputs' rows add nothing: the refresh drops them and
@@ -492,6 +492,10 @@ class Snapshot:
                     f"EXCEPT {views.fold_sql('latest_metrics', '_merged_rows')})",
                     input_numbers,
                 ).fetchall()
+            except (duckdb.Error, pa.ArrowException) as exc:
+                # A shortcut only: whatever stops it, the file is taken as before.
+                log.info("runlake: merged file %s read with its inputs gone (%s)", file[0], exc)
+                continue
             finally:
                 con.unregister("_merged_rows")
             if not changed:
@@ -530,17 +534,23 @@ class Snapshot:
             if merged.num_rows > SETTLE_ROWS_LIMIT:
                 continue
             marks = ", ".join("?" * len(input_numbers))
-            held = self._con.execute(
-                f"SELECT * EXCLUDE ({SOURCE_COLUMN}) FROM raw_{table} WHERE {SOURCE_COLUMN} IN ({marks})", input_numbers
-            ).fetchall()
-            remaining = _multiset_rest(merged.drop_columns([SOURCE_COLUMN]), held)
-            if remaining is None:
-                continue  # some known row is not in the merged file: read it as new
+            try:
+                held = self._con.execute(
+                    f"SELECT * EXCLUDE ({SOURCE_COLUMN}) FROM raw_{table} WHERE {SOURCE_COLUMN} IN ({marks})",
+                    input_numbers,
+                ).fetchall()
+                remaining = _multiset_rest(merged.drop_columns([SOURCE_COLUMN]), held)
+                if remaining is None:
+                    continue  # some known row is not in the merged file: read it as new
+                # Typed: pyarrow reads an empty list as nulls, which take() refuses (a merged
+                # file may hold no row beyond the known ones: an empty file of another engine).
+                rest.append(merged.take(pa.array(remaining, pa.int64())))
+            except (duckdb.Error, pa.ArrowException) as exc:
+                # A shortcut only: whatever stops it, the file is taken as before.
+                log.info("runlake: merged file %s read with its inputs gone (%s)", file[0], exc)
+                continue
             settled[file] = inputs
             taken.append(mask)
-            # Typed: pyarrow reads an empty list as nulls, which take() refuses (a merged
-            # file may hold no row beyond the known ones: an empty file of another engine).
-            rest.append(merged.take(pa.array(remaining, pa.int64())))
         if not settled:
             return rows, settled
         others = rows.filter(pc.invert(functools.reduce(pc.or_, taken)))
