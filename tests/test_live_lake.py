@@ -630,6 +630,49 @@ def test_a_merged_file_with_nothing_beyond_the_rows_this_reader_holds_settles(la
         _same_state_as_fresh(Lake(lake_dir, cache=str(tmp_path / "cache")), lake_dir)
 
 
+@pytest.mark.parametrize("table", [layout.TAGS, layout.METRIC_SUMMARIES])
+def test_a_settle_that_fails_leaves_the_merged_file_read_as_before(lake_dir, tmp_path, monkeypatch, table):
+    # Settling is a shortcut: an error inside it (a case nobody foresaw) must cost the old
+    # path's time, not the refresh.
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+
+    from runlake.core import writer
+    from runlake.lake import snapshot
+
+    client, experiment_id, runs, lake = _hand_merged_lake(
+        lake_dir, tmp_path, monkeypatch, False, "failing", 3, data=True
+    )
+    fs = pafs.LocalFileSystem()
+
+    def broken(*_args):
+        raise pa.ArrowInvalid("unforeseen")
+
+    client.set_tag(runs[0], "t", "late")
+    client.log_batch(runs[0], metrics=[("loss", 7.5, 1_700_000_000_001, 1)])
+    client.flush()
+    paths = [info.path for info in writer.list_parts(fs, lake_dir, table) if f"={experiment_id}" in info.path]
+    merge.merge_files(fs, lake_dir, table, experiment_id, paths)
+    monkeypatch.setattr(snapshot, "_multiset_rest", broken)
+    real_absorb = snapshot.Snapshot._absorbed_summaries
+
+    def absorb_failing(self, rows, partial):
+        # The check's SQL broken for this call only: the refresh's own folds need the real one.
+        real_fold = snapshot.views.fold_sql
+        snapshot.views.fold_sql = lambda *_args: "SELECT nothing FROM nowhere"
+        try:
+            return real_absorb(self, rows, partial)
+        finally:
+            snapshot.views.fold_sql = real_fold
+
+    monkeypatch.setattr(snapshot.Snapshot, "_absorbed_summaries", absorb_failing)
+    gone = _gone_by_table(monkeypatch)
+    lake.refresh()
+    assert gone.get(table)  # the old path: inputs gone, the file read
+    assert lake.get_run(runs[0]).tags["t"] == "late"
+    assert lake.sql(f"SELECT value FROM latest_metrics WHERE run_id = '{runs[0]}'")["value"].tolist() == [7.5]
+
+
 def merge_inputs_named(path: str) -> bool:
     import pyarrow.parquet as pq
 
