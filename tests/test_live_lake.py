@@ -415,6 +415,16 @@ def _same_state_as_fresh(lake, lake_dir) -> None:
     assert sorted(lake.search_run_ids(run_view_type="ALL")) == sorted(fresh.search_run_ids(run_view_type="ALL"))
 
 
+def _reopened(lake_dir, tmp_path) -> Lake:
+    """The state cache of ``_hand_merged_lake`` opened again (the caller dropped its Lake)."""
+    import gc
+
+    gc.collect()
+    lake = Lake(lake_dir, cache=str(tmp_path / "cache"))
+    assert lake.connection.cached
+    return lake
+
+
 def _sql(text: str):
     from runlake.lake.sql import Fragment
 
@@ -475,12 +485,7 @@ def test_a_merged_file_holding_a_flush_this_reader_never_saw_settles_against_the
     _same_state_as_fresh(lake, lake_dir)
     if cached:  # a reopened state holds the same
         del lake
-        import gc
-
-        gc.collect()
-        lake = Lake(lake_dir, cache=str(tmp_path / "cache"))
-        assert lake.connection.cached
-        _same_state_as_fresh(lake, lake_dir)
+        _same_state_as_fresh(_reopened(lake_dir, tmp_path), lake_dir)
 
 
 @pytest.mark.parametrize("cached", [False, True], ids=["in memory", "state cache"])
@@ -624,10 +629,7 @@ def test_a_merged_file_with_nothing_beyond_the_rows_this_reader_holds_settles(la
     _same_state_as_fresh(lake, lake_dir)
     if cached:
         del lake
-        import gc
-
-        gc.collect()
-        _same_state_as_fresh(Lake(lake_dir, cache=str(tmp_path / "cache")), lake_dir)
+        _same_state_as_fresh(_reopened(lake_dir, tmp_path), lake_dir)
 
 
 @pytest.mark.parametrize("table", [layout.TAGS, layout.METRIC_SUMMARIES])
