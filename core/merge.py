@@ -196,7 +196,7 @@ def merge_files(
         inputs: list[list[Any]] = []
         for path, size in zip(paths, sizes, strict=True):
             entry: list[Any] = [path.rsplit("/", 1)[-1], size]
-            inner = _named_inputs(fs, path)
+            inner = [[name, inner_size] for name, inner_size, _ in named_inputs(fs, path) or ()]
             if inner:
                 # A merged input's own inputs, one level down: a reader that never saw the
                 # input (written and merged again within one flush: a writer's own merge, then
@@ -217,9 +217,11 @@ def merge_files(
     return output, (fs.get_file_info(output).size or 0) if output else 0
 
 
-def _named_inputs(fs: pafs.FileSystem, path: str) -> list[list[Any]] | None:
-    """The [name, size] pairs a merged file's metadata names (their own inputs left out), or
-    None for a file that is no merge or names none it can be trusted for."""
+def named_inputs(fs: pafs.FileSystem, path: str) -> list[tuple[str, int, list[tuple[str, int]] | None]] | None:
+    """The inputs a merged file's metadata names (``layout.MERGED_FROM_KEY``): each one's name
+    within the partition directory, its size, and the (name, size) of its own inputs where it
+    was a merge that named them; None for a file that is no merge, names none, or names them
+    in a shape this runlake does not know (its reader then reads the file)."""
     import pyarrow.parquet as pq
 
     if not path.endswith(layout.MERGED_SUFFIX + layout.DATA_SUFFIX):
@@ -228,8 +230,14 @@ def _named_inputs(fs: pafs.FileSystem, path: str) -> list[list[Any]] | None:
     if named is None:
         return None
     try:
-        return [[str(entry[0]), int(entry[1])] for entry in json.loads(named)] or None
-    except (ValueError, TypeError, IndexError, KeyError):
+        found: list[tuple[str, int, list[tuple[str, int]] | None]] = []
+        for entry in json.loads(named):
+            if len(entry) not in (2, 3):
+                return None
+            inner = [(str(name), int(size)) for name, size in entry[2]] if len(entry) == 3 else None
+            found.append((str(entry[0]), int(entry[1]), inner))
+        return found or None
+    except (ValueError, TypeError):
         return None
 
 

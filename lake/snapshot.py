@@ -11,7 +11,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
-import json
 import logging
 import threading
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Sequence
@@ -113,26 +112,16 @@ File = tuple[str, int]
 
 def merged_inputs(fs: pafs.FileSystem, path: str) -> list[tuple[File, list[File] | None]] | None:
     """The files whose rows a merged file holds, as its metadata names them
-    (``layout.MERGED_FROM_KEY``), each with the files it was merged from where it is a merge
+    (``merge.named_inputs``), each with the files it was merged from where it is a merge
     itself (one level down; None otherwise); None for any other file, or one that names none."""
-    if not path.endswith(layout.MERGED_SUFFIX + layout.DATA_SUFFIX):
-        return None
-    import pyarrow.parquet as pq
-
-    named = (pq.read_metadata(path, filesystem=fs).metadata or {}).get(layout.MERGED_FROM_KEY)
+    named = merge.named_inputs(fs, path)
     if named is None:
         return None
     directory = path.rsplit("/", 1)[0]
-    try:
-        found: list[tuple[File, list[File] | None]] = []
-        for entry in json.loads(named):
-            if len(entry) not in (2, 3):
-                return None
-            inner = [(f"{directory}/{name}", int(size)) for name, size in entry[2]] if len(entry) == 3 else None
-            found.append(((f"{directory}/{entry[0]}", int(entry[1])), inner))
-        return found or None
-    except (ValueError, TypeError):
-        return None  # not ours to trust: read the file
+    return [
+        ((f"{directory}/{name}", size), None if inner is None else [(f"{directory}/{n}", s) for n, s in inner])
+        for name, size, inner in named
+    ]
 
 
 def read_changes(
