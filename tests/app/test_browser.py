@@ -9,6 +9,7 @@ import os
 from urllib.parse import quote
 
 import pytest
+from dash.testing.errors import TestingTimeoutError
 from dash.testing.wait import until
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -41,9 +42,18 @@ def _count(duo) -> int:
 
 
 def _search(duo, text: str) -> None:
-    box = duo.find_element(f"#{ids.RUNS_SEARCH}")
-    box.clear()
-    box.send_keys(text, Keys.ENTER)
+    """Type a search and press Enter; again if the box lost it (the page re-rendered it while
+    its first load settled: the CI of 786360a once saw a search that never narrowed the table)."""
+    for _attempt in range(3):
+        box = duo.find_element(f"#{ids.RUNS_SEARCH}")
+        box.clear()
+        box.send_keys(text, Keys.ENTER)
+        try:
+            until(lambda: duo.find_element(f"#{ids.RUNS_SEARCH}").get_attribute("value") == text, timeout=3)
+            return
+        except TestingTimeoutError:
+            continue
+    raise AssertionError(f"the search box did not keep {text!r}")
 
 
 def test_rl001_every_page_renders_without_console_errors(dash_duo, app, lake):
@@ -73,7 +83,11 @@ def test_rl002_search_narrows_the_table(dash_duo, app):
     until(lambda: _count(dash_duo) > 0, timeout=10)
     everything = _count(dash_duo)
     _search(dash_duo, "status = 'FAILED'")
-    until(lambda: 0 < _count(dash_duo) < everything, timeout=10)
+    until(
+        lambda: 0 < _count(dash_duo) < everything,
+        timeout=10,
+        msg=f"the count did not narrow from {everything}",
+    )
     until(lambda: set(grid.column("status")) == {"Failed"}, timeout=10, msg="only failed runs shown")
     dash_duo.wait_for_contains_text(f"#{ids.RUNS_SEARCH_DESCRIBE}", "status")
     assert "filter=status" in dash_duo.driver.current_url
