@@ -12,6 +12,7 @@ from runlake.core.errors import RunNotFound
 from runlake.ingest import LakeClient
 from runlake.ingest.run import Run
 from runlake.lake import Lake
+from runlake.lake.sql import q
 from tests.conftest import run_python
 
 # The bound: at most 64 files per table partition, plus 4 per process writing to it.
@@ -411,7 +412,7 @@ def _same_state_as_fresh(lake, lake_dir) -> None:
     for table in (layout.RUNS, layout.PARAMS, layout.TAGS, layout.METRIC_SUMMARIES):
         # No row twice where a fresh read has it once.
         query = f"SELECT count(*) AS n FROM raw_{table}"
-        assert lake.connection.rows(_sql(query)) == fresh.connection.rows(_sql(query)), table
+        assert lake.connection.rows(q(query)) == fresh.connection.rows(q(query)), table
     assert sorted(lake.search_run_ids(run_view_type="ALL")) == sorted(fresh.search_run_ids(run_view_type="ALL"))
 
 
@@ -423,12 +424,6 @@ def _reopened(lake_dir, tmp_path) -> Lake:
     lake = Lake(lake_dir, cache=str(tmp_path / "cache"))
     assert lake.connection.cached
     return lake
-
-
-def _sql(text: str):
-    from runlake.lake.sql import Fragment
-
-    return Fragment(text)
 
 
 def _gone_by_table(monkeypatch) -> dict[str, list[int]]:

@@ -9,7 +9,7 @@ import os
 from urllib.parse import quote
 
 import pytest
-from dash.testing.errors import TestingTimeoutError
+from dash.testing import errors as dash_errors
 from dash.testing.wait import until
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -51,7 +51,7 @@ def _search(duo, text: str) -> None:
         try:
             until(lambda: duo.find_element(f"#{ids.RUNS_SEARCH}").get_attribute("value") == text, timeout=3)
             return
-        except TestingTimeoutError:
+        except dash_errors.TestingTimeoutError:
             continue
     raise AssertionError(f"the search box did not keep {text!r}")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from dash.testing.errors import TestingTimeoutError
+from dash.testing import errors as dash_errors
 from dash.testing.wait import until
 
 from runlake.app.web import ids
@@ -118,7 +118,7 @@ def test_ch001_long_run_draws_buckets_with_a_band_and_zoom_shows_raw_points(dash
         try:
             until(lambda: raw_points() is not None, timeout=10)
             break
-        except TestingTimeoutError:
+        except dash_errors.TestingTimeoutError:
             if attempt == 2:
                 raise
     raw = raw_points()
