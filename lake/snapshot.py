@@ -446,6 +446,23 @@ class Snapshot:
         self._numbers = {f: n for f, n in self._numbers.items() if f in listed}
         return listing
 
+    def _partial_merges(
+        self, rows: pa.Table, partial: dict[File, list[File]]
+    ) -> Iterator[tuple[File, list[File], list[int], pa.ChunkedArray, pa.Table]]:
+        """Each merged file of ``partial`` a refresh may settle: (file, its known inputs, their
+        numbers, the mask of its rows among ``rows``, its rows). Left out: one whose numbers
+        are not all in this state, and one of more than ``SETTLE_ROWS_LIMIT`` rows."""
+        numbers = rows.column(SOURCE_COLUMN)
+        for file, inputs in partial.items():
+            number = self._numbers.get(file)
+            input_numbers = [self._numbers[f] for f in inputs if f in self._numbers]
+            if number is None or len(input_numbers) != len(inputs):
+                continue
+            mask = pc.equal(numbers, pa.scalar(number, SOURCE_TYPE))
+            merged = rows.filter(mask)
+            if merged.num_rows <= SETTLE_ROWS_LIMIT:
+                yield file, inputs, input_numbers, mask, merged
+
     def _absorbed_summaries(self, rows: pa.Table, partial: dict[File, list[File]]) -> list[File]:
         """The known inputs of merged summary files read (``read_changes``) whose rows their
         merged file folds: their rows may go with no run folded again.
@@ -459,16 +476,8 @@ class Snapshot:
         gone.
         """
         con = self._con
-        numbers = rows.column(SOURCE_COLUMN)
         absorbed: list[File] = []
-        for file, inputs in partial.items():
-            number = self._numbers.get(file)
-            input_numbers = [self._numbers[f] for f in inputs if f in self._numbers]
-            if number is None or len(input_numbers) != len(inputs):
-                continue
-            merged = rows.filter(pc.equal(numbers, pa.scalar(number, SOURCE_TYPE)))
-            if merged.num_rows > SETTLE_ROWS_LIMIT:
-                continue
+        for file, inputs, input_numbers, _mask, merged in self._partial_merges(rows, partial):
             marks = ", ".join("?" * len(input_numbers))
             both = (
                 f"(SELECT * FROM _merged_rows UNION ALL SELECT * FROM raw_{layout.METRIC_SUMMARIES} "
@@ -509,19 +518,10 @@ class Snapshot:
         ``SETTLE_ROWS_LIMIT`` rows (tier merges of big files) are taken that way too: the
         comparison runs in Python, about a microsecond a row (20,000 rows: about 25 ms).
         """
-        numbers = rows.column(SOURCE_COLUMN)
         settled: dict[File, list[File]] = {}
         rest: list[pa.Table] = []
         taken = []
-        for file, inputs in partial.items():
-            number = self._numbers.get(file)
-            input_numbers = [self._numbers[f] for f in inputs if f in self._numbers]
-            if number is None or len(input_numbers) != len(inputs):
-                continue
-            mask = pc.equal(numbers, pa.scalar(number, SOURCE_TYPE))
-            merged = rows.filter(mask)
-            if merged.num_rows > SETTLE_ROWS_LIMIT:
-                continue
+        for file, inputs, input_numbers, mask, merged in self._partial_merges(rows, partial):
             marks = ", ".join("?" * len(input_numbers))
             try:
                 held = self._con.execute(
