@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import statistics
 import subprocess
@@ -357,6 +359,7 @@ SCALE_PROBE = textwrap.dedent(
     root, cache, warm = sys.argv[1], sys.argv[2], sys.argv[3] == "warm"
     started = time.perf_counter()
     lake = Lake(root, cache=False if cache == "-" else cache)
+    assert lake.connection.cached == (cache != "-"), "the state cache asked for was not used"
     open_s = time.perf_counter() - started
     started = time.perf_counter()
     if warm:
@@ -385,16 +388,26 @@ SCALE_PROBE = textwrap.dedent(
 
 
 def _probe(root: str, cache: str, warm: bool = False) -> dict[str, Any]:
-    import json
-
     args = [sys.executable, "-c", SCALE_PROBE, root, cache, "warm" if warm else "-"]
     out = subprocess.run(args, capture_output=True, text=True, check=True)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
+PUBLISH_PROBE = textwrap.dedent(
+    """
+    import json, sys
+    from runlake.lake import Lake
+    published = Lake(sys.argv[1], cache=sys.argv[2]).publish_state()
+    print(json.dumps({"seconds": published.seconds, "size": published.size}))
+    """
+)
+
+
 def scale(runs_list: list[int], directory: str | None = None) -> str:
     """Table (c): a demo lake per size (kept in ``directory`` when given, for the next run)."""
+    from runlake.core import layout
     from runlake.demo import build_demo
+    from runlake.lake import state_cache
 
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="runlake-bench-scale-") as tmp:
@@ -403,14 +416,39 @@ def scale(runs_list: list[int], directory: str | None = None) -> str:
             if not os.path.isdir(os.path.join(root, "runs")):
                 build_demo(root, runs=runs)
             cache = os.path.join(tmp, f"cache-{runs}")
+            # A state published by an earlier run of this table would make the first open a copy.
+            fs, lake_root = layout.resolve_lake(root)
+            with contextlib.suppress(FileNotFoundError):
+                fs.delete_file(state_cache.published_file(fs, lake_root))
             probes = (
                 ("in memory", "-", False),
                 ("cache, first open", cache, False),
                 ("cache, reopened", cache, False),
                 # The dashboard's case: `runlake ui` warms the state before the first visitor.
                 ("cache, reopened, warm()", cache, True),
+                # What `runlake ui` publishes, in a fresh process with no state of its own (a
+                # notebook, a second dashboard): the copy, then the files written since.
+                ("publish", cache, False),
+                ("from the published state", os.path.join(tmp, f"fresh-{runs}"), False),
+                ("from the published state, warm()", os.path.join(tmp, f"fresh-warm-{runs}"), True),
             )
             for label, where, warm in probes:
+                if label == "publish":
+                    out = subprocess.run(
+                        [sys.executable, "-c", PUBLISH_PROBE, root, where], capture_output=True, text=True, check=True
+                    )
+                    done = json.loads(out.stdout.strip().splitlines()[-1])
+                    rows.append(
+                        (
+                            f"{runs:,}",
+                            f"publish ({done['size'] / 2**20:,.0f} MiB written)",
+                            f"{done['seconds']:.2f} s",
+                            "",
+                            "",
+                            "",
+                        )
+                    )
+                    continue
                 figures = _probe(root, where, warm)
                 opened = f"{figures['open_s']:.2f} s" + (f" + {figures['warm_s']:.2f} s" if warm else "")
                 rows.append(

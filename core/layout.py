@@ -281,6 +281,11 @@ class LakePaths:
         """Where compaction and retention keep their lease (never read by writers or readers)."""
         return f"{self.root}/_maintenance"
 
+    def state_dir(self) -> str:
+        """Where a long-lived reader publishes its folded state for fresh readers to start from
+        (``runlake.lake.state_cache``; never read by writers, a cache and never the truth)."""
+        return f"{self.root}/_state"
+
     def meta_file(self) -> str:
         return f"{self.root}/_lake.json"
 

@@ -17,6 +17,7 @@ import warnings
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
+from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import duckdb
@@ -88,7 +89,7 @@ class Connection:
         fs: pafs.FileSystem,
         root: str,
         sql_access: str = "full",
-        cache: bool | str | os.PathLike[str] = False,
+        cache: bool | str | os.PathLike[str] | None = None,
     ) -> None:
         if sql_access not in SQL_ACCESS:
             raise InvalidArgument(
@@ -107,7 +108,19 @@ class Connection:
             # DuckDB needs no file access of its own; locked, so no SQL can switch it back on.
             self._con.execute("SET enable_external_access = false")
             self._con.execute("SET lock_configuration = true")
-        self._snapshot = snapshot.Snapshot(self._con, fs, root, persistent=self.cached)
+        try:
+            self._snapshot = snapshot.Snapshot(self._con, fs, root, persistent=self.cached)
+        except duckdb.Error as exc:
+            if self._cache_key is None:
+                raise
+            # A cache file that opens but cannot be read (truncated, damaged blocks): a cache,
+            # never the truth, so it goes and this open reads the lake in memory.
+            state_cache.log.info(
+                "runlake: state cache %s unreadable (%s); reading the lake in memory", self._cache_key, exc
+            )
+            unreadable = Path(self._cache_key)
+            self._in_memory()
+            state_cache.discard(unreadable)
         self._files_con: duckdb.DuckDBPyConnection | None = None
         self._files_lock = threading.Lock()
         # Metric files' points of the series read before (keyed by file version, so they
@@ -128,7 +141,7 @@ class Connection:
             self._in_memory()
             self.refresh()
         elapsed = time.perf_counter() - started
-        if cache is False and elapsed > SLOW_OPEN_S:
+        if cache in (False, None) and not self.cached and elapsed > SLOW_OPEN_S:
             # Only when the caller chose memory: a cache asked for but held by another
             # process also reads in memory, and the hint would tell it what it did already.
             warnings.warn(
@@ -169,6 +182,22 @@ class Connection:
         """
         batch.before_read(self.root)
         return self._snapshot.refresh()
+
+    def publish_state(self) -> state_cache.PublishedState:
+        """Refresh, then copy the cached state into the lake for fresh readers to start from
+        (``state_cache.publish``).
+
+        Raises:
+            InvalidArgument: the state is in memory (it keeps no listings to start from), or
+                ``sql_access`` is not ``"full"`` (the copy is attached through SQL).
+        """
+        if not self.cached or self._cache_key is None:
+            raise InvalidArgument("only a cached state can be published: open the lake with Lake(path, cache=True)")
+        if self.sql_access != "full":
+            raise InvalidArgument('publishing needs sql_access="full"', sql_access=self.sql_access)
+        self.refresh()
+        directory = Path(self._cache_key).parent
+        return state_cache.publish(self._con, self._snapshot.begin_pinned, self.fs, self.root, directory)
 
     @property
     def generation(self) -> int:

@@ -19,7 +19,7 @@ import pandas as pd
 from runlake.core import layout
 from runlake.core.damage import DamagedFile
 from runlake.core.errors import InvalidArgument
-from runlake.lake import catalog, changes, frames, history, nesting, records, search_index, series
+from runlake.lake import catalog, changes, frames, history, nesting, records, search_index, series, state_cache
 from runlake.lake.connection import Connection, fresh
 from runlake.lake.records import RunRecord
 from runlake.lake.search import results
@@ -41,7 +41,10 @@ class Lake:
         cache: keep the folded state in a local DuckDB file between opens (True: under
             ``$RUNLAKE_CACHE_DIR`` or ``~/.cache/runlake``; or a directory). A later open applies
             only the files that changed since, and the state's resident memory stays bounded.
-            See ``runlake.lake.state_cache``. Default: in memory.
+            A cache file not there yet starts from the state the lake's dashboard published,
+            when there is one (``publish_state``). False: in memory. Default (None): the
+            default directory when the lake has a published state, else in memory. See
+            ``runlake.lake.state_cache``.
 
     A part file that cannot be read is skipped with one ``DamagedFileWarning`` naming it and
     listed by ``damaged_files()``; every other run, experiment and point stays available.
@@ -55,7 +58,7 @@ class Lake:
         path: str | os.PathLike[str],
         *,
         sql_access: str = "full",
-        cache: bool | str | os.PathLike[str] = False,
+        cache: bool | str | os.PathLike[str] | None = None,
     ) -> None:
         self.fs, self.root = layout.resolve_lake(path)
         self.paths = layout.LakePaths(self.root)
@@ -68,6 +71,19 @@ class Lake:
     def refresh(self) -> bool:
         """Pick up files written since the last call; True when anything changed."""
         return self.connection.refresh()
+
+    def publish_state(self) -> state_cache.PublishedState:
+        """Copy this Lake's cached state into the lake (``<root>/_state/``), so a reader with no
+        state of its own starts from it and reads only the files written since.
+
+        ``runlake ui`` does this in the background for big lakes; ``runlake publish-state``
+        from cron. Needs ``cache`` (a state in memory keeps no record of its files) and
+        ``sql_access="full"``.
+
+        Raises:
+            InvalidArgument: the state is in memory, or ``sql_access`` is not ``"full"``.
+        """
+        return self.connection.publish_state()
 
     @property
     def fingerprint(self) -> tuple[int, ...]:

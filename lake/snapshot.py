@@ -379,6 +379,15 @@ class Snapshot:
                     self._counts.clear()
             return changed
 
+    def begin_pinned(self, cursor: duckdb.DuckDBPyConnection) -> None:
+        """Begin a transaction on ``cursor`` (of this state's connection) that reads the state
+        as it stands between two refreshes: its tables and listings of one moment, whatever
+        refreshes commit while it lasts (``state_cache.publish``)."""
+        with self._lock:
+            cursor.execute("BEGIN")
+            # DuckDB takes a transaction's snapshot when it first reads the database.
+            cursor.execute(f"SELECT count(*) FROM {LISTINGS_TABLE}").fetchall()
+
     def remembered_count(self, key: Hashable) -> int | None:
         """A count ``remember_count`` kept for ``key`` in this generation of the state."""
         with self._counts_lock:

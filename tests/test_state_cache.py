@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import gc
+import json
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -517,3 +521,248 @@ def test_a_slow_open_in_memory_suggests_the_state_cache_once(tmp_path: Path, mon
     assert len(hints) == 1
     assert "cache=True" in str(hints[0].message) and root in str(hints[0].message)
     assert hints[0].filename == __file__  # points at the caller's line
+
+
+# -- published states ----------------------------------------------------------------------------
+def _published(root: str, cache: Path) -> tuple[Lake, state_cache.PublishedState]:
+    publisher = Lake(root, cache=cache)
+    assert publisher.connection.cached
+    return publisher, publisher.publish_state()
+
+
+def _files_read(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    read: list[str] = []
+    real_read = snapshot.read_file
+    monkeypatch.setattr(
+        snapshot, "read_file", lambda fs, table, path, number: read.append(path) or real_read(fs, table, path, number)
+    )
+    return read
+
+
+def test_a_reader_with_no_state_of_its_own_starts_from_the_published_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = str(tmp_path / "lake")
+    client = LakeClient(root)
+    experiment = client.create_experiment("published")
+    first = _log(client, experiment, 0, 20)
+    publisher, published = _published(root, tmp_path / "dashboard-cache")
+    assert published.path == state_cache.published_file(publisher.fs, publisher.root)
+    assert published.path.startswith(f"{publisher.root}/_state/state-")
+    assert Path(published.path).stat().st_size == published.size > 0
+
+    # Written after the publish: the reader folds these files, and only these.
+    _log(client, experiment, 20, 5)
+    client.delete_run(first[0])
+    client.set_tag(first[1], "t", "changed")
+    client.flush()
+    read = _files_read(monkeypatch)
+    reader = Lake(root, cache=tmp_path / "notebook-cache")
+    assert reader.connection.cached
+    assert 0 < len(read) < 10
+    assert _state(reader) == _state(Lake(root, cache=False))
+    assert len(reader.search_runs()) == 24
+
+    # With no choice made, a lake that publishes its state is read through a state cache.
+    monkeypatch.setenv(state_cache.CACHE_DIR_ENV, str(tmp_path / "default-cache"))
+    read.clear()
+    default = Lake(root)
+    assert default.connection.cached and 0 < len(read) < 10
+    assert list((tmp_path / "default-cache").glob("state-*.duckdb"))
+    assert _state(default) == _state(reader)
+
+
+def test_a_lake_that_publishes_nothing_is_still_read_in_memory_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(state_cache.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    root = str(tmp_path / "lake")
+    client = LakeClient(root)
+    _log(client, client.create_experiment("memory"), 0, 2)
+    Lake(root, cache=tmp_path / "own-cache")  # a state cache of its own publishes nothing
+    assert not Lake(root).connection.cached
+    assert not (tmp_path / "cache").exists()
+    assert not os.path.exists(os.path.join(root, "_state"))
+
+
+def test_a_published_state_is_never_used_by_a_copy_of_the_lake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its tables name the files of the lake it was made from: a copy, or the same lake reached by
+    # another path, starts from nothing rather than from another lake's files.
+    monkeypatch.setenv(state_cache.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    root = str(tmp_path / "lake")
+    client = LakeClient(root)
+    experiment = client.create_experiment("copied")
+    _log(client, experiment, 0, 5)
+    _published(root, tmp_path / "dashboard-cache")
+    copy = str(tmp_path / "copy")
+    shutil.copytree(root, copy)
+    LakeClient(copy).create_run(experiment, run_name="only-in-the-copy")
+    LakeClient(copy).flush()
+    lake = Lake(copy)
+    assert not lake.connection.cached
+    assert len(lake.search_runs()) == 6
+    assert Lake(root).connection.cached
+
+
+def test_a_publish_copies_the_state_of_one_moment(tmp_path: Path) -> None:
+    # Refreshes go on while the copy is made (it takes a minute at a million runs): the copy
+    # holds the tables and listings of the moment it began, and a reader folds the rest.
+    root = str(tmp_path / "lake")
+    client = LakeClient(root)
+    experiment = client.create_experiment("moment")
+    _log(client, experiment, 0, 10)
+    publisher = Lake(root, cache=tmp_path / "dashboard-cache")
+    snap = publisher.connection._snapshot
+    real_begin = snap.begin_pinned
+
+    def begin_then_change(cursor: Any) -> None:
+        real_begin(cursor)
+        _log(client, experiment, 10, 3)
+        assert publisher.refresh()
+        assert len(publisher.search_runs()) == 13
+
+    snap.begin_pinned = begin_then_change  # type: ignore[method-assign]
+    published = publisher.publish_state()
+    import duckdb
+
+    with duckdb.connect(published.path, read_only=True) as copy:
+        assert copy.execute("SELECT count(*) FROM runs").fetchall() == [(10,)]
+        assert copy.execute("SELECT count(*) FROM _runs_wide").fetchall() == [(10,)]
+    reader = Lake(root, cache=tmp_path / "reader-cache")
+    assert reader.connection.cached
+    assert _state(reader) == _state(Lake(root, cache=False))
+    assert len(reader.search_runs()) == 13
+    # The publisher's own state went on, and its connection is as it was.
+    assert publisher.connection._con.execute("SELECT current_setting('force_compression')").fetchall() == [
+        ("uncompressed",)
+    ]
+    assert not [n for n in os.listdir(tmp_path / "dashboard-cache") if n.startswith(".")]
+
+
+def test_a_published_state_is_compressed_but_for_the_search_index(tmp_path: Path) -> None:
+    root = str(tmp_path / "lake")
+    client = LakeClient(root)
+    _log(client, client.create_experiment("compressed"), 0, 40)
+    _publisher, published = _published(root, tmp_path / "dashboard-cache")
+    import duckdb
+
+    with duckdb.connect(published.path, read_only=True) as copy:
+
+        def compressions(table: str) -> set[str]:
+            rows = copy.execute(
+                "SELECT DISTINCT compression FROM pragma_storage_info(?) WHERE segment_type <> 'VALIDITY'", [table]
+            ).fetchall()
+            return {compression for (compression,) in rows}
+
+        assert compressions("params") - {"Uncompressed"}
+        assert compressions("raw_params") - {"Uncompressed"}
+        # Every page scans the index: compressed, a first page at 100,000 runs took twice as long.
+        # (A column of one value is stored as a constant either way.)
+        assert "Uncompressed" in compressions("_runs_wide") <= {"Uncompressed", "Constant"}
+        indexes = {name for (name,) in copy.execute("SELECT index_name FROM duckdb_indexes()").fetchall()}
+        assert {"_runs_wide_run_id", "runs_run_id", "params_run_id"} <= indexes
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_damaged_published_state_is_read_past(tmp_path: Path, damage: str) -> None:
+    root = str(tmp_path / "lake")
+    client = LakeClient(root)
+    _log(client, client.create_experiment("damaged"), 0, 8)
+    _publisher, published = _published(root, tmp_path / "dashboard-cache")
+    data = Path(published.path).read_bytes()
+    Path(published.path).write_bytes(b"not a database" * 100 if damage == "garbage" else data[: len(data) // 2])
+    reader = Lake(root, cache=tmp_path / "reader-cache")
+    assert _state(reader) == _state(Lake(root, cache=False))
+    assert len(reader.search_runs()) == 8
+
+
+def test_only_a_cached_state_with_full_sql_access_is_published(tmp_path: Path) -> None:
+    from runlake.core.errors import InvalidArgument
+
+    root = str(tmp_path / "lake")
+    client = LakeClient(root)
+    _log(client, client.create_experiment("refused"), 0, 1)
+    with pytest.raises(InvalidArgument, match="cache=True"):
+        Lake(root, cache=False).publish_state()
+    with pytest.raises(InvalidArgument, match="sql_access"):
+        Lake(root, cache=tmp_path / "cache", sql_access="views").publish_state()
+    assert not os.path.exists(os.path.join(root, "_state"))
+
+
+def test_the_dashboard_publishes_a_big_lake_when_due(tmp_path: Path) -> None:
+    from runlake.lake.maintenance.upkeep import Publisher
+
+    root = str(tmp_path / "lake")
+    client = LakeClient(root)
+    experiment = client.create_experiment("due")
+    _log(client, experiment, 0, 4)
+    assert Publisher(Lake(root, cache=False), min_runs=1).publish_if_due() is None  # in memory
+    lake = Lake(root, cache=tmp_path / "dashboard-cache")
+    publisher = Publisher(lake, min_runs=5, every_s=3600)
+    assert publisher.publish_if_due() is None  # too small to be worth it
+    _log(client, experiment, 4, 2)
+    first = publisher.publish_if_due()
+    assert first is not None and os.path.exists(first.path)
+    assert publisher.publish_if_due() is None  # nothing changed
+    _log(client, experiment, 6, 1)
+    assert publisher.publish_if_due() is None  # changed, but the copy is recent
+    os.utime(first.path, (time.time() - 7200, time.time() - 7200))
+    again = publisher.publish_if_due()
+    assert again is not None
+    with __import__("duckdb").connect(again.path, read_only=True) as copy:
+        assert copy.execute("SELECT count(*) FROM runs").fetchall() == [(7,)]
+    # Gone (someone removed _state/): published again at the next tick, changed or not.
+    os.remove(again.path)
+    _log(client, experiment, 7, 1)
+    assert publisher.publish_if_due() is not None
+
+
+def test_leftovers_of_killed_publishes_and_other_formats_are_removed(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    digest = "0" * 24
+    old = [cache / f".publish-{digest}-ab12.duckdb", cache / f".adopt-{digest}-cd34.duckdb.wal"]
+    fresh = cache / f".publish-{digest}-ef56.duckdb"
+    other = cache / ".notes.duckdb"
+    for path in (*old, fresh, other):
+        path.write_bytes(b"x")
+    day_ago = time.time() - state_cache.LEFTOVER_S - 60
+    for path in (*old, other):
+        os.utime(path, (day_ago, day_ago))
+    removed = state_cache.sweep(cache)
+    assert sorted(removed) == sorted(old)
+    assert fresh.exists() and other.exists()
+
+    # In the lake: published states of another format (an older runlake's) go after two weeks.
+    root = str(tmp_path / "lake")
+    client = LakeClient(root)
+    _log(client, client.create_experiment("formats"), 0, 2)
+    stale = Path(root) / "_state" / f"state-{'1' * 24}.duckdb"
+    recent = Path(root) / "_state" / f"state-{'2' * 24}.duckdb"
+    stale.parent.mkdir()
+    for path in (stale, recent):
+        path.write_bytes(b"x")
+    weeks_ago = time.time() - state_cache.STALE_AFTER_S - 60
+    os.utime(stale, (weeks_ago, weeks_ago))
+    _publisher, published = _published(root, tmp_path / "dashboard-cache")
+    assert not stale.exists() and recent.exists() and os.path.exists(published.path)
+
+
+def test_runlake_publish_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from runlake.app.cli import main
+
+    monkeypatch.setenv(state_cache.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    root = str(tmp_path / "lake")
+    client = LakeClient(root)
+    _log(client, client.create_experiment("cli"), 0, 3)
+    lake = Lake(root, cache=False)
+    assert not state_cache.has_published(lake.fs, lake.root)
+    assert main(["publish-state", "--lake", root, "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["path"] == state_cache.published_file(lake.fs, lake.root) and report["bytes"] > 0
+    assert state_cache.has_published(lake.fs, lake.root)
+    monkeypatch.setenv(state_cache.CACHE_ENV, "off")
+    assert main(["publish-state", "--lake", root]) == 2
+    assert "publish" in capsys.readouterr().err

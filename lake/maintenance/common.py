@@ -40,7 +40,7 @@ def list_tmp_files(fs: pafs.FileSystem, root: str) -> list[pafs.FileInfo]:
     """Temporary files writers leave behind when they die mid-write (``.<name>.tmp``)."""
     found: list[pafs.FileInfo] = []
     paths = layout.LakePaths(root)
-    for directory in (*[paths.table_dir(t) for t in layout.ALL_TABLES], paths.maintenance_dir()):
+    for directory in (*[paths.table_dir(t) for t in layout.ALL_TABLES], paths.maintenance_dir(), paths.state_dir()):
         selector = pafs.FileSelector(directory, recursive=True, allow_not_found=True)
         found += [
             info

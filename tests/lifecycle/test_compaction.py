@@ -492,3 +492,17 @@ def test_take_over_markers_are_kept_a_week_then_removed(fast_beats):
     with maintenance_lease(fs, root, "compact"):
         pass
     assert os.listdir(directory) == ["taken-lease-recent.json"]
+
+
+def test_an_abandoned_upload_of_a_published_state_is_removed_after_its_age(small_lake):
+    # ``Lake.publish_state`` uploads under a temporary name and moves it into place: a process
+    # killed in between leaves the temporary, which compaction removes as any other.
+    lake_dir, _exp, _ids = small_lake
+    directory = os.path.join(lake_dir, "_state")
+    os.makedirs(directory)
+    old = os.path.join(directory, ".state-0123.killed.tmp")
+    with open(old, "wb") as handle:
+        handle.write(b"x" * 10)
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    assert compact(lake_dir, grace_s=0).tmp_files_removed == 1
+    assert not os.path.exists(old)
