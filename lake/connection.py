@@ -89,7 +89,7 @@ class Connection:
         fs: pafs.FileSystem,
         root: str,
         sql_access: str = "full",
-        cache: bool | str | os.PathLike[str] | None = None,
+        cache: bool | str | os.PathLike[str] = False,
     ) -> None:
         if sql_access not in SQL_ACCESS:
             raise InvalidArgument(
@@ -120,7 +120,7 @@ class Connection:
             )
             unreadable = Path(self._cache_key)
             self._in_memory()
-            state_cache.discard(unreadable)
+            state_cache.set_aside(unreadable)
         self._files_con: duckdb.DuckDBPyConnection | None = None
         self._files_lock = threading.Lock()
         # Metric files' points of the series read before (keyed by file version, so they
@@ -132,16 +132,22 @@ class Connection:
         started = time.perf_counter()
         try:
             self.refresh()
-        except (duckdb.IOException, duckdb.TransactionException) as exc:
-            if not self.cached:
+        except duckdb.Error as exc:
+            if self._cache_key is None:
                 raise
-            # The cache file opened but cannot be written (read-only directory, full disk):
-            # a cache, never the truth, so read the lake in memory as without one.
-            state_cache.log.info("runlake: state cache not writable (%s); reading the lake in memory", exc)
+            # The cache file opened but cannot be written (read-only directory, full disk: it is
+            # kept for a later open) or read (damaged blocks: it goes). A cache, never the truth,
+            # so this open reads the lake in memory as without one.
+            state_cache.log.info(
+                "runlake: state cache %s not usable (%s); reading the lake in memory", self._cache_key, exc
+            )
+            failed = Path(self._cache_key)
             self._in_memory()
+            if not isinstance(exc, (duckdb.IOException, duckdb.TransactionException)):
+                state_cache.set_aside(failed)
             self.refresh()
         elapsed = time.perf_counter() - started
-        if cache in (False, None) and not self.cached and elapsed > SLOW_OPEN_S:
+        if cache is False and elapsed > SLOW_OPEN_S:
             # Only when the caller chose memory: a cache asked for but held by another
             # process also reads in memory, and the hint would tell it what it did already.
             warnings.warn(
@@ -150,6 +156,12 @@ class Connection:
                     "Lake(path, cache=True) keeps its state in a local DuckDB file instead: the next "
                     "open applies only the files that changed (well under a second at a million "
                     "runs) and memory stays bounded. RUNLAKE_STATE_CACHE=1 does it for the CLI."
+                    + (
+                        " This lake has a published state (runlake ui publishes one): a first cached "
+                        "open starts from it."
+                        if state_cache.has_published(fs, root)
+                        else ""
+                    )
                 ),
                 stacklevel=3,
             )

@@ -42,9 +42,8 @@ class Lake:
             ``$RUNLAKE_CACHE_DIR`` or ``~/.cache/runlake``; or a directory). A later open applies
             only the files that changed since, and the state's resident memory stays bounded.
             A cache file not there yet starts from the state the lake's dashboard published,
-            when there is one (``publish_state``). False: in memory. Default (None): the
-            default directory when the lake has a published state, else in memory. See
-            ``runlake.lake.state_cache``.
+            when there is one (``publish_state``). See ``runlake.lake.state_cache``. Default:
+            in memory.
 
     A part file that cannot be read is skipped with one ``DamagedFileWarning`` naming it and
     listed by ``damaged_files()``; every other run, experiment and point stays available.
@@ -58,7 +57,7 @@ class Lake:
         path: str | os.PathLike[str],
         *,
         sql_access: str = "full",
-        cache: bool | str | os.PathLike[str] | None = None,
+        cache: bool | str | os.PathLike[str] = False,
     ) -> None:
         self.fs, self.root = layout.resolve_lake(path)
         self.paths = layout.LakePaths(self.root)

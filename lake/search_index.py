@@ -44,7 +44,7 @@ COMPLETE_TABLE = "_runs_wide_complete"
 # Runs whose folded state changed since their index rows were written: each fold marks its
 # runs in its own transaction, and the end of the refresh rewrites them all at once.
 PENDING_TABLE = "_runs_wide_pending"
-_TABLES = (WIDE_TABLE, KEYS_TABLE, COMPLETE_TABLE, PENDING_TABLE)
+TABLES = (WIDE_TABLE, KEYS_TABLE, COMPLETE_TABLE, PENDING_TABLE)
 # Keys of each entity with their own columns: a metric key costs three (latest, min, max).
 MAX_KEYS = 128
 
@@ -106,10 +106,10 @@ def load(con: duckdb.DuckDBPyConnection) -> SearchIndex | None:
     tables = {
         name
         for (name,) in con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE NOT temporary AND table_name IN (?, ?, ?, ?)", list(_TABLES)
+            "SELECT table_name FROM duckdb_tables() WHERE NOT temporary AND table_name IN (?, ?, ?, ?)", list(TABLES)
         ).fetchall()
     }
-    return _loaded_keys(con) if tables == set(_TABLES) else None
+    return _loaded_keys(con) if tables == set(TABLES) else None
 
 
 def touched_ids(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -175,7 +175,7 @@ def catch_up(
 
 def drop(con: duckdb.DuckDBPyConnection) -> None:
     """Remove the index (inside the caller's transaction): a table is being folded from scratch."""
-    for table in _TABLES:
+    for table in TABLES:
         con.execute(f"DROP TABLE IF EXISTS {table}")
 
 

@@ -46,7 +46,7 @@ _MATERIALISED = tuple(raw for _sql, raw, _key in views.CURRENT_STATE.values())
 # after rows went; never fewer). Built at the first refresh that can use it (a cached state
 # keeps it), dropped with its raw table.
 _NEW_RUNS_TABLES = (layout.RUNS, layout.PARAMS, layout.TAGS)
-_SEEN_TABLES = (layout.RUNS, layout.TAGS)
+SEEN_TABLES = (layout.RUNS, layout.TAGS)
 
 
 @dataclass(frozen=True)
@@ -285,11 +285,11 @@ class Snapshot:
         # whether a folded table exists yet (see ``_rebuild``).
         self._unfolded: list[tuple[str, str]] = []
         self._folded = False
-        # The tables whose ``_seen_runs_<table>`` exists (see ``_SEEN_TABLES``).
+        # The tables whose ``_seen_runs_<table>`` exists (see ``SEEN_TABLES``).
         self._seen: set[str] = set()
         if persistent:
             existing = {name for (name,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-            self._seen = {t for t in _SEEN_TABLES if _seen_table(t) in existing}
+            self._seen = {t for t in SEEN_TABLES if seen_table(t) in existing}
         self.generation = 0
         # Totals of searches counted in this generation of the state (``remembered_count``).
         self._counts: dict[Hashable, int] = {}
@@ -712,7 +712,7 @@ class Snapshot:
         con = self._con
         if new_runs is None:
             if table in self._seen:
-                seen = _seen_table(table)
+                seen = seen_table(table)
                 con.execute(
                     f"INSERT INTO {seen} SELECT DISTINCT run_id FROM _new_rows "
                     f"WHERE run_id IS NOT NULL AND run_id NOT IN (SELECT run_id FROM {seen})"
@@ -721,10 +721,10 @@ class Snapshot:
         ids = [run_id for run_id in new_runs if run_id is not None]
         if not ids or table not in _NEW_RUNS_TABLES:
             return False
-        if table not in _SEEN_TABLES:
+        if table not in SEEN_TABLES:
             condition, params = search_index.runs_condition(view, ids)
             return not con.execute(f"SELECT 1 FROM {view} WHERE {condition} LIMIT 1", params).fetchall()
-        seen = _seen_table(table)
+        seen = seen_table(table)
         if table not in self._seen:
             # Once per state (a cached state keeps it).
             con.execute(
@@ -752,8 +752,8 @@ class Snapshot:
 
     def _forget_seen(self, table: str) -> None:
         """Drop ``table``'s seen run ids (inside the transaction that replaces its raw rows)."""
-        if table in _SEEN_TABLES:
-            self._con.execute(f"DROP TABLE IF EXISTS {_seen_table(table)}")
+        if table in SEEN_TABLES:
+            self._con.execute(f"DROP TABLE IF EXISTS {seen_table(table)}")
             self._seen.discard(table)
 
     def _rebuild(self, table: str, view: str, rows: pa.Table | None, listing: Listing) -> None:
@@ -951,7 +951,7 @@ LISTINGS_TABLE = "_runlake_listings"
 STATE_LAYOUT = "5: raw rows carry a file number; the search index a lifecycle_active column; seen run ids"
 
 
-def _seen_table(table: str) -> str:
+def seen_table(table: str) -> str:
     return f"_seen_runs_{table}"
 
 

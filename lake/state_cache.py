@@ -29,11 +29,14 @@ import os
 import re
 import secrets
 import shutil
+import struct
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow.fs as pafs
@@ -74,7 +77,7 @@ def default_dir() -> Path:
     return Path(base) / "runlake"
 
 
-def from_env(default: bool | None) -> bool | str | None:
+def from_env(default: bool) -> bool | str:
     """The ``cache`` argument ``$RUNLAKE_STATE_CACHE`` asks for (``default`` when unset)."""
     value = os.environ.get(CACHE_ENV, "").strip()
     if not value:
@@ -124,7 +127,7 @@ def has_published(fs: pafs.FileSystem, root: str) -> bool:
 
 
 def connect(
-    fs: pafs.FileSystem, root: str, cache: bool | str | os.PathLike[str] | None
+    fs: pafs.FileSystem, root: str, cache: bool | str | os.PathLike[str]
 ) -> tuple[duckdb.DuckDBPyConnection, str | None]:
     """A DuckDB connection for a lake's state, and the cache file it holds (None in memory).
 
@@ -136,11 +139,8 @@ def connect(
     Args:
         fs: the lake's filesystem.
         root: the lake root.
-        cache: False for an in-memory state; True for the default cache directory; or a directory;
-            None for the default directory when the lake has a published state, else in memory.
+        cache: False for an in-memory state; True for the default cache directory; or a directory.
     """
-    if cache is None:
-        cache = has_published(fs, root)
     if cache is False:
         return new_connection(), None
     directory = default_dir() if cache is True else Path(cache)
@@ -154,7 +154,9 @@ def connect(
             return new_connection(), None
         _in_use.add(key)
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        # The state holds every row this user can read: a folder of its own, closed to others
+        # (an existing folder, such as one a team shares on purpose, keeps its mode).
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not path.exists():
             adopt(fs, root, path)
         con = _open(path)
@@ -289,6 +291,7 @@ def release(con: duckdb.DuckDBPyConnection, key: str | None) -> None:
 # lake is: whoever can write the lake can already change what readers see.
 
 _PUBLISHED_DB = "runlake_published"
+LISTINGS = f"{_PUBLISHED_DB}._runlake_listings"
 PLAIN_TABLES = ("_runs_wide",)
 
 
@@ -307,19 +310,115 @@ class PublishedState:
         return f"published the lake's state ({self.size / 2**20:.1f} MiB in {self.seconds:.1f} s): {self.path}"
 
 
+# The published files this process adopted, by cache file: (size, mtime) of the copy taken.
+_adopted: dict[str, str] = {}
+
+
+def _rejected_marker(path: Path) -> Path:
+    return path.with_name(f".rejected-{path.name.removeprefix('state-').removesuffix('.duckdb')}")
+
+
+def set_aside(path: Path) -> None:
+    """Remove a cache file that opened but could not be used. When it was adopted, the
+    published file it was copied from is not adopted again until it is replaced (each fresh
+    reader would otherwise download it, fail and read in memory, until the next publish)."""
+    signature = _adopted.pop(str(path), None)
+    with contextlib.suppress(OSError):
+        if signature is not None:
+            _rejected_marker(path).write_text(signature)
+        discard(path)
+
+
+def _expected_tables() -> set[str]:
+    from runlake.lake import search_index, snapshot
+
+    names = {snapshot.LISTINGS_TABLE, *search_index.TABLES}
+    for view, (_sql, raw, _key) in views.CURRENT_STATE.items():
+        names |= {view, f"raw_{raw}"}
+    return names | {snapshot.seen_table(t) for t in snapshot.SEEN_TABLES}
+
+
+_INDEX_SQL = re.compile(r"CREATE INDEX (\w+)_run_id ON (\w+)\(run_id\);")
+
+
+def _unexpected(path: Path) -> str | None:
+    """What a downloaded state holds beyond a state's tables, or None.
+
+    A DuckDB file is closer to code than to data: a macro in it overrides a built-in function
+    of the same name in every query of the reader that opens it, and an index's, a column
+    default's or a check's expression runs on insert. So a published file is taken only when
+    its catalog holds nothing but the tables a state has, with no defaults, constraints,
+    macros, views, sequences, types or schemas, and only the run-id indexes a state makes. It
+    is read with DuckDB's file access off.
+    """
+    con = duckdb.connect(str(path), read_only=True, config={"enable_external_access": False})
+    try:
+        (db,) = con.execute("SELECT current_database()").fetchall()[0]
+        checks = {
+            "schemas": "SELECT schema_name FROM duckdb_schemas() WHERE database_name = ? AND schema_name <> 'main'",
+            "macros": "SELECT function_name FROM duckdb_functions() WHERE database_name = ? AND NOT internal",
+            "views": "SELECT view_name FROM duckdb_views() WHERE database_name = ? AND NOT internal",
+            "sequences": "SELECT sequence_name FROM duckdb_sequences() WHERE database_name = ?",
+            "types": "SELECT type_name FROM duckdb_types() WHERE database_name = ? AND NOT internal",
+            "constraints": "SELECT table_name FROM duckdb_constraints() WHERE database_name = ?",
+            "column defaults": "SELECT table_name FROM duckdb_columns() WHERE database_name = ? "
+            "AND column_default IS NOT NULL",
+        }
+        for what, query in checks.items():
+            found = con.execute(query, [db]).fetchall()
+            if found:
+                return f"it holds {what}: {', '.join(sorted(str(name) for (name,) in found))[:200]}"
+        expected = _expected_tables()
+        tables = {
+            name
+            for (name,) in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [db]
+            ).fetchall()
+        }
+        if tables - expected:
+            return f"it holds tables: {', '.join(sorted(tables - expected))[:200]}"
+        for name, table, sql in con.execute(
+            "SELECT index_name, table_name, sql FROM duckdb_indexes() WHERE database_name = ?", [db]
+        ).fetchall():
+            match = _INDEX_SQL.fullmatch(sql or "")
+            if match is None or match.groups() != (table, table) or name != f"{table}_run_id" or table not in expected:
+                return f"it holds the index {name!r}"
+        return None
+    finally:
+        con.close()
+
+
 def adopt(fs: pafs.FileSystem, root: str, path: Path) -> bool:
     """Make ``path`` (a cache file not there yet) a copy of the lake's published state; whether
-    one was there. Never replaces a file another process put at ``path`` meanwhile."""
+    one was taken. Never replaces a file another process put at ``path`` meanwhile. A copy that
+    holds more than a state's tables (``_unexpected``) is refused, and so is a published file a
+    reader of this folder could not use before (``set_aside``) until it is replaced, and one
+    bigger than half the folder's free space."""
     source = published_file(fs, root)
     digest = path.name.removeprefix("state-").removesuffix(".duckdb")
     tmp = path.with_name(f".adopt-{digest}-{secrets.token_hex(6)}.duckdb")
     started = time.perf_counter()
     try:
-        if isinstance(fs, pafs.LocalFileSystem):
-            shutil.copyfile(source, tmp)
-        else:
-            with fs.open_input_stream(source) as src, open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst, 8 << 20)
+        info = fs.get_file_info(source)
+        if info.type != pafs.FileType.File:
+            return False
+        signature = f"{info.size} {info.mtime_ns}"
+        marker = _rejected_marker(path)
+        if marker.exists() and marker.read_text() == signature:
+            return False
+        if (info.size or 0) > shutil.disk_usage(path.parent).free // 2:
+            log.info("runlake: published state %s not used (%d bytes; too little free space)", source, info.size)
+            return False
+        with fs.open_input_stream(source) as src, open(tmp, "wb") as dst:
+            damage = _copy_checked(src, dst, info.size or 0)
+        try:
+            unexpected = damage or _unexpected(tmp)
+        except duckdb.Error as exc:
+            unexpected = f"unreadable ({exc})"
+        if unexpected is not None:
+            log.warning("runlake: published state %s not used (%s)", source, unexpected)
+            marker.write_text(signature)
+            return False
         try:
             os.link(tmp, path)  # fails when a file is there: a concurrent adopter's, or an open's
         except FileExistsError:
@@ -335,6 +434,7 @@ def adopt(fs: pafs.FileSystem, root: str, path: Path) -> bool:
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
+    _adopted[str(path)] = signature
     log.info("runlake: started from the published state %s (%.1f s)", source, time.perf_counter() - started)
     return True
 
@@ -380,20 +480,20 @@ def publish(
         cursor.execute("SET force_compression = 'uncompressed'")
         _rewrite_plain(cursor)
         cursor.execute(f"CHECKPOINT {_PUBLISHED_DB}")
+        listed = [path for (path,) in cursor.execute(f"SELECT DISTINCT path FROM {LISTINGS}").fetchall()]
         cursor.execute(f'USE "{state_db}"')
         cursor.execute(f"DETACH {_PUBLISHED_DB}")
-        size = local.stat().st_size
+        mode = _readable_as(fs, listed)
         target = published_file(fs, root)
         state_dir = layout.LakePaths(root).state_dir()
         fs.create_dir(state_dir, recursive=True)
         # The lake's write protocol (DESIGN.md, rule 1): a temporary, then one move.
         tmp = f"{state_dir}/{layout.TMP_PREFIX}state-{digest}.{secrets.token_hex(6)}{layout.TMP_SUFFIX}"
         try:
-            if isinstance(fs, pafs.LocalFileSystem):
-                shutil.copyfile(local, tmp)
-            else:
-                with open(local, "rb") as src, fs.open_output_stream(tmp) as dst:
-                    shutil.copyfileobj(src, dst, 8 << 20)
+            with open(local, "rb") as src, fs.open_output_stream(tmp) as dst:
+                size = _copy_sealed(src, dst)
+            if mode is not None:
+                os.chmod(tmp, mode)
             fs.move(tmp, target)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -415,34 +515,89 @@ def publish(
 
 def _rewrite_plain(cursor: duckdb.DuckDBPyConnection) -> None:
     """Write ``PLAIN_TABLES`` of the copy again uncompressed (the setting is the caller's), with
-    the same definition and indexes."""
+    their run-id index. A state's tables are made by CREATE TABLE AS (no constraints or
+    defaults), and nothing is taken from the catalog's SQL text: the state may have been
+    adopted from a published file."""
     cursor.execute(f"USE {_PUBLISHED_DB}")
     for table in PLAIN_TABLES:
         found = cursor.execute(
-            "SELECT sql FROM duckdb_tables() WHERE database_name = ? AND table_name = ?", [_PUBLISHED_DB, table]
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND table_name = ?", [_PUBLISHED_DB, table]
         ).fetchall()
-        if not found:
+        if not found[0][0]:
             continue
-        indexes = cursor.execute(
-            "SELECT index_name, sql FROM duckdb_indexes() WHERE database_name = ? AND table_name = ?",
-            [_PUBLISHED_DB, table],
-        ).fetchall()
+        index = f"{table}_run_id"
+        indexed = cursor.execute(
+            "SELECT count(*) FROM duckdb_indexes() WHERE database_name = ? AND index_name = ?", [_PUBLISHED_DB, index]
+        ).fetchall()[0][0]
         packed = f"{table}__packed"
         cursor.execute("BEGIN")
         try:
-            for name, _sql in indexes:
-                cursor.execute(f'DROP INDEX "{name}"')
-            cursor.execute(f'ALTER TABLE "{table}" RENAME TO "{packed}"')
-            cursor.execute(found[0][0])
-            cursor.execute(f'INSERT INTO "{table}" SELECT * FROM "{packed}"')
-            cursor.execute(f'DROP TABLE "{packed}"')
-            for _name, sql in indexes:
-                cursor.execute(sql)
+            if indexed:
+                cursor.execute(f"DROP INDEX {index}")
+            cursor.execute(f"ALTER TABLE {table} RENAME TO {packed}")
+            cursor.execute(f"CREATE TABLE {table} AS SELECT * FROM {packed}")
+            cursor.execute(f"DROP TABLE {packed}")
+            if indexed:
+                cursor.execute(f"CREATE INDEX {index} ON {table}(run_id)")
             cursor.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(duckdb.Error):
                 cursor.execute("ROLLBACK")
             raise
+
+
+# A published file is the DuckDB file and a trailer: this magic, the DuckDB file's length and
+# its CRC-32. A block damaged on the lake's disk would otherwise pass every check an open makes
+# and fail the queries that read it, in every reader that copied it, until each removed its copy.
+_TRAILER = struct.Struct("<8sQI")
+_MAGIC = b"RLSTATE1"
+_CHUNK = 8 << 20
+
+
+def _copy_sealed(src: Any, dst: Any) -> int:
+    """Copy ``src`` to ``dst`` and seal it with the trailer; the bytes written."""
+    crc, length = 0, 0
+    while chunk := src.read(_CHUNK):
+        crc = zlib.crc32(chunk, crc)
+        length += len(chunk)
+        dst.write(chunk)
+    dst.write(_TRAILER.pack(_MAGIC, length, crc))
+    return length + _TRAILER.size
+
+
+def _copy_checked(src: Any, dst: Any, size: int) -> str | None:
+    """Copy a sealed file of ``size`` bytes from ``src`` to ``dst`` without its trailer; what is
+    wrong with it, or None."""
+    length = size - _TRAILER.size
+    if length <= 0:
+        return "no trailer"
+    crc, left = 0, length
+    while left:
+        chunk = src.read(min(_CHUNK, left))
+        if not chunk:
+            return "fewer bytes than listed"
+        crc = zlib.crc32(chunk, crc)
+        left -= len(chunk)
+        dst.write(chunk)
+    magic, sealed_length, sealed_crc = _TRAILER.unpack(src.read(_TRAILER.size).ljust(_TRAILER.size, b"\0"))
+    if magic != _MAGIC or sealed_length != length:
+        return "no trailer"
+    if sealed_crc != crc:
+        return "damaged bytes (CRC-32 mismatch)"
+    return None
+
+
+def _readable_as(fs: pafs.FileSystem, paths: list[str]) -> int | None:
+    """On a local lake, the permission bits every file the state was read from has (read and
+    write only): the copy holds their rows, so it is readable by no one who could not read
+    each of them. None elsewhere (an object store's access is the bucket's, as for the files)."""
+    if not isinstance(fs, pafs.LocalFileSystem):
+        return None
+    mode = 0o666
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):  # gone since: its rows went with it
+            mode &= os.stat(path).st_mode
+    return mode | 0o600  # the publisher reads and replaces it
 
 
 def _sweep_published(fs: pafs.FileSystem, root: str, keep: str, now: float | None = None) -> None:

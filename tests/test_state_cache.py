@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import glob
 import json
 import os
 import shutil
@@ -563,32 +564,21 @@ def test_a_reader_with_no_state_of_its_own_starts_from_the_published_one(
     assert _state(reader) == _state(Lake(root, cache=False))
     assert len(reader.search_runs()) == 24
 
-    # With no choice made, a lake that publishes its state is read through a state cache.
+    # The default stays in memory, published state or not: there user SQL keeps what it
+    # creates (a cached state rolls it back), and a notebook's code must not change meaning
+    # the day a dashboard starts publishing.
     monkeypatch.setenv(state_cache.CACHE_DIR_ENV, str(tmp_path / "default-cache"))
-    read.clear()
-    default = Lake(root)
-    assert default.connection.cached and 0 < len(read) < 10
-    assert list((tmp_path / "default-cache").glob("state-*.duckdb"))
-    assert _state(default) == _state(reader)
-
-
-def test_a_lake_that_publishes_nothing_is_still_read_in_memory_by_default(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv(state_cache.CACHE_DIR_ENV, str(tmp_path / "cache"))
-    root = str(tmp_path / "lake")
-    client = LakeClient(root)
-    _log(client, client.create_experiment("memory"), 0, 2)
-    Lake(root, cache=tmp_path / "own-cache")  # a state cache of its own publishes nothing
     assert not Lake(root).connection.cached
-    assert not (tmp_path / "cache").exists()
-    assert not os.path.exists(os.path.join(root, "_state"))
+    assert not (tmp_path / "default-cache").exists()
+
+
+def _part_files(root: str) -> list[str]:
+    return [p for p in glob.glob(f"{root}/**/*.parquet", recursive=True) if "/artifacts/" not in p]
 
 
 def test_a_published_state_is_never_used_by_a_copy_of_the_lake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Its tables name the files of the lake it was made from: a copy, or the same lake reached by
     # another path, starts from nothing rather than from another lake's files.
-    monkeypatch.setenv(state_cache.CACHE_DIR_ENV, str(tmp_path / "cache"))
     root = str(tmp_path / "lake")
     client = LakeClient(root)
     experiment = client.create_experiment("copied")
@@ -598,10 +588,13 @@ def test_a_published_state_is_never_used_by_a_copy_of_the_lake(tmp_path: Path, m
     shutil.copytree(root, copy)
     LakeClient(copy).create_run(experiment, run_name="only-in-the-copy")
     LakeClient(copy).flush()
-    lake = Lake(copy)
-    assert not lake.connection.cached
+    read = _files_read(monkeypatch)
+    lake = Lake(copy, cache=tmp_path / "copy-cache")
+    assert lake.connection.cached
+    assert sorted(read) == sorted(p for p in _part_files(copy) if "/metrics/" not in p)
     assert len(lake.search_runs()) == 6
-    assert Lake(root).connection.cached
+    read.clear()
+    assert Lake(root, cache=tmp_path / "lake-cache").connection.cached and len(read) == 0
 
 
 def test_a_publish_copies_the_state_of_one_moment(tmp_path: Path) -> None:
@@ -663,17 +656,127 @@ def test_a_published_state_is_compressed_but_for_the_search_index(tmp_path: Path
         assert {"_runs_wide_run_id", "runs_run_id", "params_run_id"} <= indexes
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated"])
-def test_a_damaged_published_state_is_read_past(tmp_path: Path, damage: str) -> None:
+def _downloads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The published files readers copy from now on."""
+    copied: list[str] = []
+    real = state_cache._copy_checked
+    monkeypatch.setattr(
+        state_cache, "_copy_checked", lambda src, dst, size: copied.append(str(size)) or real(src, dst, size)
+    )
+    return copied
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "a damaged block", "unsealed"])
+def test_a_damaged_published_state_is_read_past_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
     root = str(tmp_path / "lake")
     client = LakeClient(root)
-    _log(client, client.create_experiment("damaged"), 0, 8)
-    _publisher, published = _published(root, tmp_path / "dashboard-cache")
+    _log(client, client.create_experiment("damaged"), 0, 30)
+    publisher, published = _published(root, tmp_path / "dashboard-cache")
     data = Path(published.path).read_bytes()
-    Path(published.path).write_bytes(b"not a database" * 100 if damage == "garbage" else data[: len(data) // 2])
-    reader = Lake(root, cache=tmp_path / "reader-cache")
+    middle = len(data) // 2
+    damaged = {
+        "garbage": b"not a database" * 100,
+        "truncated": data[:middle],
+        # A block no open reads, only the queries over its table: found by the file's CRC-32.
+        "a damaged block": data[:middle] + b"\xff" * 40960 + data[middle + 40960 :],
+        "unsealed": data[: -state_cache._TRAILER.size],
+    }[damage]
+    Path(published.path).write_bytes(damaged)
+    downloads = _downloads(monkeypatch)
+    cache = tmp_path / "reader-cache"
+    reader = Lake(root, cache=cache)
+    assert reader.connection.cached  # folded from the files into a new cache file
     assert _state(reader) == _state(Lake(root, cache=False))
-    assert len(reader.search_runs()) == 8
+    assert len(reader.search_runs()) == 30
+    assert len(downloads) == 1
+    # The next reader in that folder does not copy the same file again; a new publish is taken.
+    del reader
+    gc.collect()
+    for path in cache.glob("state-*.duckdb"):
+        path.unlink()
+    assert Lake(root, cache=cache).connection.cached and len(downloads) == 1
+    gc.collect()
+    for path in cache.glob("state-*.duckdb"):
+        path.unlink()
+    _log(client, client.create_experiment("later"), 0, 1)
+    publisher.publish_state()
+    again = Lake(root, cache=cache)
+    assert len(downloads) == 2 and _state(again) == _state(Lake(root, cache=False))
+
+
+def _reseal(published: str, change: str) -> None:
+    """Run ``change`` in the published file's DuckDB and seal it again, as someone with write
+    access to the lake could."""
+    import duckdb
+
+    body = Path(published).read_bytes()[: -state_cache._TRAILER.size]
+    plain = Path(published + ".plain")
+    plain.write_bytes(body)
+    with duckdb.connect(str(plain)) as con:
+        con.execute(change)
+        con.execute("CHECKPOINT")
+    with open(plain, "rb") as src, open(published, "wb") as dst:
+        state_cache._copy_sealed(src, dst)
+    plain.unlink()
+
+
+@pytest.mark.parametrize(
+    "plant",
+    [
+        "CREATE MACRO lower(x) AS 'planted'",
+        "CREATE VIEW planted AS SELECT 1",
+        "CREATE TABLE planted (x INTEGER)",
+        "CREATE SEQUENCE planted",
+        'CREATE INDEX "x""; SELECT 1; --" ON runs(run_id)',
+        "CREATE INDEX runs_name ON runs(lower(run_name))",
+        "ALTER TABLE raw_runs ALTER COLUMN run_name SET DEFAULT 'planted'",
+        "CREATE SCHEMA planted",
+        "CREATE TYPE planted AS ENUM ('a')",
+    ],
+)
+def test_a_published_state_holding_more_than_a_state_is_refused(tmp_path: Path, plant: str) -> None:
+    # A DuckDB file is closer to code than to data: a macro named as a built-in replaces it in
+    # every query of the reader that opens the file, an index's or a default's expression runs
+    # on insert, and the publisher used to run its catalog's SQL text.
+    root = str(tmp_path / "lake")
+    client = LakeClient(root)
+    _log(client, client.create_experiment("refused"), 0, 5)
+    _publisher, published = _published(root, tmp_path / "dashboard-cache")
+    _reseal(published.path, "SELECT 1")
+    taken = Lake(root, cache=tmp_path / "unplanted-cache")
+    assert str(taken.connection._cache_key) in state_cache._adopted  # resealed as it was: taken
+    _reseal(published.path, plant)
+    reader = Lake(root, cache=tmp_path / "reader-cache")
+    assert reader.connection.cached and str(reader.connection._cache_key) not in state_cache._adopted
+    con = reader.connection._con
+    assert con.execute("SELECT count(*) FROM duckdb_functions() WHERE NOT internal").fetchall() == [(0,)]
+    assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'planted'").fetchall() == [(0,)]
+    assert reader.sql("SELECT lower('ABC') AS x")["x"].tolist() == ["abc"]
+    assert _state(reader) == _state(Lake(root, cache=False))
+    # And a reader of it publishes nothing planted either.
+    assert "planted" not in Path(reader.publish_state().path).read_bytes().decode("latin-1")
+
+
+def test_a_published_state_is_as_private_as_the_files_it_was_read_from(tmp_path: Path) -> None:
+    root = str(tmp_path / "lake")
+    client = LakeClient(root)
+    experiment = client.create_experiment("private")
+    _log(client, experiment, 0, 3)
+    publisher, published = _published(root, tmp_path / "dashboard-cache")
+    assert os.stat(published.path).st_mode & 0o777 == 0o666 & ~_umask()
+    secret = [p for p in _part_files(root) if "/params/" in p][0]
+    os.chmod(secret, 0o600)
+    _log(client, experiment, 3, 1)  # changed, so the next publish rewrites it
+    published = publisher.publish_state()
+    assert os.stat(published.path).st_mode & 0o077 == 0
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_only_a_cached_state_with_full_sql_access_is_published(tmp_path: Path) -> None:

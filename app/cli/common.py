@@ -37,7 +37,7 @@ def open_lake(args: argparse.Namespace, *, must_exist: bool = True) -> Lake:
     ``$RUNLAKE_STATE_CACHE`` asks for one (one-off commands do not by default)."""
     from runlake.lake import Lake, state_cache
 
-    return Lake(lake_root(args, must_exist=must_exist), cache=state_cache.from_env(default=None))
+    return Lake(lake_root(args, must_exist=must_exist), cache=state_cache.from_env(default=False))
 
 
 def print_frame(frame: pd.DataFrame, fmt: str) -> None:
