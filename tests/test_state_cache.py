@@ -814,10 +814,25 @@ def test_the_dashboard_publishes_a_big_lake_when_due(tmp_path: Path) -> None:
     assert again is not None
     with __import__("duckdb").connect(again.path, read_only=True) as copy:
         assert copy.execute("SELECT count(*) FROM runs").fetchall() == [(7,)]
-    # Gone (someone removed _state/): published again at the next tick, changed or not.
+    # Gone (someone removed _state/): published again at the next tick.
     os.remove(again.path)
     _log(client, experiment, 7, 1)
     assert publisher.publish_if_due() is not None
+
+    # A publish that fails (a read-only lake) is tried again after every_s, not every minute.
+    os.remove(os.path.join(root, "_state", os.path.basename(again.path)))
+    _log(client, experiment, 8, 1)
+    real_publish = lake.publish_state
+
+    def fail() -> Any:
+        raise OSError("read-only file system")
+
+    lake.publish_state = fail  # type: ignore[method-assign]
+    with pytest.raises(OSError):
+        publisher.publish_if_due()
+    lake.publish_state = real_publish  # type: ignore[method-assign]
+    assert not publisher.due()
+    assert publisher.due(now=time.time() + 3601)
 
 
 def test_leftovers_of_killed_publishes_and_other_formats_are_removed(tmp_path: Path) -> None:

@@ -54,11 +54,16 @@ class Publisher:
         self.every_s = every_s
         # The state's generation when this process last published it (None: not yet).
         self._published_generation: int | None = None
+        # When a publish last failed (a read-only lake, a full disk): tried again after every_s.
+        self._failed_at: float | None = None
 
     def due(self, now: float | None = None) -> bool:
         connection = self.lake.connection
         if not connection.cached or connection.sql_access != "full":
             return False  # an in-memory state keeps no listings to start from
+        now = time.time() if now is None else now
+        if self._failed_at is not None and now - self._failed_at < self.every_s:
+            return False
         connection.refresh()
         if connection.generation == self._published_generation:
             return False
@@ -69,7 +74,6 @@ class Publisher:
         info = fs.get_file_info(state_cache.published_file(fs, root))
         if info.type != pafs.FileType.File or info.mtime is None:
             return True
-        now = time.time() if now is None else now
         return bool(now - info.mtime.timestamp() >= self.every_s)
 
     def publish_if_due(self) -> state_cache.PublishedState | None:
@@ -77,7 +81,12 @@ class Publisher:
         if not self.due():
             return None
         generation = self.lake.connection.generation
-        published = self.lake.publish_state()
+        try:
+            published = self.lake.publish_state()
+        except Exception:
+            self._failed_at = time.time()
+            raise
+        self._failed_at = None
         # The generation read before: a refresh inside the publish copied its changes too, or
         # left them for the next one, which then finds the generation moved on.
         self._published_generation = generation
