@@ -471,15 +471,12 @@ def publish(
         cursor.execute(f"ATTACH '{quoted}' AS {_PUBLISHED_DB}")
         begin_pinned(cursor)
         try:
-            cursor.execute(f'COPY FROM DATABASE "{state_db}" TO {_PUBLISHED_DB}')
+            _copy_tables(cursor, state_db)
             cursor.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(duckdb.Error):
                 cursor.execute("ROLLBACK")
             raise
-        cursor.execute(f"CHECKPOINT {_PUBLISHED_DB}")
-        cursor.execute("SET force_compression = 'uncompressed'")
-        _rewrite_plain(cursor)
         cursor.execute(f"CHECKPOINT {_PUBLISHED_DB}")
         listed = [path for (path,) in cursor.execute(f"SELECT DISTINCT path FROM {LISTINGS}").fetchall()]
         cursor.execute(f'USE "{state_db}"')
@@ -514,37 +511,50 @@ def publish(
     return PublishedState(target, size, time.perf_counter() - started)
 
 
-def _rewrite_plain(cursor: duckdb.DuckDBPyConnection) -> None:
-    """Write ``PLAIN_TABLES`` of the copy again uncompressed (the setting is the caller's), with
-    their run-id index. A state's tables are made by CREATE TABLE AS (no constraints or
-    defaults), and nothing is taken from the catalog's SQL text: the state may have been
-    adopted from a published file."""
-    cursor.execute(f"USE {_PUBLISHED_DB}")
-    for table in PLAIN_TABLES:
-        found = cursor.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND table_name = ?", [_PUBLISHED_DB, table]
+# The column types a plain table's definition is written with (anything else is copied as
+# CREATE TABLE AS does, compressed): the copy never takes SQL text from the catalog.
+_SIMPLE_TYPE = re.compile(r"[A-Z][A-Z0-9_]*")
+
+
+def _copy_tables(cursor: duckdb.DuckDBPyConnection, state_db: str) -> None:
+    """Copy a state's tables and run-id indexes into the attached copy (inside the caller's
+    transaction). ``PLAIN_TABLES`` are declared uncompressed column by column, so they are
+    written once, as they stay; a state's tables have no constraints or defaults (they are
+    made by CREATE TABLE AS). Only the tables a state has are copied, by the names this code
+    knows: the state may have been adopted from a published file."""
+    expected = _expected_tables()
+    tables = [
+        name
+        for (name,) in cursor.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND NOT temporary ORDER BY table_name",
+            [state_db],
         ).fetchall()
-        if not found[0][0]:
-            continue
-        index = f"{table}_run_id"
-        indexed = cursor.execute(
-            "SELECT count(*) FROM duckdb_indexes() WHERE database_name = ? AND index_name = ?", [_PUBLISHED_DB, index]
-        ).fetchall()[0][0]
-        packed = f"{table}__packed"
-        cursor.execute("BEGIN")
-        try:
-            if indexed:
-                cursor.execute(f"DROP INDEX {index}")
-            cursor.execute(f"ALTER TABLE {table} RENAME TO {packed}")
-            cursor.execute(f"CREATE TABLE {table} AS SELECT * FROM {packed}")
-            cursor.execute(f"DROP TABLE {packed}")
-            if indexed:
-                cursor.execute(f"CREATE INDEX {index} ON {table}(run_id)")
-            cursor.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(duckdb.Error):
-                cursor.execute("ROLLBACK")
-            raise
+        if name in expected
+    ]
+    indexed = {
+        table
+        for (name, table) in cursor.execute(
+            "SELECT index_name, table_name FROM duckdb_indexes() WHERE database_name = ?", [state_db]
+        ).fetchall()
+        if name == f"{table}_run_id"
+    }
+    for table in tables:
+        source = f'"{state_db}".{table}'
+        columns = cursor.execute(
+            "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = ? AND table_name = ? "
+            "ORDER BY column_index",
+            [state_db, table],
+        ).fetchall()
+        if table in PLAIN_TABLES and all(_SIMPLE_TYPE.fullmatch(kind) for _name, kind in columns):
+            definition = ", ".join(
+                '"{}" {} USING COMPRESSION uncompressed'.format(name.replace('"', '""'), kind) for name, kind in columns
+            )
+            cursor.execute(f"CREATE TABLE {_PUBLISHED_DB}.{table} ({definition})")
+            cursor.execute(f"INSERT INTO {_PUBLISHED_DB}.{table} SELECT * FROM {source}")
+        else:
+            cursor.execute(f"CREATE TABLE {_PUBLISHED_DB}.{table} AS SELECT * FROM {source}")
+        if table in indexed:
+            cursor.execute(f"CREATE INDEX {table}_run_id ON {_PUBLISHED_DB}.{table}(run_id)")
 
 
 # A published file is the DuckDB file and a trailer: this magic, the DuckDB file's length and
