@@ -471,12 +471,17 @@ def publish(
         cursor.execute(f"ATTACH '{quoted}' AS {_PUBLISHED_DB}")
         begin_pinned(cursor)
         try:
-            _copy_tables(cursor, state_db)
+            indexed = _copy_tables(cursor, state_db)
             cursor.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(duckdb.Error):
                 cursor.execute("ROLLBACK")
             raise
+        cursor.execute(f"CHECKPOINT {_PUBLISHED_DB}")
+        # The indexes follow from the copied rows alone, so they need not be made in the pinned
+        # transaction; made there, a million-run copy carried 375 MB of freed blocks.
+        for table in indexed:
+            cursor.execute(f"CREATE INDEX {table}_run_id ON {_PUBLISHED_DB}.{table}(run_id)")
         cursor.execute(f"CHECKPOINT {_PUBLISHED_DB}")
         listed = [path for (path,) in cursor.execute(f"SELECT DISTINCT path FROM {LISTINGS}").fetchall()]
         cursor.execute(f'USE "{state_db}"')
@@ -516,9 +521,9 @@ def publish(
 _SIMPLE_TYPE = re.compile(r"[A-Z][A-Z0-9_]*")
 
 
-def _copy_tables(cursor: duckdb.DuckDBPyConnection, state_db: str) -> None:
-    """Copy a state's tables and run-id indexes into the attached copy (inside the caller's
-    transaction). ``PLAIN_TABLES`` are declared uncompressed column by column, so they are
+def _copy_tables(cursor: duckdb.DuckDBPyConnection, state_db: str) -> list[str]:
+    """Copy a state's tables into the attached copy (inside the caller's transaction); the
+    tables whose run-id index the copy is to have. ``PLAIN_TABLES`` are declared uncompressed column by column, so they are
     written once, as they stay; a state's tables have no constraints or defaults (they are
     made by CREATE TABLE AS). Only the tables a state has are copied, by the names this code
     knows: the state may have been adopted from a published file."""
@@ -553,8 +558,7 @@ def _copy_tables(cursor: duckdb.DuckDBPyConnection, state_db: str) -> None:
             cursor.execute(f"INSERT INTO {_PUBLISHED_DB}.{table} SELECT * FROM {source}")
         else:
             cursor.execute(f"CREATE TABLE {_PUBLISHED_DB}.{table} AS SELECT * FROM {source}")
-        if table in indexed:
-            cursor.execute(f"CREATE INDEX {table}_run_id ON {_PUBLISHED_DB}.{table}(run_id)")
+    return [table for table in tables if table in indexed]
 
 
 # A published file is the DuckDB file and a trailer: this magic, the DuckDB file's length and
