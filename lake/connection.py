@@ -113,14 +113,8 @@ class Connection:
         except duckdb.Error as exc:
             if self._cache_key is None:
                 raise
-            # A cache file that opens but cannot be read (truncated, damaged blocks): a cache,
-            # never the truth, so it goes and this open reads the lake in memory.
-            state_cache.log.info(
-                "runlake: state cache %s unreadable (%s); reading the lake in memory", self._cache_key, exc
-            )
-            unreadable = Path(self._cache_key)
-            self._in_memory()
-            state_cache.set_aside(unreadable)
+            # A cache file that opens but cannot be read (truncated, damaged blocks).
+            self._leave_cache(exc, keep_file=False)
         self._files_con: duckdb.DuckDBPyConnection | None = None
         self._files_lock = threading.Lock()
         # Metric files' points of the series read before (keyed by file version, so they
@@ -135,16 +129,9 @@ class Connection:
         except duckdb.Error as exc:
             if self._cache_key is None:
                 raise
-            # The cache file opened but cannot be written (read-only directory, full disk: it is
-            # kept for a later open) or read (damaged blocks: it goes). A cache, never the truth,
-            # so this open reads the lake in memory as without one.
-            state_cache.log.info(
-                "runlake: state cache %s not usable (%s); reading the lake in memory", self._cache_key, exc
-            )
-            failed = Path(self._cache_key)
-            self._in_memory()
-            if not isinstance(exc, (duckdb.IOException, duckdb.TransactionException)):
-                state_cache.set_aside(failed)
+            # The cache file cannot be written (read-only directory, full disk: kept for a later
+            # open) or read (damaged blocks).
+            self._leave_cache(exc, keep_file=isinstance(exc, (duckdb.IOException, duckdb.TransactionException)))
             self.refresh()
         elapsed = time.perf_counter() - started
         if cache is False and elapsed > SLOW_OPEN_S:
@@ -171,6 +158,17 @@ class Connection:
         """Whether the state's DuckDB connection was closed (the Lake collected, or the
         interpreter exiting: its finalizer runs before exit hooks registered earlier)."""
         return not self._finalizer.alive
+
+    def _leave_cache(self, exc: duckdb.Error, *, keep_file: bool) -> None:
+        """Read the lake in memory after the cache file failed with ``exc``: a cache, never the
+        truth. The file goes unless ``keep_file`` (``state_cache.set_aside``)."""
+        state_cache.log.info(
+            "runlake: state cache %s not usable (%s); reading the lake in memory", self._cache_key, exc
+        )
+        failed = Path(self._cache_key) if self._cache_key is not None else None
+        self._in_memory()
+        if failed is not None and not keep_file:
+            state_cache.set_aside(failed)
 
     def _in_memory(self) -> None:
         """Leave the cached state for a fresh in-memory one."""
