@@ -110,10 +110,12 @@ class Connection:
             self._con.execute("SET lock_configuration = true")
         try:
             self._snapshot = snapshot.Snapshot(self._con, fs, root, persistent=self.cached)
-        except duckdb.Error as exc:
-            if self._cache_key is None:
+        except Exception as exc:
+            key = self._cache_key
+            if key is None or not (isinstance(exc, duckdb.Error) or state_cache.adopted(Path(key))):
                 raise
-            # A cache file that opens but cannot be read (truncated, damaged blocks).
+            # A cache file that opens but cannot be read (truncated, damaged blocks), or a copy
+            # of a published state that fails in any way.
             self._leave_cache(exc, keep_file=False)
         self._files_con: duckdb.DuckDBPyConnection | None = None
         self._files_lock = threading.Lock()
@@ -126,13 +128,18 @@ class Connection:
         started = time.perf_counter()
         try:
             self.refresh()
-        except duckdb.Error as exc:
-            if self._cache_key is None:
+        except Exception as exc:
+            key = self._cache_key
+            if key is None or not (isinstance(exc, duckdb.Error) or state_cache.adopted(Path(key))):
                 raise
-            # The cache file cannot be written (read-only directory, full disk: kept for a later
-            # open) or read (damaged blocks).
-            self._leave_cache(exc, keep_file=isinstance(exc, (duckdb.IOException, duckdb.TransactionException)))
+            # The cache file cannot be written (read-only directory, full disk), or the process
+            # is short of memory: kept for a later open. Otherwise it cannot be read (damaged
+            # blocks), or a copy of a published state fails in any way: it goes.
+            passing = (duckdb.IOException, duckdb.TransactionException, duckdb.OutOfMemoryException)
+            self._leave_cache(exc, keep_file=isinstance(exc, passing))
             self.refresh()
+        if self._cache_key is not None:
+            state_cache.settled(Path(self._cache_key))
         elapsed = time.perf_counter() - started
         if cache is False and elapsed > SLOW_OPEN_S:
             # Only when the caller chose memory: a cache asked for but held by another
@@ -159,7 +166,7 @@ class Connection:
         interpreter exiting: its finalizer runs before exit hooks registered earlier)."""
         return not self._finalizer.alive
 
-    def _leave_cache(self, exc: duckdb.Error, *, keep_file: bool) -> None:
+    def _leave_cache(self, exc: Exception, *, keep_file: bool) -> None:
         """Read the lake in memory after the cache file failed with ``exc``: a cache, never the
         truth. The file goes unless ``keep_file`` (``state_cache.set_aside``)."""
         state_cache.log.info(

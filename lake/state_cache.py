@@ -23,6 +23,7 @@ MLflow plugin closes its reader before a fork for this reason; do the same, or o
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -31,6 +32,7 @@ import re
 import secrets
 import shutil
 import struct
+import tempfile
 import threading
 import time
 import zlib
@@ -319,6 +321,16 @@ def _rejected_marker(path: Path) -> Path:
     return path.with_name(f".rejected-{path.name.removeprefix('state-').removesuffix('.duckdb')}")
 
 
+def adopted(path: Path) -> bool:
+    """Whether this process copied ``path`` from a published state and has not used it yet."""
+    return str(path) in _adopted
+
+
+def settled(path: Path) -> None:
+    """``path`` served its first refresh: a later failure is not the published file's."""
+    _adopted.pop(str(path), None)
+
+
 def set_aside(path: Path) -> None:
     """Remove a cache file that opened but could not be used. When it was adopted, the
     published file it was copied from is not adopted again until it is replaced (each fresh
@@ -340,6 +352,56 @@ def _expected_tables() -> set[str]:
 
 
 _INDEX_SQL = re.compile(r"CREATE INDEX (\w+)_run_id ON (\w+)\(run_id\);")
+# The search index's key columns beyond the runs' own (``search_index.column_name``), and their
+# types by entity letter.
+_WIDE_KEY_COLUMN = re.compile(r"([mpt])_[0-9a-f]{16}(_min|_max)?")
+_WIDE_KEY_TYPES = {"m": "DOUBLE", "p": "VARCHAR", "t": "VARCHAR"}
+
+
+@functools.cache
+def _reference() -> tuple[dict[str, list[tuple[str, str]]], frozenset[str]]:
+    """The columns (name, type) of each table of a state this code folds from an empty lake,
+    and the tables it indexes by run id: what a copy's tables are held to."""
+    from runlake.lake import snapshot
+
+    with tempfile.TemporaryDirectory(prefix="runlake-reference-") as empty:
+        con = new_connection()
+        try:
+            snapshot.Snapshot(con, pafs.LocalFileSystem(), empty.replace(os.sep, "/"), persistent=True).refresh()
+            columns: dict[str, list[tuple[str, str]]] = {}
+            for table, name, kind in con.execute(
+                "SELECT table_name, column_name, data_type FROM duckdb_columns() "
+                "WHERE database_name = current_database() ORDER BY table_name, column_index"
+            ).fetchall():
+                columns.setdefault(table, []).append((name, kind))
+            indexed = frozenset(
+                table
+                for (table,) in con.execute(
+                    "SELECT table_name FROM duckdb_indexes() WHERE database_name = current_database()"
+                ).fetchall()
+            )
+        finally:
+            con.close()
+    return columns, indexed
+
+
+def _other_columns(table: str, columns: list[tuple[str, str]]) -> bool:
+    """Whether a copy's table has other columns than this code's state would."""
+    from runlake.lake import search_index, snapshot
+
+    reference, _indexed = _reference()
+    if table in reference:
+        own = reference[table]
+        if table != search_index.WIDE_TABLE:
+            return columns != own
+        keys = columns[len(own) :]
+        return columns[: len(own)] != own or not all(
+            (match := _WIDE_KEY_COLUMN.fullmatch(name)) and kind == _WIDE_KEY_TYPES[match.group(1)]
+            for name, kind in keys
+        )
+    if table in {snapshot.seen_table(t) for t in snapshot.SEEN_TABLES}:
+        return columns != [("run_id", "VARCHAR")]
+    return True
 
 
 def _unexpected(path: Path) -> str | None:
@@ -378,12 +440,35 @@ def _unexpected(path: Path) -> str | None:
         }
         if tables - expected:
             return f"it holds tables: {', '.join(sorted(tables - expected))[:200]}"
+        # Every table's columns as this code makes them: a column of another type or collation
+        # would fail every refresh, or fold later rows wrongly, long after the lake is fixed.
+        columns: dict[str, list[tuple[str, str]]] = {}
+        for table, name, kind in con.execute(
+            "SELECT table_name, column_name, data_type FROM duckdb_columns() WHERE database_name = ? "
+            "ORDER BY table_name, column_index",
+            [db],
+        ).fetchall():
+            columns.setdefault(table, []).append((name, kind))
+        for table in sorted(tables):
+            if _other_columns(table, columns.get(table, [])):
+                return f"the table {table} with other columns"
+        # Column names are known by now, so a collation is the only place this word can be.
+        for table, sql in con.execute(
+            "SELECT table_name, sql FROM duckdb_tables() WHERE database_name = ?", [db]
+        ).fetchall():
+            if re.search(r"\bCOLLATE\b", sql or "", re.IGNORECASE):
+                return f"the table {table} with a collation"
+        indexes = set()
         for name, table, sql in con.execute(
             "SELECT index_name, table_name, sql FROM duckdb_indexes() WHERE database_name = ?", [db]
         ).fetchall():
             match = _INDEX_SQL.fullmatch(sql or "")
             if match is None or match.groups() != (table, table) or name != f"{table}_run_id" or table not in expected:
                 return f"it holds the index {name!r}"
+            indexes.add(table)
+        missing = (_reference()[1] & tables) - indexes
+        if missing:
+            return f"no run-id index on {', '.join(sorted(missing))}"
         return None
     finally:
         con.close()
@@ -423,10 +508,11 @@ def adopt(fs: pafs.FileSystem, root: str, path: Path) -> bool:
         try:
             os.link(tmp, path)  # fails when a file is there: a concurrent adopter's, or an open's
         except FileExistsError:
-            pass
+            return False
         except OSError:
-            if not path.exists():
-                os.replace(tmp, path)  # no hard links here (some network filesystems)
+            if path.exists():
+                return False
+            os.replace(tmp, path)  # no hard links here (some network filesystems)
     except FileNotFoundError:
         return False
     except OSError as exc:

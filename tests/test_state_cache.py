@@ -706,6 +706,19 @@ def test_a_damaged_published_state_is_read_past_once(
     assert len(downloads) == 2 and _state(again) == _state(Lake(root, cache=False))
 
 
+def _adoptions(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether each cached open from now on started from the published state."""
+    taken: list[bool] = []
+    real = state_cache.adopt
+
+    def adopt(fs: Any, root: str, path: Path) -> bool:
+        taken.append(real(fs, root, path))
+        return taken[-1]
+
+    monkeypatch.setattr(state_cache, "adopt", adopt)
+    return taken
+
+
 def _reseal(published: str, change: str) -> None:
     """Run ``change`` in the published file's DuckDB and seal it again, as someone with write
     access to the lake could."""
@@ -736,7 +749,9 @@ def _reseal(published: str, change: str) -> None:
         "CREATE TYPE planted AS ENUM ('a')",
     ],
 )
-def test_a_published_state_holding_more_than_a_state_is_refused(tmp_path: Path, plant: str) -> None:
+def test_a_published_state_holding_more_than_a_state_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plant: str
+) -> None:
     # A DuckDB file is closer to code than to data: a macro named as a built-in replaces it in
     # every query of the reader that opens the file, an index's or a default's expression runs
     # on insert, and the publisher used to run its catalog's SQL text.
@@ -744,12 +759,13 @@ def test_a_published_state_holding_more_than_a_state_is_refused(tmp_path: Path, 
     client = LakeClient(root)
     _log(client, client.create_experiment("refused"), 0, 5)
     _publisher, published = _published(root, tmp_path / "dashboard-cache")
+    adoptions = _adoptions(monkeypatch)
     _reseal(published.path, "SELECT 1")
-    taken = Lake(root, cache=tmp_path / "unplanted-cache")
-    assert str(taken.connection._cache_key) in state_cache._adopted  # resealed as it was: taken
+    Lake(root, cache=tmp_path / "unplanted-cache")
+    assert adoptions == [True]  # resealed as it was: taken
     _reseal(published.path, plant)
     reader = Lake(root, cache=tmp_path / "reader-cache")
-    assert reader.connection.cached and str(reader.connection._cache_key) not in state_cache._adopted
+    assert reader.connection.cached and adoptions == [True, False]
     con = reader.connection._con
     assert con.execute("SELECT count(*) FROM duckdb_functions() WHERE NOT internal").fetchall() == [(0,)]
     assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'planted'").fetchall() == [(0,)]
@@ -884,3 +900,75 @@ def test_runlake_publish_state(
     monkeypatch.setenv(state_cache.CACHE_ENV, "off")
     assert main(["publish-state", "--lake", root]) == 2
     assert "publish" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        # Every refresh that folds a metric would fail, in every reader of the copy, for good.
+        "DROP INDEX latest_metrics_run_id; ALTER TABLE latest_metrics ALTER COLUMN value SET DATA TYPE VARCHAR; "
+        "CREATE INDEX latest_metrics_run_id ON latest_metrics(run_id)",
+        # Later params would be folded to integers, and tags compared without case.
+        "ALTER TABLE raw_params ALTER COLUMN value SET DATA TYPE INTEGER USING 0",
+        "DROP INDEX tags_run_id; ALTER TABLE tags ALTER COLUMN value SET DATA TYPE VARCHAR COLLATE NOCASE; "
+        "CREATE INDEX tags_run_id ON tags(run_id)",
+        "DROP INDEX params_run_id",
+        "ALTER TABLE _runs_wide ADD COLUMN m_0123456789abcdef VARCHAR",
+    ],
+)
+def test_a_published_state_whose_tables_differ_from_a_state_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    root = str(tmp_path / "lake")
+    client = LakeClient(root)
+    experiment = client.create_experiment("shapes")
+    _log(client, experiment, 0, 5)
+    _publisher, published = _published(root, tmp_path / "dashboard-cache")
+    adoptions = _adoptions(monkeypatch)
+    _reseal(published.path, "SELECT 1")
+    Lake(root, cache=tmp_path / "unchanged-cache")
+    assert adoptions == [True]
+    _reseal(published.path, change)
+    reader = Lake(root, cache=tmp_path / "reader-cache")
+    assert reader.connection.cached and adoptions == [True, False]
+    _log(client, experiment, 5, 2)
+    client.log_batch(reader.search_run_ids()[0], params={"lr": "0.01"})
+    client.set_tag(reader.search_run_ids()[1], "t", "V1")
+    client.flush()
+    assert _state(reader) == _state(Lake(root, cache=False))
+    assert reader.sql("SELECT value FROM params WHERE key = 'lr'")["value"].tolist() == ["0.01"]
+
+
+def test_a_copy_that_fails_its_first_refresh_in_any_way_is_set_aside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Whatever a copy of a published state does wrong (an Arrow error, a key the code does not
+    # know), the reader reads in memory, and the folder does not take the same file again.
+    root = str(tmp_path / "lake")
+    client = LakeClient(root)
+    _log(client, client.create_experiment("fails"), 0, 3)
+    _published(root, tmp_path / "dashboard-cache")
+    real_refresh = snapshot.Snapshot.refresh
+    calls: list[int] = []
+
+    def fail_once(self: snapshot.Snapshot, *args: Any, **kwargs: Any) -> bool:
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyError("a key this code does not know")
+        return real_refresh(self, *args, **kwargs)
+
+    monkeypatch.setattr(snapshot.Snapshot, "refresh", fail_once)
+    cache = tmp_path / "reader-cache"
+    reader = Lake(root, cache=cache)
+    assert not reader.connection.cached and len(reader.search_runs()) == 3
+    assert not list(cache.glob("state-*.duckdb")) and list(cache.glob(".rejected-*"))
+    # A cache file of its own (not a copy) that fails so is a bug: it is not hidden.
+    del reader
+    gc.collect()
+    own = Lake(root, cache=tmp_path / "own-cache")  # starts from the copy: the failure was once
+    assert own.connection.cached
+    del own
+    gc.collect()
+    calls.clear()
+    with pytest.raises(KeyError):
+        Lake(root, cache=tmp_path / "own-cache")
