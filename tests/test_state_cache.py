@@ -735,6 +735,25 @@ def _reseal(published: str, change: str) -> None:
     plain.unlink()
 
 
+def _refused_after(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str) -> tuple[str, LakeClient, str, Lake]:
+    """A lake of 5 runs whose published state had ``change`` made to it (and resealed), and a
+    cached reader that refused it and folded the lake itself; the same copy resealed unchanged
+    is taken, so the change is what it was refused for."""
+    root = str(tmp_path / "lake")
+    client = LakeClient(root)
+    experiment = client.create_experiment("refused")
+    _log(client, experiment, 0, 5)
+    _publisher, published = _published(root, tmp_path / "dashboard-cache")
+    adoptions = _adoptions(monkeypatch)
+    _reseal(published.path, "SELECT 1")
+    Lake(root, cache=tmp_path / "unchanged-cache")
+    assert adoptions == [True]
+    _reseal(published.path, change)
+    reader = Lake(root, cache=tmp_path / "reader-cache")
+    assert reader.connection.cached and adoptions == [True, False]
+    return root, client, experiment, reader
+
+
 @pytest.mark.parametrize(
     "plant",
     [
@@ -755,17 +774,7 @@ def test_a_published_state_holding_more_than_a_state_is_refused(
     # A DuckDB file is closer to code than to data: a macro named as a built-in replaces it in
     # every query of the reader that opens the file, an index's or a default's expression runs
     # on insert, and the publisher used to run its catalog's SQL text.
-    root = str(tmp_path / "lake")
-    client = LakeClient(root)
-    _log(client, client.create_experiment("refused"), 0, 5)
-    _publisher, published = _published(root, tmp_path / "dashboard-cache")
-    adoptions = _adoptions(monkeypatch)
-    _reseal(published.path, "SELECT 1")
-    Lake(root, cache=tmp_path / "unplanted-cache")
-    assert adoptions == [True]  # resealed as it was: taken
-    _reseal(published.path, plant)
-    reader = Lake(root, cache=tmp_path / "reader-cache")
-    assert reader.connection.cached and adoptions == [True, False]
+    root, _client, _experiment, reader = _refused_after(tmp_path, monkeypatch, plant)
     con = reader.connection._con
     assert con.execute("SELECT count(*) FROM duckdb_functions() WHERE NOT internal").fetchall() == [(0,)]
     assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'planted'").fetchall() == [(0,)]
@@ -919,18 +928,7 @@ def test_runlake_publish_state(
 def test_a_published_state_whose_tables_differ_from_a_state_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str
 ) -> None:
-    root = str(tmp_path / "lake")
-    client = LakeClient(root)
-    experiment = client.create_experiment("shapes")
-    _log(client, experiment, 0, 5)
-    _publisher, published = _published(root, tmp_path / "dashboard-cache")
-    adoptions = _adoptions(monkeypatch)
-    _reseal(published.path, "SELECT 1")
-    Lake(root, cache=tmp_path / "unchanged-cache")
-    assert adoptions == [True]
-    _reseal(published.path, change)
-    reader = Lake(root, cache=tmp_path / "reader-cache")
-    assert reader.connection.cached and adoptions == [True, False]
+    root, client, experiment, reader = _refused_after(tmp_path, monkeypatch, change)
     _log(client, experiment, 5, 2)
     client.log_batch(reader.search_run_ids()[0], params={"lr": "0.01"})
     client.set_tag(reader.search_run_ids()[1], "t", "V1")
