@@ -111,8 +111,7 @@ class Connection:
         try:
             self._snapshot = snapshot.Snapshot(self._con, fs, root, persistent=self.cached)
         except Exception as exc:
-            key = self._cache_key
-            if key is None or not (isinstance(exc, duckdb.Error) or state_cache.adopted(Path(key))):
+            if not self._cache_failed(exc):
                 raise
             # A cache file that opens but cannot be read (truncated, damaged blocks), or a copy
             # of a published state that fails in any way.
@@ -129,8 +128,7 @@ class Connection:
         try:
             self.refresh()
         except Exception as exc:
-            key = self._cache_key
-            if key is None or not (isinstance(exc, duckdb.Error) or state_cache.adopted(Path(key))):
+            if not self._cache_failed(exc):
                 raise
             # The cache file cannot be written (read-only directory, full disk), or the process
             # is short of memory: kept for a later open. Otherwise it cannot be read (damaged
@@ -165,6 +163,13 @@ class Connection:
         """Whether the state's DuckDB connection was closed (the Lake collected, or the
         interpreter exiting: its finalizer runs before exit hooks registered earlier)."""
         return not self._finalizer.alive
+
+    def _cache_failed(self, exc: Exception) -> bool:
+        """Whether ``exc``, raised while opening, is the cache file's failure: any DuckDB error
+        of a cached state, and any error at all of a copy of a published state not used yet
+        (other errors are this code's, and are not hidden)."""
+        key = self._cache_key
+        return key is not None and (isinstance(exc, duckdb.Error) or state_cache.adopted(Path(key)))
 
     def _leave_cache(self, exc: Exception, *, keep_file: bool) -> None:
         """Read the lake in memory after the cache file failed with ``exc``: a cache, never the

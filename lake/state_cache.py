@@ -286,7 +286,7 @@ def release(con: duckdb.DuckDBPyConnection, key: str | None) -> None:
 #
 # The copy is made inside one transaction, begun between two refreshes, so it holds tables and
 # listings of one moment: the reader's refresh then reads the files written since, as on any
-# reopen. It is compressed (DuckDB's lightweight codecs, 4.7x smaller at 100,000 runs) except
+# reopen. It is compressed (DuckDB's lightweight codecs, 3.6x smaller at 100,000 runs) except
 # the tables every page scans (``PLAIN_TABLES``): those stay uncompressed as in a state cache
 # (a first page at 100,000 runs 14 ms from the copy, 25-29 ms with the index compressed too).
 # It is named as a cache file is, so a reader of another version, or one reaching the lake by
@@ -294,7 +294,6 @@ def release(con: duckdb.DuckDBPyConnection, key: str | None) -> None:
 # lake is: whoever can write the lake can already change what readers see.
 
 _PUBLISHED_DB = "runlake_published"
-LISTINGS = f"{_PUBLISHED_DB}._runlake_listings"
 PLAIN_TABLES = ("_runs_wide",)
 
 
@@ -569,10 +568,12 @@ def publish(
         for table in indexed:
             cursor.execute(f"CREATE INDEX {table}_run_id ON {_PUBLISHED_DB}.{table}(run_id)")
         cursor.execute(f"CHECKPOINT {_PUBLISHED_DB}")
-        listed = [path for (path,) in cursor.execute(f"SELECT DISTINCT path FROM {LISTINGS}").fetchall()]
+        from runlake.lake.snapshot import LISTINGS_TABLE
+
+        listed = cursor.execute(f"SELECT DISTINCT path FROM {_PUBLISHED_DB}.{LISTINGS_TABLE}").fetchall()
         cursor.execute(f'USE "{state_db}"')
         cursor.execute(f"DETACH {_PUBLISHED_DB}")
-        mode = _readable_as(fs, listed)
+        mode = _readable_as(fs, [path for (path,) in listed])
         target = published_file(fs, root)
         state_dir = layout.LakePaths(root).state_dir()
         fs.create_dir(state_dir, recursive=True)
@@ -609,10 +610,12 @@ _SIMPLE_TYPE = re.compile(r"[A-Z][A-Z0-9_]*")
 
 def _copy_tables(cursor: duckdb.DuckDBPyConnection, state_db: str) -> list[str]:
     """Copy a state's tables into the attached copy (inside the caller's transaction); the
-    tables whose run-id index the copy is to have. ``PLAIN_TABLES`` are declared uncompressed column by column, so they are
-    written once, as they stay; a state's tables have no constraints or defaults (they are
-    made by CREATE TABLE AS). Only the tables a state has are copied, by the names this code
-    knows: the state may have been adopted from a published file."""
+    tables whose run-id index the copy is to have.
+
+    ``PLAIN_TABLES`` are declared uncompressed column by column, so they are written once, as
+    they stay; a state's tables have no constraints or defaults (they are made by CREATE TABLE
+    AS). Only the tables a state has are copied, by the names this code knows: the state may
+    have been adopted from a published file."""
     expected = _expected_tables()
     tables = [
         name
