@@ -89,7 +89,7 @@ class Connection:
         fs: pafs.FileSystem,
         root: str,
         sql_access: str = "full",
-        cache: bool | str | os.PathLike[str] = False,
+        cache: bool | str | os.PathLike[str] | None = False,
     ) -> None:
         if sql_access not in SQL_ACCESS:
             raise InvalidArgument(
@@ -100,16 +100,19 @@ class Connection:
         self.root = root
         self.paths = layout.LakePaths(root)
         self.sql_access = sql_access
-        self._con, self._cache_key = state_cache.connect(fs, root, cache)
-        self.cached = self._cache_key is not None
-        self._finalizer = weakref.finalize(self, state_cache.release, self._con, self._cache_key)
+        self._con, self._cache_key, self.private = state_cache.connect(fs, root, cache)
+        # ``cached``: the state is a cache file kept between opens; ``private``: a copy of the
+        # lake's published state this Lake alone reads, removed when it closes. Either is a
+        # DuckDB file that records the part files it holds (``file_backed``).
+        self.cached = self._cache_key is not None and not self.private
+        self._finalizer = weakref.finalize(self, state_cache.release, self._con, self._cache_key, self.private)
         if sql_access == "views":
             # The lake's own state is read with pyarrow and registered as Arrow objects, so
             # DuckDB needs no file access of its own; locked, so no SQL can switch it back on.
             self._con.execute("SET enable_external_access = false")
             self._con.execute("SET lock_configuration = true")
         try:
-            self._snapshot = snapshot.Snapshot(self._con, fs, root, persistent=self.cached)
+            self._snapshot = snapshot.Snapshot(self._con, fs, root, persistent=self.file_backed)
         except Exception as exc:
             if not self._cache_failed(exc):
                 raise
@@ -139,7 +142,7 @@ class Connection:
         if self._cache_key is not None:
             state_cache.settled(Path(self._cache_key))
         elapsed = time.perf_counter() - started
-        if cache is False and elapsed > SLOW_OPEN_S:
+        if cache in (False, None) and not self.file_backed and elapsed > SLOW_OPEN_S:
             # Only when the caller chose memory: a cache asked for but held by another
             # process also reads in memory, and the hint would tell it what it did already.
             warnings.warn(
@@ -159,6 +162,11 @@ class Connection:
             )
 
     @property
+    def file_backed(self) -> bool:
+        """Whether the state is a DuckDB file (a cache, or a private copy), not memory."""
+        return self._cache_key is not None
+
+    @property
     def closed(self) -> bool:
         """Whether the state's DuckDB connection was closed (the Lake collected, or the
         interpreter exiting: its finalizer runs before exit hooks registered earlier)."""
@@ -173,20 +181,23 @@ class Connection:
 
     def _leave_cache(self, exc: Exception, *, keep_file: bool) -> None:
         """Read the lake in memory after the cache file failed with ``exc``: a cache, never the
-        truth. The file goes unless ``keep_file`` (``state_cache.set_aside``)."""
+        truth. The file goes unless ``keep_file`` (a private copy goes anyway), and a copy of a
+        published state that failed its first use is not taken again (``state_cache.reject``)."""
         state_cache.log.info(
             "runlake: state cache %s not usable (%s); reading the lake in memory", self._cache_key, exc
         )
         failed = Path(self._cache_key) if self._cache_key is not None else None
-        self._in_memory()
         if failed is not None and not keep_file:
-            state_cache.set_aside(failed)
+            state_cache.reject(failed)  # before the release, which forgets a private copy's origin
+        self._in_memory()  # a private copy goes with it
+        if failed is not None and not keep_file:
+            state_cache.discard(failed)
 
     def _in_memory(self) -> None:
         """Leave the cached state for a fresh in-memory one."""
         self._finalizer.detach()
-        state_cache.release(self._con, self._cache_key)
-        self._con, self.cached, self._cache_key = state_cache.new_connection(), False, None
+        state_cache.release(self._con, self._cache_key, self.private)
+        self._con, self.cached, self.private, self._cache_key = state_cache.new_connection(), False, False, None
         self._finalizer = weakref.finalize(self, state_cache.release, self._con, None)
         if self.sql_access == "views":
             self._con.execute("SET enable_external_access = false")
@@ -308,7 +319,7 @@ class Connection:
         if cursor is None:
             with self._files_lock:
                 if self._files_con is None:
-                    shared = self.sql_access == "full" and not self.cached
+                    shared = self.sql_access == "full" and not self.file_backed
                     self._files_con = self._con if shared else state_cache.new_connection()
                 cursor = self._files_con.cursor()
             # Part files are immutable under unique names, so a footer read once stays true:

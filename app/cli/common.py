@@ -34,10 +34,11 @@ def lake_root(args: argparse.Namespace, *, must_exist: bool = True) -> str:
 
 def open_lake(args: argparse.Namespace, *, must_exist: bool = True) -> Lake:
     """The ``Lake`` at ``lake_root(args, must_exist=...)``, with a state cache when
-    ``$RUNLAKE_STATE_CACHE`` asks for one (one-off commands do not by default)."""
+    ``$RUNLAKE_STATE_CACHE`` asks for one (one-off commands keep none by default: they read in
+    memory, or a private copy of the lake's published state when it has one)."""
     from runlake.lake import Lake, state_cache
 
-    return Lake(lake_root(args, must_exist=must_exist), cache=state_cache.from_env(default=False))
+    return Lake(lake_root(args, must_exist=must_exist), cache=state_cache.from_env(default=None))
 
 
 def print_frame(frame: pd.DataFrame, fmt: str) -> None:
