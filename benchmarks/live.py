@@ -358,8 +358,12 @@ SCALE_PROBE = textwrap.dedent(
     from runlake.lake import Lake
     root, cache, warm = sys.argv[1], sys.argv[2], sys.argv[3] == "warm"
     started = time.perf_counter()
-    lake = Lake(root, cache=False if cache == "-" else cache)
-    assert lake.connection.cached == (cache != "-"), "the state cache asked for was not used"
+    if cache == "default":  # Lake(path): a private copy of the published state
+        lake = Lake(root)
+        assert lake.connection.private, "the published state was not used"
+    else:
+        lake = Lake(root, cache=False if cache == "-" else cache)
+        assert lake.connection.cached == (cache != "-"), "the state cache asked for was not used"
     open_s = time.perf_counter() - started
     started = time.perf_counter()
     if warm:
@@ -387,9 +391,10 @@ SCALE_PROBE = textwrap.dedent(
 )
 
 
-def _probe(root: str, cache: str, warm: bool = False) -> dict[str, Any]:
+def _probe(root: str, cache: str, warm: bool = False, cache_dir: str | None = None) -> dict[str, Any]:
     args = [sys.executable, "-c", SCALE_PROBE, root, cache, "warm" if warm else "-"]
-    out = subprocess.run(args, capture_output=True, text=True, check=True)
+    env = {**os.environ, "RUNLAKE_CACHE_DIR": cache_dir} if cache_dir else None
+    out = subprocess.run(args, capture_output=True, text=True, check=True, env=env)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
@@ -432,6 +437,8 @@ def scale(runs_list: list[int], directory: str | None = None) -> str:
                 ("publish", cache, False),
                 ("from the published state", os.path.join(tmp, f"fresh-{runs}"), False),
                 ("from the published state, warm()", os.path.join(tmp, f"fresh-warm-{runs}"), True),
+                # A notebook's plain Lake(path): a private copy, removed when it closes.
+                ("Lake(path): a private copy of it", "default", False),
             )
             for label, where, warm in probes:
                 if label == "publish":
@@ -450,7 +457,7 @@ def scale(runs_list: list[int], directory: str | None = None) -> str:
                         )
                     )
                     continue
-                figures = _probe(root, where, warm)
+                figures = _probe(root, where, warm, os.path.join(tmp, f"private-{runs}"))
                 opened = f"{figures['open_s']:.2f} s" + (f" + {figures['warm_s']:.2f} s" if warm else "")
                 rows.append(
                     (

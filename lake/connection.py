@@ -105,7 +105,9 @@ class Connection:
         # lake's published state this Lake alone reads, removed when it closes. Either is a
         # DuckDB file that records the part files it holds (``file_backed``).
         self.cached = self._cache_key is not None and not self.private
-        self._finalizer = weakref.finalize(self, state_cache.release, self._con, self._cache_key, self.private)
+        self._finalizer = weakref.finalize(
+            self, state_cache.release, self._con, self._cache_key, self.private, os.getpid()
+        )
         if sql_access == "views":
             # The lake's own state is read with pyarrow and registered as Arrow objects, so
             # DuckDB needs no file access of its own; locked, so no SQL can switch it back on.
@@ -152,8 +154,8 @@ class Connection:
                     "open applies only the files that changed (well under a second at a million "
                     "runs) and memory stays bounded. RUNLAKE_STATE_CACHE=1 does it for the CLI."
                     + (
-                        " This lake has a published state (runlake ui publishes one): a first cached "
-                        "open starts from it."
+                        " This lake has a published state (runlake ui publishes one): Lake(path) and a "
+                        "first cached open start from it."
                         if state_cache.has_published(fs, root)
                         else ""
                     )
@@ -198,7 +200,7 @@ class Connection:
         self._finalizer.detach()
         state_cache.release(self._con, self._cache_key, self.private)
         self._con, self.cached, self.private, self._cache_key = state_cache.new_connection(), False, False, None
-        self._finalizer = weakref.finalize(self, state_cache.release, self._con, None)
+        self._finalizer = weakref.finalize(self, state_cache.release, self._con, None, False, os.getpid())
         if self.sql_access == "views":
             self._con.execute("SET enable_external_access = false")
             self._con.execute("SET lock_configuration = true")

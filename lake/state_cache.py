@@ -332,10 +332,18 @@ def discard(path: Path) -> None:
     shutil.rmtree(path.with_name(path.name + ".tmp"), ignore_errors=True)
 
 
-def release(con: duckdb.DuckDBPyConnection, key: str | None, private: bool = False) -> None:
+def release(con: duckdb.DuckDBPyConnection, key: str | None, private: bool = False, owner: int | None = None) -> None:
     """Close a state connection; a cache file's lock goes with it, and the file is marked as
     used now (a dashboard may have held an unchanging file for longer than ``STALE_AFTER_S``).
-    A private copy (``private``) is removed."""
+    A private copy (``private``) is removed.
+
+    Nothing is done in a process other than ``owner`` (the one that opened it, when given): a
+    forked child that exits through the interpreter's exit hooks runs the finalizer of a Lake it
+    inherited, where closing DuckDB's connection crashes the child (DuckDB is not fork-safe)
+    and removing a private copy would take it from the parent.
+    """
+    if owner is not None and owner != os.getpid():
+        return
     try:
         con.close()
     finally:

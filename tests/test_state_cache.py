@@ -638,6 +638,42 @@ def test_a_default_lake_that_cannot_use_the_published_state_reads_in_memory_and_
     assert not Lake(root).connection.file_backed and len(downloads) == 1
 
 
+def test_a_forked_child_leaves_its_parents_state_alone(tmp_path: Path) -> None:
+    # A forked child that exits through the interpreter's exit hooks runs the finalizer of the
+    # Lake it inherited: it must neither remove the parent's private copy nor close DuckDB
+    # there (which crashes the child). The child here runs the finalizer itself, then leaves.
+    root = str(tmp_path / "lake")
+    client = LakeClient(root)
+    _log(client, client.create_experiment("forked"), 0, 3)
+    _published(root, tmp_path / "dashboard-cache")
+    default = tmp_path / "default-cache"
+    script = textwrap.dedent(
+        """
+        import glob, os, sys
+        from runlake.lake import Lake
+        lake = Lake(sys.argv[1])
+        assert lake.connection.private
+        child = os.fork()
+        if child == 0:
+            lake.connection._finalizer()
+            os._exit(0)
+        _pid, status = os.waitpid(child, 0)
+        copies = glob.glob(os.path.join(sys.argv[2], ".private-*.duckdb"))
+        print(status, len(copies), len(lake.search_runs()))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, root, str(default)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, state_cache.CACHE_DIR_ENV: str(default)},
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0", "1", "3"]
+    assert not list(default.glob(".private-*"))  # the parent removed it as it exited
+
+
 def test_private_copies_left_by_killed_readers_are_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     default = tmp_path / "default-cache"
     monkeypatch.setenv(state_cache.CACHE_DIR_ENV, str(default))
