@@ -9,10 +9,10 @@ so a reader over a million runs stays within a bounded resident size.
 
 The file is a cache, never the truth: it is keyed by the lake's filesystem and root and by the
 SQL and schemas of the folds (any change of those in a new runlake version starts a new file),
-and a file that cannot be opened (held by another process, damaged, from another DuckDB) is set
-aside for an in-memory state, as without a cache. One process holds a cache file at a time
-(DuckDB's file lock); a second ``Lake`` on the same lake, in this process or another, reads in
-memory.
+and a file that cannot be opened (damaged, from another DuckDB) is started again. One process
+holds a cache file at a time (DuckDB's file lock); a second ``Lake`` on the same lake, in this
+process or another, reads as a Lake that asked for no cache does: a private copy of the lake's
+published state when it has one, else in memory.
 
 DuckDB is not fork-safe: a process that forks while it holds a ``Lake`` (cached or not) must
 not use that ``Lake`` in the child (a new DuckDB connection in such a child can hang). The
@@ -152,7 +152,8 @@ def connect(
         root: the lake root.
         cache: None for an in-memory state, or a private copy of the lake's published state when
             it has one (``private``); False for an in-memory state always; True for a cache in
-            the default directory; or a directory.
+            the default directory; or a directory. A cache held by another Lake, in this process
+            or another, or one that cannot be opened, is read as with None.
     """
     if cache is None:
         return private(fs, root)
@@ -165,9 +166,12 @@ def connect(
     path = cache_file(fs, root, directory)
     key = str(path)
     with _in_use_lock:
-        if key in _in_use:
-            return new_connection(), None, False
-        _in_use.add(key)
+        held = key in _in_use
+        if not held:
+            _in_use.add(key)
+    if held:
+        # Another Lake of this process holds it: a private copy of the published state, or memory.
+        return private(fs, root, directory)
     try:
         # The state holds every row this user can read: a folder of its own, closed to others
         # (an existing folder, such as one a team shares on purpose, keeps its mode).
@@ -178,8 +182,9 @@ def connect(
     except (OSError, duckdb.Error) as exc:
         with _in_use_lock:
             _in_use.discard(key)
-        log.info("runlake: state cache %s not used (%s); reading the lake in memory", path, exc)
-        return new_connection(), None, False
+        log.info("runlake: state cache %s not used (%s); reading the lake elsewhere", path, exc)
+        # Held by another process (a second dashboard), or unusable: as when no cache was asked.
+        return private(fs, root, directory)
     try:
         os.utime(path)  # "last used", which sweeps go by
         sweep(directory)
@@ -188,9 +193,12 @@ def connect(
     return con, key, False
 
 
-def private(fs: pafs.FileSystem, root: str) -> tuple[duckdb.DuckDBPyConnection, str | None, bool]:
-    """``connect`` for a reader that asked for no cache: a private copy of the lake's published
-    state when it has one, else memory.
+def private(
+    fs: pafs.FileSystem, root: str, directory: Path | None = None
+) -> tuple[duckdb.DuckDBPyConnection, str | None, bool]:
+    """``connect`` for a reader that asked for no cache, or whose cache another Lake holds: a
+    private copy of the lake's published state when it has one (in ``directory``, by default
+    ``default_dir()``), else memory.
 
     A fold of every part file in memory takes 40-58 s and 6.8 GB at a million runs; a copy of
     the published state takes 4-8 s and its reader stays under 1 GB (DuckDB's buffer manager
@@ -202,7 +210,7 @@ def private(fs: pafs.FileSystem, root: str) -> tuple[duckdb.DuckDBPyConnection, 
     """
     if not has_published(fs, root):
         return new_connection(), None, False
-    directory = Path(os.path.realpath(default_dir().expanduser()))
+    directory = Path(os.path.realpath((directory or default_dir()).expanduser()))
     path = directory / f".private-{_digest(fs, root)}-{os.getpid():x}{secrets.token_hex(6)}.duckdb"
     key = str(path)
     with _in_use_lock:

@@ -674,6 +674,35 @@ def test_a_forked_child_leaves_its_parents_state_alone(tmp_path: Path) -> None:
     assert not list(default.glob(".private-*"))  # the parent removed it as it exited
 
 
+def test_a_cache_held_elsewhere_is_read_as_a_private_copy_of_the_published_state(tmp_path: Path) -> None:
+    # A second dashboard, or a notebook with cache=True beside `runlake ui`: not a fold of the
+    # whole lake in memory when the lake has a published state.
+    root, cache = str(tmp_path / "lake"), tmp_path / "cache"
+    client = LakeClient(root)
+    _log(client, client.create_experiment("held"), 0, 3)
+    publisher, _published_state = _published(root, cache)
+    second = Lake(root, cache=cache)  # held by `publisher`, in this process
+    assert second.connection.private and len(second.search_runs()) == 3
+    assert len(list(cache.glob(".private-*.duckdb"))) == 1
+    del publisher, second
+    gc.collect()
+    holder = _holding(
+        """
+        from runlake.lake import Lake
+        lake = Lake(sys.argv[1], cache=sys.argv[2])
+        assert lake.connection.cached
+        """,
+        root,
+        str(cache),
+    )
+    try:
+        elsewhere = Lake(root, cache=cache)  # held by another process
+        assert elsewhere.connection.private and len(elsewhere.search_runs()) == 3
+    finally:
+        holder.communicate("\n", timeout=60)
+    assert holder.returncode == 0
+
+
 def test_private_copies_left_by_killed_readers_are_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     default = tmp_path / "default-cache"
     monkeypatch.setenv(state_cache.CACHE_DIR_ENV, str(default))
