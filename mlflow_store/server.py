@@ -27,6 +27,7 @@ import io
 import json
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -247,12 +248,31 @@ def build_app(
     os.environ[ARTIFACTS_DESTINATION_ENV_VAR] = artifacts_destination(lake)
     from mlflow.server import app as mlflow_app
 
+    from runlake.lake import state_cache
     from runlake.mlflow_store import read_views, tracking_store
 
     fastpath.install(mlflow_app)
     read_views.install(mlflow_app)
-    tracking_store(tracking_uri(lake), "mlflow-artifacts:/")  # open the lake now: errors show at start
+    store = tracking_store(tracking_uri(lake), "mlflow-artifacts:/")  # open the lake now: errors show at start
+    # A long-lived reader, as `runlake ui` is: its state survives restarts in a state cache (a
+    # reopen reads what changed; a million-run state stays within DuckDB's memory limit).
+    store.reader_cache = state_cache.from_env(default=True)
     return Guard(mlflow_app.wsgi_app, credentials, max_request_bytes, max_artifact_bytes)
+
+
+def _upkeep(lake: str) -> None:
+    """What a long-lived reader does in the background (as ``runlake ui`` does): open and warm
+    the reader now, not in the first request; merge full size tiers; publish the state for fresh
+    readers when due (``runlake.lake.maintenance.upkeep``)."""
+    from runlake.lake.maintenance import upkeep
+    from runlake.mlflow_store import tracking_store
+
+    store = tracking_store(tracking_uri(lake), "mlflow-artifacts:/")
+    try:
+        store.lake.warm()
+    except Exception as exc:  # a head start only: requests open and read what they need anyway
+        print(f"runlake server: warming the lake's state failed: {exc}", file=sys.stderr, flush=True)
+    upkeep.start(lake, reader=lambda: store.lake)
 
 
 def serve(
@@ -268,7 +288,9 @@ def serve(
     import waitress
 
     credentials = Credentials.from_file(credentials_file) if credentials_file else None
+    lake = lake if "://" in lake else os.path.abspath(lake)
     app = build_app(lake, credentials, max_request_bytes, max_artifact_bytes)
+    threading.Thread(target=_upkeep, args=(lake,), name="runlake-server-upkeep", daemon=True).start()
     server = waitress.create_server(
         app,
         host=host,

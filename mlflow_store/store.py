@@ -265,6 +265,10 @@ class RunlakeStore(AbstractStore):
         self.artifact_root = artifact_uri or self.lake_artifacts
         self._lake: Lake | None = None
         self._lake_pid = 0
+        # The reader's ``Lake(cache=...)``: none by default (a training process reads a private
+        # copy of the lake's published state, or in memory); ``runlake server``, a long-lived
+        # reader, keeps a state cache as ``runlake ui`` does.
+        self.reader_cache: bool | str | None = None
         self._lock = threading.Lock()
         # Runs known active or deleted in this process, so logging checks no lake state each call
         # (at most STAGES_KEPT: a server up for months meets every run of the lake).
@@ -297,7 +301,7 @@ class RunlakeStore(AbstractStore):
         """This process's reader (a forked child opens its own DuckDB connection)."""
         with self._lock:
             if self._lake is None or self._lake_pid != os.getpid():
-                self._lake = Lake(self.location)
+                self._lake = Lake(self.location, cache=self.reader_cache)
                 self._lake_pid = os.getpid()
             return self._lake
 

@@ -1,5 +1,5 @@
-"""Automatic upkeep from a long-lived reader (``runlake ui``): full size tiers merged in the
-background, and the reader's state published for fresh readers.
+"""Automatic upkeep from a long-lived reader (``runlake ui``, ``runlake server``): full size
+tiers merged in the background, and the reader's state published for fresh readers.
 
 Writers merge their own files and the tiers of the partitions they write (``runlake.core.merge``);
 this picks up what they left - the tiers of partitions nobody writes any more, raw files of
@@ -13,8 +13,10 @@ that copy in seconds instead of folding every file for most of a minute.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pyarrow.fs as pafs
@@ -29,7 +31,18 @@ if TYPE_CHECKING:
 
 DEFAULT_INTERVAL_S = 60.0
 # Below this many runs a fresh open folds the lake in about a second: nothing to publish for.
+# ``$RUNLAKE_PUBLISH_MIN_RUNS`` changes it (a lake on slow storage, where a fold of fewer runs is
+# slow already).
 PUBLISH_MIN_RUNS = 20_000
+PUBLISH_MIN_RUNS_ENV = "RUNLAKE_PUBLISH_MIN_RUNS"
+
+
+def publish_min_runs() -> int:
+    """``$RUNLAKE_PUBLISH_MIN_RUNS`` when set to a whole number, else ``PUBLISH_MIN_RUNS``."""
+    value = os.environ.get(PUBLISH_MIN_RUNS_ENV, "").strip()
+    return int(value) if value.isdigit() else PUBLISH_MIN_RUNS
+
+
 # How old a published state may grow while the lake changes: a reader starting from it folds
 # what was written since (work in proportion to it), and each publish writes the whole state
 # (218 MiB and about 6 s at 100,000 runs; 2.1 GiB and 45-55 s at a million).
@@ -46,16 +59,27 @@ def merge_tiers(location: Any, budget_s: float = 5.0) -> int | None:
 
 
 class Publisher:
-    """Publishes one ``Lake``'s state when it is due (see the module's docstring)."""
+    """Publishes one reader's state when it is due (see the module's docstring).
 
-    def __init__(self, lake: Lake, min_runs: int = PUBLISH_MIN_RUNS, every_s: float = PUBLISH_EVERY_S) -> None:
-        self.lake = lake
-        self.min_runs = min_runs
+    Args:
+        lake: the reader, or a function returning it (a reader its owner may open again, as the
+            MLflow store's).
+    """
+
+    def __init__(
+        self, lake: Lake | Callable[[], Lake], min_runs: int | None = None, every_s: float = PUBLISH_EVERY_S
+    ) -> None:
+        self._reader = lake if callable(lake) else (lambda: lake)
+        self.min_runs = publish_min_runs() if min_runs is None else min_runs
         self.every_s = every_s
         # The state's generation when this process last published it (None: not yet).
         self._published_generation: int | None = None
         # When a publish last failed (a read-only lake, a full disk): tried again after every_s.
         self._failed_at: float | None = None
+
+    @property
+    def lake(self) -> Lake:
+        return self._reader()
 
     def due(self, now: float | None = None) -> bool:
         connection = self.lake.connection
@@ -70,7 +94,7 @@ class Publisher:
         (runs,) = connection.cursor().execute("SELECT count(*) FROM runs").fetchall()[0]
         if runs < self.min_runs:
             return False
-        fs, root = self.lake.fs, self.lake.root
+        fs, root = connection.fs, connection.root
         info = fs.get_file_info(state_cache.published_file(fs, root))
         if info.type != pafs.FileType.File or info.mtime is None:
             return True
@@ -93,29 +117,36 @@ class Publisher:
         return published
 
 
-def start(location: Any, interval_s: float = DEFAULT_INTERVAL_S) -> threading.Event:
+def start(
+    location: Any, interval_s: float = DEFAULT_INTERVAL_S, reader: Callable[[], Lake] | None = None
+) -> threading.Event:
     """Run ``merge_tiers`` every ``interval_s`` on a daemon thread, and publish the state of a
-    ``Lake`` given as ``location`` when due (``Publisher``); set the returned event to stop."""
+    ``Lake`` given as ``location`` (or returned by ``reader``) when due (``Publisher``); set the
+    returned event to stop."""
     from runlake.lake.facade import Lake
 
     stop = threading.Event()
-    publisher = Publisher(location) if isinstance(location, Lake) else None
+    source = reader if reader is not None else location if isinstance(location, Lake) else None
+    publisher = Publisher(source) if source is not None else None
 
     def loop() -> None:
-        while not stop.wait(interval_s):
+        # A tick at once, then every interval_s: a restarted reader publishes a state that is due
+        # (none yet, or an old one) without waiting for the first interval.
+        while True:
             try:
                 merge_tiers(location)
             except Exception as exc:  # a read-only or unreachable lake: reading goes on regardless
                 print(f"runlake: background merge skipped: {exc}", flush=True)
-            if publisher is None:
-                continue
-            try:
-                published = publisher.publish_if_due()
-            except Exception as exc:  # a cache: readers fold the lake themselves without it
-                print(f"runlake: publishing the lake's state skipped: {exc}", flush=True)
-            else:
-                if published is not None:
-                    print(f"runlake: {published.to_text()}", flush=True)
+            if publisher is not None:
+                try:
+                    published = publisher.publish_if_due()
+                except Exception as exc:  # a cache: readers fold the lake themselves without it
+                    print(f"runlake: publishing the lake's state skipped: {exc}", flush=True)
+                else:
+                    if published is not None:
+                        print(f"runlake: {published.to_text()}", flush=True)
+            if stop.wait(interval_s):
+                return
 
     threading.Thread(target=loop, name="runlake-upkeep", daemon=True).start()
     return stop

@@ -200,3 +200,33 @@ def test_credentials_file(tmp_path, monkeypatch):
             assert mlflow.MlflowClient().get_experiment(experiment_id).name == "authed"
         finally:
             mlflow.set_tracking_uri(None)
+
+
+def test_the_server_keeps_a_state_cache_and_publishes_it(tmp_path, monkeypatch):
+    # A long-lived reader, as `runlake ui` is: its state is a cache file it holds, published into
+    # the lake when due ($RUNLAKE_PUBLISH_MIN_RUNS lowered from 20,000), so a notebook's
+    # Lake(path) starts from a copy of it.
+    from runlake.ingest import LakeClient
+    from runlake.lake import state_cache
+
+    root, cache = str(tmp_path / "lake"), tmp_path / "server-cache"
+    client = LakeClient(root)
+    experiment = client.create_experiment("published")
+    for i in range(3):
+        client.set_terminated(client.create_run(experiment, run_name=f"run-{i}"), "FINISHED")
+    client.flush()
+    env = {state_cache.CACHE_DIR_ENV: str(cache), "RUNLAKE_PUBLISH_MIN_RUNS": "1"}
+    with running_server(root, env=env):
+        published = _eventually(lambda: _one(list((tmp_path / "lake" / "_state").glob("state-*.duckdb"))), 60)
+        assert list(cache.glob("state-*.duckdb"))  # the server's own state cache
+        monkeypatch.setenv(state_cache.CACHE_DIR_ENV, str(tmp_path / "notebook-cache"))
+        notebook = Lake(root)
+        assert notebook.connection.private and len(notebook.search_runs(experiment_ids=[experiment])) == 3
+        assert published.exists()
+        held = Lake(root, cache=cache)  # the server holds it
+        assert not held.connection.cached and held.connection.private
+
+
+def _one(found):
+    assert len(found) == 1, found
+    return found[0]
