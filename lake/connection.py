@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import multiprocessing.util
 import os
 import threading
 import time
@@ -67,6 +68,13 @@ warnings.filterwarnings("ignore", message="Arrow output on a DB-API result makes
 SLOW_OPEN_S = 15.0
 
 
+def _interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` is DuckDB's answer to an interrupt (Ctrl-C during a query)."""
+    if isinstance(exc, duckdb.InterruptException):
+        return True
+    return isinstance(exc, RuntimeError) and "interrupted" in str(exc).lower()
+
+
 class StateCacheHint(UserWarning):
     """A ``Lake`` read in memory took long to open: ``cache=True`` would let the next open of
     the lake apply only what changed since. Filter it out with ``warnings.filterwarnings``."""
@@ -105,9 +113,17 @@ class Connection:
         # lake's published state this Lake alone reads, removed when it closes. Either is a
         # DuckDB file that records the part files it holds (``file_backed``).
         self.cached = self._cache_key is not None and not self.private
+        self._cache_asked = cache not in (None, False)
         self._finalizer = weakref.finalize(
             self, state_cache.release, self._con, self._cache_key, self.private, os.getpid()
         )
+        if self.private:
+            # A worker that multiprocessing starts ends with os._exit, past the interpreter's exit
+            # hooks and so past the finalizer above, but after multiprocessing's own (a copy per
+            # worker would be left otherwise). Releasing twice is harmless.
+            multiprocessing.util.Finalize(
+                self, state_cache.release, (self._con, self._cache_key, True, os.getpid()), exitpriority=0
+            )
         if sql_access == "views":
             # The lake's own state is read with pyarrow and registered as Arrow objects, so
             # DuckDB needs no file access of its own; locked, so no SQL can switch it back on.
@@ -177,9 +193,15 @@ class Connection:
     def _cache_failed(self, exc: Exception) -> bool:
         """Whether ``exc``, raised while opening, is the cache file's failure: any DuckDB error
         of a cached state, and any error at all of a copy of a published state not used yet
-        (other errors are this code's, and are not hidden)."""
+        (other errors are this code's, and are not hidden). Never an interrupt (Ctrl-C during
+        a query: the user stopping the open, not a fault of the file) nor an error of the lake's
+        own filesystem (a listing that failed on an object store): those are raised."""
         key = self._cache_key
-        return key is not None and (isinstance(exc, duckdb.Error) or state_cache.adopted(Path(key)))
+        if key is None or _interrupted(exc):
+            return False
+        if isinstance(exc, OSError) and not isinstance(exc, duckdb.Error):
+            return False
+        return isinstance(exc, duckdb.Error) or state_cache.adopted(Path(key))
 
     def _leave_cache(self, exc: Exception, *, keep_file: bool) -> None:
         """Read the lake in memory after the cache file failed with ``exc``: a cache, never the
@@ -226,6 +248,11 @@ class Connection:
             InvalidArgument: the state is in memory (it keeps no listings to start from), or
                 ``sql_access`` is not ``"full"`` (the copy is attached through SQL).
         """
+        if self.private and self._cache_asked:
+            raise InvalidArgument(
+                "the state cache of this lake is held by another process (runlake ui or runlake server, "
+                "which publish it themselves when it is due): only the process holding it can publish it"
+            )
         if not self.cached or self._cache_key is None:
             raise InvalidArgument("only a cached state can be published: open the lake with Lake(path, cache=True)")
         if self.sql_access != "full":

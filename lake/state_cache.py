@@ -219,7 +219,7 @@ def private(
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not adopt(fs, root, path):
             raise FileNotFoundError("no usable published state")
-        con = _open(path)
+        con = _open(path, private=True)
     except (OSError, duckdb.Error) as exc:
         with _in_use_lock:
             _in_use.discard(key)
@@ -282,11 +282,16 @@ def sweep(directory: Path, now: float | None = None) -> list[Path]:
                 removed.append(path)
         except OSError:
             continue
-    for path in sorted(directory.glob(".private-*.duckdb.wal")):
-        # A private copy's log with no copy left (the process died between the two removals).
-        if _PRIVATE_NAME.fullmatch(path.name.removesuffix(".wal")) and not path.with_suffix("").exists():
-            with contextlib.suppress(OSError):
-                path.unlink()
+    for path in sorted(directory.glob(".private-*.duckdb.*")):
+        # A private copy's log or DuckDB spill folder with no copy left (a process killed between
+        # the removals, or its copy removed by a sweep).
+        name, _dot, suffix = path.name.rpartition(".")
+        if suffix in ("wal", "tmp") and _PRIVATE_NAME.fullmatch(name) and not path.with_name(name).exists():
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    path.unlink()
     return removed
 
 
@@ -314,18 +319,27 @@ def _remove_unheld(path: Path, now: float, age_s: float) -> bool:
     return True
 
 
-def _open(path: Path) -> duckdb.DuckDBPyConnection:
+def _open(path: Path, private: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open a state file. A cache file that DuckDB cannot open is started again; a private copy
+    is not (the caller reads in memory instead of folding the lake into an empty file).
+
+    A cache is held to ``MEMORY_LIMIT``; a private copy keeps DuckDB's default limit, as an
+    in-memory state has (user SQL there means what it means in memory; blocks read from the
+    file are still given back when the limit is near)."""
     try:
         con = new_connection(str(path))
     except duckdb.IOException as exc:
-        if "lock" in str(exc).lower():
+        if private or "lock" in str(exc).lower():
             raise  # another process holds it: theirs to use
         discard(path)  # damaged or unreadable: a cache, so start it again
         con = new_connection(str(path))
     except duckdb.Error:
+        if private:
+            raise
         discard(path)
         con = new_connection(str(path))
-    con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+    if not private:
+        con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
     con.execute("SET force_compression = 'uncompressed'")
     return con
 
@@ -586,7 +600,9 @@ def adopt(fs: pafs.FileSystem, root: str, path: Path) -> bool:
         if (info.size or 0) > shutil.disk_usage(path.parent).free // 2:
             log.info("runlake: published state %s not used (%d bytes; too little free space)", source, info.size)
             return False
-        with fs.open_input_stream(source) as src, open(tmp, "wb") as dst:
+        # Readable by this user alone, whatever the folder's mode: it holds every row of the lake.
+        descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with fs.open_input_stream(source) as src, open(descriptor, "wb") as dst:
             damage = _copy_checked(src, dst, info.size or 0)
         try:
             unexpected = damage or _unexpected(tmp)

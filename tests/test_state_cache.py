@@ -596,7 +596,13 @@ def test_a_default_lake_reads_a_private_copy_of_the_published_state(
     assert other.connection.private
     with pytest.raises(InvalidArgument, match="mine"):
         other.sql("SELECT * FROM mine")
-    assert len(list(default.glob(".private-*.duckdb"))) == 2
+    copies = list(default.glob(".private-*.duckdb"))
+    assert len(copies) == 2
+    assert all(os.stat(p).st_mode & 0o777 == 0o600 for p in copies)  # whatever the umask
+    setting = "SELECT current_setting('memory_limit') AS m"
+    assert lake.sql(setting)["m"].tolist() == Lake(root, cache=False).sql(setting)["m"].tolist()  # memory's
+    with pytest.raises(InvalidArgument, match="cache=True"):
+        lake.publish_state()
     _log(client, experiment, 25, 1)
     assert len(lake.search_runs()) == 25  # 26 logged, one deleted
     assert not Lake(root, cache=False).connection.file_backed  # memory when memory is asked for
@@ -683,6 +689,8 @@ def test_a_cache_held_elsewhere_is_read_as_a_private_copy_of_the_published_state
     publisher, _published_state = _published(root, cache)
     second = Lake(root, cache=cache)  # held by `publisher`, in this process
     assert second.connection.private and len(second.search_runs()) == 3
+    with pytest.raises(InvalidArgument, match="held by another process"):
+        second.publish_state()
     assert len(list(cache.glob(".private-*.duckdb"))) == 1
     del publisher, second
     gc.collect()
@@ -701,6 +709,76 @@ def test_a_cache_held_elsewhere_is_read_as_a_private_copy_of_the_published_state
     finally:
         holder.communicate("\n", timeout=60)
     assert holder.returncode == 0
+
+
+def test_multiprocessing_workers_remove_their_private_copies(tmp_path: Path) -> None:
+    # Workers end with os._exit, past the interpreter's exit hooks: a reader kept in a worker
+    # (the MLflow plugin keeps one) would leave a copy of the published state per worker.
+    root = str(tmp_path / "lake")
+    client = LakeClient(root)
+    _log(client, client.create_experiment("workers"), 0, 3)
+    _published(root, tmp_path / "dashboard-cache")
+    default = tmp_path / "default-cache"
+    script = textwrap.dedent(
+        """
+        import multiprocessing, sys
+        from runlake.lake import Lake
+        kept = []
+        def count(_):
+            kept.append(Lake(sys.argv[1]))
+            assert kept[-1].connection.private
+            return len(kept[-1].search_runs())
+        if __name__ == "__main__":
+            with multiprocessing.get_context("fork").Pool(2) as pool:
+                print(pool.map(count, range(4)))
+                pool.close()
+                pool.join()
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, root],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, state_cache.CACHE_DIR_ENV: str(default)},
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[3, 3, 3, 3]"
+    assert not list(default.glob(".private-*"))
+
+
+@pytest.mark.parametrize("cache", ["private", "cached"])
+def test_an_interrupted_open_is_the_users_not_the_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: str
+) -> None:
+    # Ctrl-C during the first refresh of a copy (or of a cache file) stops the open; the file is
+    # not set aside and its published state not refused, and no fold in memory starts instead.
+    import duckdb
+
+    default = tmp_path / "default-cache"
+    monkeypatch.setenv(state_cache.CACHE_DIR_ENV, str(default))
+    root = str(tmp_path / "lake")
+    client = LakeClient(root)
+    _log(client, client.create_experiment("interrupted"), 0, 3)
+    _published(root, tmp_path / "dashboard-cache")
+    real_refresh = snapshot.Snapshot.refresh
+    calls: list[int] = []
+
+    def interrupted_once(self: snapshot.Snapshot, *args: Any, **kwargs: Any) -> bool:
+        calls.append(1)
+        if len(calls) == 1:
+            raise duckdb.InterruptException("INTERRUPT Error: Interrupted!")
+        return real_refresh(self, *args, **kwargs)
+
+    monkeypatch.setattr(snapshot.Snapshot, "refresh", interrupted_once)
+    where = None if cache == "private" else default
+    with pytest.raises(duckdb.InterruptException):
+        Lake(root, cache=where)
+    gc.collect()
+    assert len(calls) == 1 and not list(default.glob(".rejected-*"))
+    assert not list(default.glob(".private-*"))
+    again = Lake(root, cache=where)
+    assert again.connection.file_backed and len(again.search_runs()) == 3
 
 
 def test_private_copies_left_by_killed_readers_are_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -726,9 +804,12 @@ def test_private_copies_left_by_killed_readers_are_removed(tmp_path: Path, monke
             os.utime(path, (hour_ago, hour_ago))
         recent = default / f".private-{'0' * 24}-abc.duckdb"  # being linked into place
         recent.write_bytes(b"x")
+        spill = default / f".private-{'0' * 24}-def.duckdb.tmp"  # DuckDB's, its copy gone
+        spill.mkdir()
+        (spill / "block").write_bytes(b"x")
         removed = state_cache.sweep(default)
         assert len(removed) == 1 and removed[0] in copies  # the killed reader's, not the held one
-        assert recent.exists()
+        assert recent.exists() and not spill.exists()
     finally:
         alive.communicate("\n", timeout=60)
     assert alive.returncode == 0
@@ -1007,6 +1088,13 @@ def test_the_dashboard_publishes_a_big_lake_when_due(tmp_path: Path) -> None:
     os.remove(again.path)
     _log(client, experiment, 7, 1)
     assert publisher.publish_if_due() is not None
+
+    # A restarted dashboard: the copy there stands for its state, however old, until it changes.
+    os.utime(os.path.join(root, "_state", os.path.basename(again.path)), (time.time() - 7200, time.time() - 7200))
+    restarted = Publisher(lake, min_runs=5, every_s=3600)
+    assert not restarted.due()
+    _log(client, experiment, 20, 1)
+    assert restarted.due()
 
     # A publish that fails (a read-only lake) is tried again after every_s, not every minute.
     os.remove(os.path.join(root, "_state", os.path.basename(again.path)))

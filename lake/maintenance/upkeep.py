@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -72,8 +73,8 @@ class Publisher:
         self._reader = lake if callable(lake) else (lambda: lake)
         self.min_runs = publish_min_runs() if min_runs is None else min_runs
         self.every_s = every_s
-        # The state's generation when this process last published it (None: not yet).
-        self._published_generation: int | None = None
+        # The reader and its state's generation when last published (None: not yet).
+        self._published: tuple[weakref.ref[Lake], int] | None = None
         # When a publish last failed (a read-only lake, a full disk): tried again after every_s.
         self._failed_at: float | None = None
 
@@ -82,14 +83,17 @@ class Publisher:
         return self._reader()
 
     def due(self, now: float | None = None) -> bool:
-        connection = self.lake.connection
+        lake = self.lake
+        connection = lake.connection
         if not connection.cached or connection.sql_access != "full":
             return False  # an in-memory state keeps no listings to start from
         now = time.time() if now is None else now
         if self._failed_at is not None and now - self._failed_at < self.every_s:
             return False
         connection.refresh()
-        if connection.generation == self._published_generation:
+        last = self._published
+        known = last is not None and last[0]() is lake
+        if last is not None and known and connection.generation == last[1]:
             return False
         (runs,) = connection.cursor().execute("SELECT count(*) FROM runs").fetchall()[0]
         if runs < self.min_runs:
@@ -98,22 +102,29 @@ class Publisher:
         info = fs.get_file_info(state_cache.published_file(fs, root))
         if info.type != pafs.FileType.File or info.mtime is None:
             return True
+        if not known:
+            # A reader this publisher has not published (a restarted dashboard): the copy there
+            # stands for its state until the state changes, however old; a restart does not
+            # write gigabytes again at once for a lake nobody changed meanwhile.
+            self._published = (weakref.ref(lake), connection.generation)
+            return False
         return bool(now - info.mtime.timestamp() >= self.every_s)
 
     def publish_if_due(self) -> state_cache.PublishedState | None:
         """Publish the state if it is due; what was written, or None."""
         if not self.due():
             return None
-        generation = self.lake.connection.generation
+        lake = self.lake
+        generation = lake.connection.generation
         try:
-            published = self.lake.publish_state()
+            published = lake.publish_state()
         except Exception:
             self._failed_at = time.time()
             raise
         self._failed_at = None
         # The generation read before: a refresh inside the publish copied its changes too, or
         # left them for the next one, which then finds the generation moved on.
-        self._published_generation = generation
+        self._published = (weakref.ref(lake), generation)
         return published
 
 
