@@ -131,6 +131,10 @@ def test_a_cache_held_by_another_process_is_left_to_it(tmp_path: Path) -> None:
         here = Lake(root, cache=cache)
         assert not here.connection.cached
         assert len(here.search_runs()) == 3
+        # Once the lake has a published state, a private copy of it, not a fold in memory.
+        _published(root, tmp_path / "dashboard-cache")
+        elsewhere = Lake(root, cache=cache)
+        assert elsewhere.connection.private and len(elsewhere.search_runs()) == 3
     finally:
         holder.communicate("\n", timeout=60)
     assert holder.returncode == 0
@@ -612,29 +616,33 @@ def test_a_default_lake_reads_a_private_copy_of_the_published_state(
     assert not [p for p in default.iterdir() if p.name.startswith(".private-")]
 
 
+def _refresh_fails_once(monkeypatch: pytest.MonkeyPatch, error: Exception) -> list[int]:
+    """Make the next ``Snapshot.refresh`` raise ``error`` (later ones run); the calls made."""
+    real_refresh = snapshot.Snapshot.refresh
+    calls: list[int] = []
+
+    def fail_once(self: snapshot.Snapshot, *args: Any, **kwargs: Any) -> bool:
+        calls.append(1)
+        if len(calls) == 1:
+            raise error
+        return real_refresh(self, *args, **kwargs)
+
+    monkeypatch.setattr(snapshot.Snapshot, "refresh", fail_once)
+    return calls
+
+
 @pytest.mark.parametrize("failure", ["a damaged copy", "a failing first refresh"])
 def test_a_default_lake_that_cannot_use_the_published_state_reads_in_memory_and_does_not_take_it_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: str
 ) -> None:
     default = tmp_path / "default-cache"
     monkeypatch.setenv(state_cache.CACHE_DIR_ENV, str(default))
-    root = str(tmp_path / "lake")
-    client = LakeClient(root)
-    _log(client, client.create_experiment("refused"), 0, 3)
-    _publisher, published = _published(root, tmp_path / "dashboard-cache")
+    root = _published_with_three_runs(tmp_path, "refused")
     if failure == "a damaged copy":
-        Path(published.path).write_bytes(b"not a database" * 100)
+        (published,) = Path(root, "_state").glob("state-*.duckdb")
+        published.write_bytes(b"not a database" * 100)
     else:
-        real_refresh = snapshot.Snapshot.refresh
-        calls: list[int] = []
-
-        def fail_once(self: snapshot.Snapshot, *args: Any, **kwargs: Any) -> bool:
-            calls.append(1)
-            if len(calls) == 1:
-                raise KeyError("a key this code does not know")
-            return real_refresh(self, *args, **kwargs)
-
-        monkeypatch.setattr(snapshot.Snapshot, "refresh", fail_once)
+        _refresh_fails_once(monkeypatch, KeyError("a key this code does not know"))
     downloads = _downloads(monkeypatch)
     reader = Lake(root)
     assert not reader.connection.file_backed and len(reader.search_runs()) == 3
@@ -644,17 +652,33 @@ def test_a_default_lake_that_cannot_use_the_published_state_reads_in_memory_and_
     assert not Lake(root).connection.file_backed and len(downloads) == 1
 
 
+def _published_with_three_runs(tmp_path: Path, name: str) -> str:
+    """A lake of three runs whose state a dashboard (its own cache) published; its root."""
+    root = str(tmp_path / "lake")
+    client = LakeClient(root)
+    _log(client, client.create_experiment(name), 0, 3)
+    _published(root, tmp_path / "dashboard-cache")
+    return root
+
+
+def _python(code: str, cache_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``code`` run by a new interpreter with ``args`` and ``cache_dir`` as its cache folder."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, state_cache.CACHE_DIR_ENV: str(cache_dir)},
+    )
+
+
 def test_a_forked_child_leaves_its_parents_state_alone(tmp_path: Path) -> None:
     # A forked child that exits through the interpreter's exit hooks runs the finalizer of the
     # Lake it inherited: it must neither remove the parent's private copy nor close DuckDB
     # there (which crashes the child). The child here runs the finalizer itself, then leaves.
-    root = str(tmp_path / "lake")
-    client = LakeClient(root)
-    _log(client, client.create_experiment("forked"), 0, 3)
-    _published(root, tmp_path / "dashboard-cache")
+    root = _published_with_three_runs(tmp_path, "forked")
     default = tmp_path / "default-cache"
-    script = textwrap.dedent(
-        """
+    code = """
         import glob, os, sys
         from runlake.lake import Lake
         lake = Lake(sys.argv[1])
@@ -667,22 +691,15 @@ def test_a_forked_child_leaves_its_parents_state_alone(tmp_path: Path) -> None:
         copies = glob.glob(os.path.join(sys.argv[2], ".private-*.duckdb"))
         print(status, len(copies), len(lake.search_runs()))
         """
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", script, root, str(default)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, state_cache.CACHE_DIR_ENV: str(default)},
-    )
+    out = _python(code, default, root, str(default))
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["0", "1", "3"]
     assert not list(default.glob(".private-*"))  # the parent removed it as it exited
 
 
-def test_a_cache_held_elsewhere_is_read_as_a_private_copy_of_the_published_state(tmp_path: Path) -> None:
-    # A second dashboard, or a notebook with cache=True beside `runlake ui`: not a fold of the
-    # whole lake in memory when the lake has a published state.
+def test_a_cache_held_in_this_process_is_read_as_a_private_copy_of_the_published_state(tmp_path: Path) -> None:
+    # A notebook with cache=True beside a Lake that holds the cache: not a fold of the whole lake
+    # in memory when the lake has a published state (another process: see the test above).
     root, cache = str(tmp_path / "lake"), tmp_path / "cache"
     client = LakeClient(root)
     _log(client, client.create_experiment("held"), 0, 3)
@@ -692,35 +709,14 @@ def test_a_cache_held_elsewhere_is_read_as_a_private_copy_of_the_published_state
     with pytest.raises(InvalidArgument, match="held by another process"):
         second.publish_state()
     assert len(list(cache.glob(".private-*.duckdb"))) == 1
-    del publisher, second
-    gc.collect()
-    holder = _holding(
-        """
-        from runlake.lake import Lake
-        lake = Lake(sys.argv[1], cache=sys.argv[2])
-        assert lake.connection.cached
-        """,
-        root,
-        str(cache),
-    )
-    try:
-        elsewhere = Lake(root, cache=cache)  # held by another process
-        assert elsewhere.connection.private and len(elsewhere.search_runs()) == 3
-    finally:
-        holder.communicate("\n", timeout=60)
-    assert holder.returncode == 0
 
 
 def test_multiprocessing_workers_remove_their_private_copies(tmp_path: Path) -> None:
     # Workers end with os._exit, past the interpreter's exit hooks: a reader kept in a worker
     # (the MLflow plugin keeps one) would leave a copy of the published state per worker.
-    root = str(tmp_path / "lake")
-    client = LakeClient(root)
-    _log(client, client.create_experiment("workers"), 0, 3)
-    _published(root, tmp_path / "dashboard-cache")
+    root = _published_with_three_runs(tmp_path, "workers")
     default = tmp_path / "default-cache"
-    script = textwrap.dedent(
-        """
+    code = """
         import multiprocessing, sys
         from runlake.lake import Lake
         kept = []
@@ -734,14 +730,7 @@ def test_multiprocessing_workers_remove_their_private_copies(tmp_path: Path) -> 
                 pool.close()
                 pool.join()
         """
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", script, root],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, state_cache.CACHE_DIR_ENV: str(default)},
-    )
+    out = _python(code, default, root)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[3, 3, 3, 3]"
     assert not list(default.glob(".private-*"))
@@ -757,20 +746,8 @@ def test_an_interrupted_open_is_the_users_not_the_files(
 
     default = tmp_path / "default-cache"
     monkeypatch.setenv(state_cache.CACHE_DIR_ENV, str(default))
-    root = str(tmp_path / "lake")
-    client = LakeClient(root)
-    _log(client, client.create_experiment("interrupted"), 0, 3)
-    _published(root, tmp_path / "dashboard-cache")
-    real_refresh = snapshot.Snapshot.refresh
-    calls: list[int] = []
-
-    def interrupted_once(self: snapshot.Snapshot, *args: Any, **kwargs: Any) -> bool:
-        calls.append(1)
-        if len(calls) == 1:
-            raise duckdb.InterruptException("INTERRUPT Error: Interrupted!")
-        return real_refresh(self, *args, **kwargs)
-
-    monkeypatch.setattr(snapshot.Snapshot, "refresh", interrupted_once)
+    root = _published_with_three_runs(tmp_path, "interrupted")
+    calls = _refresh_fails_once(monkeypatch, duckdb.InterruptException("INTERRUPT Error: Interrupted!"))
     where = None if cache == "private" else default
     with pytest.raises(duckdb.InterruptException):
         Lake(root, cache=where)
@@ -1198,16 +1175,7 @@ def test_a_copy_that_fails_its_first_refresh_in_any_way_is_set_aside(
     client = LakeClient(root)
     _log(client, client.create_experiment("fails"), 0, 3)
     _published(root, tmp_path / "dashboard-cache")
-    real_refresh = snapshot.Snapshot.refresh
-    calls: list[int] = []
-
-    def fail_once(self: snapshot.Snapshot, *args: Any, **kwargs: Any) -> bool:
-        calls.append(1)
-        if len(calls) == 1:
-            raise KeyError("a key this code does not know")
-        return real_refresh(self, *args, **kwargs)
-
-    monkeypatch.setattr(snapshot.Snapshot, "refresh", fail_once)
+    calls = _refresh_fails_once(monkeypatch, KeyError("a key this code does not know"))
     cache = tmp_path / "reader-cache"
     reader = Lake(root, cache=cache)
     assert not reader.connection.cached and len(reader.search_runs()) == 3
