@@ -124,13 +124,25 @@ class Connection:
             multiprocessing.util.Finalize(
                 self, state_cache.release, (self._con, self._cache_key, True, os.getpid()), exitpriority=0
             )
-        if sql_access == "views":
+        try:
+            self._start(cache)
+        except BaseException:
+            # An open that fails, or is interrupted, lets go of its state file at once: the
+            # traceback can keep this object alive long after (an interactive session keeps the
+            # last one), and a private copy is as big as the lake's state.
+            self._finalizer()
+            raise
+
+    def _start(self, cache: bool | str | os.PathLike[str] | None) -> None:
+        """The rest of ``__init__``: the snapshot and the first refresh, leaving the cache file
+        for memory when it is the file's failure."""
+        if self.sql_access == "views":
             # The lake's own state is read with pyarrow and registered as Arrow objects, so
             # DuckDB needs no file access of its own; locked, so no SQL can switch it back on.
             self._con.execute("SET enable_external_access = false")
             self._con.execute("SET lock_configuration = true")
         try:
-            self._snapshot = snapshot.Snapshot(self._con, fs, root, persistent=self.file_backed)
+            self._snapshot = snapshot.Snapshot(self._con, self.fs, self.root, persistent=self.file_backed)
         except Exception as exc:
             if not self._cache_failed(exc):
                 raise
@@ -165,18 +177,18 @@ class Connection:
             # process also reads in memory, and the hint would tell it what it did already.
             warnings.warn(
                 StateCacheHint(
-                    f"runlake: reading the lake {root} into memory took {elapsed:.0f} s. "
+                    f"runlake: reading the lake {self.root} into memory took {elapsed:.0f} s. "
                     "Lake(path, cache=True) keeps its state in a local DuckDB file instead: the next "
                     "open applies only the files that changed (well under a second at a million "
                     "runs) and memory stays bounded. RUNLAKE_STATE_CACHE=1 does it for the CLI."
                     + (
                         " This lake has a published state (runlake ui publishes one): Lake(path) and a "
                         "first cached open start from it."
-                        if state_cache.has_published(fs, root)
+                        if state_cache.has_published(self.fs, self.root)
                         else ""
                     )
                 ),
-                stacklevel=3,
+                stacklevel=4,  # the caller of Lake(...)
             )
 
     @property

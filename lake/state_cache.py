@@ -606,6 +606,8 @@ def adopt(fs: pafs.FileSystem, root: str, path: Path) -> bool:
             damage = _copy_checked(src, dst, info.size or 0)
         try:
             unexpected = damage or _unexpected(tmp)
+        except duckdb.InterruptException:
+            raise  # Ctrl-C: the user's, not the file's
         except duckdb.Error as exc:
             unexpected = f"unreadable ({exc})"
         if unexpected is not None:

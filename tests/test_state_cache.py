@@ -617,7 +617,9 @@ def test_a_default_lake_reads_a_private_copy_of_the_published_state(
 
 
 def _refresh_fails_once(monkeypatch: pytest.MonkeyPatch, error: Exception) -> list[int]:
-    """Make the next ``Snapshot.refresh`` raise ``error`` (later ones run); the calls made."""
+    """Make the next ``Snapshot.refresh`` of a Lake raise ``error`` (later ones run); the calls
+    made. The reference state a copy is checked against is folded first, so it is not that one."""
+    state_cache._reference()
     real_refresh = snapshot.Snapshot.refresh
     calls: list[int] = []
 
