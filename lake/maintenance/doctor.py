@@ -188,7 +188,7 @@ def _runs_without_name_tag(fs: pafs.FileSystem, root: str) -> list[tuple[str, st
     """``(run_id, experiment_id, run_name)`` of runs whose name no ``mlflow.runName`` tag carries."""
     from runlake.lake.connection import Connection
 
-    found = Connection(fs, root).rows(
+    found = Connection(fs, root, cache=False).rows(  # the files themselves, as a check should
         q(
             "SELECT r.run_id, r.experiment_id, r.run_name FROM runs r WHERE r.run_name IS NOT NULL AND NOT EXISTS"
             " (SELECT 1 FROM tags t WHERE t.run_id = r.run_id AND t.key = ?) ORDER BY r.run_id",

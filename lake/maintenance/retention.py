@@ -88,8 +88,9 @@ class RetentionReport:
 
 def _eligible(fs: pafs.FileSystem, root: str, cutoff_ms: int) -> dict[str, str]:
     """Runs deleted at or before the cutoff, as the files say now: run id -> experiment id."""
-    # A fresh connection, so the state is read from the files now.
-    rows = Connection(fs, root).rows(
+    # A fresh connection in memory, so the state is read from the files now (a purge decides
+    # from the files themselves, never from a published copy of the state).
+    rows = Connection(fs, root, cache=False).rows(
         q(
             "SELECT run_id, experiment_id FROM runs WHERE lifecycle_stage = ? AND deleted_time <= ? ORDER BY run_id",
             layout.LIFECYCLE_DELETED,
