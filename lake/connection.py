@@ -68,13 +68,6 @@ warnings.filterwarnings("ignore", message="Arrow output on a DB-API result makes
 SLOW_OPEN_S = 15.0
 
 
-def _interrupted(exc: BaseException) -> bool:
-    """Whether ``exc`` is DuckDB's answer to an interrupt (Ctrl-C during a query)."""
-    if isinstance(exc, duckdb.InterruptException):
-        return True
-    return isinstance(exc, RuntimeError) and "interrupted" in str(exc).lower()
-
-
 class StateCacheHint(UserWarning):
     """A ``Lake`` read in memory took long to open: ``cache=True`` would let the next open of
     the lake apply only what changed since. Filter it out with ``warnings.filterwarnings``."""
@@ -209,7 +202,7 @@ class Connection:
         a query: the user stopping the open, not a fault of the file) nor an error of the lake's
         own filesystem (a listing that failed on an object store): those are raised."""
         key = self._cache_key
-        if key is None or _interrupted(exc):
+        if key is None or state_cache.interrupted(exc):
             return False
         if isinstance(exc, OSError) and not isinstance(exc, duckdb.Error):
             return False
@@ -260,10 +253,11 @@ class Connection:
             InvalidArgument: the state is in memory (it keeps no listings to start from), or
                 ``sql_access`` is not ``"full"`` (the copy is attached through SQL).
         """
-        if self.private and self._cache_asked:
+        if self._cache_asked and not self.cached:
             raise InvalidArgument(
                 "the state cache of this lake is held by another process (runlake ui or runlake server, "
-                "which publish it themselves when it is due): only the process holding it can publish it"
+                "which publish it themselves when it is due), or could not be opened: only the process "
+                "holding it can publish it"
             )
         if not self.cached or self._cache_key is None:
             raise InvalidArgument("only a cached state can be published: open the lake with Lake(path, cache=True)")

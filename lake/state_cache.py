@@ -73,9 +73,19 @@ LEFTOVER_S = 24 * 3600
 # milliseconds of making it, so the age only keeps a sweep off one being linked into place).
 _PRIVATE_NAME = re.compile(r"\.private-[0-9a-f]{24}-[0-9a-f]+\.duckdb")
 PRIVATE_LEFTOVER_S = 600
+# The subfolder of a cache folder private copies are made in (0700: their logs too).
+PRIVATE_DIR = "private"
 
 _in_use: set[str] = set()
 _in_use_lock = threading.Lock()
+
+
+def interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` is an interrupt: Ctrl-C itself, or DuckDB's answer to it during a query
+    (the user stopping an open, never a fault of a state file)."""
+    if isinstance(exc, (KeyboardInterrupt, duckdb.InterruptException)):
+        return True
+    return isinstance(exc, RuntimeError) and "interrupted" in str(exc).lower()
 
 
 def default_dir() -> Path:
@@ -179,9 +189,12 @@ def connect(
         if not path.exists():
             adopt(fs, root, path)
         con = _open(path)
-    except (OSError, duckdb.Error) as exc:
+    except BaseException as exc:
         with _in_use_lock:
             _in_use.discard(key)
+        _adopted.pop(key, None)
+        if interrupted(exc) or not isinstance(exc, (OSError, duckdb.Error)):
+            raise
         log.info("runlake: state cache %s not used (%s); reading the lake elsewhere", path, exc)
         # Held by another process (a second dashboard), or unusable: as when no cache was asked.
         return private(fs, root, directory)
@@ -211,20 +224,27 @@ def private(
     if not has_published(fs, root):
         return new_connection(), None, False
     directory = Path(os.path.realpath((directory or default_dir()).expanduser()))
-    path = directory / f".private-{_digest(fs, root)}-{os.getpid():x}{secrets.token_hex(6)}.duckdb"
+    folder = directory / PRIVATE_DIR
+    path = folder / f".private-{_digest(fs, root)}-{os.getpid():x}{secrets.token_hex(6)}.duckdb"
     key = str(path)
     with _in_use_lock:
         _in_use.add(key)
     try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not adopt(fs, root, path):
+        # DuckDB makes the copy's log and spill files with the umask's mode: a folder closed to
+        # others keeps them private too, whatever the cache folder's mode.
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if folder.stat().st_mode & 0o077:
+            folder.chmod(0o700)
+        if not adopt(fs, root, path, marker_dir=directory):
             raise FileNotFoundError("no usable published state")
         con = _open(path, private=True)
-    except (OSError, duckdb.Error) as exc:
+    except BaseException as exc:
         with _in_use_lock:
             _in_use.discard(key)
         _adopted.pop(key, None)
         discard(path)
+        if interrupted(exc) or not isinstance(exc, (OSError, duckdb.Error)):
+            raise
         log.info("runlake: no private copy of the published state of %s (%s); reading it in memory", root, exc)
         return new_connection(), None, False
     with contextlib.suppress(OSError):
@@ -271,7 +291,7 @@ def sweep(directory: Path, now: float | None = None) -> list[Path]:
             if _remove_unheld(path, now, STALE_AFTER_S):
                 removed.append(path)
                 log.info("runlake: removed state cache %s (not used for %d days)", path, STALE_AFTER_S // 86400)
-        for path in sorted(directory.glob(".private-*.duckdb")):
+        for path in sorted((directory / PRIVATE_DIR).glob(".private-*.duckdb")):
             if _PRIVATE_NAME.fullmatch(path.name) and str(path) not in _in_use:
                 if _remove_unheld(path, now, PRIVATE_LEFTOVER_S):
                     removed.append(path)
@@ -282,7 +302,7 @@ def sweep(directory: Path, now: float | None = None) -> list[Path]:
                 removed.append(path)
         except OSError:
             continue
-    for path in sorted(directory.glob(".private-*.duckdb.*")):
+    for path in sorted((directory / PRIVATE_DIR).glob(".private-*.duckdb.*")):
         # A private copy's log or DuckDB spill folder with no copy left (a process killed between
         # the removals, or its copy removed by a sweep).
         name, _dot, suffix = path.name.rpartition(".")
@@ -338,9 +358,18 @@ def _open(path: Path, private: bool = False) -> duckdb.DuckDBPyConnection:
             raise
         discard(path)
         con = new_connection(str(path))
-    if not private:
-        con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
-    con.execute("SET force_compression = 'uncompressed'")
+    try:
+        if not private:
+            con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+        con.execute("SET force_compression = 'uncompressed'")
+        # DuckDB checkpoints a file when its last connection goes, and a forked child that exits
+        # through the interpreter's exit hooks lets its copy of the connection go: it would write
+        # its stale view of the state into the parent's file. ``release`` checkpoints a cache
+        # file itself, in the process that opened it (a private copy is removed instead).
+        con.execute("PRAGMA disable_checkpoint_on_shutdown")
+    except BaseException:
+        con.close()
+        raise
     return con
 
 
@@ -367,6 +396,9 @@ def release(con: duckdb.DuckDBPyConnection, key: str | None, private: bool = Fal
     if owner is not None and owner != os.getpid():
         return
     try:
+        if key is not None and not private:
+            with contextlib.suppress(duckdb.Error):
+                con.execute("CHECKPOINT")  # what closing did before _open turned it off
         con.close()
     finally:
         if key is not None:
@@ -579,7 +611,7 @@ def _unexpected(path: Path) -> str | None:
         con.close()
 
 
-def adopt(fs: pafs.FileSystem, root: str, path: Path) -> bool:
+def adopt(fs: pafs.FileSystem, root: str, path: Path, marker_dir: Path | None = None) -> bool:
     """Make ``path`` (a cache file or a private copy, not there yet) a copy of the lake's
     published state; whether one was taken. Never replaces a file another process put at ``path`` meanwhile. A copy that
     holds more than a state's tables (``_unexpected``) is refused, and so is a published file a
@@ -594,7 +626,7 @@ def adopt(fs: pafs.FileSystem, root: str, path: Path) -> bool:
         if info.type != pafs.FileType.File:
             return False
         signature = f"{info.size} {info.mtime_ns}"
-        marker = _rejected_marker(path.parent, digest)
+        marker = _rejected_marker(marker_dir or path.parent, digest)
         if marker.exists() and marker.read_text() == signature:
             return False
         if (info.size or 0) > shutil.disk_usage(path.parent).free // 2:
@@ -606,9 +638,9 @@ def adopt(fs: pafs.FileSystem, root: str, path: Path) -> bool:
             damage = _copy_checked(src, dst, info.size or 0)
         try:
             unexpected = damage or _unexpected(tmp)
-        except duckdb.InterruptException:
-            raise  # Ctrl-C: the user's, not the file's
         except duckdb.Error as exc:
+            if interrupted(exc):
+                raise  # Ctrl-C: the user's, not the file's
             unexpected = f"unreadable ({exc})"
         if unexpected is not None:
             log.warning("runlake: published state %s not used (%s)", source, unexpected)

@@ -600,8 +600,9 @@ def test_a_default_lake_reads_a_private_copy_of_the_published_state(
     assert other.connection.private
     with pytest.raises(InvalidArgument, match="mine"):
         other.sql("SELECT * FROM mine")
-    copies = list(default.glob(".private-*.duckdb"))
+    copies = list((default / "private").glob(".private-*.duckdb"))
     assert len(copies) == 2
+    assert (default / "private").stat().st_mode & 0o777 == 0o700  # their logs too
     assert all(os.stat(p).st_mode & 0o777 == 0o600 for p in copies)  # whatever the umask
     setting = "SELECT current_setting('memory_limit') AS m"
     assert lake.sql(setting)["m"].tolist() == Lake(root, cache=False).sql(setting)["m"].tolist()  # memory's
@@ -613,7 +614,7 @@ def test_a_default_lake_reads_a_private_copy_of_the_published_state(
 
     del lake, other
     gc.collect()
-    assert not [p for p in default.iterdir() if p.name.startswith(".private-")]
+    assert not _private_copies(default)
 
 
 def _refresh_fails_once(monkeypatch: pytest.MonkeyPatch, error: Exception) -> list[int]:
@@ -650,8 +651,13 @@ def test_a_default_lake_that_cannot_use_the_published_state_reads_in_memory_and_
     assert not reader.connection.file_backed and len(reader.search_runs()) == 3
     assert len(downloads) == 1
     assert list(default.glob(".rejected-*"))
-    assert not [p for p in default.iterdir() if p.name.startswith(".private-")]
+    assert not _private_copies(default)
     assert not Lake(root).connection.file_backed and len(downloads) == 1
+
+
+def _private_copies(folder: Path) -> list[Path]:
+    """Private copies (and their logs and spill folders) in a cache folder."""
+    return sorted((folder / "private").glob(".private-*")) + sorted(folder.glob(".private-*"))
 
 
 def _published_with_three_runs(tmp_path: Path, name: str) -> str:
@@ -690,13 +696,13 @@ def test_a_forked_child_leaves_its_parents_state_alone(tmp_path: Path) -> None:
             lake.connection._finalizer()
             os._exit(0)
         _pid, status = os.waitpid(child, 0)
-        copies = glob.glob(os.path.join(sys.argv[2], ".private-*.duckdb"))
+        copies = glob.glob(os.path.join(sys.argv[2], "private", ".private-*.duckdb"))
         print(status, len(copies), len(lake.search_runs()))
         """
     out = _python(code, default, root, str(default))
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["0", "1", "3"]
-    assert not list(default.glob(".private-*"))  # the parent removed it as it exited
+    assert not _private_copies(default)  # the parent removed it as it exited
 
 
 def test_a_cache_held_in_this_process_is_read_as_a_private_copy_of_the_published_state(tmp_path: Path) -> None:
@@ -710,7 +716,7 @@ def test_a_cache_held_in_this_process_is_read_as_a_private_copy_of_the_published
     assert second.connection.private and len(second.search_runs()) == 3
     with pytest.raises(InvalidArgument, match="held by another process"):
         second.publish_state()
-    assert len(list(cache.glob(".private-*.duckdb"))) == 1
+    assert len(list((cache / "private").glob(".private-*.duckdb"))) == 1
 
 
 def test_multiprocessing_workers_remove_their_private_copies(tmp_path: Path) -> None:
@@ -735,7 +741,7 @@ def test_multiprocessing_workers_remove_their_private_copies(tmp_path: Path) -> 
     out = _python(code, default, root)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[3, 3, 3, 3]"
-    assert not list(default.glob(".private-*"))
+    assert not _private_copies(default)
 
 
 @pytest.mark.parametrize("cache", ["private", "cached"])
@@ -755,9 +761,58 @@ def test_an_interrupted_open_is_the_users_not_the_files(
         Lake(root, cache=where)
     gc.collect()
     assert len(calls) == 1 and not list(default.glob(".rejected-*"))
-    assert not list(default.glob(".private-*"))
+    assert not _private_copies(default)
     again = Lake(root, cache=where)
     assert again.connection.file_backed and len(again.search_runs()) == 3
+
+
+def test_a_forked_child_exiting_does_not_checkpoint_its_parents_state(tmp_path: Path) -> None:
+    # DuckDB's own teardown in a child that exits through the interpreter's exit hooks used to
+    # write the child's view of the state into the parent's file (the log was gone after it).
+    root = _published_with_three_runs(tmp_path, "teardown")
+    default = tmp_path / "default-cache"
+    code = """
+        import glob, os, sys
+        from runlake.lake import Lake
+        lake = Lake(sys.argv[1])
+        lake.sql("CREATE TABLE mine AS SELECT 1 AS x")  # in the copy's log until a checkpoint
+        logs = lambda: len(glob.glob(os.path.join(sys.argv[2], "private", ".private-*.duckdb.wal")))
+        before = logs()
+        if os.fork() == 0:
+            sys.exit(0)
+        os.wait()
+        print(before, logs(), len(lake.search_runs()), len(lake.sql("SELECT * FROM mine")))
+        """
+    out = _python(code, default, root, str(default))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "1", "3", "1"]
+
+
+@pytest.mark.parametrize("cache", ["private", "cached"])
+def test_an_open_interrupted_during_the_download_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: str
+) -> None:
+    default = tmp_path / "default-cache"
+    monkeypatch.setenv(state_cache.CACHE_DIR_ENV, str(default))
+    root = _published_with_three_runs(tmp_path, "interrupted")
+    real = state_cache._copy_checked
+    calls: list[int] = []
+
+    def interrupted_once(src: Any, dst: Any, size: int) -> str | None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real(src, dst, size)
+
+    monkeypatch.setattr(state_cache, "_copy_checked", interrupted_once)
+    where = None if cache == "private" else default
+    with pytest.raises(KeyboardInterrupt):
+        Lake(root, cache=where)
+    assert not _private_copies(default) and not list(default.glob(".adopt-*"))
+    assert not list(default.glob(".rejected-*"))
+    again = Lake(root, cache=where)  # the cache is not left "in use" by the interrupted open
+    assert (again.connection.private, again.connection.cached) == (cache == "private", cache == "cached")
+    assert len(calls) == 2 and len(again.search_runs()) == 3
 
 
 def test_private_copies_left_by_killed_readers_are_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -774,16 +829,16 @@ def test_private_copies_left_by_killed_readers_are_removed(tmp_path: Path, monke
         """
     killed, alive = _holding(code, root), _holding(code, root)
     try:
-        copies = sorted(default.glob(".private-*.duckdb"))
+        copies = sorted((default / "private").glob(".private-*.duckdb"))
         assert len(copies) == 2
         killed.kill()
         killed.wait(timeout=60)
         hour_ago = time.time() - 3600
         for path in copies:
             os.utime(path, (hour_ago, hour_ago))
-        recent = default / f".private-{'0' * 24}-abc.duckdb"  # being linked into place
+        recent = default / "private" / f".private-{'0' * 24}-abc.duckdb"  # being linked into place
         recent.write_bytes(b"x")
-        spill = default / f".private-{'0' * 24}-def.duckdb.tmp"  # DuckDB's, its copy gone
+        spill = default / "private" / f".private-{'0' * 24}-def.duckdb.tmp"  # DuckDB's, its copy gone
         spill.mkdir()
         (spill / "block").write_bytes(b"x")
         removed = state_cache.sweep(default)
@@ -793,7 +848,7 @@ def test_private_copies_left_by_killed_readers_are_removed(tmp_path: Path, monke
         alive.communicate("\n", timeout=60)
     assert alive.returncode == 0
     # A reader that exits normally removes its copy.
-    assert sorted(default.glob(".private-*.duckdb")) == [recent]
+    assert sorted((default / "private").glob(".private-*.duckdb")) == [recent]
 
 
 def _part_files(root: str) -> list[str]:
