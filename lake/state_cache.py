@@ -713,6 +713,7 @@ def publish(
         from runlake.lake.snapshot import LISTINGS_TABLE
 
         listed = cursor.execute(f"SELECT DISTINCT path FROM {_PUBLISHED_DB}.{LISTINGS_TABLE}").fetchall()
+        digest_of_copy = listing_digest(cursor, _PUBLISHED_DB)
         cursor.execute(f'USE "{state_db}"')
         cursor.execute(f"DETACH {_PUBLISHED_DB}")
         mode = _readable_as(fs, [path for (path,) in listed])
@@ -723,7 +724,7 @@ def publish(
         tmp = f"{state_dir}/{layout.TMP_PREFIX}state-{digest}.{secrets.token_hex(6)}{layout.TMP_SUFFIX}"
         try:
             with open(local, "rb") as src, fs.open_output_stream(tmp) as dst:
-                size = _copy_sealed(src, dst)
+                size = _copy_sealed(src, dst, digest_of_copy)
             if mode is not None:
                 os.chmod(tmp, mode)
             fs.move(tmp, target)
@@ -792,11 +793,16 @@ def _copy_tables(cursor: duckdb.DuckDBPyConnection, state_db: str) -> list[str]:
     return [table for table in tables if table in indexed]
 
 
-# A published file is the DuckDB file and a trailer: this magic, the DuckDB file's length and
-# its CRC-32. A block damaged on the lake's disk would otherwise pass every check an open makes
-# and fail the queries that read it, in every reader that copied it, until each removed its copy.
+# A published file is the DuckDB file, the SHA-256 of the list of part files it holds
+# (``listing_digest``), and a trailer: this magic, the length of the two before it and their
+# CRC-32. A block damaged on the lake's disk would otherwise pass every check an open makes and
+# fail the queries that read it, in every reader that copied it, until each removed its copy.
+# The digest tells a publisher whether the copy there already holds its state (one ranged read
+# of the file's end). Files of the first format (``RLSTATE1``: no digest) are still read.
 _TRAILER = struct.Struct("<8sQI")
-_MAGIC = b"RLSTATE1"
+_MAGIC = b"RLSTATE2"
+_MAGIC_NO_DIGEST = b"RLSTATE1"
+_DIGEST_SIZE = 32
 _CHUNK = 16 << 20
 
 
@@ -832,8 +838,8 @@ class _Pipe:
             raise self._error
 
 
-def _copy_sealed(src: Any, dst: Any) -> int:
-    """Copy ``src`` to ``dst`` and seal it with the trailer; the bytes written."""
+def _copy_sealed(src: Any, dst: Any, digest: bytes) -> int:
+    """Copy ``src`` to ``dst``, then ``digest`` and the trailer; the bytes written."""
     crc, length = 0, 0
     pipe = _Pipe(dst)
     try:
@@ -841,15 +847,17 @@ def _copy_sealed(src: Any, dst: Any) -> int:
             crc = zlib.crc32(chunk, crc)
             length += len(chunk)
             pipe.write(chunk)
-        pipe.write(_TRAILER.pack(_MAGIC, length, crc))
+        crc = zlib.crc32(digest, crc)
+        length += len(digest)
+        pipe.write(digest + _TRAILER.pack(_MAGIC, length, crc))
     finally:
         pipe.close()
     return length + _TRAILER.size
 
 
 def _copy_checked(src: Any, dst: Any, size: int) -> str | None:
-    """Copy a sealed file of ``size`` bytes from ``src`` to ``dst`` without its trailer; what is
-    wrong with it, or None."""
+    """Copy a sealed file of ``size`` bytes from ``src`` to ``dst`` (a local file) as the DuckDB
+    file alone; what is wrong with it, or None."""
     length = size - _TRAILER.size
     if length <= 0:
         return "no trailer"
@@ -866,11 +874,49 @@ def _copy_checked(src: Any, dst: Any, size: int) -> str | None:
     finally:
         pipe.close()
     magic, sealed_length, sealed_crc = _TRAILER.unpack(src.read(_TRAILER.size).ljust(_TRAILER.size, b"\0"))
-    if magic != _MAGIC or sealed_length != length:
+    if magic not in (_MAGIC, _MAGIC_NO_DIGEST) or sealed_length != length:
         return "no trailer"
     if sealed_crc != crc:
         return "damaged bytes (CRC-32 mismatch)"
+    if magic == _MAGIC:
+        if length < _DIGEST_SIZE:
+            return "no trailer"
+        dst.flush()
+        dst.truncate(length - _DIGEST_SIZE)  # the digest is not the DuckDB file's
     return None
+
+
+def published_digest(fs: pafs.FileSystem, root: str) -> bytes | None:
+    """The ``listing_digest`` the lake's published state was sealed with (one ranged read of
+    its end), or None when there is none, or it is of the first format, or it is unreadable."""
+    tail = _DIGEST_SIZE + _TRAILER.size
+    try:
+        with fs.open_input_file(published_file(fs, root)) as handle:
+            size = handle.size()
+            if size < tail:
+                return None
+            handle.seek(size - tail)
+            end = handle.read(tail)
+    except OSError:
+        return None
+    magic, length, _crc = _TRAILER.unpack(end[_DIGEST_SIZE:])
+    if magic != _MAGIC or length != size - _TRAILER.size:
+        return None
+    return bytes(end[:_DIGEST_SIZE])
+
+
+def listing_digest(cursor: duckdb.DuckDBPyConnection, database: str | None = None) -> bytes:
+    """SHA-256 of the part files (table, path, size) a persistent state holds: equal for two
+    states exactly when they were folded from the same files."""
+    from runlake.lake.snapshot import LISTINGS_TABLE
+
+    table = f'"{database}".{LISTINGS_TABLE}' if database else LISTINGS_TABLE
+    digest = hashlib.sha256()
+    for name, path, size in cursor.execute(
+        f"SELECT table_name, path, size FROM {table} ORDER BY table_name, path, size"
+    ).fetchall():
+        digest.update(f"{name}\t{path}\t{size}\n".encode())
+    return digest.digest()
 
 
 def _readable_as(fs: pafs.FileSystem, paths: list[str]) -> int | None:

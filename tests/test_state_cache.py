@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import glob
+import io
 import json
 import os
 import shutil
@@ -566,6 +567,13 @@ def test_a_reader_with_no_state_of_its_own_starts_from_the_published_one(
     reader = Lake(root, cache=tmp_path / "notebook-cache")
     assert reader.connection.cached
     assert 0 < len(read) < 10
+    assert state_cache.published_digest(reader.fs, reader.root) == state_cache.listing_digest(
+        publisher.connection.cursor()
+    )
+    copied = io.BytesIO()  # the copy is the DuckDB file alone: no digest, no trailer
+    with open(published.path, "rb") as src:
+        assert state_cache._copy_checked(src, copied, published.size) is None
+    assert len(copied.getvalue()) == published.size - state_cache._DIGEST_SIZE - state_cache._TRAILER.size
     assert _state(reader) == _state(Lake(root, cache=False))
     assert len(reader.search_runs()) == 24
 
@@ -935,6 +943,29 @@ def test_a_published_state_is_compressed_but_for_the_search_index(tmp_path: Path
         assert {"_runs_wide_run_id", "runs_run_id", "params_run_id"} <= indexes
 
 
+def test_a_published_state_of_the_first_format_is_still_taken(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Sealed without the digest of its listings (RLSTATE1): readers take it; a publisher cannot
+    # tell whether it holds its state, so publishes over it once it is old.
+    import zlib
+
+    from runlake.lake.maintenance.upkeep import Publisher
+
+    root = str(tmp_path / "lake")
+    client = LakeClient(root)
+    _log(client, client.create_experiment("first-format"), 0, 3)
+    publisher, published = _published(root, tmp_path / "dashboard-cache")
+    sealed = Path(published.path).read_bytes()[: -state_cache._TRAILER.size]
+    body = sealed[: -state_cache._DIGEST_SIZE]
+    Path(published.path).write_bytes(body + state_cache._TRAILER.pack(b"RLSTATE1", len(body), zlib.crc32(body)))
+    assert state_cache.published_digest(publisher.fs, publisher.root) is None
+    adoptions = _adoptions(monkeypatch)
+    reader = Lake(root, cache=tmp_path / "reader-cache")
+    assert adoptions == [True] and len(reader.search_runs()) == 3
+    (copy,) = (tmp_path / "reader-cache").glob("state-*.duckdb")
+    assert copy.stat().st_size >= len(body)
+    assert Publisher(publisher, min_runs=1, every_s=0).due()
+
+
 def _downloads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The published files readers copy from now on."""
     copied: list[str] = []
@@ -1003,14 +1034,15 @@ def _reseal(published: str, change: str) -> None:
     access to the lake could."""
     import duckdb
 
-    body = Path(published).read_bytes()[: -state_cache._TRAILER.size]
+    sealed = Path(published).read_bytes()[: -state_cache._TRAILER.size]
+    body, digest = sealed[: -state_cache._DIGEST_SIZE], sealed[-state_cache._DIGEST_SIZE :]
     plain = Path(published + ".plain")
     plain.write_bytes(body)
     with duckdb.connect(str(plain)) as con:
         con.execute(change)
         con.execute("CHECKPOINT")
     with open(plain, "rb") as src, open(published, "wb") as dst:
-        state_cache._copy_sealed(src, dst)
+        state_cache._copy_sealed(src, dst, digest)
     plain.unlink()
 
 
@@ -1123,12 +1155,12 @@ def test_the_dashboard_publishes_a_big_lake_when_due(tmp_path: Path) -> None:
     _log(client, experiment, 7, 1)
     assert publisher.publish_if_due() is not None
 
-    # A restarted dashboard: the copy there stands for its state, however old, until it changes.
+    # A restarted dashboard writes nothing while the copy there holds its state, however old...
     os.utime(os.path.join(root, "_state", os.path.basename(again.path)), (time.time() - 7200, time.time() - 7200))
-    restarted = Publisher(lake, min_runs=5, every_s=3600)
-    assert not restarted.due()
+    assert not Publisher(lake, min_runs=5, every_s=3600).due()
+    # ...and publishes at once when the lake changed (while it was down, or since).
     _log(client, experiment, 20, 1)
-    assert restarted.due()
+    assert Publisher(lake, min_runs=5, every_s=3600).due()
 
     # A publish that fails (a read-only lake) is tried again after every_s, not every minute.
     os.remove(os.path.join(root, "_state", os.path.basename(again.path)))

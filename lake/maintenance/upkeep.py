@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -60,7 +59,11 @@ def merge_tiers(location: Any, budget_s: float = 5.0) -> int | None:
 
 
 class Publisher:
-    """Publishes one reader's state when it is due (see the module's docstring).
+    """Publishes one reader's state when it is due (see the module's docstring): the lake holds
+    ``min_runs`` runs, and the copy there is missing, or holds other files than this state
+    (``state_cache.listing_digest``, sealed into the copy) and is ``every_s`` old. A restarted
+    reader whose state the copy already holds writes nothing; one whose lake changed while it was
+    down publishes at its first tick.
 
     Args:
         lake: the reader, or a function returning it (a reader its owner may open again, as the
@@ -73,8 +76,6 @@ class Publisher:
         self._reader = lake if callable(lake) else (lambda: lake)
         self.min_runs = publish_min_runs() if min_runs is None else min_runs
         self.every_s = every_s
-        # The reader and its state's generation when last published (None: not yet).
-        self._published: tuple[weakref.ref[Lake], int] | None = None
         # When a publish last failed (a read-only lake, a full disk): tried again after every_s.
         self._failed_at: float | None = None
 
@@ -83,48 +84,35 @@ class Publisher:
         return self._reader()
 
     def due(self, now: float | None = None) -> bool:
-        lake = self.lake
-        connection = lake.connection
+        connection = self.lake.connection
         if not connection.cached or connection.sql_access != "full":
             return False  # an in-memory state keeps no listings to start from
         now = time.time() if now is None else now
         if self._failed_at is not None and now - self._failed_at < self.every_s:
             return False
         connection.refresh()
-        last = self._published
-        known = last is not None and last[0]() is lake
-        if last is not None and known and connection.generation == last[1]:
-            return False
-        (runs,) = connection.cursor().execute("SELECT count(*) FROM runs").fetchall()[0]
+        cursor = connection.cursor()
+        (runs,) = cursor.execute("SELECT count(*) FROM runs").fetchall()[0]
         if runs < self.min_runs:
             return False
         fs, root = connection.fs, connection.root
         info = fs.get_file_info(state_cache.published_file(fs, root))
         if info.type != pafs.FileType.File or info.mtime is None:
             return True
-        if not known:
-            # A reader this publisher has not published (a restarted dashboard): the copy there
-            # stands for its state until the state changes, however old; a restart does not
-            # write gigabytes again at once for a lake nobody changed meanwhile.
-            self._published = (weakref.ref(lake), connection.generation)
-            return False
+        if state_cache.published_digest(fs, root) == state_cache.listing_digest(cursor):
+            return False  # the copy there holds this very state
         return bool(now - info.mtime.timestamp() >= self.every_s)
 
     def publish_if_due(self) -> state_cache.PublishedState | None:
         """Publish the state if it is due; what was written, or None."""
         if not self.due():
             return None
-        lake = self.lake
-        generation = lake.connection.generation
         try:
-            published = lake.publish_state()
+            published = self.lake.publish_state()
         except Exception:
             self._failed_at = time.time()
             raise
         self._failed_at = None
-        # The generation read before: a refresh inside the publish copied its changes too, or
-        # left them for the next one, which then finds the generation moved on.
-        self._published = (weakref.ref(lake), generation)
         return published
 
 
