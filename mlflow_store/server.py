@@ -253,7 +253,9 @@ def build_app(
 
     fastpath.install(mlflow_app)
     read_views.install(mlflow_app)
-    store = tracking_store(tracking_uri(lake), "mlflow-artifacts:/")  # open the lake now: errors show at start
+    # The store now (its writer, the lake's default experiment): errors show at start. Its reader
+    # is opened and warmed by the background upkeep (``_upkeep``) or the first request.
+    store = tracking_store(tracking_uri(lake), "mlflow-artifacts:/")
     # A long-lived reader, as `runlake ui` is: its state survives restarts in a state cache (a
     # reopen reads what changed; a million-run state stays within DuckDB's memory limit).
     store.reader_cache = state_cache.from_env(default=True)

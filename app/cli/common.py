@@ -35,7 +35,10 @@ def lake_root(args: argparse.Namespace, *, must_exist: bool = True) -> str:
 def open_lake(args: argparse.Namespace, *, must_exist: bool = True) -> Lake:
     """The ``Lake`` at ``lake_root(args, must_exist=...)``, with a state cache when
     ``$RUNLAKE_STATE_CACHE`` asks for one (one-off commands keep none by default: they read in
-    memory, or a private copy of the lake's published state when it has one)."""
+    memory, or a private copy of the lake's published state when it has one). The commands that
+    change runs (delete-runs, restore-runs) choose them from that state as the dashboard does
+    from its cache: refreshed from the files first, and undone as easily; only the purge of
+    `runlake retention` decides from the files themselves."""
     from runlake.lake import Lake, state_cache
 
     return Lake(lake_root(args, must_exist=must_exist), cache=state_cache.from_env(default=None))
