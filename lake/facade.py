@@ -45,8 +45,8 @@ class Lake:
             when there is one (``publish_state``). False: in memory. Default (None): in
             memory, or, when the lake has a published state, a private copy of it that this
             Lake alone reads and that is removed when it closes (at a million runs an open of
-            4-8 s and under 1 GB resident instead of 40-58 s and 6.8 GB; what ``sql`` creates
-            lasts for the Lake's life, as in memory). See ``runlake.lake.state_cache``.
+            5-7 s and 0.64 GB resident after a first page, instead of 40-58 s and 6.8 GB; what
+            ``sql`` creates lasts for the Lake's life, as in memory). See ``runlake.lake.state_cache``.
 
     A part file that cannot be read is skipped with one ``DamagedFileWarning`` naming it and
     listed by ``damaged_files()``; every other run, experiment and point stays available.

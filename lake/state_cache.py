@@ -214,8 +214,8 @@ def private(
     ``default_dir()``), else memory.
 
     A fold of every part file in memory takes 40-58 s and 6.8 GB at a million runs; a copy of
-    the published state takes 4-8 s and its reader stays under 1 GB (DuckDB's buffer manager
-    reads the rest back from the file). The copy is this reader's alone, under a unique name in
+    the published state takes 4-8 s, and its reader holds in memory only the blocks its queries
+    read (0.64 GB after a first page there). The copy is this reader's alone, under a unique name in
     the cache directory, and is removed when the Lake closes: nothing it does lasts past it, so
     user SQL keeps the meaning it has in memory (what it creates stays for the Lake's life;
     nothing reaches a later open). A lake with no published state, or a copy that cannot be made
