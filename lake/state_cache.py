@@ -31,6 +31,7 @@ import queue
 import re
 import secrets
 import shutil
+import socket
 import struct
 import tempfile
 import threading
@@ -68,10 +69,13 @@ _STATE_NAME = re.compile(r"state-[0-9a-f]{24}\.duckdb")
 _LEFTOVER_NAME = re.compile(r"\.(publish|adopt)-[0-9a-f]{24}-[0-9a-f]+\.duckdb(\.wal)?")
 LEFTOVER_S = 24 * 3600
 # A ``Lake(path)`` that found a published state reads a private copy of it (``private``), under
-# a name of its own, removed when the Lake closes. One a killed process left is removed by the
-# next sweep once no process holds it and it is this old (an open holds its file within
-# milliseconds of making it, so the age only keeps a sweep off one being linked into place).
-_PRIVATE_NAME = re.compile(r"\.private-[0-9a-f]{24}-[0-9a-f]+\.duckdb")
+# a name of its own (the lake's digest, the host's tag, the process id, a random part), removed
+# when the Lake closes. One a killed process left is removed by the next sweep on the same host
+# once that process is gone, no process holds the file and it is this old (an open holds its
+# file within milliseconds of making it, so the age only keeps a sweep off one being linked into
+# place). The host and process checks keep a cache folder shared between hosts (a home folder on
+# NFS), where a lock may not be seen across hosts, from losing another host's live copy.
+_PRIVATE_NAME = re.compile(r"\.private-[0-9a-f]{24}-(?P<host>[0-9a-f]{8})-(?P<pid>[0-9a-f]+)-[0-9a-f]+\.duckdb")
 PRIVATE_LEFTOVER_S = 600
 # The subfolder of a cache folder private copies are made in (0700: their logs too).
 PRIVATE_DIR = "private"
@@ -225,7 +229,7 @@ def private(
         return new_connection(), None, False
     directory = Path(os.path.realpath((directory or default_dir()).expanduser()))
     folder = directory / PRIVATE_DIR
-    path = folder / f".private-{_digest(fs, root)}-{os.getpid():x}{secrets.token_hex(6)}.duckdb"
+    path = folder / f".private-{_digest(fs, root)}-{_host_tag()}-{os.getpid():x}-{secrets.token_hex(6)}.duckdb"
     key = str(path)
     with _in_use_lock:
         _in_use.add(key)
@@ -292,9 +296,13 @@ def sweep(directory: Path, now: float | None = None) -> list[Path]:
                 removed.append(path)
                 log.info("runlake: removed state cache %s (not used for %d days)", path, STALE_AFTER_S // 86400)
         for path in sorted((directory / PRIVATE_DIR).glob(".private-*.duckdb")):
-            if _PRIVATE_NAME.fullmatch(path.name) and str(path) not in _in_use:
-                if _remove_unheld(path, now, PRIVATE_LEFTOVER_S):
-                    removed.append(path)
+            match = _PRIVATE_NAME.fullmatch(path.name)
+            if match is None or str(path) in _in_use or match["host"] != _host_tag():
+                continue  # not a private copy, this process's, or another host's to remove
+            if _process_alive(int(match["pid"], 16)):
+                continue
+            if _remove_unheld(path, now, PRIVATE_LEFTOVER_S):
+                removed.append(path)
     for path in sorted(directory.glob(".*.duckdb*")):
         try:
             if _LEFTOVER_NAME.fullmatch(path.name) and now - path.stat().st_mtime >= LEFTOVER_S:
@@ -313,6 +321,23 @@ def sweep(directory: Path, now: float | None = None) -> list[Path]:
                 with contextlib.suppress(OSError):
                     path.unlink()
     return removed
+
+
+@functools.cache
+def _host_tag() -> str:
+    """Eight hex digits naming this host in private copies' names."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this host (one of another user's counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # not ours to signal, or cannot tell: leave its copy
+    return True
 
 
 def _remove_unheld(path: Path, now: float, age_s: float) -> bool:

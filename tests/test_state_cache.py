@@ -7,6 +7,7 @@ import glob
 import io
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -836,19 +837,31 @@ def test_private_copies_left_by_killed_readers_are_removed(tmp_path: Path, monke
         hour_ago = time.time() - 3600
         for path in copies:
             os.utime(path, (hour_ago, hour_ago))
-        recent = default / "private" / f".private-{'0' * 24}-abc.duckdb"  # being linked into place
-        recent.write_bytes(b"x")
-        spill = default / "private" / f".private-{'0' * 24}-def.duckdb.tmp"  # DuckDB's, its copy gone
+        host, dead = state_cache._host_tag(), f"{killed.pid:x}"
+        other_host = "0" * 8 if host != "0" * 8 else "1" * 8
+
+        def planted(host: str, pid: str, age_s: float, suffix: str = "") -> Path:
+            path = default / "private" / f".private-{'0' * 24}-{host}-{pid}-{secrets.token_hex(3)}.duckdb{suffix}"
+            path.write_bytes(b"x")
+            os.utime(path, (time.time() - age_s, time.time() - age_s))
+            return path
+
+        kept = [
+            planted(host, dead, 0),  # being linked into place
+            planted(host, f"{os.getpid():x}", 3600),  # its process runs: held, whatever a lock says
+            planted(other_host, dead, 3600),  # another host's (a shared home folder): theirs
+        ]
+        spill = default / "private" / f".private-{'0' * 24}-{host}-{dead}-abc.duckdb.tmp"  # its copy gone
         spill.mkdir()
         (spill / "block").write_bytes(b"x")
         removed = state_cache.sweep(default)
         assert len(removed) == 1 and removed[0] in copies  # the killed reader's, not the held one
-        assert recent.exists() and not spill.exists()
+        assert all(path.exists() for path in kept) and not spill.exists()
     finally:
         alive.communicate("\n", timeout=60)
     assert alive.returncode == 0
     # A reader that exits normally removes its copy.
-    assert sorted((default / "private").glob(".private-*.duckdb")) == [recent]
+    assert sorted((default / "private").glob(".private-*.duckdb")) == sorted(kept)
 
 
 def _part_files(root: str) -> list[str]:
