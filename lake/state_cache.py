@@ -92,6 +92,12 @@ def interrupted(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "interrupted" in str(exc).lower()
 
 
+def _read_elsewhere(exc: BaseException) -> bool:
+    """Whether a state file that failed to open with ``exc`` leaves the reader to read elsewhere
+    (a private copy, or memory): a file or DuckDB error, never an interrupt or this code's bug."""
+    return isinstance(exc, (OSError, duckdb.Error)) and not interrupted(exc)
+
+
 def default_dir() -> Path:
     """``$RUNLAKE_CACHE_DIR``, else ``$XDG_CACHE_HOME/runlake``, else ``~/.cache/runlake``."""
     if os.environ.get(CACHE_DIR_ENV):
@@ -197,7 +203,7 @@ def connect(
         with _in_use_lock:
             _in_use.discard(key)
         _adopted.pop(key, None)
-        if interrupted(exc) or not isinstance(exc, (OSError, duckdb.Error)):
+        if not _read_elsewhere(exc):
             raise
         log.info("runlake: state cache %s not used (%s); reading the lake elsewhere", path, exc)
         # Held by another process (a second dashboard), or unusable: as when no cache was asked.
@@ -247,7 +253,7 @@ def private(
             _in_use.discard(key)
         _adopted.pop(key, None)
         discard(path)
-        if interrupted(exc) or not isinstance(exc, (OSError, duckdb.Error)):
+        if not _read_elsewhere(exc):
             raise
         log.info("runlake: no private copy of the published state of %s (%s); reading it in memory", root, exc)
         return new_connection(), None, False

@@ -290,7 +290,6 @@ def serve(
     import waitress
 
     credentials = Credentials.from_file(credentials_file) if credentials_file else None
-    lake = lake if "://" in lake else os.path.abspath(lake)
     app = build_app(lake, credentials, max_request_bytes, max_artifact_bytes)
     threading.Thread(target=_upkeep, args=(lake,), name="runlake-server-upkeep", daemon=True).start()
     server = waitress.create_server(

@@ -99,9 +99,10 @@ class Publisher:
         info = fs.get_file_info(state_cache.published_file(fs, root))
         if info.type != pafs.FileType.File or info.mtime is None:
             return True
-        if state_cache.published_digest(fs, root) == state_cache.listing_digest(cursor):
-            return False  # the copy there holds this very state
-        return bool(now - info.mtime.timestamp() >= self.every_s)
+        if now - info.mtime.timestamp() < self.every_s:
+            return False
+        # Old enough to replace, unless it holds this very state (one ranged read of its end).
+        return state_cache.published_digest(fs, root) != state_cache.listing_digest(cursor)
 
     def publish_if_due(self) -> state_cache.PublishedState | None:
         """Publish the state if it is due; what was written, or None."""
