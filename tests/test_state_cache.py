@@ -1183,6 +1183,19 @@ def test_the_dashboard_publishes_a_big_lake_when_due(tmp_path: Path) -> None:
     assert publisher.due(now=time.time() + 3601)
 
 
+@pytest.mark.parametrize(
+    ("value", "expected", "said"), [("", 20_000, False), ("500", 500, False), ("5k", 20_000, True)]
+)
+def test_the_publish_threshold_comes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], value: str, expected: int, said: bool
+) -> None:
+    from runlake.lake.maintenance import upkeep
+
+    monkeypatch.setenv(upkeep.PUBLISH_MIN_RUNS_ENV, value)
+    assert upkeep.publish_min_runs() == expected
+    assert ("'5k' is not a whole number" in capsys.readouterr().err) == said
+
+
 def test_leftovers_of_killed_publishes_and_other_formats_are_removed(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     cache.mkdir()

@@ -14,6 +14,7 @@ that copy in seconds instead of folding every file for most of a minute.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -38,9 +39,19 @@ PUBLISH_MIN_RUNS_ENV = "RUNLAKE_PUBLISH_MIN_RUNS"
 
 
 def publish_min_runs() -> int:
-    """``$RUNLAKE_PUBLISH_MIN_RUNS`` when set to a whole number, else ``PUBLISH_MIN_RUNS``."""
+    """``$RUNLAKE_PUBLISH_MIN_RUNS`` when set to a whole number, else ``PUBLISH_MIN_RUNS`` (a
+    value that is not one is named on standard error, not silently read as the default)."""
     value = os.environ.get(PUBLISH_MIN_RUNS_ENV, "").strip()
-    return int(value) if value.isdigit() else PUBLISH_MIN_RUNS
+    if value.isdigit():
+        return int(value)
+    if value:
+        print(
+            f"runlake: {PUBLISH_MIN_RUNS_ENV}={value!r} is not a whole number of runs; "
+            f"publishing from {PUBLISH_MIN_RUNS:,} runs",
+            file=sys.stderr,
+            flush=True,
+        )
+    return PUBLISH_MIN_RUNS
 
 
 # How old a published state may grow while the lake changes: a reader starting from it folds
